@@ -1,0 +1,201 @@
+package tape
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Recording is one run of "llmtape record", one import or one "generate": a set of
+// conversations captured or made together.
+type Recording struct {
+	ID       uint64    // assigned by the store
+	Name     string    // human name: the import file's base name, or "record <time>"
+	Source   string    // how it was made: "record", "import:vllm", "import:mooncake", "generate", …
+	Upstream string    // upstream URL for recordings made by the proxy; empty otherwise
+	Mode     string    // proxy mode ("reverse" or "forward"); empty for imports
+	Started  time.Time // wall clock of the first exchange (or of the import)
+	Ended    time.Time // wall clock of the last exchange; zero while recording goes on
+	// Complete is false while a recording or import is being written; an import that fails
+	// leaves it false and is then deleted.
+	Complete bool
+	// Counters kept up to date by the writer of the recording.
+	Conversations int
+	Turns         int
+}
+
+// Grouping says how a conversation's turns were found to belong together.
+type Grouping string
+
+// The ways a turn is matched to a conversation (kept per turn in Turn.Match and, for the
+// conversation as a whole, as the way its first turn was matched).
+const (
+	GroupSession Grouping = "session" // an explicit session id from a header or body field
+	GroupPrefix  Grouping = "prefix"  // its messages extend an earlier turn's messages and reply
+	GroupSingle  Grouping = "single"  // nothing matched: a conversation of its own
+	GroupFork    Grouping = "fork"    // it re-sent an earlier state of a conversation
+	GroupImport  Grouping = "import"  // grouped by the imported file
+)
+
+// Conversation is an ordered list of turns that belong together.
+type Conversation struct {
+	ID        uint64 // unique in the store; assigned with Store.NextConversationID
+	Recording uint64
+	// Arrival is the start of the first turn relative to the recording's first arrival.
+	Arrival  time.Duration
+	Grouping Grouping
+	Session  string // the explicit session id, when Grouping is GroupSession
+	// Parent and ForkTurn are set on a fork: the conversation it branched from and the index of
+	// the parent's turn whose messages (plus reply) it re-sent a prefix of. Parent is 0 otherwise.
+	Parent   uint64
+	ForkTurn int
+	Turns    int // number of turns, kept up to date by the writer
+}
+
+// TokenSource says where a turn's token counts came from.
+type TokenSource string
+
+// The sources of token counts.
+const (
+	TokensServer   TokenSource = "server"   // the server's usage object
+	TokensCounted  TokenSource = "tiktoken" // counted with tiktoken off the hot path
+	TokensImported TokenSource = "import"   // given by an imported trace
+	TokensNone     TokenSource = ""         // unknown
+)
+
+// Turn is one request and its response within a conversation.
+type Turn struct {
+	Conversation uint64
+	Index        int      // 0-based position in the conversation
+	Match        Grouping // how this turn was matched to its conversation
+	Request      Request
+	Response     Response
+	Timing       Timing
+	Tokens       Tokens
+}
+
+// Request is what the client sent, stored without repeating earlier turns' messages.
+//
+// The full message list of a turn is Base[:Kept] followed by Messages, where Base is the
+// previous turn's full message list followed by that turn's reply as an assistant message
+// (ReplyMessage), or for the first turn of a fork the same sequence of the parent's ForkTurn, or
+// empty for the first turn of any other conversation. Store.TurnMessages rebuilds it.
+type Request struct {
+	Method string
+	Path   string // "/v1/chat/completions" or "/v1/completions"
+	Model  string
+	Stream bool
+	// Params is the request body without "messages" (chat) or "prompt" (completions): a JSON
+	// object, kept verbatim so the body can be rebuilt JSON-equal to what the client sent.
+	Params json.RawMessage
+	// Kept is how many messages of the base sequence this turn's message list starts with.
+	Kept int
+	// Messages are the messages this turn adds, each verbatim JSON.
+	Messages []json.RawMessage
+	// MessageMeta holds, per entry of Messages, its token count and content hash, computed once
+	// when the turn is recorded or imported (prefix-reuse analysis uses them).
+	MessageMeta []MessageMeta
+	// Prompt is the "prompt" field of a legacy completion request, verbatim JSON.
+	Prompt json.RawMessage
+	// Synthetic describes a prompt that has no stored text (imported Mooncake/Azure traces):
+	// text is materialized from it when needed. Nil for ordinary turns.
+	Synthetic *Synthetic
+	Headers   map[string]string // request headers with credentials removed
+	// Truncated is true when the body was larger than the proxy's --max-body and was not kept.
+	Truncated bool
+	BodySize  int64 // size of the request body in bytes as received
+}
+
+// MessageMeta is what the recorder computes once per added message.
+type MessageMeta struct {
+	Tokens int32  // tiktoken count of the message's rendered text
+	Hash   uint64 // hash of the message's canonical JSON
+}
+
+// Synthetic is a prompt known only by its lengths and prefix blocks, as in Mooncake traces.
+type Synthetic struct {
+	BlockSize   int      // tokens per block (Mooncake: 512)
+	HashIDs     []uint64 // block ids; equal ids at equal positions share the text of that block
+	InputTokens int      // prompt length; the last block carries the remainder
+}
+
+// Response is what the server answered.
+type Response struct {
+	Status       int
+	Headers      map[string]string // response headers with cookies removed
+	Content      string
+	Reasoning    string
+	ToolCalls    json.RawMessage // assembled tool calls as a JSON array; nil when none
+	FinishReason string
+	// Error is the error body or message when the request failed (HTTP status ≥ 400, an error
+	// object in the stream, a connection failure); empty otherwise.
+	Error string
+	// ErrorClass is one of "http", "timeout", "connect", "stream", "canceled" or empty.
+	ErrorClass string
+	Streamed   bool
+	// Events is the number of SSE data events in the response (0 when not streamed).
+	Events int
+}
+
+// Chunk is one stream event that carried output: its arrival and the tokens it carried.
+type Chunk struct {
+	Offset time.Duration // arrival, from the request being sent
+	Tokens int32
+}
+
+// Timing is when things happened. Start is wall clock; everything else is a monotonic offset
+// from it.
+type Timing struct {
+	Start      time.Time
+	Sent       time.Duration // the request was fully received by the proxy and sent upstream
+	Headers    time.Duration // upstream response headers arrived
+	Chunks     []Chunk       // every output-carrying stream event, in order
+	End        time.Duration // last byte of the response
+	ClientGone bool          // the client went away before the response ended
+}
+
+// Tokens are a turn's token counts.
+type Tokens struct {
+	Prompt     int
+	Completion int
+	Cached     int // prompt tokens the server reported as served from its cache
+	Source     TokenSource
+}
+
+// Run is one "llmtape replay".
+type Run struct {
+	ID        uint64
+	Name      string
+	Target    string
+	Recording uint64
+	Options   json.RawMessage // every option the run used, as JSON
+	Started   time.Time
+	Ended     time.Time
+	Requests  int  // results written
+	Partial   bool // stopped early (Ctrl-C, --duration)
+	// Summary is the run's summary as printed (the replayer's JSON summary).
+	Summary json.RawMessage
+	// Histograms are the run's HDR histograms, encoded, by name (see package metrics).
+	Histograms map[string][]byte
+}
+
+// Result is one replayed request.
+type Result struct {
+	Run          uint64
+	Seq          uint64 // order of completion within the run, from 1
+	Conversation uint64
+	Turn         int
+	Scheduled    time.Duration // scheduled send time, from the run's start
+	Sent         time.Duration // actual send time, from the run's start
+	TTFT         time.Duration // 0 when no output arrived
+	Chunks       []Chunk       // output events, offsets from Sent
+	E2E          time.Duration
+	InputTokens  int
+	OutputTokens int
+	CachedTokens int
+	TokenSource  TokenSource
+	Status       int
+	ErrorClass   string // "http", "timeout", "connect", "stream", "canceled" or empty
+	Error        string
+	Warmup       bool // excluded from statistics
+	Retries      int
+}
