@@ -1,0 +1,155 @@
+package synth_test
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/llmtape/llmtape/synth"
+	"github.com/llmtape/llmtape/tape"
+)
+
+func TestBlockExactTokens(t *testing.T) {
+	m := synth.Default()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 300; i++ {
+		id := rng.Uint64() >> (rng.IntN(64))
+		n := 1 + rng.IntN(700)
+		if i%10 == 0 {
+			n = 512
+		}
+		b := m.Block(id, n)
+		if got := m.Count(b); got != n {
+			t.Fatalf("Block(%d, %d) has %d tokens: %q", id, n, got, b)
+		}
+		if !strings.HasPrefix(b, " ") || strings.HasSuffix(b, " ") {
+			t.Fatalf("Block(%d, %d) = %q: want a leading space and no trailing space", id, n, b)
+		}
+		if b2 := m.Block(id, n); b2 != b {
+			t.Fatalf("Block(%d, %d) not deterministic", id, n)
+		}
+	}
+}
+
+func TestBlocksDiffer(t *testing.T) {
+	m := synth.Default()
+	seen := map[string]uint64{}
+	ids := []uint64{0, 1, 2, 255, 256, 257, 65535, 65536, 1 << 40, 1<<64 - 1}
+	for i := uint64(3); i < 3000; i++ {
+		if i == 255 || i == 256 || i == 257 {
+			continue
+		}
+		ids = append(ids, i)
+	}
+	for _, id := range ids {
+		b := m.Block(id, 16)
+		if prev, ok := seen[b]; ok {
+			t.Fatalf("ids %d and %d give the same block %q", prev, id, b)
+		}
+		seen[b] = id
+	}
+}
+
+func TestPromptExactTokens(t *testing.T) {
+	m := synth.Default()
+	tests := []tape.Synthetic{
+		{BlockSize: 512, HashIDs: []uint64{1, 2, 3}, InputTokens: 1500},
+		{BlockSize: 512, HashIDs: []uint64{1, 2, 3}, InputTokens: 1536},
+		{BlockSize: 512, HashIDs: []uint64{1}, InputTokens: 3000}, // fewer ids than blocks
+		{BlockSize: 16, HashIDs: []uint64{7, 7, 7, 7}, InputTokens: 63},
+		{BlockSize: 512, InputTokens: 1},
+		{BlockSize: 100000, HashIDs: []uint64{42}, InputTokens: 90000}, // wraps the text
+		{BlockSize: 512, InputTokens: 0},
+	}
+	for _, s := range tests {
+		p, err := m.Prompt(&s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Count(p); got != s.InputTokens {
+			t.Errorf("Prompt(%+v) has %d tokens, want %d", s, got, s.InputTokens)
+		}
+		msgs, err := m.Messages(&s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msg struct{ Role, Content string }
+		if len(msgs) != 1 {
+			t.Fatalf("Messages gave %d messages", len(msgs))
+		}
+		if err := json.Unmarshal(msgs[0], &msg); err != nil {
+			t.Fatalf("Messages: %v", err)
+		}
+		if msg.Role != "user" || msg.Content != p {
+			t.Errorf("Messages content differs from Prompt")
+		}
+	}
+}
+
+func TestPromptSharedPrefix(t *testing.T) {
+	m := synth.Default()
+	a, _ := m.Prompt(&tape.Synthetic{BlockSize: 512, HashIDs: []uint64{10, 11, 12}, InputTokens: 1400})
+	b, _ := m.Prompt(&tape.Synthetic{BlockSize: 512, HashIDs: []uint64{10, 11, 99}, InputTokens: 1300})
+	ab := m.Block(10, 512) + m.Block(11, 512)
+	if !strings.HasPrefix(a, ab) || !strings.HasPrefix(b, ab) {
+		t.Fatal("prompts with equal leading ids do not share their leading blocks")
+	}
+	if a[len(ab):len(ab)+20] == b[len(ab):len(ab)+20] {
+		t.Fatal("different third ids give the same text")
+	}
+}
+
+func TestErrors(t *testing.T) {
+	m := synth.Default()
+	if _, err := m.Prompt(nil); err == nil {
+		t.Error("Prompt(nil): no error")
+	}
+	if _, err := m.Prompt(&tape.Synthetic{InputTokens: 10}); err == nil {
+		t.Error("block size 0: no error")
+	}
+	if _, err := synth.New([]byte("too short"), ""); err == nil {
+		t.Error("short text: no error")
+	}
+	if _, err := synth.New(synth.DefaultText(), "nope"); err == nil {
+		t.Error("unknown tokenizer: no error")
+	}
+}
+
+func BenchmarkPrompt(b *testing.B) {
+	m := synth.Default()
+	s := &tape.Synthetic{BlockSize: 512, InputTokens: 12035}
+	for i := range 24 {
+		s.HashIDs = append(s.HashIDs, uint64(i*7919))
+	}
+	p, _ := m.Prompt(s)
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	dst := make([]byte, 0, len(p))
+	for b.Loop() {
+		dst, _ = m.AppendPrompt(dst[:0], s)
+	}
+}
+
+func BenchmarkMessages(b *testing.B) {
+	m := synth.Default()
+	s := &tape.Synthetic{BlockSize: 512, InputTokens: 12035}
+	for i := range 24 {
+		s.HashIDs = append(s.HashIDs, uint64(i*7919))
+	}
+	msgs, _ := m.Messages(s)
+	b.SetBytes(int64(len(msgs[0])))
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = m.Messages(s)
+	}
+}
+
+func BenchmarkDefault(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := synth.New(synth.DefaultText(), ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
