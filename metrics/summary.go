@@ -1,0 +1,285 @@
+package metrics
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/llmtape/llmtape/tape"
+)
+
+// Summary is the replayer's summary of a run: what "llmtape replay" prints and writes with
+// --json, and what the store keeps as tape.Run.Summary. The JSON keys are stable and
+// documented in docs/replay.md.
+type Summary struct {
+	Requests   Requests   `json:"requests"`
+	Throughput Throughput `json:"throughput"`
+	// Latencies in milliseconds, of successful requests (schedule lag: of every request sent).
+	TTFT        Dist `json:"ttft_ms"`
+	TPOT        Dist `json:"tpot_ms"`
+	ITL         Dist `json:"itl_ms"`
+	E2E         Dist `json:"e2e_ms"`
+	ScheduleLag Dist `json:"schedule_lag_ms"`
+	// Token counts of successful requests.
+	InputTokens  Dist    `json:"input_tokens"`
+	OutputTokens Dist    `json:"output_tokens"`
+	CachedTokens int64   `json:"cached_tokens"` // sum over successful requests
+	Goodput      Goodput `json:"goodput"`
+	// ErrorsByClass counts failed requests by class: "http", "timeout", "connect", "stream",
+	// "canceled".
+	ErrorsByClass map[string]int `json:"errors_by_class"`
+	ByTurn        []TurnSummary  `json:"by_turn"`
+	Duration      float64        `json:"duration_s"`      // measurement window in seconds
+	Warmup        int            `json:"warmup_excluded"` // results excluded as warmup
+	Retries       int            `json:"retries"`         // retries made, over all requests
+}
+
+// Requests counts the requests of the measurement window (warmup excluded).
+type Requests struct {
+	Total  int `json:"total"`
+	OK     int `json:"ok"`
+	Errors int `json:"errors"`
+}
+
+// Throughput is per second of the measurement window, over successful requests.
+type Throughput struct {
+	RequestsPerS     float64 `json:"requests_per_s"`
+	InputTokensPerS  float64 `json:"input_tokens_per_s"`
+	OutputTokensPerS float64 `json:"output_tokens_per_s"`
+}
+
+// Goodput counts the requests that succeeded and met every objective of the SLO. With no SLO
+// every successful request counts.
+type Goodput struct {
+	SLO          string  `json:"slo"` // as given to --slo; "" when none
+	RequestsPerS float64 `json:"requests_per_s"`
+	Met          int     `json:"met"`
+	Ratio        float64 `json:"ratio"` // Met / Requests.Total
+}
+
+// TurnSummary is the summary of one turn bucket.
+type TurnSummary struct {
+	Bucket   string `json:"bucket"` // one of TurnBuckets
+	Requests int    `json:"requests"`
+	Errors   int    `json:"errors"`
+	TTFT     Dist   `json:"ttft_ms"`
+	TPOT     Dist   `json:"tpot_ms"`
+	ITL      Dist   `json:"itl_ms"`
+	E2E      Dist   `json:"e2e_ms"`
+}
+
+type sloSample struct {
+	ttft, e2e time.Duration
+	out       int
+}
+
+// Accumulator builds a Summary from results. Add only bumps counters and histograms;
+// Summary computes the derived figures. The zero value is ready to use. It is not safe for
+// concurrent use.
+type Accumulator struct {
+	set               *Set
+	total, ok, warmup int
+	retries           int
+	errors            map[string]int
+	byTurn            [numBuckets]struct{ requests, errors int }
+	input, output     []float64
+	inSum, outSum     int64
+	cached            int64
+	samples           []sloSample
+}
+
+// Set returns the accumulator's histograms (to encode into tape.Run.Histograms or merge).
+func (a *Accumulator) Set() *Set {
+	if a.set == nil {
+		a.set = NewSet()
+	}
+	return a.set
+}
+
+// Add counts one result. Warmup results are only counted as excluded. Latency histograms get
+// successful requests (TTFT also when no output arrived is skipped); schedule lag gets every
+// request.
+func (a *Accumulator) Add(r *tape.Result) {
+	if r.Warmup {
+		a.warmup++
+		return
+	}
+	s := a.Set()
+	a.total++
+	a.retries += r.Retries
+	b := TurnBucketIndex(r.Turn)
+	if b >= 0 {
+		a.byTurn[b].requests++
+	}
+	s.Record(ScheduleLag, r.Turn, r.Sent-r.Scheduled)
+	if !OK(r) {
+		if a.errors == nil {
+			a.errors = make(map[string]int)
+		}
+		class := r.ErrorClass
+		if class == "" {
+			class = "http"
+		}
+		a.errors[class]++
+		if b >= 0 {
+			a.byTurn[b].errors++
+		}
+		return
+	}
+	a.ok++
+	if r.TTFT > 0 {
+		s.Record(TTFT, r.Turn, r.TTFT)
+	}
+	s.RecordITL(r.Turn, r.Chunks)
+	if tpot, ok := ResultTPOT(r); ok {
+		s.Record(TPOT, r.Turn, tpot)
+	}
+	s.Record(E2E, r.Turn, r.E2E)
+	a.input = append(a.input, float64(r.InputTokens))
+	a.output = append(a.output, float64(r.OutputTokens))
+	a.inSum += int64(r.InputTokens)
+	a.outSum += int64(r.OutputTokens)
+	a.cached += int64(r.CachedTokens)
+	a.samples = append(a.samples, sloSample{r.TTFT, r.E2E, r.OutputTokens})
+}
+
+// Summary computes the summary over a measurement window (for the rates; a window <= 0 gives
+// zero rates) with the SLO for goodput.
+func (a *Accumulator) Summary(window time.Duration, slo SLO) Summary {
+	s := a.Set()
+	sum := Summary{
+		Requests:      Requests{Total: a.total, OK: a.ok, Errors: a.total - a.ok},
+		TTFT:          s.Dist(TTFT, ""),
+		TPOT:          s.Dist(TPOT, ""),
+		ITL:           s.Dist(ITL, ""),
+		E2E:           s.Dist(E2E, ""),
+		ScheduleLag:   s.Dist(ScheduleLag, ""),
+		InputTokens:   ValuesDist(a.input),
+		OutputTokens:  ValuesDist(a.output),
+		CachedTokens:  a.cached,
+		ErrorsByClass: map[string]int{},
+		ByTurn:        []TurnSummary{},
+		Duration:      window.Seconds(),
+		Warmup:        a.warmup,
+		Retries:       a.retries,
+	}
+	for k, v := range a.errors {
+		sum.ErrorsByClass[k] = v
+	}
+	met := 0
+	for _, x := range a.samples {
+		if slo.met(x.ttft, x.e2e, x.out) {
+			met++
+		}
+	}
+	sum.Goodput = Goodput{SLO: slo.String(), Met: met}
+	if a.total > 0 {
+		sum.Goodput.Ratio = float64(met) / float64(a.total)
+	}
+	if w := window.Seconds(); w > 0 {
+		sum.Throughput = Throughput{
+			RequestsPerS:     float64(a.ok) / w,
+			InputTokensPerS:  float64(a.inSum) / w,
+			OutputTokensPerS: float64(a.outSum) / w,
+		}
+		sum.Goodput.RequestsPerS = float64(met) / w
+	}
+	for i, b := range TurnBuckets {
+		if a.byTurn[i].requests == 0 {
+			continue
+		}
+		sum.ByTurn = append(sum.ByTurn, TurnSummary{
+			Bucket:   b,
+			Requests: a.byTurn[i].requests,
+			Errors:   a.byTurn[i].errors,
+			TTFT:     s.Dist(TTFT, b),
+			TPOT:     s.Dist(TPOT, b),
+			ITL:      s.Dist(ITL, b),
+			E2E:      s.Dist(E2E, b),
+		})
+	}
+	return sum
+}
+
+// fnum formats a figure in at most 7 characters.
+func fnum(v float64) string {
+	switch {
+	case v < 100 && v > -100:
+		return fmt.Sprintf("%.2f", v)
+	case v < 10000 && v > -10000:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.0f", v)
+	}
+}
+
+// WriteTable writes the summary as a table like vLLM's multi-turn benchmark prints (count,
+// mean, std, min, 25%, 50%, 75%, 90%, 99%, max per metric), then throughput, goodput, errors
+// and per-turn figures. Lines fit in 100 columns.
+func (s Summary) WriteTable(w io.Writer) error {
+	var b strings.Builder
+	line := strings.Repeat("-", 94)
+	fmt.Fprintf(&b, "%-14s%8s%8s%8s%8s%8s%8s%8s%8s%8s%8s\n",
+		"", "count", "mean", "std", "min", "25%", "50%", "75%", "90%", "99%", "max")
+	fmt.Fprintln(&b, line)
+	rows := []struct {
+		name string
+		d    Dist
+	}{
+		{"ttft_ms", s.TTFT}, {"tpot_ms", s.TPOT}, {"itl_ms", s.ITL}, {"e2e_ms", s.E2E},
+		{"input_tokens", s.InputTokens}, {"output_tokens", s.OutputTokens},
+	}
+	for _, r := range rows {
+		d := r.d
+		fmt.Fprintf(&b, "%-14s%8d%8s%8s%8s%8s%8s%8s%8s%8s%8s\n", r.name, d.Count, fnum(d.Mean),
+			fnum(d.Std), fnum(d.Min), fnum(d.P25), fnum(d.P50), fnum(d.P75), fnum(d.P90),
+			fnum(d.P99), fnum(d.Max))
+	}
+	fmt.Fprintln(&b, line)
+	fmt.Fprintf(&b, "requests       %d total, %d ok, %d errors", s.Requests.Total, s.Requests.OK,
+		s.Requests.Errors)
+	if s.Warmup > 0 {
+		fmt.Fprintf(&b, ", %d warmup excluded", s.Warmup)
+	}
+	if s.Retries > 0 {
+		fmt.Fprintf(&b, ", %d retries", s.Retries)
+	}
+	fmt.Fprintf(&b, " in %.2f s\n", s.Duration)
+	fmt.Fprintf(&b, "throughput     %.2f req/s, %.1f input tok/s, %.1f output tok/s\n",
+		s.Throughput.RequestsPerS, s.Throughput.InputTokensPerS, s.Throughput.OutputTokensPerS)
+	slo := s.Goodput.SLO
+	if slo == "" {
+		slo = "no slo"
+	}
+	fmt.Fprintf(&b, "goodput        %.2f req/s, %d met (%.1f%%) [%s]\n", s.Goodput.RequestsPerS,
+		s.Goodput.Met, 100*s.Goodput.Ratio, slo)
+	if len(s.ErrorsByClass) > 0 {
+		classes := make([]string, 0, len(s.ErrorsByClass))
+		for k := range s.ErrorsByClass {
+			classes = append(classes, k)
+		}
+		sort.Strings(classes)
+		fmt.Fprint(&b, "errors        ")
+		for _, k := range classes {
+			fmt.Fprintf(&b, " %s=%d", k, s.ErrorsByClass[k])
+		}
+		fmt.Fprintln(&b)
+	}
+	l := s.ScheduleLag
+	fmt.Fprintf(&b, "schedule lag   mean %s ms, p50 %s, p90 %s, p99 %s, max %s\n", fnum(l.Mean),
+		fnum(l.P50), fnum(l.P90), fnum(l.P99), fnum(l.Max))
+	if len(s.ByTurn) > 0 {
+		fmt.Fprintln(&b, line)
+		fmt.Fprintf(&b, "%-6s%9s%7s%10s%10s%10s%10s%10s%10s\n", "turn", "requests", "errors",
+			"ttft p50", "ttft p99", "tpot p50", "tpot p99", "e2e p50", "e2e p99")
+		for _, t := range s.ByTurn {
+			fmt.Fprintf(&b, "%-6s%9d%7d%10s%10s%10s%10s%10s%10s\n", t.Bucket, t.Requests, t.Errors,
+				fnum(t.TTFT.P50), fnum(t.TTFT.P99), fnum(t.TPOT.P50), fnum(t.TPOT.P99),
+				fnum(t.E2E.P50), fnum(t.E2E.P99))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
