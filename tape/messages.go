@@ -1,0 +1,166 @@
+package tape
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/big"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// ReplyMessage returns a turn's reply as the assistant message a client echoes back in its
+// next request: {"role":"assistant","content":"..."}, with "tool_calls" when the reply has
+// tool calls (and "content":null when it then has no text). The recorder compares the
+// client's echoed message with it (JSONEqual) to decide Request.Kept.
+func ReplyMessage(t *Turn) json.RawMessage {
+	tc := bytes.TrimSpace(t.Response.ToolCalls)
+	hasTools := len(tc) > 0 && !bytes.Equal(tc, []byte("null"))
+	b := make([]byte, 0, len(t.Response.Content)+len(tc)+48)
+	b = append(b, `{"role":"assistant","content":`...)
+	if hasTools && t.Response.Content == "" {
+		b = append(b, "null"...)
+	} else {
+		b = appendJSONString(b, t.Response.Content)
+	}
+	if hasTools {
+		b = append(b, `,"tool_calls":`...)
+		b = append(b, tc...)
+	}
+	b = append(b, '}')
+	return b
+}
+
+// appendJSONString appends s as a JSON string, escaping only what JSON requires (unlike
+// encoding/json, it leaves <, > and & alone, as most clients send them).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// JSONEqual reports whether a and b are the same JSON value: object key order and
+// insignificant white space are ignored, strings compare by their decoded text and numbers by
+// their value (1, 1.0 and 1e0 are equal). Invalid JSON is equal only to identical bytes.
+func JSONEqual(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	va, ok := decodeJSON(a)
+	if !ok {
+		return false
+	}
+	vb, ok := decodeJSON(b)
+	if !ok {
+		return false
+	}
+	return jsonValueEqual(va, vb)
+}
+
+func decodeJSON(b []byte) (any, bool) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, false
+	}
+	if _, err := d.Token(); err == nil {
+		return nil, false // trailing data
+	}
+	return v, true
+}
+
+func jsonValueEqual(a, b any) bool {
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, xv := range x {
+			yv, ok := y[k]
+			if !ok || !jsonValueEqual(xv, yv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !jsonValueEqual(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case json.Number:
+		y, ok := b.(json.Number)
+		if !ok {
+			return false
+		}
+		if x == y {
+			return true
+		}
+		return numberEqual(string(x), string(y))
+	case string:
+		y, ok := b.(string)
+		return ok && x == y
+	case bool:
+		y, ok := b.(bool)
+		return ok && x == y
+	case nil:
+		return b == nil
+	}
+	return false
+}
+
+// numberEqual compares two JSON numbers by value: exactly for plain decimals, as float64 for
+// numbers with an exponent (which big.Rat would expand without bound).
+func numberEqual(x, y string) bool {
+	if strings.ContainsAny(x, "eE") || strings.ContainsAny(y, "eE") {
+		fx, errx := strconv.ParseFloat(x, 64)
+		fy, erry := strconv.ParseFloat(y, 64)
+		return errx == nil && erry == nil && fx == fy
+	}
+	rx, okx := new(big.Rat).SetString(x)
+	ry, oky := new(big.Rat).SetString(y)
+	return okx && oky && rx.Cmp(ry) == 0
+}

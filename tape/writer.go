@@ -1,0 +1,325 @@
+package tape
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Record is a value that a Writer stores: *Recording, *Conversation, *Turn, *Run or *Result.
+type Record interface{ record() }
+
+func (*Recording) record()    {}
+func (*Conversation) record() {}
+func (*Turn) record()         {}
+func (*Run) record()          {}
+func (*Result) record()       {}
+
+// Defaults of WriterConfig, used where a field is zero.
+const (
+	DefaultMaxBatch  = 512
+	DefaultMaxDelay  = 50 * time.Millisecond
+	DefaultQueueSize = 8192
+)
+
+// WriterConfig configures a Writer. Zero fields take the defaults.
+type WriterConfig struct {
+	// MaxBatch is the most records committed in one transaction; default 512.
+	MaxBatch int
+	// MaxDelay is the longest a record waits for its transaction; default 50ms.
+	MaxDelay time.Duration
+	// QueueSize is how many records may wait before Put blocks and TryPut fails; default 8192.
+	QueueSize int
+	// OnLost, if set, is called from the writer's goroutine for each record that could not be
+	// committed, with the reason. It must not call the Writer.
+	OnLost func(rec Record, err error)
+}
+
+// WriterStats are a Writer's counters.
+type WriterStats struct {
+	Committed int64 // records committed
+	Lost      int64 // records that could not be committed (reported to OnLost)
+	Queued    int64 // records put and not yet committed or lost
+	Batches   int64 // transactions committed
+}
+
+// Writer commits records handed to it by many goroutines in batched transactions: up to
+// MaxBatch records or MaxDelay per transaction. Every record put is either committed or
+// reported lost (OnLost, Stats().Lost and the error of Close); none is dropped silently.
+//
+// Put encodes turns and results in the caller's goroutine, so the caller may reuse a *Turn or
+// *Result once Put returns. Recordings, conversations and runs are copied shallowly: do not
+// modify their byte slices or maps after Put. A batch that fails is retried record by record,
+// so that one bad record (say, a turn of an unknown conversation) loses only itself.
+type Writer struct {
+	s    *Store
+	cfg  WriterConfig
+	ch   chan item
+	done chan struct{}
+
+	mu     sync.RWMutex // guards closed and sends on ch
+	closed bool
+
+	errMu     sync.Mutex
+	firstErr  error // first commit error: returned by Close
+	flushErr  error // first commit error since the last Flush
+	committed atomic.Int64
+	lost      atomic.Int64
+	queued    atomic.Int64
+	batches   atomic.Int64
+}
+
+// item is one queued record, or a flush marker (flush != nil).
+type item struct {
+	rec   Record
+	enc   []byte // encoded turn or result
+	flush chan error
+}
+
+// NewWriter starts a batched writer. Close it before closing the store.
+func (s *Store) NewWriter(cfg WriterConfig) *Writer {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.MaxDelay <= 0 {
+		cfg.MaxDelay = DefaultMaxDelay
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = DefaultQueueSize
+	}
+	w := &Writer{s: s, cfg: cfg, ch: make(chan item, cfg.QueueSize), done: make(chan struct{})}
+	go w.loop()
+	return w
+}
+
+// prepare encodes or copies rec so that the caller may reuse it.
+func prepare(rec Record) (item, error) {
+	switch r := rec.(type) {
+	case *Turn:
+		if r == nil {
+			break
+		}
+		c := *r
+		c.Request, c.Response, c.Timing = Request{}, Response{}, Timing{}
+		return item{rec: &c, enc: encodeTurn(nil, r)}, nil
+	case *Result:
+		if r == nil {
+			break
+		}
+		c := *r
+		c.Chunks = nil
+		return item{rec: &c, enc: encodeResult(nil, r)}, nil
+	case *Conversation:
+		if r == nil {
+			break
+		}
+		c := *r
+		return item{rec: &c}, nil
+	case *Recording:
+		if r == nil {
+			break
+		}
+		c := *r
+		return item{rec: &c}, nil
+	case *Run:
+		if r == nil {
+			break
+		}
+		c := *r
+		return item{rec: &c}, nil
+	}
+	return item{}, fmt.Errorf("writer: cannot put %T", rec)
+}
+
+// Put queues rec, blocking while the queue is full. It returns ErrClosed after Close.
+func (w *Writer) Put(rec Record) error {
+	it, err := prepare(rec)
+	if err != nil {
+		return err
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	w.queued.Add(1)
+	w.ch <- it
+	return nil
+}
+
+// TryPut queues rec if the queue has room and reports whether it did. It never blocks; it
+// returns false after Close.
+func (w *Writer) TryPut(rec Record) bool {
+	it, err := prepare(rec)
+	if err != nil {
+		return false
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return false
+	}
+	select {
+	case w.ch <- it:
+		w.queued.Add(1)
+		return true
+	default:
+		return false
+	}
+}
+
+// Flush returns when every record put before it is committed or lost, with the first commit
+// error since the previous Flush.
+func (w *Writer) Flush() error {
+	done := make(chan error, 1)
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return ErrClosed
+	}
+	w.ch <- item{flush: done}
+	w.mu.RUnlock()
+	return <-done
+}
+
+// Close commits everything queued, stops the writer and returns the first commit error (nil
+// when every record was committed). Further Puts return ErrClosed.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.ch)
+	}
+	w.mu.Unlock()
+	<-w.done
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	if w.firstErr != nil {
+		return fmt.Errorf("writer: %d records lost: %w", w.lost.Load(), w.firstErr)
+	}
+	return nil
+}
+
+// Stats returns the writer's counters.
+func (w *Writer) Stats() WriterStats {
+	return WriterStats{
+		Committed: w.committed.Load(),
+		Lost:      w.lost.Load(),
+		Queued:    w.queued.Load(),
+		Batches:   w.batches.Load(),
+	}
+}
+
+func (w *Writer) loop() {
+	defer close(w.done)
+	batch := make([]item, 0, w.cfg.MaxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		it, ok := <-w.ch
+		if !ok {
+			return
+		}
+		if it.flush != nil {
+			w.answerFlush(it.flush)
+			continue
+		}
+		batch = append(batch[:0], it)
+		timer.Reset(w.cfg.MaxDelay)
+		var flush chan error
+		closed := false
+	collect:
+		for len(batch) < w.cfg.MaxBatch {
+			select {
+			case it, ok := <-w.ch:
+				switch {
+				case !ok:
+					closed = true
+					break collect
+				case it.flush != nil:
+					flush = it.flush
+					break collect
+				}
+				batch = append(batch, it)
+			case <-timer.C:
+				break collect
+			}
+		}
+		timer.Stop()
+		w.commit(batch)
+		clear(batch)
+		if flush != nil {
+			w.answerFlush(flush)
+		}
+		if closed {
+			return
+		}
+	}
+}
+
+func (w *Writer) answerFlush(ch chan error) {
+	w.errMu.Lock()
+	err := w.flushErr
+	w.flushErr = nil
+	w.errMu.Unlock()
+	ch <- err
+}
+
+// commit writes batch in one transaction, or record by record when that fails.
+func (w *Writer) commit(batch []item) {
+	err := w.s.update(func(btx *bolt.Tx) error { return putItems(w.s, btx, batch) })
+	if err == nil {
+		w.batches.Add(1)
+		w.committed.Add(int64(len(batch)))
+		w.queued.Add(-int64(len(batch)))
+		return
+	}
+	if len(batch) == 1 || errors.Is(err, ErrClosed) {
+		for _, it := range batch {
+			w.lose(it, err)
+		}
+		return
+	}
+	for i := range batch {
+		w.commit(batch[i : i+1])
+	}
+}
+
+func (w *Writer) lose(it item, err error) {
+	w.lost.Add(1)
+	w.queued.Add(-1)
+	w.errMu.Lock()
+	if w.firstErr == nil {
+		w.firstErr = err
+	}
+	if w.flushErr == nil {
+		w.flushErr = err
+	}
+	w.errMu.Unlock()
+	if w.cfg.OnLost != nil {
+		w.cfg.OnLost(it.rec, err)
+	}
+}
+
+func putItems(s *Store, btx *bolt.Tx, batch []item) error {
+	tx := newTx(s, btx)
+	for _, it := range batch {
+		var err error
+		switch r := it.rec.(type) {
+		case *Turn:
+			err = tx.putTurn(r, it.enc)
+		case *Result:
+			err = tx.putResult(r, it.enc)
+		default:
+			err = tx.put(r)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return tx.finish()
+}
