@@ -1,0 +1,501 @@
+package sim
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"hash/fnv"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Salts keep the seeded random streams of one request independent.
+const (
+	saltFault  = 0x9e3779b97f4a7c15
+	saltJitter = 0xbf58476d1ce4e5b9
+	saltOutput = 0x94d049bb133111eb
+)
+
+// plan is what will happen to one request, decided before it runs.
+type plan struct {
+	fail       bool
+	stall      bool
+	disconnect bool
+	stallAt    float64 // position in the stream, a fraction in [0, 1)
+	cutAt      float64
+}
+
+// planFor decides the faults of request index idx from the seed alone, so that the same seed
+// gives the same faults to the same request index whatever the goroutine order.
+func (s *Server) planFor(idx uint64) plan {
+	rng := rand.New(rand.NewPCG(uint64(s.cfg.Seed)^saltFault, idx))
+	var p plan
+	// Always draw all five numbers so that each knob's decisions do not depend on the others.
+	uf, us, ud, ps, pc := rng.Float64(), rng.Float64(), rng.Float64(), rng.Float64(), rng.Float64()
+	p.fail = uf < s.cfg.FailRate
+	p.stall = !p.fail && us < s.cfg.StallRate
+	p.disconnect = !p.fail && ud < s.cfg.DisconnectRate
+	p.stallAt, p.cutAt = ps, pc
+	return p
+}
+
+// outputLen returns the number of tokens to generate and the finish reason. natural is the
+// length the simulated model "wants"; max_tokens stops it early (finish "length"), and with
+// ignore_eos it always runs to max_tokens. min_tokens is a floor.
+func outputLen(req *request, natural int) (int, string) {
+	n := natural
+	if req.MaxTokens > 0 && (req.IgnoreEOS || n > req.MaxTokens) {
+		n = req.MaxTokens
+	}
+	n = max(n, req.MinTokens)
+	if req.MaxTokens > 0 && n >= req.MaxTokens {
+		return req.MaxTokens, "length"
+	}
+	return n, "stop"
+}
+
+// stream is one response being generated: it renders events into buf without allocating.
+type stream struct {
+	chat   bool
+	stamp  bool
+	head   []byte // event bytes before the text
+	tail   []byte // event bytes after the text, without the closing brace
+	buf    []byte
+	rng    *rand.Rand
+	text   []byte // the whole output, for non-streamed replies
+	keep   bool   // accumulate text
+	nwords int    // tokens generated so far
+}
+
+// nextText appends n tokens of text to dst.
+func (st *stream) nextText(dst []byte, n int) []byte {
+	for range n {
+		if st.nwords > 0 {
+			dst = append(dst, ' ')
+		}
+		dst = append(dst, words[st.rng.IntN(len(words))]...)
+		st.nwords++
+	}
+	return dst
+}
+
+// event renders one stream event carrying n tokens.
+func (st *stream) event(n int) []byte {
+	b := append(st.buf[:0], st.head...)
+	start := len(b)
+	b = st.nextText(b, n)
+	if st.keep {
+		st.text = append(st.text, b[start:]...)
+	}
+	b = append(b, st.tail...)
+	b = st.finishEvent(b)
+	st.buf = b
+	return b
+}
+
+func (st *stream) finishEvent(b []byte) []byte {
+	if st.stamp {
+		b = append(b, `,"llmtape_sent_unix_ns":`...)
+		b = strconv.AppendInt(b, time.Now().UnixNano(), 10)
+	}
+	return append(b, "}\n\n"...)
+}
+
+type usage struct {
+	prompt, completion, cached int
+}
+
+func appendUsage(b []byte, u usage) []byte {
+	b = append(b, `"usage":{"completion_tokens":`...)
+	b = strconv.AppendInt(b, int64(u.completion), 10)
+	b = append(b, `,"prompt_tokens":`...)
+	b = strconv.AppendInt(b, int64(u.prompt), 10)
+	b = append(b, `,"total_tokens":`...)
+	b = strconv.AppendInt(b, int64(u.prompt+u.completion), 10)
+	b = append(b, `,"prompt_tokens_details":{"cached_tokens":`...)
+	b = strconv.AppendInt(b, int64(u.cached), 10)
+	return append(b, "}}"...)
+}
+
+// meta holds the fields shared by all of a response's JSON objects.
+type meta struct {
+	id      string
+	model   []byte // JSON string
+	created int64
+}
+
+// appendCommon appends `"created":..,"id":..,"model":..,"system_fingerprint":..,"object":..`
+// in llama.cpp's order for chat, or `"created":..,"model":..,"system_fingerprint":..,"object":..`
+// (the id goes last) for completions.
+func appendCommon(b []byte, m *meta, chat bool, object string) []byte {
+	b = append(b, `"created":`...)
+	b = strconv.AppendInt(b, m.created, 10)
+	if chat {
+		b = append(b, `,"id":"`...)
+		b = append(b, m.id...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"model":`...)
+	b = append(b, m.model...)
+	b = append(b, `,"system_fingerprint":"llmtape-sim","object":"`...)
+	b = append(b, object...)
+	b = append(b, '"')
+	return b
+}
+
+func appendID(b []byte, m *meta) []byte {
+	b = append(b, `,"id":"`...)
+	b = append(b, m.id...)
+	return append(b, '"')
+}
+
+// finalEvent renders the event that carries the finish reason (and usage when asked).
+func (st *stream) finalEvent(m *meta, finish string, u *usage) []byte {
+	b := st.buf[:0]
+	if st.chat {
+		b = append(b, `data: {"choices":[{"finish_reason":"`...)
+		b = append(b, finish...)
+		b = append(b, `","index":0,"delta":{}}],`...)
+		b = appendCommon(b, m, true, "chat.completion.chunk")
+		if u != nil {
+			b = append(b, ',')
+			b = appendUsage(b, *u)
+		}
+	} else {
+		b = append(b, `data: {"choices":[{"text":"","index":0,"logprobs":null,"finish_reason":"`...)
+		b = append(b, finish...)
+		b = append(b, `"}],`...)
+		b = appendCommon(b, m, false, "text_completion")
+		if u != nil {
+			b = append(b, ',')
+			b = appendUsage(b, *u)
+		}
+		b = appendID(b, m)
+	}
+	b = st.finishEvent(b)
+	st.buf = b
+	return b
+}
+
+func newStream(chat, stamp, keep bool, m *meta, rng *rand.Rand) *stream {
+	st := &stream{chat: chat, stamp: stamp, keep: keep, rng: rng, buf: make([]byte, 0, 512)}
+	if chat {
+		st.head = []byte(`data: {"choices":[{"finish_reason":null,"index":0,"delta":{"content":"`)
+		t := []byte(`"}}],`)
+		st.tail = appendCommon(t, m, true, "chat.completion.chunk")
+	} else {
+		st.head = []byte(`data: {"choices":[{"text":"`)
+		t := []byte(`","index":0,"logprobs":null,"finish_reason":null}],`)
+		t = appendCommon(t, m, false, "text_completion")
+		st.tail = appendID(t, m)
+	}
+	return st
+}
+
+// wholeResponse renders a non-streamed reply in llama.cpp's field order.
+func wholeResponse(chat bool, m *meta, text []byte, finish string, u usage) []byte {
+	b := make([]byte, 0, 256+len(text))
+	if chat {
+		b = append(b, `{"choices":[{"finish_reason":"`...)
+		b = append(b, finish...)
+		b = append(b, `","index":0,"message":{"role":"assistant","content":"`...)
+		b = append(b, text...)
+		b = append(b, `"}}],`...)
+		b = appendCommon(b, m, false, "chat.completion")
+	} else {
+		b = append(b, `{"choices":[{"text":"`...)
+		b = append(b, text...)
+		b = append(b, `","index":0,"logprobs":null,"finish_reason":"`...)
+		b = append(b, finish...)
+		b = append(b, `"}],`...)
+		b = appendCommon(b, m, false, "text_completion")
+	}
+	b = append(b, ',')
+	b = appendUsage(b, u)
+	b = appendID(b, m)
+	return append(b, '}')
+}
+
+var doneEvent = []byte("data: [DONE]\n\n")
+
+const idChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+func makeID(prefix string, rng *rand.Rand) string {
+	b := make([]byte, len(prefix), len(prefix)+32)
+	copy(b, prefix)
+	for range 32 {
+		b = append(b, idChars[rng.IntN(len(idChars))])
+	}
+	return string(b)
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always marshals
+	return append(b, q...)
+}
+
+// jitter returns d plus a uniform offset in [-j, +j], never below zero.
+func jitter(d, j time.Duration, rng *rand.Rand) time.Duration {
+	if j <= 0 {
+		return d
+	}
+	d += time.Duration(rng.Int64N(int64(2*j)+1)) - j
+	return max(d, 0)
+}
+
+// handleCompletion serves /v1/chat/completions (chat) and /v1/completions.
+//
+// Timing: the request's arrival (before its body is read) anchors every deadline. The first
+// event is due at arrival + queue wait + TTFT + uncached prompt tokens × PrefillPerToken; each
+// later event is due one gap after the previous deadline (not after the previous write), so
+// a late wake-up does not push the rest of the stream back. One timer per request is reset
+// to each absolute deadline.
+func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat bool) {
+	arrival := time.Now()
+	if r.Method != http.MethodPost {
+		writeMethodNotAllowed(w, "POST")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.ctr.bad.Add(1)
+			writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than "+strconv.Itoa(maxBody)+" bytes", "invalid_request_error", "", nil)
+			return
+		}
+		s.ctr.canceled.Add(1)
+		return // the client went away while sending
+	}
+	req, err := parseRequest(body, chat)
+	if err != nil {
+		s.ctr.bad.Add(1)
+		br := &badRequest{msg: err.Error()}
+		errors.As(err, &br)
+		writeError(w, http.StatusBadRequest, br.msg, "invalid_request_error", br.param, nil)
+		return
+	}
+	idx := uint64(s.ctr.requests.Add(1) - 1)
+	p := s.planFor(idx)
+	if p.fail {
+		s.ctr.addFailed(s.cfg.FailStatus)
+		s.writeInjectedFailure(w)
+		return
+	}
+
+	// Prompt tokens and the seeded output.
+	var tokens []uint32
+	if req.PromptTokens != nil {
+		tokens = req.PromptTokens
+	} else {
+		for _, seg := range req.Segments {
+			tokens = s.tokenize(tokens, seg)
+		}
+	}
+	h := fnv.New64a()
+	var tb [4]byte
+	for _, t := range tokens {
+		binary.LittleEndian.PutUint32(tb[:], t)
+		h.Write(tb[:])
+	}
+	outRng := rand.New(rand.NewPCG(uint64(s.cfg.Seed)^saltOutput, h.Sum64()))
+	natural := s.cfg.OutputLen.Min + outRng.IntN(s.cfg.OutputLen.Max-s.cfg.OutputLen.Min+1)
+	n, finish := outputLen(req, natural)
+	jrng := rand.New(rand.NewPCG(uint64(s.cfg.Seed)^saltJitter, idx))
+	var hashes []uint64
+	if s.cache != nil {
+		hashes = blockHashes(tokens, s.cfg.BlockSize)
+	}
+
+	model := req.Model
+	if model == "" {
+		model = s.cfg.Model
+	}
+	m := &meta{created: arrival.Unix()}
+	m.model = appendJSONString(nil, model)
+	if chat {
+		m.id = makeID("chatcmpl-", jrng)
+	} else {
+		m.id = makeID("cmpl-", jrng)
+	}
+
+	flusher, _ := w.(http.Flusher)
+	if req.Stream {
+		hd := w.Header()
+		hd["Content-Type"] = []string{"text/event-stream"}
+		hd["Cache-Control"] = []string{"no-cache"}
+		hd["Server"] = []string{"llmtape-sim"}
+		w.WriteHeader(http.StatusOK)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+
+	// Queue.
+	ctx := r.Context()
+	queued := time.Now()
+	if err := s.lim.acquire(ctx); err != nil {
+		s.ctr.canceled.Add(1)
+		return
+	}
+	defer s.lim.release()
+	wait := time.Since(queued)
+	s.ctr.queue.observe(wait, 1)
+
+	// Prefix cache.
+	cached := 0
+	if s.cache != nil {
+		cached = s.cache.lookup(hashes) * s.cfg.BlockSize
+		// As in vLLM, the last prompt token is always computed.
+		cached = min(cached, max(len(tokens)-1, 0)/s.cfg.BlockSize*s.cfg.BlockSize)
+	}
+	s.ctr.queried.Add(int64(len(tokens)))
+	s.ctr.cached.Add(int64(cached))
+	s.ctr.prompt.Add(int64(len(tokens)))
+	u := usage{prompt: len(tokens), completion: n, cached: cached}
+
+	ttft := s.cfg.TTFT + time.Duration(len(tokens)-cached)*s.cfg.PrefillPerToken
+	deadline := arrival.Add(wait + jitter(ttft, s.cfg.Jitter, jrng))
+
+	k := s.cfg.TokensPerChunk
+	chunks := (n + k - 1) / k
+	// Fault positions: before event j in 1..chunks (chunks is the finish event), so at least
+	// one token event is sent first.
+	stallAt, cutAt := -1, -1
+	if p.stall {
+		stallAt = 1 + int(p.stallAt*float64(chunks))
+		s.ctr.stalled.Add(1)
+	}
+	if p.disconnect {
+		cutAt = 1 + int(p.cutAt*float64(chunks))
+	}
+
+	st := newStream(chat, s.cfg.Stamp, !req.Stream, m, outRng)
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	decoding := false
+	defer func() {
+		if decoding {
+			s.ctr.decoding.Add(-1)
+		}
+	}()
+	var last time.Time
+	sent := 0
+	for j := 0; j <= chunks; j++ {
+		if j == stallAt {
+			deadline = deadline.Add(s.cfg.Stall)
+		}
+		if j > 0 {
+			timer.Reset(time.Until(deadline))
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			s.ctr.canceled.Add(1)
+			return
+		case <-s.closing:
+			s.ctr.canceled.Add(1)
+			return
+		}
+		if j == 0 {
+			s.cache.insert(hashes) // the prompt's blocks exist once its prefill is done
+			s.ctr.decoding.Add(1)
+			decoding = true
+		}
+		if j == cutAt {
+			s.ctr.disconnected.Add(1)
+			s.ctr.completion.Add(int64(sent))
+			// Abort the response: net/http closes the connection without ending the
+			// chunked body, so the client sees a cut stream, as when a server dies.
+			panic(http.ErrAbortHandler)
+		}
+		if j == chunks {
+			break
+		}
+		tk := min(k, n-sent)
+		if req.Stream {
+			if _, err := w.Write(st.event(tk)); err != nil {
+				s.ctr.canceled.Add(1)
+				s.ctr.completion.Add(int64(sent))
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		} else {
+			st.event(tk)
+		}
+		now := time.Now()
+		if j == 0 {
+			s.ctr.ttft.observe(now.Sub(arrival), 1)
+		} else {
+			s.ctr.itl.observe(now.Sub(last)/time.Duration(tk), int64(tk))
+		}
+		last = now
+		sent += tk
+		// The gap before the next event: its token count × the per-token ITL.
+		next := min(k, n-sent)
+		if next > 0 {
+			itl := s.cfg.ITL + time.Duration(s.ctr.decoding.Load())*s.cfg.ITLPerRunning
+			deadline = deadline.Add(jitter(time.Duration(next)*itl, s.cfg.Jitter, jrng))
+		}
+	}
+	s.ctr.completion.Add(int64(sent))
+
+	var err2 error
+	if req.Stream {
+		var up *usage
+		if req.IncludeUsage {
+			up = &u
+		}
+		_, err2 = w.Write(st.finalEvent(m, finish, up))
+		if err2 == nil {
+			_, err2 = w.Write(doneEvent)
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	} else {
+		resp := wholeResponse(chat, m, st.text, finish, u)
+		hd := w.Header()
+		hd["Content-Type"] = []string{"application/json; charset=utf-8"}
+		hd["Server"] = []string{"llmtape-sim"}
+		hd["Content-Length"] = []string{strconv.Itoa(len(resp))}
+		_, err2 = w.Write(resp)
+	}
+	if err2 != nil {
+		s.ctr.canceled.Add(1)
+		return
+	}
+	s.ctr.completed.Add(1)
+	if finish == "length" {
+		s.ctr.finishedLength.Add(1)
+	} else {
+		s.ctr.finishedStop.Add(1)
+	}
+	s.ctr.e2e.observe(time.Since(arrival), 1)
+}
+
+// writeInjectedFailure answers with the configured failure status and an OpenAI error body.
+func (s *Server) writeInjectedFailure(w http.ResponseWriter) {
+	status := s.cfg.FailStatus
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		secs := int((s.cfg.RetryAfter + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	}
+	switch status {
+	case http.StatusTooManyRequests:
+		writeError(w, status, "Rate limit reached (injected by llmtape sim). Please try again later.", "requests", "", "rate_limit_exceeded")
+	case http.StatusServiceUnavailable:
+		writeError(w, status, "The server is overloaded (injected by llmtape sim). Please try again later.", "server_error", "", nil)
+	default:
+		typ := "server_error"
+		if status < 500 {
+			typ = "invalid_request_error"
+		}
+		writeError(w, status, http.StatusText(status)+" (injected by llmtape sim)", typ, "", status)
+	}
+}
