@@ -10,14 +10,14 @@ import (
 
 // request is what the sim needs from a chat or legacy completion request body.
 type request struct {
-	Model               string
-	Stream              bool
-	MaxTokens           int // max_completion_tokens, else max_tokens; 0 = none
-	MinTokens           int
-	IgnoreEOS           bool
-	IncludeUsage        bool
-	Segments            []string // the prompt: one segment per message (role + content), or the prompt text
-	PromptTokens        []uint32 // a completions prompt given as token ids
+	Model        string
+	Stream       bool
+	MaxTokens    int // max_completion_tokens, else max_tokens; 0 = none
+	MinTokens    int
+	IgnoreEOS    bool
+	IncludeUsage bool
+	Segments     []string // the prompt: one segment per message (role + content), or the prompt text
+	PromptTokens []uint32 // a completions prompt given as token ids
 }
 
 // badRequest is a client error answered with 400 and an OpenAI error body.
