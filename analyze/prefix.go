@@ -1,0 +1,336 @@
+package analyze
+
+import (
+	"hash/fnv"
+
+	"github.com/llmtape/llmtape/tape"
+)
+
+// Segment is one piece of a prompt whose identity analysis knows: a message (its token count
+// and content hash from tape.MessageMeta), the previous turn's reply, or one hash_ids block of a
+// synthetic (Mooncake) prompt.
+type Segment struct {
+	Tokens int64
+	Hash   uint64
+}
+
+// Reuse is the prefix-reuse figure for one block size: the share of prompt tokens that a
+// prefix cache of blocks of BlockSize tokens could have served.
+type Reuse struct {
+	BlockSize    int     `json:"block_size"`
+	PromptTokens int64   `json:"prompt_tokens"` // sum of the prompts' segment tokens
+	HitTokens    int64   `json:"hit_tokens"`    // served by an unbounded cache
+	HitRatio     float64 `json:"hit_ratio"`     // HitTokens / PromptTokens
+	LRUTokens    int64   `json:"lru_cache_tokens"`
+	LRUHitTokens int64   `json:"lru_hit_tokens"` // served by an LRU cache of LRUTokens tokens
+	LRUHitRatio  float64 `json:"lru_hit_ratio"`
+}
+
+// mix64 is splitmix64's finalizer: a fast, well-distributed 64-bit mix.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// chain extends the chained hash h of the segments before s by s.
+func chain(h uint64, s Segment) uint64 {
+	return mix64(h*0x9e3779b97f4a7c15 ^ mix64(s.Hash) ^ uint64(s.Tokens)<<1 ^ 0x5bd1e995)
+}
+
+// blockKey identifies block j of length n whose last token lies in the segment with chained
+// hash h.
+func blockKey(h uint64, j, n int64) uint64 {
+	return mix64(h ^ mix64(uint64(j)+1)*0xff51afd7ed558ccd ^ uint64(n)<<40)
+}
+
+// Synthetic segment hashes are tagged so they never equal a message hash by accident.
+const syntheticTag = 0xa5a5_5a5a_0f0f_f0f0
+
+// SyntheticSegments returns the segments of a synthetic prompt: one per hash id, BlockSize
+// tokens each, the last one the remainder of InputTokens.
+func SyntheticSegments(s *tape.Synthetic, dst []Segment) []Segment {
+	dst = dst[:0]
+	left := int64(s.InputTokens)
+	bs := int64(s.BlockSize)
+	for i, id := range s.HashIDs {
+		n := bs
+		if i == len(s.HashIDs)-1 || n > left {
+			n = left
+		}
+		if n <= 0 {
+			break
+		}
+		dst = append(dst, Segment{Tokens: n, Hash: id ^ syntheticTag})
+		left -= n
+	}
+	return dst
+}
+
+// replyHash is the content hash of a turn's reply as a segment of the next prompt.
+func replyHash(t *tape.Turn) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte("assistant\x00"))
+	h.Write([]byte(t.Response.Content))
+	h.Write([]byte{0})
+	h.Write(t.Response.ToolCalls)
+	return h.Sum64()
+}
+
+// rawHash hashes bytes for segments that carry no MessageMeta.
+func rawHash(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
+}
+
+// prompt is a conversation's running state: the full message list of the last turn as
+// segments, with the chained hash and the cumulative token count after each segment.
+type prompt struct {
+	segs     []Segment
+	hash     []uint64
+	cum      []int64
+	reply    Segment // the last turn's reply, appended to the base of the next turn
+	hasReply bool
+}
+
+func (p *prompt) truncate(n int) {
+	p.segs, p.hash, p.cum = p.segs[:n], p.hash[:n], p.cum[:n]
+}
+
+func (p *prompt) push(s Segment) {
+	var h uint64
+	var c int64
+	if n := len(p.segs); n > 0 {
+		h, c = p.hash[n-1], p.cum[n-1]
+	}
+	p.segs = append(p.segs, s)
+	p.hash = append(p.hash, chain(h, s))
+	p.cum = append(p.cum, c+s.Tokens)
+}
+
+func (p *prompt) tokens() int64 {
+	if len(p.cum) == 0 {
+		return 0
+	}
+	return p.cum[len(p.cum)-1]
+}
+
+// clone copies p (for the base of a fork).
+func (p *prompt) clone() *prompt {
+	return &prompt{
+		segs:  append([]Segment(nil), p.segs...),
+		hash:  append([]uint64(nil), p.hash...),
+		cum:   append([]int64(nil), p.cum...),
+		reply: p.reply, hasReply: p.hasReply,
+	}
+}
+
+// addedSegments returns the segments turn t adds to its conversation's message list and
+// whether they replace the list (synthetic turns, whose hash-id blocks are the whole prompt).
+func addedSegments(t *tape.Turn, dst []Segment) ([]Segment, bool) {
+	if syn := t.Request.Synthetic; syn != nil {
+		return SyntheticSegments(syn, dst), true
+	}
+	meta := t.Request.MessageMeta
+	for i, m := range t.Request.Messages {
+		if i < len(meta) {
+			dst = append(dst, Segment{Tokens: int64(meta[i].Tokens), Hash: meta[i].Hash})
+		} else {
+			// No meta (an old record): hash the JSON, estimate 4 bytes a token.
+			dst = append(dst, Segment{Tokens: int64(len(m)+3) / 4, Hash: rawHash(m)})
+		}
+	}
+	if len(t.Request.Messages) == 0 && len(t.Request.Prompt) > 0 {
+		dst = append(dst, Segment{Tokens: int64(t.Tokens.Prompt), Hash: rawHash(t.Request.Prompt)})
+	}
+	return dst, false
+}
+
+// apply turns p (the previous turn's state) into a turn's full prompt: Base[:kept] followed
+// by the added segments, where Base is the previous list followed by its reply; replace drops
+// the base. reply becomes the reply carried to the next turn.
+func (p *prompt) apply(kept int, added []Segment, replace bool, reply Segment) {
+	if replace {
+		kept = 0
+	}
+	if kept < 0 {
+		kept = 0
+	}
+	if kept > len(p.segs) {
+		if p.hasReply {
+			p.push(p.reply)
+		}
+		if kept > len(p.segs) {
+			kept = len(p.segs)
+		}
+	}
+	p.truncate(kept)
+	for _, s := range added {
+		p.push(s)
+	}
+	p.reply, p.hasReply = reply, true
+}
+
+// reuseSim simulates one block size: an unbounded set of seen blocks and an LRU of a token
+// budget.
+type reuseSim struct {
+	bs      int64
+	seen    map[uint64]struct{}
+	lru     *lru
+	r       Reuse
+	keys    []uint64
+	lengths []int64
+}
+
+func newReuseSim(bs int, lruTokens int64) *reuseSim {
+	return &reuseSim{
+		bs:   int64(bs),
+		seen: make(map[uint64]struct{}),
+		lru:  newLRU(lruTokens),
+		r:    Reuse{BlockSize: bs, LRUTokens: lruTokens},
+	}
+}
+
+// add counts one prompt. Hits are the leading run of blocks found in the cache (a prefix
+// cache serves a prefix); then every block of the prompt enters the cache.
+func (s *reuseSim) add(p *prompt) {
+	total := p.tokens()
+	s.r.PromptTokens += total
+	s.keys, s.lengths = s.keys[:0], s.lengths[:0]
+	seg := 0
+	for j := int64(0); j*s.bs < total; j++ {
+		end := (j + 1) * s.bs
+		if end > total {
+			end = total
+		}
+		// The segment holding token end-1.
+		for p.cum[seg] < end {
+			seg++
+		}
+		s.keys = append(s.keys, blockKey(p.hash[seg], j, end-j*s.bs))
+		s.lengths = append(s.lengths, end-j*s.bs)
+	}
+	hit := true
+	for i, k := range s.keys {
+		if _, ok := s.seen[k]; ok && hit {
+			s.r.HitTokens += s.lengths[i]
+			continue
+		}
+		hit = false
+		s.seen[k] = struct{}{}
+	}
+	hit = true
+	for i, k := range s.keys {
+		if hit && s.lru.has(k) {
+			s.r.LRUHitTokens += s.lengths[i]
+			continue
+		}
+		hit = false
+	}
+	// Touch from last to first so a prompt's head is the most recently used and its tail is
+	// evicted first, as vLLM frees a request's blocks.
+	for i := len(s.keys) - 1; i >= 0; i-- {
+		s.lru.touch(s.keys[i], s.lengths[i])
+	}
+}
+
+func (s *reuseSim) result() Reuse {
+	r := s.r
+	if r.PromptTokens > 0 {
+		r.HitRatio = float64(r.HitTokens) / float64(r.PromptTokens)
+		r.LRUHitRatio = float64(r.LRUHitTokens) / float64(r.PromptTokens)
+	}
+	return r
+}
+
+// lru is a least-recently-used set of blocks with a budget in tokens: a map into a slice of
+// nodes linked in recency order (head most recent), with a free list.
+type lru struct {
+	capTokens int64
+	used      int64
+	idx       map[uint64]int32
+	nodes     []lruNode
+	head      int32
+	tail      int32
+	free      int32
+}
+
+type lruNode struct {
+	key        uint64
+	size       int64
+	prev, next int32
+}
+
+func newLRU(capTokens int64) *lru {
+	return &lru{capTokens: capTokens, idx: make(map[uint64]int32), head: -1, tail: -1, free: -1}
+}
+
+func (l *lru) has(k uint64) bool {
+	_, ok := l.idx[k]
+	return ok
+}
+
+func (l *lru) unlink(i int32) {
+	n := &l.nodes[i]
+	if n.prev >= 0 {
+		l.nodes[n.prev].next = n.next
+	} else {
+		l.head = n.next
+	}
+	if n.next >= 0 {
+		l.nodes[n.next].prev = n.prev
+	} else {
+		l.tail = n.prev
+	}
+}
+
+func (l *lru) pushFront(i int32) {
+	n := &l.nodes[i]
+	n.prev, n.next = -1, l.head
+	if l.head >= 0 {
+		l.nodes[l.head].prev = i
+	}
+	l.head = i
+	if l.tail < 0 {
+		l.tail = i
+	}
+}
+
+// touch makes block k (of size tokens) the most recently used, inserting it and evicting the
+// least recently used blocks while over budget. A block larger than the budget is not kept.
+func (l *lru) touch(k uint64, size int64) {
+	if i, ok := l.idx[k]; ok {
+		if l.head != i {
+			l.unlink(i)
+			l.pushFront(i)
+		}
+		return
+	}
+	if size > l.capTokens {
+		return
+	}
+	for l.used+size > l.capTokens && l.tail >= 0 {
+		t := l.tail
+		l.unlink(t)
+		delete(l.idx, l.nodes[t].key)
+		l.used -= l.nodes[t].size
+		l.nodes[t].next = l.free
+		l.free = t
+	}
+	var i int32
+	if l.free >= 0 {
+		i = l.free
+		l.free = l.nodes[i].next
+	} else {
+		l.nodes = append(l.nodes, lruNode{})
+		i = int32(len(l.nodes) - 1)
+	}
+	l.nodes[i].key, l.nodes[i].size = k, size
+	l.pushFront(i)
+	l.idx[k] = i
+	l.used += size
+}

@@ -1,0 +1,140 @@
+package analyze
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/llmtape/llmtape/metrics"
+)
+
+// Write renders the profile in format f.
+func (p *Profile) Write(w io.Writer, f Format) error {
+	var err error
+	switch f {
+	case FormatJSON:
+		err = writeJSON(w, p)
+	case FormatCSV:
+		err = writeCSV(w, p.sections())
+	case FormatHTML:
+		err = writeHTML(w, p.title(), p.charts(), p.sections())
+	default:
+		err = writeTable(w, p.title(), p.sections())
+	}
+	if err != nil {
+		return fmt.Errorf("write analysis: %w", err)
+	}
+	return nil
+}
+
+func (p *Profile) title() string {
+	name := p.Recording.Name
+	if name == "" {
+		name = p.Recording.Source
+	}
+	return fmt.Sprintf("llmtape analyze: recording %d (%s)", p.Recording.ID, name)
+}
+
+func (p *Profile) sections() []section {
+	secs := []section{
+		{title: "overview", cols: []string{"figure", "value"}, rows: [][]cell{
+			{txt("conversations"), inum(p.Conversations)},
+			{txt("turns"), inum(p.Turns)},
+			{txt("errors"), inum(p.Errors.Total)},
+			{txt("server_cached_tokens"), inum(p.CachedTokens)},
+			{txt("arrival_span_s"), num(p.Arrivals.SpanS)},
+			{txt("conversations_per_s"), num(p.Arrivals.RatePerS)},
+			{txt("burstiness_cv"), num(p.Arrivals.CV)},
+		}},
+		{title: "distributions", cols: distCols, rows: [][]cell{
+			distRow("turns/conversation", p.TurnsPerConversation),
+			distRow("input_tokens", p.InputTokens),
+			distRow("output_tokens", p.OutputTokens),
+			distRow("think_time_ms", p.ThinkTime),
+			distRow("interarrival_ms", p.Arrivals.Interarrival),
+			distRow("ttft_ms", p.TTFT),
+			distRow("tpot_ms", p.TPOT),
+			distRow("itl_ms", p.ITL),
+			distRow("e2e_ms", p.E2E),
+		}},
+	}
+	reuse := section{title: "prefix reuse", cols: []string{"block_size", "prompt_tokens", "hit_tokens",
+		"hit_ratio", "lru_cache_tokens", "lru_hit_tokens", "lru_hit_ratio"}}
+	for _, r := range p.PrefixReuse {
+		reuse.rows = append(reuse.rows, []cell{txt(strconv.Itoa(r.BlockSize)), inum(r.PromptTokens),
+			inum(r.HitTokens), num(r.HitRatio), inum(r.LRUTokens), inum(r.LRUHitTokens), num(r.LRUHitRatio)})
+	}
+	secs = append(secs, reuse)
+	secs = append(secs, byTurnSection(p.ByTurn))
+	secs = append(secs,
+		section{title: "grouping (conversations)", cols: []string{"grouping", "conversations"}, rows: countRows(p.Grouping)},
+		section{title: "turn matches", cols: []string{"match", "turns"}, rows: countRows(p.Matches)},
+		section{title: "models", cols: []string{"model", "turns"}, rows: countRows(p.Models)},
+		section{title: "token sources", cols: []string{"source", "turns"}, rows: countRows(p.TokenSources)},
+		section{title: "errors by class", cols: []string{"class", "turns"}, rows: countRows(p.Errors.ByClass)},
+		section{title: "errors by status", cols: []string{"status", "turns"}, rows: countRows(p.Errors.ByStatus)},
+	)
+	return secs
+}
+
+// byTurnSection is the per-turn-bucket table: medians and tails of the latencies.
+func byTurnSection(ts []TurnStats) section {
+	s := section{title: "by turn index", cols: []string{"turn", "requests", "in_p50", "out_p50",
+		"ttft_p50", "ttft_p99", "itl_p50", "itl_p99", "e2e_p50", "e2e_p99"}}
+	for _, t := range ts {
+		s.rows = append(s.rows, []cell{txt(t.Bucket), inum(t.Requests), num(t.InputTokens.P50),
+			num(t.OutputTokens.P50), num(t.TTFT.P50), num(t.TTFT.P99), num(t.ITL.P50), num(t.ITL.P99),
+			num(t.E2E.P50), num(t.E2E.P99)})
+	}
+	return s
+}
+
+func (p *Profile) charts() []string {
+	return []string{
+		latencyCDF("Recorded latency CDF", []*metrics.Set{p.Latency}, []string{""}),
+		byTurnChart("TTFT and ITL by turn index (p50)", p.ByTurn),
+		timelineChart("Requests and output over time", p.Timeline),
+		concurrencyChart("Concurrency over time", p.Timeline),
+	}
+}
+
+// latencyCDF draws the CDFs of TTFT, TPOT, ITL and E2E of each set (labelled by prefix).
+func latencyCDF(title string, sets []*metrics.Set, labels []string) string {
+	c := chart{title: title, xlabel: "latency (ms)", ylabel: "share of requests ≤ x"}
+	for i, set := range sets {
+		if set == nil {
+			continue
+		}
+		for _, m := range []string{metrics.TTFT, metrics.TPOT, metrics.ITL, metrics.E2E} {
+			if pts := cdf(set.Hist(m, "")); pts != nil {
+				c.series = append(c.series, series{name: labels[i] + m, pts: pts})
+			}
+		}
+	}
+	return c.svg()
+}
+
+func byTurnChart(title string, ts []TurnStats) string {
+	c := chart{title: title, xlabel: "turn index", ylabel: "ms"}
+	ttft, itl := series{name: "ttft_ms p50"}, series{name: "itl_ms p50"}
+	for i, t := range ts {
+		c.xcats = append(c.xcats, t.Bucket)
+		ttft.pts = append(ttft.pts, point{float64(i), t.TTFT.P50})
+		itl.pts = append(itl.pts, point{float64(i), t.ITL.P50})
+	}
+	c.series = []series{ttft, itl}
+	return c.svg()
+}
+
+func timelineChart(title string, tl Timeline) string {
+	return chart{title: title, xlabel: "time (s)", ylabel: "per second", series: []series{
+		{name: "requests/s", pts: timelinePoints(tl.BucketS, tl.Requests)},
+		{name: "output tokens/s", pts: timelinePoints(tl.BucketS, tl.OutputTok)},
+	}}.svg()
+}
+
+func concurrencyChart(title string, tl Timeline) string {
+	return chart{title: title, xlabel: "time (s)", ylabel: "requests in flight", series: []series{
+		{name: "concurrency", pts: timelinePoints(tl.BucketS, tl.Concurrency)},
+	}}.svg()
+}

@@ -1,0 +1,512 @@
+package analyze
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/tape"
+)
+
+// Source is what analysis reads. *tape.Store implements it; tests may use a double.
+type Source interface {
+	Recordings(fn func(*tape.Recording) error) error
+	Recording(id uint64) (*tape.Recording, error)
+	Conversations(recording uint64, fn func(*tape.Conversation) error) error
+	Turns(conversation uint64, fn func(*tape.Turn) error) error
+	Runs(fn func(*tape.Run) error) error
+	FindRun(ref string) (*tape.Run, error)
+	Results(run uint64, fn func(*tape.Result) error) error
+}
+
+// Defaults of Config.
+const (
+	// DefaultCacheTokens is the LRU prefix cache's budget in tokens.
+	DefaultCacheTokens = 1 << 20
+)
+
+// DefaultBlockSizes are the prefix-cache block sizes analysed when Config.BlockSizes is empty.
+var DefaultBlockSizes = []int{16, 512}
+
+// Config says how to analyse a recording. The zero value uses the defaults.
+type Config struct {
+	// BlockSizes are the prefix-cache block sizes in tokens; default DefaultBlockSizes.
+	BlockSizes []int
+	// CacheTokens is the LRU cache's budget in tokens; default DefaultCacheTokens.
+	CacheTokens int64
+}
+
+// ErrNoRecording is returned when the store holds no recording to analyse.
+var ErrNoRecording = errors.New("no recording in the store")
+
+// RecordingInfo names the recording a Profile describes.
+type RecordingInfo struct {
+	ID      uint64    `json:"id"`
+	Name    string    `json:"name"`
+	Source  string    `json:"source"`
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended"`
+}
+
+// Arrivals describes when conversations arrived.
+type Arrivals struct {
+	// SpanS is the time from the first to the last conversation arrival, in seconds.
+	SpanS float64 `json:"span_s"`
+	// RatePerS is conversations per second: (conversations − 1) / SpanS; 0 under 2 arrivals.
+	RatePerS float64 `json:"conversations_per_s"`
+	// Interarrival is the distribution of gaps between consecutive conversation arrivals.
+	Interarrival metrics.Dist `json:"interarrival_ms"`
+	// CV is the coefficient of variation of the gaps (std / mean): 1 for Poisson arrivals,
+	// above 1 for bursty ones.
+	CV float64 `json:"burstiness_cv"`
+}
+
+// Errors counts failed requests.
+type Errors struct {
+	Total    int            `json:"total"`
+	ByClass  map[string]int `json:"by_class"`
+	ByStatus map[string]int `json:"by_status"`
+}
+
+// TurnStats are the figures of one turn-index bucket ("1", "2", "3", "4-7", "8-15", "16+").
+type TurnStats struct {
+	Bucket       string       `json:"bucket"`
+	Requests     int          `json:"requests"`
+	InputTokens  metrics.Dist `json:"input_tokens"`
+	OutputTokens metrics.Dist `json:"output_tokens"`
+	TTFT         metrics.Dist `json:"ttft_ms"`
+	TPOT         metrics.Dist `json:"tpot_ms"`
+	ITL          metrics.Dist `json:"itl_ms"`
+	E2E          metrics.Dist `json:"e2e_ms"`
+}
+
+// Timeline is a quantity over time in buckets of BucketS seconds from the first request.
+type Timeline struct {
+	BucketS     float64   `json:"bucket_s"`
+	Requests    []float64 `json:"requests_per_s"`      // requests started per second
+	OutputTok   []float64 `json:"output_tokens_per_s"` // output tokens per second, at each end
+	Concurrency []float64 `json:"concurrency"`         // mean requests in flight
+}
+
+// Profile is what "llmtape analyze" reports about a recording.
+type Profile struct {
+	Recording            RecordingInfo  `json:"recording"`
+	Conversations        int            `json:"conversations"`
+	Turns                int            `json:"turns"`
+	TurnsPerConversation metrics.Dist   `json:"turns_per_conversation"`
+	InputTokens          metrics.Dist   `json:"input_tokens"`
+	OutputTokens         metrics.Dist   `json:"output_tokens"`
+	CachedTokens         int64          `json:"server_cached_tokens"`
+	ThinkTime            metrics.Dist   `json:"think_time_ms"`
+	Arrivals             Arrivals       `json:"arrivals"`
+	TTFT                 metrics.Dist   `json:"ttft_ms"`
+	TPOT                 metrics.Dist   `json:"tpot_ms"`
+	ITL                  metrics.Dist   `json:"itl_ms"`
+	E2E                  metrics.Dist   `json:"e2e_ms"`
+	Errors               Errors         `json:"errors"`
+	Models               map[string]int `json:"models"`
+	Grouping             map[string]int `json:"grouping"`
+	Matches              map[string]int `json:"turn_matches"`
+	TokenSources         map[string]int `json:"token_sources"`
+	PrefixReuse          []Reuse        `json:"prefix_reuse"`
+	ByTurn               []TurnStats    `json:"by_turn"`
+	Timeline             Timeline       `json:"timeline"`
+	// Latency holds the recorded latency histograms (not in JSON): the HTML report's CDFs.
+	Latency *metrics.Set `json:"-"`
+}
+
+// FindRecording resolves ref: "" or "latest" (the newest recording), a numeric id, or a name
+// (the newest recording of that name).
+func FindRecording(src Source, ref string) (*tape.Recording, error) {
+	if id, err := strconv.ParseUint(ref, 10, 64); err == nil {
+		r, err := src.Recording(id)
+		if err != nil {
+			return nil, fmt.Errorf("find recording %s: %w", ref, err)
+		}
+		return r, nil
+	}
+	var found *tape.Recording
+	err := src.Recordings(func(r *tape.Recording) error {
+		if ref == "" || ref == "latest" || r.Name == ref {
+			found = r
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find recording: %w", err)
+	}
+	if found == nil {
+		if ref == "" || ref == "latest" {
+			return nil, ErrNoRecording
+		}
+		return nil, fmt.Errorf("find recording %q: no recording of that id or name", ref)
+	}
+	return found, nil
+}
+
+// TurnFailed reports whether a recorded turn failed: an error class, an error body or an
+// HTTP status of 400 or more.
+func TurnFailed(t *tape.Turn) bool {
+	return t.Response.ErrorClass != "" || t.Response.Error != "" || t.Response.Status >= 400
+}
+
+// TurnResult returns a recorded turn as the result of a request, so that recorded and replayed
+// figures come from the same code: TTFT is the first output event's offset, E2E is End − Sent,
+// and tokens are the turn's.
+func TurnResult(t *tape.Turn) tape.Result {
+	r := tape.Result{
+		Conversation: t.Conversation,
+		Turn:         t.Index,
+		Chunks:       t.Timing.Chunks,
+		InputTokens:  t.Tokens.Prompt,
+		OutputTokens: t.Tokens.Completion,
+		CachedTokens: t.Tokens.Cached,
+		TokenSource:  t.Tokens.Source,
+		Status:       t.Response.Status,
+		ErrorClass:   t.Response.ErrorClass,
+		Error:        t.Response.Error,
+	}
+	if len(t.Timing.Chunks) > 0 {
+		r.TTFT = t.Timing.Chunks[0].Offset
+	}
+	if t.Timing.End > t.Timing.Sent {
+		r.E2E = t.Timing.End - t.Timing.Sent
+	}
+	if TurnFailed(t) && r.ErrorClass == "" {
+		r.ErrorClass = "http"
+	}
+	return r
+}
+
+// recordLatency adds a result's latencies to set (failed results add nothing).
+func recordLatency(set *metrics.Set, r *tape.Result) {
+	if !metrics.OK(r) {
+		return
+	}
+	if r.TTFT > 0 {
+		set.Record(metrics.TTFT, r.Turn, r.TTFT)
+	}
+	if r.E2E > 0 {
+		set.Record(metrics.E2E, r.Turn, r.E2E)
+	}
+	if tpot, ok := metrics.ResultTPOT(r); ok {
+		set.Record(metrics.TPOT, r.Turn, tpot)
+	}
+	set.RecordITL(r.Turn, r.Chunks)
+}
+
+// turnRec is what the prefix-reuse pass keeps of a turn.
+type turnRec struct {
+	start   int64 // Unix ns, made non-decreasing within a conversation
+	conv    int32 // index into the conversation table
+	kept    int32
+	replace bool
+	segOff  int64 // into the segment arena
+	nseg    int32
+	reply   Segment
+}
+
+type convRec struct {
+	parent   int32 // index of the parent conversation, or -1
+	forkTurn int32
+	first    int32 // index of its first turnRec
+	n        int32
+}
+
+// interval is one request in time, for the timeline.
+type interval struct {
+	start, end int64 // Unix ns
+	out        int32
+}
+
+// Analyze profiles one recording: two passes over its turns, the first streaming every turn
+// for the distributions, the second replaying every prompt in time order through prefix
+// caches of each block size.
+func Analyze(src Source, recording uint64, cfg Config) (*Profile, error) {
+	rec, err := src.Recording(recording)
+	if err != nil {
+		return nil, fmt.Errorf("analyze recording %d: %w", recording, err)
+	}
+	if len(cfg.BlockSizes) == 0 {
+		cfg.BlockSizes = DefaultBlockSizes
+	}
+	if cfg.CacheTokens <= 0 {
+		cfg.CacheTokens = DefaultCacheTokens
+	}
+	for _, b := range cfg.BlockSizes {
+		if b <= 0 {
+			return nil, fmt.Errorf("analyze: block size %d: want a positive number of tokens", b)
+		}
+	}
+	p := &Profile{
+		Recording: RecordingInfo{ID: rec.ID, Name: rec.Name, Source: rec.Source,
+			Started: rec.Started, Ended: rec.Ended},
+		Errors:       Errors{ByClass: map[string]int{}, ByStatus: map[string]int{}},
+		Models:       map[string]int{},
+		Grouping:     map[string]int{},
+		Matches:      map[string]int{},
+		TokenSources: map[string]int{},
+		Latency:      metrics.NewSet(),
+	}
+
+	var convs []*tape.Conversation
+	if err := src.Conversations(recording, func(c *tape.Conversation) error {
+		convs = append(convs, c)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("analyze recording %d: %w", recording, err)
+	}
+	convIdx := make(map[uint64]int32, len(convs))
+	for i, c := range convs {
+		convIdx[c.ID] = int32(i)
+	}
+
+	var (
+		in, out, think, tpc, arrivals []float64
+		byTurnIn, byTurnOut           = make([][]float64, len(metrics.TurnBuckets)), make([][]float64, len(metrics.TurnBuckets))
+		turns                         []turnRec
+		crs                           = make([]convRec, len(convs))
+		arena                         []Segment
+		ivs                           []interval
+		scratch                       []Segment
+	)
+	for ci, c := range convs {
+		cr := convRec{parent: -1, first: int32(len(turns))}
+		if c.Parent != 0 {
+			if pi, ok := convIdx[c.Parent]; ok {
+				cr.parent, cr.forkTurn = pi, int32(c.ForkTurn)
+			}
+		}
+		p.Grouping[string(c.Grouping)]++
+		arrivals = append(arrivals, float64(c.Arrival)/float64(time.Millisecond))
+		var prev *tape.Turn
+		var lastStart int64
+		n := 0
+		err := src.Turns(c.ID, func(t *tape.Turn) error {
+			n++
+			p.Turns++
+			p.Models[t.Request.Model]++
+			p.Matches[string(t.Match)]++
+			p.TokenSources[string(t.Tokens.Source)]++
+			p.CachedTokens += int64(t.Tokens.Cached)
+			in = append(in, float64(t.Tokens.Prompt))
+			out = append(out, float64(t.Tokens.Completion))
+			if b := metrics.TurnBucketIndex(t.Index); b >= 0 {
+				byTurnIn[b] = append(byTurnIn[b], float64(t.Tokens.Prompt))
+				byTurnOut[b] = append(byTurnOut[b], float64(t.Tokens.Completion))
+			}
+			if TurnFailed(t) {
+				p.Errors.Total++
+				cls := t.Response.ErrorClass
+				if cls == "" {
+					cls = "http"
+				}
+				p.Errors.ByClass[cls]++
+				if t.Response.Status > 0 {
+					p.Errors.ByStatus[strconv.Itoa(t.Response.Status)]++
+				}
+			}
+			r := TurnResult(t)
+			recordLatency(p.Latency, &r)
+			start := t.Timing.Start.UnixNano()
+			if prev != nil {
+				prevEnd := prev.Timing.Start.Add(prev.Timing.End)
+				gap := t.Timing.Start.Sub(prevEnd)
+				if gap < 0 {
+					gap = 0
+				}
+				think = append(think, float64(gap)/float64(time.Millisecond))
+			}
+			end := start + int64(t.Timing.End)
+			ivs = append(ivs, interval{start: start, end: end, out: int32(t.Tokens.Completion)})
+
+			if start < lastStart {
+				start = lastStart
+			}
+			lastStart = start
+			var replace bool
+			scratch, replace = addedSegments(t, scratch[:0])
+			turns = append(turns, turnRec{
+				start: start, conv: int32(ci), kept: int32(t.Request.Kept), replace: replace,
+				segOff: int64(len(arena)), nseg: int32(len(scratch)),
+				reply: Segment{Tokens: int64(t.Tokens.Completion), Hash: replyHash(t)},
+			})
+			arena = append(arena, scratch...)
+			prev = t
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("analyze conversation %d: %w", c.ID, err)
+		}
+		cr.n = int32(n)
+		crs[ci] = cr
+		tpc = append(tpc, float64(n))
+	}
+	p.Conversations = len(convs)
+	p.TurnsPerConversation = metrics.ValuesDist(tpc)
+	p.InputTokens = metrics.ValuesDist(in)
+	p.OutputTokens = metrics.ValuesDist(out)
+	p.ThinkTime = metrics.ValuesDist(think)
+	p.Arrivals = arrivalStats(arrivals)
+	p.TTFT = p.Latency.Dist(metrics.TTFT, "")
+	p.TPOT = p.Latency.Dist(metrics.TPOT, "")
+	p.ITL = p.Latency.Dist(metrics.ITL, "")
+	p.E2E = p.Latency.Dist(metrics.E2E, "")
+	for b, name := range metrics.TurnBuckets {
+		if len(byTurnIn[b]) == 0 {
+			continue
+		}
+		p.ByTurn = append(p.ByTurn, TurnStats{
+			Bucket: name, Requests: len(byTurnIn[b]),
+			InputTokens: metrics.ValuesDist(byTurnIn[b]), OutputTokens: metrics.ValuesDist(byTurnOut[b]),
+			TTFT: p.Latency.Dist(metrics.TTFT, name), TPOT: p.Latency.Dist(metrics.TPOT, name),
+			ITL: p.Latency.Dist(metrics.ITL, name), E2E: p.Latency.Dist(metrics.E2E, name),
+		})
+	}
+	in, out, think, tpc = nil, nil, nil, nil
+	p.Timeline = timeline(ivs)
+	ivs = nil
+	p.PrefixReuse = prefixReuse(turns, crs, arena, cfg)
+	return p, nil
+}
+
+// arrivalStats summarizes conversation arrival offsets in milliseconds.
+func arrivalStats(ms []float64) Arrivals {
+	var a Arrivals
+	if len(ms) < 2 {
+		return a
+	}
+	sort.Float64s(ms)
+	gaps := make([]float64, len(ms)-1)
+	for i := 1; i < len(ms); i++ {
+		gaps[i-1] = ms[i] - ms[i-1]
+	}
+	a.SpanS = (ms[len(ms)-1] - ms[0]) / 1000
+	if a.SpanS > 0 {
+		a.RatePerS = float64(len(gaps)) / a.SpanS
+	}
+	a.Interarrival = metrics.ValuesDist(gaps)
+	if a.Interarrival.Mean > 0 {
+		a.CV = a.Interarrival.Std / a.Interarrival.Mean
+	}
+	return a
+}
+
+// prefixReuse replays every prompt in time order through one simulator per block size.
+func prefixReuse(turns []turnRec, crs []convRec, arena []Segment, cfg Config) []Reuse {
+	order := make([]int32, len(turns))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	// Turns were appended conversation by conversation, in arrival order, each in order: a
+	// stable sort by start keeps each conversation's turns in order.
+	sort.SliceStable(order, func(a, b int) bool { return turns[order[a]].start < turns[order[b]].start })
+	sims := make([]*reuseSim, len(cfg.BlockSizes))
+	for i, bs := range cfg.BlockSizes {
+		sims[i] = newReuseSim(bs, cfg.CacheTokens)
+	}
+	states := make([]*prompt, len(crs))
+	applyRec := func(p *prompt, t *turnRec) {
+		p.apply(int(t.kept), arena[t.segOff:t.segOff+int64(t.nseg)], t.replace, t.reply)
+	}
+	// stateAt rebuilds conversation c's prompt after its turn k (for the base of a fork).
+	var stateAt func(c int32, k int32, depth int) *prompt
+	base := func(c int32, depth int) *prompt {
+		cr := crs[c]
+		if cr.parent >= 0 && depth < 64 {
+			return stateAt(cr.parent, cr.forkTurn, depth+1)
+		}
+		return &prompt{}
+	}
+	stateAt = func(c int32, k int32, depth int) *prompt {
+		p := base(c, depth)
+		cr := crs[c]
+		for i := int32(0); i <= k && i < cr.n; i++ {
+			applyRec(p, &turns[cr.first+i])
+		}
+		return p
+	}
+	done := make([]int32, len(crs))
+	for _, ti := range order {
+		t := &turns[ti]
+		st := states[t.conv]
+		if st == nil {
+			st = base(t.conv, 0)
+			states[t.conv] = st
+		}
+		applyRec(st, t)
+		for _, s := range sims {
+			s.add(st)
+		}
+		done[t.conv]++
+		if done[t.conv] == crs[t.conv].n {
+			states[t.conv] = nil
+		}
+	}
+	out := make([]Reuse, len(sims))
+	for i, s := range sims {
+		out[i] = s.result()
+	}
+	return out
+}
+
+// maxBuckets bounds the number of timeline buckets.
+const maxBuckets = 60
+
+// niceWidth returns a bucket width in seconds (1, 2, 5 × a power of ten) that splits span
+// seconds into at most maxBuckets buckets.
+func niceWidth(span float64) float64 {
+	if span <= 0 {
+		return 1
+	}
+	raw := span / maxBuckets
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if w := m * mag; w >= raw {
+			if w < 0.001 {
+				return 0.001
+			}
+			return w
+		}
+	}
+	return 10 * mag
+}
+
+// timeline buckets requests over time: starts per second, output tokens per second (at each
+// request's end) and the mean number in flight.
+func timeline(ivs []interval) Timeline {
+	if len(ivs) == 0 {
+		return Timeline{}
+	}
+	t0, t1 := ivs[0].start, ivs[0].end
+	for _, iv := range ivs {
+		t0 = min(t0, iv.start)
+		t1 = max(t1, iv.end, iv.start)
+	}
+	w := niceWidth(float64(t1-t0) / 1e9)
+	wn := int64(w * 1e9)
+	n := int((t1-t0)/wn) + 1
+	tl := Timeline{BucketS: w, Requests: make([]float64, n), OutputTok: make([]float64, n),
+		Concurrency: make([]float64, n)}
+	for _, iv := range ivs {
+		s, e := iv.start-t0, max(iv.end, iv.start)-t0
+		tl.Requests[s/wn]++
+		tl.OutputTok[e/wn] += float64(iv.out)
+		// Spread the request's time in flight over the buckets it overlaps.
+		for b := s / wn; b <= e/wn && b < int64(n); b++ {
+			lo, hi := max(s, b*wn), min(e, (b+1)*wn)
+			if hi > lo {
+				tl.Concurrency[b] += float64(hi-lo) / float64(wn)
+			}
+		}
+	}
+	for i := range tl.Requests {
+		tl.Requests[i] /= w
+		tl.OutputTok[i] /= w
+	}
+	return tl
+}

@@ -1,0 +1,267 @@
+package analyze
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/llmtape/llmtape/metrics"
+)
+
+// Format is an output format of Profile.Write, Report.Write and Comparison.Write.
+type Format string
+
+// The output formats.
+const (
+	FormatTable Format = "table" // aligned text, at most 100 columns for ordinary figures
+	FormatJSON  Format = "json"  // the stable keys documented in docs/json.md
+	FormatCSV   Format = "csv"   // long form: section,row,column,value
+	FormatHTML  Format = "html"  // one self-contained page with SVG charts
+)
+
+// ParseFormat returns the Format named s, or an error naming the formats.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(strings.ToLower(s)); f {
+	case FormatTable, FormatJSON, FormatCSV, FormatHTML:
+		return f, nil
+	}
+	return "", fmt.Errorf("format %q: want table, json, csv or html", s)
+}
+
+// cell is one table cell: text, or a number that each format renders its own way.
+type cell struct {
+	text  string
+	num   float64
+	isNum bool
+}
+
+func txt(s string) cell            { return cell{text: s} }
+func num(f float64) cell           { return cell{num: f, isNum: true} }
+func inum[T int | int64](v T) cell { return cell{num: float64(v), isNum: true} }
+
+// section is one titled table of a report.
+type section struct {
+	title string
+	cols  []string
+	rows  [][]cell
+}
+
+// fmtNum formats a number for the table: integers as such, else about four significant
+// digits with at most three decimals.
+func fmtNum(f float64) string {
+	switch {
+	case math.IsNaN(f) || math.IsInf(f, 0):
+		return "-"
+	case f == math.Trunc(f) && math.Abs(f) < 1e15:
+		return strconv.FormatInt(int64(f), 10)
+	}
+	a := math.Abs(f)
+	d := 3
+	switch {
+	case a >= 1000:
+		d = 0
+	case a >= 100:
+		d = 1
+	case a >= 10:
+		d = 2
+	}
+	return strconv.FormatFloat(f, 'f', d, 64)
+}
+
+// csvNum formats a number for CSV: shortest exact form.
+func csvNum(f float64) string {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return ""
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64)
+}
+
+func (c cell) table() string {
+	if c.isNum {
+		return fmtNum(c.num)
+	}
+	return c.text
+}
+
+// writeTable writes the sections as aligned text: the first column left-aligned, the rest
+// right-aligned, two spaces apart.
+func writeTable(w io.Writer, title string, secs []section) error {
+	var b strings.Builder
+	b.WriteString(title)
+	b.WriteString("\n")
+	for _, s := range secs {
+		b.WriteString("\n== ")
+		b.WriteString(s.title)
+		b.WriteString(" ==\n")
+		width := make([]int, len(s.cols))
+		for i, c := range s.cols {
+			width[i] = len(c)
+		}
+		for _, r := range s.rows {
+			for i, c := range r {
+				if i < len(width) {
+					width[i] = max(width[i], len([]rune(c.table())))
+				}
+			}
+		}
+		line := func(cells []string) {
+			for i, c := range cells {
+				pad := strings.Repeat(" ", width[i]-len([]rune(c)))
+				switch {
+				case i == 0:
+					b.WriteString(c)
+					if len(cells) > 1 {
+						b.WriteString(pad)
+					}
+				default:
+					b.WriteString("  ")
+					b.WriteString(pad)
+					b.WriteString(c)
+				}
+			}
+			b.WriteString("\n")
+		}
+		line(s.cols)
+		for _, r := range s.rows {
+			cells := make([]string, len(r))
+			for i, c := range r {
+				cells[i] = c.table()
+			}
+			line(cells)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeCSV writes every cell in long form: section,row,column,value, where row is the first
+// column's text.
+func writeCSV(w io.Writer, secs []section) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write([]string{"section", "row", "column", "value"}); err != nil {
+		return err
+	}
+	for _, s := range secs {
+		for _, r := range s.rows {
+			if len(r) == 0 {
+				continue
+			}
+			key := r[0].table()
+			for i := 1; i < len(r) && i < len(s.cols); i++ {
+				v := r[i].text
+				if r[i].isNum {
+					v = csvNum(r[i].num)
+				}
+				if err := cw.Write([]string{s.title, key, s.cols[i], v}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// writeHTML writes one self-contained page: the charts (inline SVG) then every section as a
+// table. Nothing is loaded from the network.
+func writeHTML(w io.Writer, title string, charts []string, secs []section) error {
+	var b strings.Builder
+	b.WriteString(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>`)
+	b.WriteString(html.EscapeString(title))
+	b.WriteString(`</title>
+<style>
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1b1f24;background:#fff}
+h1{font-size:22px;margin:0 0 16px}
+h2{font-size:16px;margin:24px 0 8px}
+.charts{display:flex;flex-wrap:wrap;gap:16px}
+.chart{border:1px solid #d0d7de;border-radius:6px;padding:4px;background:#fff}
+table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #d0d7de;padding:3px 8px}
+th{background:#f6f8fa;text-align:left}
+td.n{text-align:right}
+</style></head><body>
+<h1>`)
+	b.WriteString(html.EscapeString(title))
+	b.WriteString("</h1>\n<div class=\"charts\">\n")
+	for _, c := range charts {
+		b.WriteString(`<div class="chart">`)
+		b.WriteString(c)
+		b.WriteString("</div>\n")
+	}
+	b.WriteString("</div>\n")
+	for _, s := range secs {
+		b.WriteString("<h2>")
+		b.WriteString(html.EscapeString(s.title))
+		b.WriteString("</h2>\n<table><tr>")
+		for _, c := range s.cols {
+			b.WriteString("<th>")
+			b.WriteString(html.EscapeString(c))
+			b.WriteString("</th>")
+		}
+		b.WriteString("</tr>\n")
+		for _, r := range s.rows {
+			b.WriteString("<tr>")
+			for _, c := range r {
+				if c.isNum {
+					b.WriteString(`<td class="n">`)
+				} else {
+					b.WriteString("<td>")
+				}
+				b.WriteString(html.EscapeString(c.table()))
+				b.WriteString("</td>")
+			}
+			b.WriteString("</tr>\n")
+		}
+		b.WriteString("</table>\n")
+	}
+	b.WriteString("</body></html>\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// distCols are the columns of a distribution table.
+var distCols = []string{"metric", "count", "mean", "std", "min", "p25", "p50", "p75", "p90", "p99", "max"}
+
+// distRow is one distribution as a table row.
+func distRow(name string, d metrics.Dist) []cell {
+	return []cell{txt(name), inum(d.Count), num(d.Mean), num(d.Std), num(d.Min), num(d.P25),
+		num(d.P50), num(d.P75), num(d.P90), num(d.P99), num(d.Max)}
+}
+
+// countRows turns a map of counts into rows sorted by key.
+func countRows(m map[string]int) [][]cell {
+	keys := sortedKeys(m)
+	rows := make([][]cell, 0, len(keys))
+	for _, k := range keys {
+		name := k
+		if name == "" {
+			name = "(none)"
+		}
+		rows = append(rows, []cell{txt(name), inum(m[k])})
+	}
+	return rows
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
