@@ -258,6 +258,9 @@ func (d *Decoder) readLine() ([]byte, error) {
 			b := d.buf[d.scan:d.end]
 			if i := indexLineEnd(b); i >= 0 {
 				lineEnd := d.scan + i
+				if lineEnd-d.start > d.max {
+					return nil, ErrLineTooLong
+				}
 				line := d.buf[d.start:lineEnd]
 				if d.buf[lineEnd] == '\r' {
 					d.skipLF = true
