@@ -1,0 +1,396 @@
+package recorder
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/llmtape/llmtape/proxy"
+	"github.com/llmtape/llmtape/tape"
+)
+
+// Defaults for Config fields left zero.
+const (
+	// DefaultQueueSize is the number of captured exchanges that may wait to be recorded.
+	DefaultQueueSize = 8192
+	// DefaultMaxOpen is the number of conversations the stitching index keeps.
+	DefaultMaxOpen = 20000
+)
+
+// DefaultSessionHeaders are the request headers whose value names a conversation explicitly,
+// in priority order.
+var DefaultSessionHeaders = []string{"X-Session-ID", "X-Conversation-ID", "Helicone-Session-Id"}
+
+// DefaultRedactHeaders are the headers never stored. The proxy drops them before the recorder
+// sees them; the recorder drops them again so that no caller can store them by mistake.
+var DefaultRedactHeaders = []string{"Authorization", "Proxy-Authorization", "Api-Key", "X-Api-Key", "Cookie", "Set-Cookie"}
+
+// Config configures a Recorder. The zero value is usable.
+type Config struct {
+	// QueueSize is how many captured exchanges may wait to be parsed and stitched; when it is
+	// full, Capture counts the exchange as not recorded. Default DefaultQueueSize.
+	QueueSize int
+	// Workers is the number of goroutines that parse exchanges. Default runtime.GOMAXPROCS(0).
+	Workers int
+	// SessionHeaders are request headers that name a session, tried after DefaultSessionHeaders
+	// (the --session-header flag).
+	SessionHeaders []string
+	// RedactHeaders are headers never stored, in addition to DefaultRedactHeaders
+	// (the --redact-header flag).
+	RedactHeaders []string
+	// Name, Upstream and Mode describe the recording this recorder creates. Name defaults to
+	// "record <start time>".
+	Name     string
+	Upstream string
+	Mode     string
+	// Writer configures the store's batched writer. Its OnLost, when set, is called after the
+	// recorder has counted the loss.
+	Writer tape.WriterConfig
+	// MaxOpen is how many conversations the stitching index keeps (the most recently active);
+	// a request that continues a forgotten conversation starts a new one. It also bounds how
+	// many conversations New loads from the store. Default DefaultMaxOpen.
+	MaxOpen int
+	// Logger receives the recorder's warnings (queue full, store errors). Nil discards them.
+	Logger *slog.Logger
+}
+
+// Stats are a recorder's counters, as the proxy's admin /stats serves them.
+type Stats struct {
+	Seen        uint64 `json:"seen"`         // exchanges handed to Capture
+	Recorded    uint64 `json:"recorded"`     // turns handed to the store and not lost
+	NotRecorded uint64 `json:"not_recorded"` // exchanges dropped: queue full or recorder closed
+	Ignored     uint64 `json:"ignored"`      // exchanges of other paths (not completions)
+	Errors      uint64 `json:"errors"`       // exchanges that failed to parse + records the store lost
+	Open        int    `json:"open_conversations"`
+	QueueDepth  int    `json:"queue_depth"` // exchanges captured and not yet stitched
+	Stored      uint64 `json:"stored"`      // records committed by the store writer
+}
+
+// Recorder turns captured exchanges into turns of conversations in a store. It implements
+// proxy.Sink. Capture never blocks; parsing runs on Config.Workers goroutines, stitching on one
+// goroutine in capture order, writing through the store's batched writer.
+type Recorder struct {
+	store *tape.Store
+	w     *tape.Writer
+	rec   tape.Recording // as created; counters are the writer's business
+	p     parser
+	ix    *index
+	log   *slog.Logger
+	queue int64
+
+	mu     sync.RWMutex // guards closed against the channel sends in Capture
+	closed bool
+	work   chan *job
+	order  chan *job
+
+	inflight   atomic.Int64
+	seen       atomic.Uint64
+	turnsPut   atomic.Uint64
+	lost       atomic.Uint64
+	lostTurns  atomic.Uint64
+	dropped    atomic.Uint64
+	ignored    atomic.Uint64
+	errs       atomic.Uint64
+	open       atomic.Int64
+	lastLogged atomic.Int64 // unix ns of the last "queue full" warning
+	lastStore  atomic.Int64 // unix ns of the last store warning
+
+	workers  sync.WaitGroup
+	stitched chan struct{}
+
+	// Owned by the stitching goroutine.
+	// first is the start of the first exchange stitched: conversations' arrivals are measured
+	// from it (and clamped at zero for an exchange that started earlier but ended later);
+	// started is the earliest start seen, last the latest end.
+	first, started, last time.Time
+}
+
+// job is one captured exchange on its way through the recorder.
+type job struct {
+	x     *proxy.Exchange
+	p     *parsed
+	ready chan struct{} // closed when p is set
+}
+
+var _ proxy.Sink = (*Recorder)(nil)
+
+// New creates a recording in store and starts a recorder that adds to it. The stitching index
+// is rebuilt from the store's recent conversations so that conversations recorded before a
+// restart continue (see docs/stitching.md). Close stops the recorder; the store stays open.
+func New(store *tape.Store, cfg Config) (*Recorder, error) {
+	if store == nil {
+		return nil, errors.New("new recorder: nil store")
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = DefaultQueueSize
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.MaxOpen <= 0 {
+		cfg.MaxOpen = DefaultMaxOpen
+	}
+	r := &Recorder{
+		store:    store,
+		log:      cfg.Logger,
+		queue:    int64(cfg.QueueSize),
+		work:     make(chan *job, cfg.QueueSize),
+		order:    make(chan *job, cfg.QueueSize),
+		stitched: make(chan struct{}),
+		ix:       newIndex(cfg.MaxOpen),
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	r.p = parser{cache: newInfoCache(1 << 18), redact: make(map[string]struct{})}
+	for _, h := range append(append([]string{}, DefaultSessionHeaders...), cfg.SessionHeaders...) {
+		r.p.sessionHeaders = append(r.p.sessionHeaders, http.CanonicalHeaderKey(h))
+	}
+	for _, h := range append(append([]string{}, DefaultRedactHeaders...), cfg.RedactHeaders...) {
+		r.p.redact[http.CanonicalHeaderKey(h)] = struct{}{}
+	}
+
+	if err := r.rebuild(cfg.MaxOpen); err != nil {
+		return nil, fmt.Errorf("new recorder: rebuild stitching index: %w", err)
+	}
+	r.open.Store(int64(r.ix.open()))
+
+	now := time.Now()
+	r.rec = tape.Recording{
+		Name:     cfg.Name,
+		Source:   "record",
+		Upstream: cfg.Upstream,
+		Mode:     cfg.Mode,
+		Started:  now,
+	}
+	if r.rec.Name == "" {
+		r.rec.Name = "record " + now.UTC().Format(time.RFC3339)
+	}
+	if err := store.CreateRecording(&r.rec); err != nil {
+		return nil, fmt.Errorf("new recorder: create recording: %w", err)
+	}
+
+	wcfg := cfg.Writer
+	userLost := wcfg.OnLost
+	wcfg.OnLost = func(rec tape.Record, err error) {
+		r.lost.Add(1)
+		if _, ok := rec.(*tape.Turn); ok {
+			r.lostTurns.Add(1)
+		}
+		if r.rateOK(&r.lastStore) {
+			r.log.Error("recorder: the store lost records", "lost", r.lost.Load(), "err", err)
+		}
+		if userLost != nil {
+			userLost(rec, err)
+		}
+	}
+	r.w = store.NewWriter(wcfg)
+
+	r.workers.Add(cfg.Workers)
+	for range cfg.Workers {
+		go r.parseLoop()
+	}
+	go r.stitchLoop()
+	return r, nil
+}
+
+// Recording returns the id of the recording this recorder writes.
+func (r *Recorder) Recording() uint64 { return r.rec.ID }
+
+// Capture queues a finished exchange. It never blocks: when the queue is full, or after Close,
+// the exchange is counted as not recorded (and a warning is logged at most once a second). The
+// recorder owns x afterwards; the caller must not change it.
+func (r *Recorder) Capture(x *proxy.Exchange) {
+	r.seen.Add(1)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	full := false
+	if !r.closed {
+		full = r.inflight.Add(1) > r.queue
+		if full {
+			r.inflight.Add(-1)
+		}
+	}
+	if r.closed || full {
+		n := r.dropped.Add(1)
+		if r.rateOK(&r.lastLogged) {
+			r.log.Warn("recorder is behind: exchanges not recorded", "not_recorded", n, "queue", r.queue)
+		}
+		return
+	}
+	// Every job in either channel is counted in inflight, which is at most the capacity of
+	// each channel, so neither send blocks.
+	j := &job{x: x, ready: make(chan struct{})}
+	r.order <- j
+	r.work <- j
+}
+
+// rateOK reports whether a warning may be logged now (at most one a second per kind).
+func (r *Recorder) rateOK(last *atomic.Int64) bool {
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	return now-prev >= int64(time.Second) && last.CompareAndSwap(prev, now)
+}
+
+// parseLoop parses exchanges until the work channel closes.
+func (r *Recorder) parseLoop() {
+	defer r.workers.Done()
+	for j := range r.work {
+		j.p = r.parseOne(j.x)
+		j.x = nil
+		close(j.ready)
+	}
+}
+
+// parseOne parses one exchange; nil means there is nothing to record. A panic in a parser is a
+// bug, but it must not take the proxy down: it is counted as an error.
+func (r *Recorder) parseOne(x *proxy.Exchange) (p *parsed) {
+	if !isRecorded(x.Path) {
+		r.ignored.Add(1)
+		return nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			r.errs.Add(1)
+			r.log.Error("recorder: parse exchange", "path", x.Path, "panic", v)
+			p = nil
+		}
+	}()
+	return r.p.parse(x)
+}
+
+// stitchLoop places parsed exchanges, in capture order, until the order channel closes.
+func (r *Recorder) stitchLoop() {
+	defer close(r.stitched)
+	for j := range r.order {
+		<-j.ready
+		if j.p != nil {
+			r.record(j.p)
+		}
+		r.inflight.Add(-1)
+	}
+}
+
+// record places one parsed turn and hands it (and a new conversation) to the writer.
+func (r *Recorder) record(p *parsed) {
+	t := &p.turn
+	if r.first.IsZero() {
+		r.first = t.Timing.Start
+		r.started = t.Timing.Start
+	}
+	if t.Timing.Start.Before(r.started) {
+		r.started = t.Timing.Start
+	}
+	if end := t.Timing.Start.Add(t.Timing.End); end.After(r.last) {
+		r.last = end
+	}
+	pl := r.ix.place(p, r.store.NextConversationID)
+	c := pl.c
+	t.Conversation = c.id
+	t.Index = c.turns
+	t.Match = pl.match
+	t.Request.Kept = pl.kept
+	if p.msgs != nil {
+		t.Request.Messages = p.msgs[pl.kept:]
+		t.Request.MessageMeta = p.meta[pl.kept:]
+	}
+	r.ix.advance(c, pl.kept, p.exact, p.chain, p.reply, p.state, readyAt(t))
+	r.ix.evict()
+	r.open.Store(int64(r.ix.open()))
+
+	if pl.isNew {
+		conv := &tape.Conversation{
+			ID:        c.id,
+			Recording: r.rec.ID,
+			Arrival:   max(t.Timing.Start.Sub(r.first), 0),
+			Grouping:  pl.grouping,
+			Session:   c.session,
+			Parent:    pl.parent,
+			ForkTurn:  pl.forkTurn,
+		}
+		if err := r.w.Put(conv); err != nil {
+			r.errs.Add(1)
+			return
+		}
+	}
+	if err := r.w.Put(t); err != nil {
+		r.errs.Add(1)
+		return
+	}
+	r.turnsPut.Add(1)
+}
+
+// Stats returns the recorder's counters. It is safe to call at any time, also after Close.
+func (r *Recorder) Stats() Stats {
+	put, lostTurns := r.turnsPut.Load(), r.lostTurns.Load()
+	s := Stats{
+		Seen:        r.seen.Load(),
+		NotRecorded: r.dropped.Load(),
+		Ignored:     r.ignored.Load(),
+		Errors:      r.errs.Load() + r.lost.Load(),
+		Open:        int(r.open.Load()),
+		QueueDepth:  int(max(r.inflight.Load(), 0)),
+		Stored:      uint64(max(r.w.Stats().Committed, 0)),
+	}
+	if put > lostTurns {
+		s.Recorded = put - lostTurns
+	}
+	return s
+}
+
+// Close stops accepting exchanges, records every queued one, flushes the store writer and marks
+// the recording complete. It returns the first store error. Close does not close the store.
+func (r *Recorder) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	close(r.work)
+	close(r.order)
+	r.mu.Unlock()
+
+	r.workers.Wait()
+	<-r.stitched
+	errW := r.w.Close()
+	if errW != nil {
+		errW = fmt.Errorf("close recorder: flush: %w", errW)
+	}
+	return errors.Join(errW, r.finish())
+}
+
+// finish writes the recording's start and end wall-clock times and marks it complete. It reads
+// the recording back first so the counters the writer kept are not overwritten.
+func (r *Recorder) finish() error {
+	rec, err := r.store.Recording(r.rec.ID)
+	if err != nil {
+		return fmt.Errorf("close recorder: read recording: %w", err)
+	}
+	if !r.first.IsZero() {
+		rec.Started = r.started
+		rec.Ended = r.last
+	} else {
+		rec.Ended = time.Now()
+	}
+	rec.Complete = true
+	if err := r.store.UpdateRecording(rec); err != nil {
+		return fmt.Errorf("close recorder: update recording: %w", err)
+	}
+	return nil
+}
+
+// readyAt is when the client had a turn's whole reply (wall clock, ns): the arrival of its last
+// output event, or the end of the response.
+func readyAt(t *tape.Turn) int64 {
+	d := t.Timing.End
+	if n := len(t.Timing.Chunks); n > 0 {
+		d = t.Timing.Sent + t.Timing.Chunks[n-1].Offset
+	}
+	return t.Timing.Start.UnixNano() + int64(d)
+}
