@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// simBuffer is a bytes.Buffer safe for the command's goroutine and the test's.
+type simBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *simBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *simBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var simURLRe = regexp.MustCompile(`listening on (http://[0-9.:]+) `)
+
+// startSimCmd runs `llmtape sim args...` in-process and returns its base URL, a cancel that
+// acts as SIGTERM, and the exit status channel.
+func startSimCmd(t *testing.T, args ...string) (url string, stop context.CancelFunc, code <-chan int, stderr *simBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	out, errb := &simBuffer{}, &simBuffer{}
+	c := make(chan int, 1)
+	go func() { c <- run(ctx, append([]string{"sim", "--listen", "127.0.0.1:0"}, args...), out, errb) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := simURLRe.FindStringSubmatch(out.String()); m != nil {
+			return m[1], cancel, c, errb
+		}
+		select {
+		case st := <-c:
+			t.Fatalf("sim exited with %d: %s", st, errb.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	t.Fatalf("sim did not print its address; stdout %q", out.String())
+	return "", nil, nil, nil
+}
+
+// TestSimCommandShutdown: the stop signal (the command's context, which main cancels on
+// SIGTERM or Ctrl-C) lets a stream in flight finish, then the command exits 0.
+func TestSimCommandShutdown(t *testing.T) {
+	url, stop, code, stderr := startSimCmd(t, "--ttft", "1ms", "--itl", "2ms")
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":50}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	stop() // as SIGTERM
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("stream in flight was cut: %v", err)
+	}
+	if !bytes.HasSuffix(body, []byte("data: [DONE]\n\n")) {
+		t.Fatalf("stream in flight did not finish: ...%q", body[max(0, len(body)-100):])
+	}
+	select {
+	case st := <-code:
+		if st != 0 {
+			t.Fatalf("exit status %d, stderr %q", st, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sim did not exit after the stop signal")
+	}
+	if !strings.Contains(stderr.String(), "stopped after 1 requests (1 completed") {
+		t.Fatalf("stderr %q", stderr.String())
+	}
+	if _, err := http.Get(url + "/health"); err == nil {
+		t.Fatal("still serving after shutdown")
+	}
+}
+
+func TestSimCommandBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"sim", "--output-len", "10-2"},
+		{"sim", "--fail-rate", "2"},
+		{"sim", "--tokenizer", "nope"},
+		{"sim", "--fail-status", "200"},
+		{"sim", "extra-arg"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if st := run(context.Background(), args, &out, &errb); st != 2 {
+				t.Fatalf("exit %d, want 2; stderr %q", st, errb.String())
+			}
+			if strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+				t.Fatalf("error is not one line: %q", errb.String())
+			}
+		})
+	}
+}
+
+func TestSimCommandHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	if st := run(context.Background(), []string{"sim", "--help"}, &out, &errb); st != 0 {
+		t.Fatalf("exit %d: %s", st, errb.String())
+	}
+	for _, want := range []string{"--ttft duration", "(default 20ms)", "--prefill-per-token", "(default 20µs)",
+		"--itl duration", "(default 10ms)", "--max-running", "--cache-blocks", "Example"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
