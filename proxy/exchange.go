@@ -35,6 +35,18 @@ type Exchange struct {
 	// Err describes a failure: reaching the upstream, reading from it, or writing to the client.
 	Err      string
 	ErrClass string // "connect", "timeout", "stream", "canceled" or empty
+
+	// Fields added after the seam was first agreed (additions only).
+
+	// RespSize is the number of response body bytes the client was sent (before decoding).
+	RespSize int64
+	// RespTruncated is true when the response body was larger than the proxy's MaxBody: Body
+	// then holds only its first MaxBody bytes (the client still received all of it).
+	RespTruncated bool
+	// BodyEncoding is the response's Content-Encoding when Body could not be decoded (an
+	// unknown or stacked coding, or corrupt data): Body is then the raw bytes as received.
+	// It is empty when Body is plain.
+	BodyEncoding string
 }
 
 // Read is the arrival of one piece of the response body.

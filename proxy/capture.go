@@ -1,0 +1,278 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// The capture path, shared by both modes.
+//
+// roundTrip sends a request upstream. For a recordable request it wraps the request body in a
+// reqTee (which keeps up to MaxBody bytes and notes when the body was fully sent) and the
+// response body in a respTee (which appends every read to Exchange.Body with its monotonic
+// arrival time). Whoever copies the response to the client (our own loop in reverse mode,
+// goproxy in forward mode) reads from the respTee and closes it; Close finishes the exchange
+// and hands it to the Sink. The hot path therefore only copies bytes and reads the clock:
+// decoding a compressed body happens after the end, in its own goroutine.
+
+// roundTrip forwards req upstream. start is when the request arrived at the proxy. It never
+// returns an error: a failure to reach the upstream becomes a 502 response with an
+// OpenAI-style error body.
+func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
+	if !p.recordable(req) {
+		p.passed.Add(1)
+		resp, err := p.transport.RoundTrip(req)
+		if err != nil {
+			return errorResponse(req, err)
+		}
+		return resp
+	}
+	p.exchanges.Add(1)
+	p.begin()
+	x := &Exchange{
+		Start:     start,
+		Method:    req.Method,
+		Host:      req.URL.Host,
+		Path:      req.URL.Path,
+		ReqHeader: p.redactedCopy(req.Header),
+	}
+	c := &capture{p: p, x: x, clientCtx: req.Context()}
+	ctx, cancel := context.WithCancel(req.Context())
+	c.cancel = cancel
+	c.stopAbort = context.AfterFunc(p.abortCtx, cancel)
+	req = req.WithContext(ctx)
+	if req.Body != nil && req.Body != http.NoBody {
+		c.req = &reqTee{rc: req.Body, c: c, max: p.cfg.MaxBody}
+		if req.ContentLength > 0 && req.ContentLength <= p.cfg.MaxBody {
+			c.req.buf = make([]byte, 0, req.ContentLength)
+		}
+		req.Body = c.req
+	}
+	sendAt := time.Since(start)
+	resp, err := p.transport.RoundTrip(req)
+	headersAt := time.Since(start)
+	if err != nil {
+		x.Err = "reach upstream: " + err.Error()
+		x.ErrClass = c.classify(err)
+		if x.ErrClass == "canceled" && c.clientCtx.Err() != nil {
+			x.ClientGone = true
+		}
+		resp = errorResponse(req, err)
+	}
+	c.sendAt = sendAt
+	x.HeadersAt = headersAt
+	x.Status = resp.StatusCode
+	x.RespHeader = p.redactedCopy(resp.Header)
+	resp.Body = &respTee{rc: resp.Body, c: c}
+	return resp
+}
+
+// capture is one recordable exchange in flight.
+type capture struct {
+	p         *Proxy
+	x         *Exchange
+	clientCtx context.Context // the client's request context: done when the client is gone
+	cancel    context.CancelFunc
+	stopAbort func() bool
+	req       *reqTee
+	sendAt    time.Duration
+}
+
+// classify names the kind of an upstream failure.
+func (c *capture) classify(err error) string {
+	switch {
+	case c.clientCtx.Err() != nil || errors.Is(err, context.Canceled) || c.p.abortCtx.Err() != nil:
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "connect"
+}
+
+// reqTee keeps the first max bytes of a request body as the transport sends it. The transport
+// may read and close it from its own goroutine, hence the mutex.
+type reqTee struct {
+	rc  io.ReadCloser
+	c   *capture
+	max int64
+
+	mu     sync.Mutex
+	buf    []byte
+	size   int64
+	trunc  bool
+	sentAt time.Duration // when the body's end was read (0: not seen)
+}
+
+func (t *reqTee) Read(b []byte) (int, error) {
+	n, err := t.rc.Read(b)
+	t.mu.Lock()
+	if n > 0 {
+		t.size += int64(n)
+		if !t.trunc {
+			if t.size > t.max {
+				t.trunc, t.buf = true, nil
+			} else {
+				t.buf = append(t.buf, b[:n]...)
+			}
+		}
+	}
+	if err == io.EOF && t.sentAt == 0 {
+		t.sentAt = time.Since(t.c.x.Start)
+	}
+	t.mu.Unlock()
+	return n, err
+}
+
+func (t *reqTee) Close() error { return t.rc.Close() }
+
+// respTee records the response body as it is read. Only one goroutine reads and closes it.
+type respTee struct {
+	rc      io.ReadCloser
+	c       *capture
+	eof     bool
+	readErr error
+	closed  bool
+}
+
+func (t *respTee) Read(b []byte) (int, error) {
+	n, err := t.rc.Read(b)
+	x := t.c.x
+	if n > 0 {
+		at := time.Since(x.Start)
+		x.RespSize += int64(n)
+		if !x.RespTruncated {
+			if int64(len(x.Body)+n) > t.c.p.cfg.MaxBody {
+				x.RespTruncated = true
+			} else {
+				if x.Body == nil {
+					x.Body = make([]byte, 0, 4096)
+					x.Reads = make([]Read, 0, 64)
+				}
+				x.Body = append(x.Body, b[:n]...)
+				x.Reads = append(x.Reads, Read{At: at, End: len(x.Body)})
+			}
+		}
+	}
+	if err != nil {
+		if err == io.EOF {
+			t.eof = true
+		} else if t.readErr == nil {
+			t.readErr = err
+		}
+	}
+	return n, err
+}
+
+// Close ends the exchange: the copy to the client is over (all of it, or it failed).
+func (t *respTee) Close() error {
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	err := t.rc.Close()
+	c := t.c
+	x := c.x
+	x.End = time.Since(x.Start)
+	c.cancel()
+	c.stopAbort()
+	switch {
+	case t.readErr != nil:
+		if x.Err == "" {
+			x.Err = "read upstream: " + t.readErr.Error()
+			x.ErrClass = c.classify(t.readErr)
+			if x.ErrClass == "connect" {
+				x.ErrClass = "stream"
+			}
+		}
+		if c.clientCtx.Err() != nil {
+			x.ClientGone = true
+		}
+	case !t.eof:
+		// The copy stopped before the upstream's end without a read error: writing to the
+		// client failed, so the client went away.
+		x.ClientGone = true
+		if x.Err == "" {
+			x.Err = "write to client: client went away"
+			x.ErrClass = "canceled"
+		}
+	}
+	if r := c.req; r != nil {
+		r.mu.Lock()
+		x.ReqSize, x.Truncated, x.Sent = r.size, r.trunc, r.sentAt
+		if !r.trunc {
+			x.ReqBody = r.buf
+		}
+		r.mu.Unlock()
+	}
+	if x.Sent == 0 {
+		x.Sent = c.sendAt
+	}
+	if x.ClientGone {
+		c.p.gone.Add(1)
+	}
+	if x.Err != "" {
+		c.p.errs.Add(1)
+	}
+	if needsDecode(x) {
+		// Decoding is not the client's business: do it off the copy goroutine.
+		go c.finish()
+	} else {
+		c.finish()
+	}
+	return err
+}
+
+// finish decodes what needs decoding and hands the exchange to the Sink.
+func (c *capture) finish() {
+	decodeExchange(c.x)
+	if s := c.p.cfg.Sink; s != nil {
+		s.Capture(c.x)
+	}
+	c.p.done()
+}
+
+// errorResponse is the 502 answer the client gets when the upstream cannot be reached.
+func errorResponse(req *http.Request, err error) *http.Response {
+	body := openAIError("llmtape proxy: upstream unreachable: "+err.Error(), "upstream_error", "bad_gateway")
+	h := make(http.Header, 2)
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	return &http.Response{
+		Status:        "502 Bad Gateway",
+		StatusCode:    http.StatusBadGateway,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}
+
+// openAIError renders an OpenAI-style error body.
+func openAIError(msg, typ, code string) []byte {
+	type detail struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    string  `json:"code"`
+	}
+	b, _ := json.Marshal(struct {
+		Error detail `json:"error"`
+	}{detail{Message: msg, Type: typ, Code: code}})
+	return append(b, '\n')
+}

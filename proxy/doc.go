@@ -1,0 +1,33 @@
+// Package proxy is llmtape's recording HTTP(S) proxy.
+//
+// # Basics
+//
+// In reverse mode (ModeReverse) clients set their base URL to the proxy and every request is
+// forwarded to Config.Upstream. In forward mode (ModeForward, built on goproxy) clients set
+// HTTP_PROXY / HTTPS_PROXY; TLS to the intercepted hosts is terminated with a certificate
+// signed by a CA from LoadOrCreateCA, and CONNECTs to other hosts are tunnelled untouched.
+//
+// Both modes share one capture path. For a recordable request (DefaultRecordable: POST to
+// …/chat/completions or …/completions) the proxy tees the request body and the response body
+// as they pass and takes a monotonic timestamp of every read; when the response has been
+// copied to the client, the finished Exchange is handed to the Config.Sink. Everything else
+// is forwarded without being recorded.
+//
+// The client receives exactly the bytes the upstream sent: every read is written and flushed
+// at once (an event stream is never buffered), Accept-Encoding and Content-Encoding pass
+// through untouched. Exchange.Body is decoded after the end of the exchange (see decode.go for
+// how Reads stay meaningful for a compressed stream).
+//
+// # Caveats
+//
+//   - Credentials (CredentialHeaders and Config.RedactHeaders) never reach an Exchange, but
+//     are forwarded to the upstream untouched. Proxy-Authorization is hop-by-hop and is not
+//     forwarded in reverse mode.
+//   - The Sink is called on the goroutine that copied the response (or on a decoding goroutine
+//     for compressed bodies); it must not block.
+//   - Exchange.End is when the last byte was handed to the client connection (or the failure).
+//     In forward mode the copy is goproxy's; timestamps are still taken when bytes arrive from
+//     the upstream.
+//   - Bodies larger than Config.MaxBody pass through and are kept truncated (request: not kept,
+//     Truncated set; response: the first MaxBody bytes, RespTruncated set).
+package proxy
