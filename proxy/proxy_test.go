@@ -263,7 +263,10 @@ func TestClientGoneCancelsUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != 200 { b, _ := io.ReadAll(resp.Body); t.Fatalf("status %d %s", resp.StatusCode, b) }
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d %s", resp.StatusCode, b)
+	}
 	br := bufio.NewReader(resp.Body)
 	for i := 0; i < 3; i++ { // three events, then hang up
 		if _, err := br.ReadString('\n'); err != nil {
