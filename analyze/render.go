@@ -39,6 +39,7 @@ type cell struct {
 	text  string
 	num   float64
 	isNum bool
+	pct   bool // a ratio shown as a signed percentage in tables
 }
 
 func txt(s string) cell            { return cell{text: s} }
@@ -82,7 +83,22 @@ func csvNum(f float64) string {
 	return strconv.FormatFloat(f, 'f', -1, 64)
 }
 
+// pctCell is a relative change: "+12.3%" in tables, the ratio in CSV, "-" when unknown.
+func pctCell(r *float64) cell {
+	if r == nil {
+		return txt("-")
+	}
+	return cell{num: *r, isNum: true, pct: true}
+}
+
 func (c cell) table() string {
+	if c.pct {
+		s := strconv.FormatFloat(100*c.num, 'f', 1, 64) + "%"
+		if c.num >= 0 {
+			s = "+" + s
+		}
+		return s
+	}
 	if c.isNum {
 		return fmtNum(c.num)
 	}
@@ -93,8 +109,10 @@ func (c cell) table() string {
 // right-aligned, two spaces apart.
 func writeTable(w io.Writer, title string, secs []section) error {
 	var b strings.Builder
-	b.WriteString(title)
-	b.WriteString("\n")
+	if title != "" {
+		b.WriteString(title)
+		b.WriteString("\n")
+	}
 	for _, s := range secs {
 		b.WriteString("\n== ")
 		b.WriteString(s.title)

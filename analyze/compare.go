@@ -1,0 +1,557 @@
+package analyze
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/tape"
+)
+
+// RecordingRef is the name that stands for the recorded baseline in Compare: the recording
+// the other side's run replayed, matched to it turn by turn.
+const RecordingRef = "recording"
+
+// Side names one side of a comparison.
+type Side struct {
+	Kind string `json:"kind"` // "run" or "recording"
+	ID   uint64 `json:"id"`
+	Name string `json:"name"`
+}
+
+// Change is one figure on both sides: Abs = Target − Base, Rel = Abs / Base (nil when Base
+// is 0).
+type Change struct {
+	Name   string   `json:"name"` // "ttft_ms.p99", "requests.errors", …
+	Base   float64  `json:"base"`
+	Target float64  `json:"target"`
+	Abs    float64  `json:"abs"`
+	Rel    *float64 `json:"rel"`
+}
+
+// TurnChange is one turn-index bucket's figures on both sides.
+type TurnChange struct {
+	Bucket  string   `json:"bucket"`
+	Changes []Change `json:"changes"`
+}
+
+// TurnRegression is one matched request whose latency grew.
+type TurnRegression struct {
+	Conversation uint64  `json:"conversation"`
+	Turn         int     `json:"turn"` // 0-based
+	BaseTTFT     float64 `json:"base_ttft_ms"`
+	TargetTTFT   float64 `json:"target_ttft_ms"`
+	TTFTDelta    float64 `json:"ttft_delta_ms"`
+	BaseE2E      float64 `json:"base_e2e_ms"`
+	TargetE2E    float64 `json:"target_e2e_ms"`
+	E2EDelta     float64 `json:"e2e_delta_ms"`
+}
+
+// ConversationRegression is one conversation's total E2E change over its matched turns.
+type ConversationRegression struct {
+	Conversation uint64  `json:"conversation"`
+	Turns        int     `json:"turns"`
+	BaseE2E      float64 `json:"base_e2e_ms"`
+	TargetE2E    float64 `json:"target_e2e_ms"`
+	E2EDelta     float64 `json:"e2e_delta_ms"`
+	TTFTDelta    float64 `json:"ttft_delta_ms"` // summed over its turns
+}
+
+// TokenDrift compares token counts of matched requests.
+type TokenDrift struct {
+	Base         int64   `json:"base_total"`
+	Target       int64   `json:"target_total"`
+	MeanDelta    float64 `json:"mean_delta"`
+	MeanAbsDelta float64 `json:"mean_abs_delta"`
+	ChangedRatio float64 `json:"changed_ratio"` // share of pairs whose count differs
+}
+
+// Drift is the output-length and token-count drift over matched successful pairs.
+type Drift struct {
+	Pairs        int        `json:"pairs"`
+	InputTokens  TokenDrift `json:"input_tokens"`
+	OutputTokens TokenDrift `json:"output_tokens"`
+}
+
+// Comparison is what "llmtape compare" reports.
+type Comparison struct {
+	Base    Side         `json:"base"`
+	Target  Side         `json:"target"`
+	Matched int          `json:"matched"` // requests present on both sides
+	Metrics []Change     `json:"metrics"`
+	ByTurn  []TurnChange `json:"by_turn"`
+	// Regressions are the matched turns and conversations whose latency grew most, worst first
+	// (at most CompareConfig.Top each).
+	Regressions struct {
+		Turns         []TurnRegression         `json:"turns"`
+		Conversations []ConversationRegression `json:"conversations"`
+	} `json:"regressions"`
+	Drift Drift `json:"drift"`
+	// Failed lists the --fail-on conditions that hold, as readable reasons.
+	Failed []string `json:"failed"`
+
+	BaseSummary, TargetSummary metrics.Summary `json:"-"`
+	BaseSet, TargetSet         *metrics.Set    `json:"-"`
+	pairs                      []pair
+}
+
+// CompareConfig tunes a comparison.
+type CompareConfig struct {
+	// Top is how many regressions of each kind to keep; default 10.
+	Top int
+	// FailOn are conditions that fail the comparison (see ParseConditions).
+	FailOn []Condition
+	// SLO is used for both sides' goodput; zero counts every successful request.
+	SLO metrics.SLO
+}
+
+// sample is one request's figures for matching.
+type sample struct {
+	ttft, e2e time.Duration
+	in, out   int
+	ok        bool
+}
+
+type key struct {
+	conv uint64
+	turn int
+}
+
+type pair struct {
+	k            key
+	base, target sample
+}
+
+// sideData is one side read into memory.
+type sideData struct {
+	side    Side
+	acc     metrics.Accumulator
+	samples map[key]sample
+	window  time.Duration
+}
+
+func sampleOf(r *tape.Result) sample {
+	return sample{ttft: r.TTFT, e2e: r.E2E, in: r.InputTokens, out: r.OutputTokens, ok: metrics.OK(r)}
+}
+
+// readRun reads a run's results (warmup excluded).
+func readRun(src Source, ref string) (*sideData, *tape.Run, error) {
+	run, err := src.FindRun(ref)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find run %q: %w", ref, err)
+	}
+	d := &sideData{side: Side{Kind: "run", ID: run.ID, Name: run.Name}, samples: map[key]sample{}}
+	first, last := time.Duration(math.MaxInt64), time.Duration(0)
+	err = src.Results(run.ID, func(r *tape.Result) error {
+		d.acc.Add(r)
+		if r.Warmup {
+			return nil
+		}
+		first, last = min(first, r.Sent), max(last, r.Sent+r.E2E)
+		d.samples[key{r.Conversation, r.Turn}] = sampleOf(r)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read run %d: %w", run.ID, err)
+	}
+	if first > last {
+		first = 0
+	}
+	d.window = runWindow(run, nil, first, last)
+	return d, run, nil
+}
+
+// readRecording reads the recorded turns that match the other side's requests, as results.
+func readRecording(src Source, recording uint64, want map[key]sample) (*sideData, error) {
+	rec, err := src.Recording(recording)
+	if err != nil {
+		return nil, fmt.Errorf("read recording %d: %w", recording, err)
+	}
+	d := &sideData{side: Side{Kind: "recording", ID: rec.ID, Name: rec.Name}, samples: map[key]sample{}}
+	var convs []uint64
+	if err := src.Conversations(recording, func(c *tape.Conversation) error {
+		convs = append(convs, c.ID)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read recording %d: %w", recording, err)
+	}
+	var first, last int64 = math.MaxInt64, math.MinInt64
+	for _, id := range convs {
+		err := src.Turns(id, func(t *tape.Turn) error {
+			k := key{t.Conversation, t.Index}
+			if _, ok := want[k]; !ok {
+				return nil
+			}
+			r := TurnResult(t)
+			d.acc.Add(&r)
+			d.samples[k] = sampleOf(&r)
+			s := t.Timing.Start.UnixNano()
+			first, last = min(first, s), max(last, s+int64(t.Timing.End))
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read conversation %d: %w", id, err)
+		}
+	}
+	if last > first {
+		d.window = time.Duration(last - first)
+	}
+	return d, nil
+}
+
+// Compare compares base and target, each a run reference (id, name, "latest") or
+// RecordingRef. With RecordingRef on one side, the other must be a run: the recording it
+// replayed is read, keeping only the turns the run replayed.
+func Compare(src Source, base, target string, cfg CompareConfig) (*Comparison, error) {
+	if cfg.Top <= 0 {
+		cfg.Top = 10
+	}
+	if base == RecordingRef && target == RecordingRef {
+		return nil, fmt.Errorf("compare: at most one side can be %q", RecordingRef)
+	}
+	var b, t *sideData
+	var err error
+	switch {
+	case base == RecordingRef:
+		var run *tape.Run
+		if t, run, err = readRun(src, target); err != nil {
+			return nil, fmt.Errorf("compare: %w", err)
+		}
+		if b, err = readRecording(src, run.Recording, t.samples); err != nil {
+			return nil, fmt.Errorf("compare: %w", err)
+		}
+	case target == RecordingRef:
+		var run *tape.Run
+		if b, run, err = readRun(src, base); err != nil {
+			return nil, fmt.Errorf("compare: %w", err)
+		}
+		if t, err = readRecording(src, run.Recording, b.samples); err != nil {
+			return nil, fmt.Errorf("compare: %w", err)
+		}
+	default:
+		if b, _, err = readRun(src, base); err != nil {
+			return nil, fmt.Errorf("compare: %w", err)
+		}
+		if t, _, err = readRun(src, target); err != nil {
+			return nil, fmt.Errorf("compare: %w", err)
+		}
+	}
+	c := &Comparison{Base: b.side, Target: t.side}
+	c.BaseSummary = b.acc.Summary(b.window, cfg.SLO)
+	c.TargetSummary = t.acc.Summary(t.window, cfg.SLO)
+	c.BaseSet, c.TargetSet = b.acc.Set(), t.acc.Set()
+	c.Metrics = summaryChanges(&c.BaseSummary, &c.TargetSummary)
+	c.ByTurn = turnChanges(c.BaseSummary.ByTurn, c.TargetSummary.ByTurn)
+	for k, bs := range b.samples {
+		if ts, ok := t.samples[k]; ok {
+			c.pairs = append(c.pairs, pair{k, bs, ts})
+		}
+	}
+	sort.Slice(c.pairs, func(i, j int) bool {
+		a, b := c.pairs[i].k, c.pairs[j].k
+		return a.conv < b.conv || a.conv == b.conv && a.turn < b.turn
+	})
+	c.Matched = len(c.pairs)
+	c.regressions(cfg.Top)
+	c.drift()
+	for _, cond := range cfg.FailOn {
+		if reason, ok := cond.Eval(c); ok {
+			c.Failed = append(c.Failed, reason)
+		}
+	}
+	if c.Failed == nil {
+		c.Failed = []string{}
+	}
+	return c, nil
+}
+
+func change(name string, b, t float64) Change {
+	c := Change{Name: name, Base: b, Target: t, Abs: t - b}
+	if b != 0 {
+		r := (t - b) / b
+		c.Rel = &r
+	}
+	return c
+}
+
+// distChanges compares two distributions stat by stat.
+func distChanges(name string, b, t metrics.Dist) []Change {
+	return []Change{
+		change(name+".count", float64(b.Count), float64(t.Count)),
+		change(name+".mean", b.Mean, t.Mean),
+		change(name+".std", b.Std, t.Std),
+		change(name+".min", b.Min, t.Min),
+		change(name+".p25", b.P25, t.P25),
+		change(name+".p50", b.P50, t.P50),
+		change(name+".p75", b.P75, t.P75),
+		change(name+".p90", b.P90, t.P90),
+		change(name+".p95", b.P95, t.P95),
+		change(name+".p99", b.P99, t.P99),
+		change(name+".p999", b.P999, t.P999),
+		change(name+".max", b.Max, t.Max),
+	}
+}
+
+func summaryChanges(b, t *metrics.Summary) []Change {
+	out := []Change{
+		change("requests.total", float64(b.Requests.Total), float64(t.Requests.Total)),
+		change("requests.ok", float64(b.Requests.OK), float64(t.Requests.OK)),
+		change("requests.errors", float64(b.Requests.Errors), float64(t.Requests.Errors)),
+		change("throughput.requests_per_s", b.Throughput.RequestsPerS, t.Throughput.RequestsPerS),
+		change("throughput.input_tokens_per_s", b.Throughput.InputTokensPerS, t.Throughput.InputTokensPerS),
+		change("throughput.output_tokens_per_s", b.Throughput.OutputTokensPerS, t.Throughput.OutputTokensPerS),
+		change("goodput.ratio", b.Goodput.Ratio, t.Goodput.Ratio),
+		change("cached_tokens", float64(b.CachedTokens), float64(t.CachedTokens)),
+	}
+	for _, m := range []struct {
+		name string
+		b, t metrics.Dist
+	}{
+		{metrics.TTFT, b.TTFT, t.TTFT}, {metrics.TPOT, b.TPOT, t.TPOT}, {metrics.ITL, b.ITL, t.ITL},
+		{metrics.E2E, b.E2E, t.E2E}, {"input_tokens", b.InputTokens, t.InputTokens},
+		{"output_tokens", b.OutputTokens, t.OutputTokens},
+	} {
+		out = append(out, distChanges(m.name, m.b, m.t)...)
+	}
+	return out
+}
+
+// turnChanges compares p50 and p99 of TTFT, ITL, TPOT and E2E per turn bucket present on
+// either side.
+func turnChanges(b, t []metrics.TurnSummary) []TurnChange {
+	find := func(ts []metrics.TurnSummary, name string) metrics.TurnSummary {
+		for _, x := range ts {
+			if x.Bucket == name {
+				return x
+			}
+		}
+		return metrics.TurnSummary{Bucket: name}
+	}
+	var out []TurnChange
+	for _, name := range metrics.TurnBuckets {
+		bb, tt := find(b, name), find(t, name)
+		if bb.Requests == 0 && tt.Requests == 0 {
+			continue
+		}
+		out = append(out, TurnChange{Bucket: name, Changes: []Change{
+			change("requests", float64(bb.Requests), float64(tt.Requests)),
+			change("ttft_ms.p50", bb.TTFT.P50, tt.TTFT.P50),
+			change("ttft_ms.p99", bb.TTFT.P99, tt.TTFT.P99),
+			change("itl_ms.p50", bb.ITL.P50, tt.ITL.P50),
+			change("tpot_ms.p50", bb.TPOT.P50, tt.TPOT.P50),
+			change("e2e_ms.p50", bb.E2E.P50, tt.E2E.P50),
+			change("e2e_ms.p99", bb.E2E.P99, tt.E2E.P99),
+		}})
+	}
+	return out
+}
+
+// regressions keeps the matched successful turns with the largest TTFT increase and the
+// conversations with the largest summed E2E increase.
+func (c *Comparison) regressions(top int) {
+	convs := map[uint64]*ConversationRegression{}
+	var turns []TurnRegression
+	for _, p := range c.pairs {
+		if !p.base.ok || !p.target.ok {
+			continue
+		}
+		tr := TurnRegression{Conversation: p.k.conv, Turn: p.k.turn,
+			BaseTTFT: ms(p.base.ttft), TargetTTFT: ms(p.target.ttft),
+			BaseE2E: ms(p.base.e2e), TargetE2E: ms(p.target.e2e)}
+		tr.TTFTDelta = tr.TargetTTFT - tr.BaseTTFT
+		tr.E2EDelta = tr.TargetE2E - tr.BaseE2E
+		turns = append(turns, tr)
+		cr := convs[p.k.conv]
+		if cr == nil {
+			cr = &ConversationRegression{Conversation: p.k.conv}
+			convs[p.k.conv] = cr
+		}
+		cr.Turns++
+		cr.BaseE2E += tr.BaseE2E
+		cr.TargetE2E += tr.TargetE2E
+		cr.E2EDelta += tr.E2EDelta
+		cr.TTFTDelta += tr.TTFTDelta
+	}
+	sort.SliceStable(turns, func(i, j int) bool { return turns[i].TTFTDelta > turns[j].TTFTDelta })
+	c.Regressions.Turns = []TurnRegression{}
+	for _, t := range turns {
+		if len(c.Regressions.Turns) == top || t.TTFTDelta <= 0 {
+			break
+		}
+		c.Regressions.Turns = append(c.Regressions.Turns, t)
+	}
+	cs := make([]ConversationRegression, 0, len(convs))
+	for _, cr := range convs {
+		cs = append(cs, *cr)
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].E2EDelta != cs[j].E2EDelta {
+			return cs[i].E2EDelta > cs[j].E2EDelta
+		}
+		return cs[i].Conversation < cs[j].Conversation
+	})
+	c.Regressions.Conversations = []ConversationRegression{}
+	for _, cr := range cs {
+		if len(c.Regressions.Conversations) == top || cr.E2EDelta <= 0 {
+			break
+		}
+		c.Regressions.Conversations = append(c.Regressions.Conversations, cr)
+	}
+}
+
+// tokAcc sums one token count's drift over pairs.
+type tokAcc struct {
+	base, target, sum, absSum int64
+	changed                   int
+}
+
+func (a *tokAcc) add(b, t int) {
+	d := int64(t - b)
+	a.base += int64(b)
+	a.target += int64(t)
+	a.sum += d
+	if d != 0 {
+		a.changed++
+	}
+	if d < 0 {
+		d = -d
+	}
+	a.absSum += d
+}
+
+func (a *tokAcc) drift(n int) TokenDrift {
+	td := TokenDrift{Base: a.base, Target: a.target}
+	if n > 0 {
+		td.MeanDelta = float64(a.sum) / float64(n)
+		td.MeanAbsDelta = float64(a.absSum) / float64(n)
+		td.ChangedRatio = float64(a.changed) / float64(n)
+	}
+	return td
+}
+
+// drift compares the token counts of matched pairs that succeeded on both sides.
+func (c *Comparison) drift() {
+	var in, out tokAcc
+	n := 0
+	for _, p := range c.pairs {
+		if !p.base.ok || !p.target.ok {
+			continue
+		}
+		n++
+		in.add(p.base.in, p.target.in)
+		out.add(p.base.out, p.target.out)
+	}
+	c.Drift = Drift{Pairs: n, InputTokens: in.drift(n), OutputTokens: out.drift(n)}
+}
+
+// Condition is one --fail-on condition: Name Op Value, where Value is a relative change
+// (Percent), an absolute change (Signed: written with + or -), or the target's own value.
+type Condition struct {
+	Name    string  // a Change name ("ttft_ms.p99") or "errors" for requests.errors
+	Op      string  // ">", ">=", "<", "<="
+	Value   float64 // percent when Percent
+	Percent bool    // "+10%": the relative change in percent
+	Signed  bool    // "+20": the absolute change
+	text    string
+}
+
+// ParseConditions parses a comma-separated list such as "ttft_ms.p99>+10%,errors>0".
+func ParseConditions(s string) ([]Condition, error) {
+	var out []Condition
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		i := strings.IndexAny(part, "<>")
+		if i <= 0 {
+			return nil, fmt.Errorf("condition %q: want name>value, e.g. ttft_ms.p99>+10%% or errors>0", part)
+		}
+		c := Condition{Name: strings.TrimSpace(part[:i]), Op: part[i : i+1], text: part}
+		rest := part[i+1:]
+		if strings.HasPrefix(rest, "=") {
+			c.Op += "="
+			rest = rest[1:]
+		}
+		rest = strings.TrimSpace(rest)
+		if strings.HasSuffix(rest, "%") {
+			c.Percent = true
+			rest = strings.TrimSuffix(rest, "%")
+		}
+		c.Signed = strings.HasPrefix(rest, "+") || strings.HasPrefix(rest, "-")
+		v, err := strconv.ParseFloat(rest, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("condition %q: value %q is not a number", part, rest)
+		}
+		c.Value = v
+		if c.Name == "errors" {
+			c.Name = "requests.errors"
+		}
+		if !knownChange(c.Name) {
+			return nil, fmt.Errorf("condition %q: unknown figure %q (e.g. ttft_ms.p99, e2e_ms.mean, requests.errors)", part, c.Name)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// knownChange reports whether name is a figure of Comparison.Metrics.
+func knownChange(name string) bool {
+	var s metrics.Summary
+	for _, c := range summaryChanges(&s, &s) {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Eval reports whether the condition holds on the comparison, with a readable reason.
+func (cond Condition) Eval(c *Comparison) (string, bool) {
+	for _, ch := range c.Metrics {
+		if ch.Name != cond.Name {
+			continue
+		}
+		var v float64
+		var what string
+		switch {
+		case cond.Percent:
+			if ch.Rel == nil {
+				if ch.Abs == 0 {
+					v = 0
+				} else {
+					v = math.Copysign(math.Inf(1), ch.Abs)
+				}
+			} else {
+				v = *ch.Rel * 100
+			}
+			what = fmt.Sprintf("%s changed %+.1f%% (%s → %s)", ch.Name, v, fmtNum(ch.Base), fmtNum(ch.Target))
+		case cond.Signed:
+			v = ch.Abs
+			what = fmt.Sprintf("%s changed by %+g (%s → %s)", ch.Name, v, fmtNum(ch.Base), fmtNum(ch.Target))
+		default:
+			v = ch.Target
+			what = fmt.Sprintf("%s is %s", ch.Name, fmtNum(v))
+		}
+		var holds bool
+		switch cond.Op {
+		case ">":
+			holds = v > cond.Value
+		case ">=":
+			holds = v >= cond.Value
+		case "<":
+			holds = v < cond.Value
+		case "<=":
+			holds = v <= cond.Value
+		}
+		if holds {
+			return fmt.Sprintf("%s [%s]", what, cond.text), true
+		}
+		return "", false
+	}
+	return "", false
+}

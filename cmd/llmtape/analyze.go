@@ -1,0 +1,122 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/llmtape/llmtape/analyze"
+	"github.com/llmtape/llmtape/tape"
+)
+
+func init() { register(newAnalyzeCmd) }
+
+// outputOptions are the flags every analysis command shares.
+type outputOptions struct {
+	format string
+	output string
+}
+
+func (o *outputOptions) bind(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.format, "format", "table", "output format: table, json, csv or html")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "-", "write to this file instead of stdout (-)")
+}
+
+// parse checks the format before anything is read.
+func (o *outputOptions) parse() (analyze.Format, error) {
+	f, err := analyze.ParseFormat(o.format)
+	if err != nil {
+		return "", usageErrorf("--format: %v", err)
+	}
+	return f, nil
+}
+
+// write renders through fn into stdout or the --output file.
+func (o *outputOptions) write(cmd *cobra.Command, fn func(w io.Writer) error) error {
+	if o.output == "" || o.output == "-" {
+		return fn(cmd.OutOrStdout())
+	}
+	f, err := os.Create(o.output)
+	if err != nil {
+		return fmt.Errorf("create output: %w", err)
+	}
+	if err := fn(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close output: %w", err)
+	}
+	return nil
+}
+
+// openStoreRead opens the --store file read-only.
+func openStoreRead(cmd *cobra.Command) (*tape.Store, error) {
+	s, err := tape.Open(storePath(cmd), &tape.Options{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return s, nil
+}
+
+func newAnalyzeCmd() *cobra.Command {
+	var (
+		out       outputOptions
+		recording string
+		cfg       analyze.Config
+	)
+	cmd := &cobra.Command{
+		Use:   "analyze",
+		Short: "Profile a recording: turns, tokens, think time, arrivals, latency, prefix reuse",
+		Long: `Analyze profiles a recorded trace: conversations and turns, turns per conversation, input
+and output tokens per turn, think time, conversation arrival rate and burstiness, the latency
+the original server delivered (TTFT, ITL, TPOT, E2E), errors, models, how turns were stitched,
+and prefix reuse: the share of prompt tokens a prefix cache could have served, per block size,
+with an unbounded cache and with an LRU of --cache-tokens tokens. Token counts come from the
+store (computed once when a turn was recorded or imported); nothing is tokenized here.`,
+		Example: `  llmtape analyze
+  llmtape analyze --recording 3 --block-size 16,64,512 --cache-tokens 2000000
+  llmtape analyze --format json | jq .prefix_reuse
+  llmtape analyze --format html -o profile.html`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := out.parse()
+			if err != nil {
+				return err
+			}
+			for _, b := range cfg.BlockSizes {
+				if b <= 0 {
+					return usageErrorf("--block-size %d: want positive numbers of tokens", b)
+				}
+			}
+			if cfg.CacheTokens <= 0 {
+				return usageErrorf("--cache-tokens %d: want a positive number of tokens", cfg.CacheTokens)
+			}
+			s, err := openStoreRead(cmd)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			rec, err := analyze.FindRecording(s, recording)
+			if err != nil {
+				if errors.Is(err, analyze.ErrNoRecording) {
+					return fmt.Errorf("analyze: %w (record or import one first)", err)
+				}
+				return fmt.Errorf("analyze: %w", err)
+			}
+			p, err := analyze.Analyze(s, rec.ID, cfg)
+			if err != nil {
+				return err
+			}
+			return out.write(cmd, func(w io.Writer) error { return p.Write(w, f) })
+		},
+	}
+	cmd.Flags().StringVar(&recording, "recording", "latest", "recording to analyse: id, name or latest")
+	cmd.Flags().IntSliceVar(&cfg.BlockSizes, "block-size", analyze.DefaultBlockSizes, "prefix-cache block sizes in tokens")
+	cmd.Flags().Int64Var(&cfg.CacheTokens, "cache-tokens", analyze.DefaultCacheTokens, "LRU prefix cache budget in tokens")
+	out.bind(cmd)
+	return cmd
+}

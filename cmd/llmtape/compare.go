@@ -1,0 +1,78 @@
+package main
+
+import (
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/llmtape/llmtape/analyze"
+	"github.com/llmtape/llmtape/metrics"
+)
+
+func init() { register(newCompareCmd) }
+
+func newCompareCmd() *cobra.Command {
+	var (
+		out    outputOptions
+		failOn string
+		slo    string
+		top    int
+	)
+	cmd := &cobra.Command{
+		Use:   "compare BASE TARGET",
+		Short: "Compare two runs, or the recording with a run, metric by metric and turn by turn",
+		Long: `Compare puts BASE and TARGET side by side: every metric and percentile with its absolute
+and relative change, per turn index, the requests and conversations that got slower the most,
+and the drift of input and output token counts. BASE and TARGET are runs (id, name or latest)
+or "recording": the recording the other run replayed, matched to it turn by turn (recorded TTFT
+is the first output event's offset, E2E the end of the response).
+
+--fail-on makes compare exit with status 1 when any condition holds, for CI gates. A condition
+is FIGURE OP VALUE with OP one of > >= < <=; VALUE with % is the relative change, with a sign
+(+20, -5) the absolute change, and a plain number the target's own value. FIGURE is a metric
+row's name: ttft_ms.p99, e2e_ms.mean, itl_ms.p50, requests.errors (or just errors), ...`,
+		Example: `  llmtape compare recording latest
+  llmtape compare baseline candidate --fail-on 'ttft_ms.p99>+10%,errors>0'
+  llmtape compare 3 4 --format html -o compare.html`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := out.parse()
+			if err != nil {
+				return err
+			}
+			var cfg analyze.CompareConfig
+			if cfg.FailOn, err = analyze.ParseConditions(failOn); err != nil {
+				return usageErrorf("--fail-on: %v", err)
+			}
+			if cfg.SLO, err = metrics.ParseSLO(slo); err != nil {
+				return usageErrorf("--slo: %v", err)
+			}
+			if top <= 0 {
+				return usageErrorf("--top %d: want a positive number", top)
+			}
+			cfg.Top = top
+			s, err := openStoreRead(cmd)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			c, err := analyze.Compare(s, args[0], args[1], cfg)
+			if err != nil {
+				return err
+			}
+			if err := out.write(cmd, func(w io.Writer) error { return c.Write(w, f) }); err != nil {
+				return err
+			}
+			if len(c.Failed) > 0 {
+				return exitError{1, "compare: fail-on: " + strings.Join(c.Failed, "; ")}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&failOn, "fail-on", "", "exit 1 when a condition holds, e.g. 'ttft_ms.p99>+10%,errors>0'")
+	cmd.Flags().StringVar(&slo, "slo", "", "goodput objectives for both sides, e.g. ttft=500ms,tpot=50ms")
+	cmd.Flags().IntVar(&top, "top", 10, "regressions to list, per turn and per conversation")
+	out.bind(cmd)
+	return cmd
+}
