@@ -111,6 +111,20 @@ type ChunkChoice struct {
 	FinishReason string `json:"finish_reason"`
 }
 
+// MarshalJSON encodes the choice as a stream chunk choice, with a null
+// finish_reason while it is "".
+func (c ChunkChoice) MarshalJSON() ([]byte, error) {
+	type plain ChunkChoice
+	var fr any
+	if c.FinishReason != "" {
+		fr = c.FinishReason
+	}
+	return json.Marshal(struct {
+		plain
+		FinishReason any `json:"finish_reason"`
+	}{plain(c), fr})
+}
+
 // Chunk is one decoded stream event of a chat completion
 // ("chat.completion.chunk") or a legacy completion ("text_completion").
 type Chunk struct {
@@ -133,51 +147,27 @@ type Chunk struct {
 var ErrNotChunk = errors.New("not a stream chunk")
 
 // ParseChunk decodes an event's data into c, overwriting every field. It
-// reuses c's Choices array where it can, so one Chunk can serve a whole
-// stream. An error object ({"error": ...}) is not an error: it sets c.Error.
+// reuses c's Choices and their ToolCalls arrays, and the previous chunk's
+// id, object and model strings when they repeat, so that one Chunk can serve
+// a whole stream with about one allocation per chunk (its text). An error
+// object ({"error": ...}) is not an error: it sets c.Error. Data that is
+// not a JSON object (such as the [DONE] sentinel, which callers should check
+// first with Event.Done) gives an error wrapping ErrNotChunk; on any error c
+// is left zeroed except for its reusable arrays.
 func ParseChunk(data []byte, c *Chunk) error {
-	choices := c.Choices[:cap(c.Choices)]
-	clear(choices)
-	choices = choices[:0]
-	*c = Chunk{}
-	if err := parseChunk(data, c, choices); err != nil {
+	p := jsonReader{b: data}
+	keep := c.Choices[:0]
+	if p.peek() != '{' {
+		*c = Chunk{Choices: keep}
+		return fmt.Errorf("parse chunk: %w: data is %s", ErrNotChunk, jsonKind(p.b[p.i:]))
+	}
+	err := p.decodeChunk(c)
+	if err == nil && p.peek() != 0 {
+		err = p.fail("the end of data")
+	}
+	if err != nil {
+		*c = Chunk{Choices: keep}
 		return fmt.Errorf("parse chunk: %w", err)
-	}
-	return nil
-}
-
-type chunkJSON struct {
-	ID      json.RawMessage `json:"id"`
-	Object  json.RawMessage `json:"object"`
-	Created json.RawMessage `json:"created"`
-	Model   json.RawMessage `json:"model"`
-	Choices []ChunkChoice   `json:"choices"`
-	Usage   *Usage          `json:"usage"`
-	Error   json.RawMessage `json:"error"`
-}
-
-func parseChunk(data []byte, c *Chunk, choices []ChunkChoice) error {
-	d := bytes.TrimSpace(data)
-	if len(d) == 0 || d[0] != '{' {
-		return fmt.Errorf("%w: data is %s", ErrNotChunk, jsonKind(d))
-	}
-	var j chunkJSON
-	j.Choices = choices
-	if err := json.Unmarshal(d, &j); err != nil {
-		return err
-	}
-	c.ID = looseString(j.ID)
-	c.Object = looseString(j.Object)
-	c.Model = looseString(j.Model)
-	c.Created = looseInt(j.Created)
-	c.Choices = j.Choices
-	c.Usage = j.Usage
-	if e := bytes.TrimSpace(j.Error); len(e) > 0 && string(e) != "null" {
-		if apiErr, ok := ParseError(d); ok {
-			c.Error = apiErr
-		} else {
-			c.Error = &APIError{Message: looseString(e)}
-		}
 	}
 	return nil
 }
