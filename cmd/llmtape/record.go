@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/llmtape/llmtape/proxy"
+	"github.com/llmtape/llmtape/recorder"
+	"github.com/llmtape/llmtape/tape"
+)
+
+func init() { register(newRecordCmd) }
+
+// recordOptions binds the flags of `llmtape record`.
+type recordOptions struct {
+	upstream       string
+	listen         string
+	mode           string
+	intercept      []string
+	caDir          string
+	upstreamCA     string
+	maxBody        string
+	redact         []string
+	sessionHeaders []string
+	name           string
+	drainTimeout   time.Duration
+	commitInterval time.Duration
+	queueSize      int
+	admin          string
+}
+
+func (o *recordOptions) bind(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.upstream, "upstream", "", "reverse mode: the server to forward to, e.g. http://127.0.0.1:8000 (a base path such as http://host/api is kept)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
+	f.StringVar(&o.mode, "mode", proxy.ModeReverse, "reverse (clients set their base URL to the proxy) or forward (clients set HTTPS_PROXY/HTTP_PROXY)")
+	f.StringSliceVar(&o.intercept, "intercept", nil, "forward mode: host to intercept and record, repeatable (name, *.domain or *; default every host); other CONNECTs are tunnelled untouched")
+	f.StringVar(&o.caDir, "ca-dir", defaultCADir(), "forward mode: directory of the interception CA (generated on first use; key mode 0600)")
+	f.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of extra CA certificates to trust for HTTPS upstreams (added to the system roots)")
+	f.StringVar(&o.maxBody, "max-body", "32MiB", "largest request or response body kept (bigger bodies pass through and are recorded truncated); bytes, or with KiB/MiB/GiB/KB/MB/GB")
+	f.StringSliceVar(&o.redact, "redact-header", nil, "header never stored, repeatable (Authorization, Proxy-Authorization, Api-Key, X-Api-Key, Cookie and Set-Cookie always are)")
+	f.StringSliceVar(&o.sessionHeaders, "session-header", nil, "extra request header that names a conversation, repeatable (X-Session-ID, X-Conversation-ID and Helicone-Session-Id always do)")
+	f.StringVar(&o.name, "name", "", `name of the recording (default "record <start time>")`)
+	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or Ctrl-C, how long streams in flight may run before they are cut")
+	f.DurationVar(&o.commitInterval, "commit-interval", 0, "longest a recorded turn waits before its store transaction (0: the store's default, 50ms); a kill -9 loses at most this much")
+	f.IntVar(&o.queueSize, "queue", recorder.DefaultQueueSize, "exchanges that may wait to be recorded; beyond it they are counted as not recorded and still served")
+	f.StringVar(&o.admin, "admin", "", "address of the admin listener (/health, /stats, /snapshot), e.g. 127.0.0.1:8081 (default off)")
+}
+
+// defaultCADir is $XDG_CONFIG_HOME/llmtape (or the platform's config directory).
+func defaultCADir() string {
+	d, err := os.UserConfigDir()
+	if err != nil {
+		return ".llmtape-ca"
+	}
+	return filepath.Join(d, "llmtape")
+}
+
+func newRecordCmd() *cobra.Command {
+	o := &recordOptions{}
+	cmd := &cobra.Command{
+		Use:   "record",
+		Short: "Record chat traffic through a proxy into the store",
+		Long: `record runs a proxy between OpenAI-compatible clients and a server and records every
+POST …/chat/completions and …/completions into the store as turns of conversations, with the
+arrival time of every stream event. Other requests are forwarded unrecorded. The client gets
+exactly what the server sent, flushed as it arrives.
+
+Reverse mode (default): clients set their base URL to the proxy, which forwards to --upstream.
+Forward mode (--mode forward): clients set HTTPS_PROXY/HTTP_PROXY to the proxy; HTTPS to the
+--intercept hosts is decrypted with a CA generated once into --ca-dir, which clients must trust
+(the command prints how).
+
+Credentials (Authorization, Api-Key, X-Api-Key, cookies, --redact-header) reach the server but
+never the store. SIGTERM or Ctrl-C stops accepting, lets streams finish for --drain-timeout,
+writes everything captured and exits 0; a second Ctrl-C cuts the streams at once.
+See docs/record.md and docs/https.md.`,
+		Example: `  llmtape record --upstream http://127.0.0.1:8000 --listen 127.0.0.1:8080 --store llmtape.db
+  OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python chat.py
+
+  llmtape record --mode forward --intercept api.openai.com --admin 127.0.0.1:8081
+  HTTPS_PROXY=http://127.0.0.1:8080 SSL_CERT_FILE=~/.config/llmtape/llmtape-ca.pem ./agent
+  curl -s 127.0.0.1:8081/stats; curl -so snap.db 127.0.0.1:8081/snapshot`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	o.bind(cmd)
+	return cmd
+}
+
+func (o *recordOptions) run(cmd *cobra.Command) error {
+	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	maxBody, err := parseSize(o.maxBody)
+	if err != nil {
+		return usageErrorf("--max-body %q: %v", o.maxBody, err)
+	}
+	if o.drainTimeout < 0 || o.commitInterval < 0 {
+		return usageErrorf("--drain-timeout and --commit-interval must not be negative")
+	}
+	cfg := proxy.Config{Mode: o.mode, MaxBody: maxBody, RedactHeaders: o.redact, Intercept: o.intercept}
+	switch o.mode {
+	case proxy.ModeReverse:
+		if o.upstream == "" {
+			return usageErrorf("reverse mode needs --upstream URL (or use --mode forward)")
+		}
+		cfg.Upstream = o.upstream
+	case proxy.ModeForward:
+		if o.upstream != "" {
+			return usageErrorf("--upstream is for reverse mode; in forward mode clients name the server")
+		}
+	default:
+		return usageErrorf("--mode %q: want reverse or forward", o.mode)
+	}
+	if _, _, err := net.SplitHostPort(o.listen); err != nil {
+		return usageErrorf("--listen %q: want host:port", o.listen)
+	}
+	if o.upstreamCA != "" {
+		pem, err := os.ReadFile(o.upstreamCA)
+		if err != nil {
+			return fmt.Errorf("read upstream ca: %w", err)
+		}
+		roots, err := x509.SystemCertPool()
+		if err != nil {
+			roots = x509.NewCertPool()
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return usageErrorf("--upstream-ca %s: no PEM certificate in it", o.upstreamCA)
+		}
+		cfg.UpstreamTLS = &tls.Config{RootCAs: roots}
+	}
+	logw := &lockedWriter{w: stderr}
+	cfg.Logf = func(format string, args ...any) {
+		fmt.Fprintf(logw, "llmtape record: "+format+"\n", args...)
+	}
+	if o.mode == proxy.ModeForward {
+		ca, err := proxy.LoadOrCreateCA(o.caDir)
+		if err != nil {
+			return err
+		}
+		cfg.CA = &ca.Cert
+		if ca.Created {
+			fmt.Fprintf(logw, "llmtape record: created CA %s (key %s, mode 0600)\n", ca.CertFile, ca.KeyFile)
+		}
+		fmt.Fprint(logw, ca.TrustHint())
+	}
+
+	store, err := tape.Open(storePath(cmd), nil)
+	if err != nil {
+		if errors.Is(err, tape.ErrLocked) {
+			return fmt.Errorf("open store %s: %w (is another llmtape record using it? use another --store, or its --admin /snapshot)", storePath(cmd), err)
+		}
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer store.Close()
+	upstreamName := o.upstream
+	if o.mode == proxy.ModeForward {
+		upstreamName = strings.Join(o.intercept, ",")
+	}
+	rcfg := recorder.Config{
+		QueueSize:      o.queueSize,
+		SessionHeaders: o.sessionHeaders,
+		RedactHeaders:  o.redact,
+		Name:           o.name,
+		Upstream:       upstreamName,
+		Mode:           o.mode,
+		Logger:         slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	rcfg.Writer.MaxDelay = o.commitInterval
+	rec, err := recorder.New(store, rcfg)
+	if err != nil {
+		return fmt.Errorf("start recorder: %w", err)
+	}
+	cfg.Sink = rec
+	p, err := proxy.New(cfg)
+	if err != nil {
+		_ = rec.Close()
+		return usageErrorf("%v", err)
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		_ = rec.Close()
+		return fmt.Errorf("listen %s: %w", o.listen, err)
+	}
+	var adminSrv *http.Server
+	var adminAddr net.Addr
+	if o.admin != "" {
+		al, err := net.Listen("tcp", o.admin)
+		if err != nil {
+			ln.Close()
+			_ = rec.Close()
+			return fmt.Errorf("listen admin %s: %w", o.admin, err)
+		}
+		adminAddr = al.Addr()
+		adminSrv = &http.Server{Handler: adminHandler(p, rec, store), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = adminSrv.Serve(al) }()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- p.Serve(ln) }()
+
+	addr := ln.Addr().String()
+	fmt.Fprintf(stdout, "llmtape record: %s proxy listening on http://%s, recording %d into %s\n", o.mode, addr, rec.Recording(), storePath(cmd))
+	if o.mode == proxy.ModeReverse {
+		fmt.Fprintf(stdout, "  forwarding to %s; point clients at it: export OPENAI_BASE_URL=http://%s/v1\n", o.upstream, addr)
+	} else {
+		fmt.Fprintf(stdout, "  point clients at it: export HTTPS_PROXY=http://%s HTTP_PROXY=http://%s\n", addr, addr)
+	}
+	if adminAddr != nil {
+		fmt.Fprintf(stdout, "  admin on http://%s (/health, /stats, /snapshot)\n", adminAddr)
+	}
+	if ip := net.ParseIP(strings.Trim(hostOf(addr), "[]")); ip == nil || !ip.IsLoopback() {
+		fmt.Fprintf(logw, "llmtape record: warning: listening on %s, not only on this machine; anyone who can reach it can use your upstream credentials' sessions\n", addr)
+	}
+
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+	case <-ctx.Done():
+	}
+
+	// Drain: stop accepting, let streams finish; a second signal cuts them.
+	inFlight := p.Stats().InFlight
+	fmt.Fprintf(logw, "llmtape record: stopping; %d streams in flight (up to %v to finish)\n", inFlight, o.drainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sig:
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
+	derr := p.Shutdown(dctx)
+	signal.Stop(sig)
+	cancel()
+	if derr != nil {
+		fmt.Fprintf(logw, "llmtape record: streams still running were cut: %v\n", derr)
+	}
+	cerr := rec.Close()
+	if adminSrv != nil {
+		actx, acancel := context.WithTimeout(context.Background(), time.Second)
+		_ = adminSrv.Shutdown(actx)
+		acancel()
+	}
+	ps, rs := p.Stats(), rec.Stats()
+	fmt.Fprintf(stdout, "llmtape record: %d exchanges, %d turns recorded, %d not recorded, %d errors, %d requests passed through\n",
+		ps.Exchanges, rs.Recorded, rs.NotRecorded, rs.Errors, ps.Passed)
+	if err := store.Close(); err != nil && cerr == nil {
+		cerr = fmt.Errorf("close store: %w", err)
+	}
+	if serveErr != nil {
+		return serveErr
+	}
+	if cerr != nil {
+		return fmt.Errorf("flush recording: %w", cerr)
+	}
+	return nil
+}
+
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return h
+}
+
+// adminStats is the JSON of GET /stats.
+type adminStats struct {
+	ExchangesSeen     int64          `json:"exchanges_seen"`     // recordable exchanges the proxy captured
+	Recorded          uint64         `json:"recorded"`           // turns handed to the store and not lost
+	NotRecorded       uint64         `json:"not_recorded"`       // exchanges dropped because the recorder was behind
+	Errors            uint64         `json:"errors"`             // exchanges that failed upstream or could not be recorded
+	OpenConversations int            `json:"open_conversations"` // conversations the stitcher keeps open
+	QueueDepth        int            `json:"queue_depth"`        // exchanges captured, not yet recorded
+	InFlight          int64          `json:"in_flight"`          // recordable exchanges still streaming
+	Proxy             proxy.Stats    `json:"proxy"`
+	Recorder          recorder.Stats `json:"recorder"`
+}
+
+// adminHandler serves /health, /stats and /snapshot.
+func adminHandler(p *proxy.Proxy, rec *recorder.Recorder, store *tape.Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`+"\n")
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		ps, rs := p.Stats(), rec.Stats()
+		st := adminStats{
+			ExchangesSeen:     ps.Exchanges,
+			Recorded:          rs.Recorded,
+			NotRecorded:       rs.NotRecorded,
+			Errors:            uint64(ps.Errors) + rs.Errors,
+			OpenConversations: rs.Open,
+			QueueDepth:        rs.QueueDepth,
+			InFlight:          ps.InFlight,
+			Proxy:             ps,
+			Recorder:          rs,
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+	})
+	mux.HandleFunc("GET /snapshot", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="llmtape-snapshot.db"`)
+		if _, err := store.Snapshot(w); err != nil {
+			// Headers are gone already when the copy fails midway; the client sees a short body.
+			http.Error(w, "snapshot: "+err.Error(), http.StatusInternalServerError)
+		}
+	})
+	return mux
+}
+
+// parseSize parses a byte size: "1048576", "32MiB", "512KiB", "1GB" (units case-insensitive;
+// K, M and G alone are binary).
+func parseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9},
+		{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("want a positive size such as 32MiB or 1048576")
+	}
+	if n > (1<<62)/mult {
+		return 0, errors.New("too large")
+	}
+	return n * mult, nil
+}
+
+// lockedWriter serialises writes from the proxy's, the recorder's and the command's goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
