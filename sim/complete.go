@@ -264,7 +264,7 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			s.ctr.bad.Add(1)
-			writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than "+strconv.Itoa(maxBody)+" bytes", "invalid_request_error", "", nil)
+			writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than "+strconv.Itoa(maxBody)+" bytes", "invalid_request_error", nil)
 			return
 		}
 		s.ctr.canceled.Add(1)
@@ -275,7 +275,7 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 		s.ctr.bad.Add(1)
 		br := &badRequest{msg: err.Error()}
 		errors.As(err, &br)
-		writeError(w, http.StatusBadRequest, br.msg, "invalid_request_error", br.param, nil)
+		writeError(w, http.StatusBadRequest, br.msg, "invalid_request_error", nil)
 		return
 	}
 	idx := uint64(s.ctr.requests.Add(1) - 1)
@@ -488,14 +488,14 @@ func (s *Server) writeInjectedFailure(w http.ResponseWriter) {
 	}
 	switch status {
 	case http.StatusTooManyRequests:
-		writeError(w, status, "Rate limit reached (injected by llmtape sim). Please try again later.", "requests", "", "rate_limit_exceeded")
+		writeError(w, status, "Rate limit reached (injected by llmtape sim). Please try again later.", "requests", "rate_limit_exceeded")
 	case http.StatusServiceUnavailable:
-		writeError(w, status, "The server is overloaded (injected by llmtape sim). Please try again later.", "server_error", "", nil)
+		writeError(w, status, "The server is overloaded (injected by llmtape sim). Please try again later.", "server_error", nil)
 	default:
 		typ := "server_error"
 		if status < 500 {
 			typ = "invalid_request_error"
 		}
-		writeError(w, status, http.StatusText(status)+" (injected by llmtape sim)", typ, "", status)
+		writeError(w, status, http.StatusText(status)+" (injected by llmtape sim)", typ, status)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/llmtape/llmtape/openai"
 )
 
 // maxBody bounds a request body.
@@ -60,7 +62,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("/health", s.handleHealth)
 	mux.HandleFunc("/metrics", s.handleMetrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path, "invalid_request_error", "", nil)
+		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path, "invalid_request_error", nil)
 	})
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
@@ -207,36 +209,12 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 
 func writeMethodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
-	writeError(w, http.StatusMethodNotAllowed, "method not allowed: use "+allow, "invalid_request_error", "", nil)
+	writeError(w, http.StatusMethodNotAllowed, "method not allowed: use "+allow, "invalid_request_error", nil)
 }
 
-// writeError sends an OpenAI error body:
-// {"error":{"message":...,"type":...,"param":...,"code":...}}. code is a string, an int or nil.
-func writeError(w http.ResponseWriter, status int, msg, typ, param string, code any) {
+// writeError sends an OpenAI error body (openai.ErrorJSON). code is a string, a number or nil.
+func writeError(w http.ResponseWriter, status int, msg, typ string, code any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	w.Write(errorJSON(msg, typ, param, code))
-}
-
-func errorJSON(msg, typ, param string, code any) []byte {
-	b := []byte(`{"error":{"message":`)
-	b = appendJSONString(b, msg)
-	b = append(b, `,"type":`...)
-	b = appendJSONString(b, typ)
-	b = append(b, `,"param":`...)
-	if param == "" {
-		b = append(b, "null"...)
-	} else {
-		b = appendJSONString(b, param)
-	}
-	b = append(b, `,"code":`...)
-	switch c := code.(type) {
-	case string:
-		b = appendJSONString(b, c)
-	case int:
-		b = strconv.AppendInt(b, int64(c), 10)
-	default:
-		b = append(b, "null"...)
-	}
-	return append(b, "}}"...)
+	w.Write(openai.ErrorJSON(msg, typ, code))
 }

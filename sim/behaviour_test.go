@@ -1,0 +1,381 @@
+package sim_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/llmtape/llmtape/openai"
+	"github.com/llmtape/llmtape/sim"
+)
+
+// measured is what a client saw of one streamed request.
+type measured struct {
+	status int
+	ttft   time.Duration
+	gaps   []time.Duration // between consecutive token events
+	usage  *openai.Usage
+	e2e    time.Duration
+	done   bool  // got [DONE]
+	err    error // reading the body failed (a cut stream)
+	body   []byte
+}
+
+// measure sends body and reads the stream, timing each event as it is read.
+func measure(client *http.Client, url, body string) measured {
+	var m measured
+	start := time.Now()
+	resp, err := client.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		m.err = err
+		return m
+	}
+	defer resp.Body.Close()
+	m.status = resp.StatusCode
+	if resp.StatusCode != 200 {
+		m.body, m.err = io.ReadAll(resp.Body)
+		return m
+	}
+	dec := openai.NewDecoder(resp.Body)
+	var c openai.Chunk
+	var last time.Time
+	for {
+		ev, err := dec.Next()
+		now := time.Now()
+		m.e2e = now.Sub(start)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				m.err = err
+			}
+			return m
+		}
+		if ev.Done {
+			m.done = true
+			continue
+		}
+		if err := openai.ParseChunk(ev.Data, &c); err != nil {
+			m.err = err
+			return m
+		}
+		if c.Usage != nil {
+			u := *c.Usage
+			m.usage = &u
+		}
+		if !c.HasOutput() {
+			continue
+		}
+		if last.IsZero() {
+			m.ttft = now.Sub(start)
+		} else {
+			m.gaps = append(m.gaps, now.Sub(last))
+		}
+		last = now
+	}
+}
+
+func chatBody(messages []json.RawMessage, maxTokens int) string {
+	b, _ := json.Marshal(map[string]any{
+		"model": "m", "messages": messages, "stream": true, "max_tokens": maxTokens,
+		"stream_options": map[string]any{"include_usage": true},
+	})
+	return string(b)
+}
+
+// TestPrefixCacheThreeTurns: a three-turn conversation (a real client's, from llama.cpp's
+// transcript) sent twice: the later turns report cached tokens and a smaller TTFT than the same
+// prompts with the cache off.
+func TestPrefixCacheThreeTurns(t *testing.T) {
+	raw, err := os.ReadFile("testdata/llamacpp_three_turn_conversation.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var turns []struct {
+		Request struct {
+			Messages []json.RawMessage `json:"messages"`
+		} `json:"request"`
+	}
+	if err := json.Unmarshal(raw, &turns); err != nil || len(turns) != 3 {
+		t.Fatalf("conversation: %v (%d turns)", err, len(turns))
+	}
+	// A slow prefill makes the cache's effect large next to scheduling noise on a busy machine.
+	base := sim.Config{TTFT: 5 * time.Millisecond, PrefillPerToken: time.Millisecond, BlockSize: 4}
+	withCache := base
+	withCache.CacheBlocks = 1024
+	cached := MustStart(t, withCache)
+	uncached := MustStart(t, base)
+
+	client := &http.Client{}
+	for pass := 1; pass <= 2; pass++ {
+		for i, turn := range turns {
+			body := chatBody(turn.Request.Messages, 5)
+			a := measure(client, cached.URL()+"/v1/chat/completions", body)
+			b := measure(client, uncached.URL()+"/v1/chat/completions", body)
+			if a.err != nil || b.err != nil || a.usage == nil || b.usage == nil {
+				t.Fatalf("pass %d turn %d: errors %v, %v", pass, i+1, a.err, b.err)
+			}
+			t.Logf("pass %d turn %d: prompt %d tokens, cached %d; TTFT %v with cache, %v without",
+				pass, i+1, a.usage.PromptTokens, a.usage.Cached(), a.ttft.Round(time.Microsecond), b.ttft.Round(time.Microsecond))
+			if b.usage.Cached() != 0 {
+				t.Errorf("pass %d turn %d: %d cached tokens with the cache off", pass, i+1, b.usage.Cached())
+			}
+			if pass == 1 && i == 0 {
+				continue // nothing to reuse yet
+			}
+			if a.usage.Cached() == 0 {
+				t.Errorf("pass %d turn %d: no cached tokens", pass, i+1)
+			}
+			if a.ttft >= b.ttft {
+				t.Errorf("pass %d turn %d: TTFT %v with cache is not below %v without", pass, i+1, a.ttft, b.ttft)
+			}
+		}
+	}
+	st := cached.Stats()
+	if st.CachedTokens == 0 || st.CacheBlocks == 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+var waitingRe = regexp.MustCompile(`(?m)^vllm:num_requests_waiting\{[^}]*\} (\d+)$`)
+
+func scrapeWaiting(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := waitingRe.FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no waiting gauge in /metrics:\n%s", b)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// TestQueueFIFO: with --max-running 4 and 16 concurrent requests the waiting gauge goes above
+// zero and TTFT grows with queue position, one wave of 4 at a time.
+func TestQueueFIFO(t *testing.T) {
+	const itl, tokens = 10 * time.Millisecond, 8
+	s := MustStart(t, sim.Config{TTFT: 10 * time.Millisecond, ITL: itl, MaxRunning: 4})
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 32, MaxIdleConnsPerHost: 32}}
+	results := make([]measured, 16)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = measure(client, s.URL()+"/v1/chat/completions",
+				fmt.Sprintf(`{"messages":[{"role":"user","content":"request %d"}],"stream":true,"max_tokens":%d}`, i, tokens))
+		}()
+		// Send in a known order: wait until the server has taken this request.
+		for s.Stats().Requests < int64(i+1) {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	maxWaiting := scrapeWaiting(t, s.URL())
+	wg.Wait()
+	if maxWaiting == 0 {
+		t.Errorf("waiting gauge was 0 with 16 requests on 4 slots")
+	}
+	run := 10*time.Millisecond + (tokens-1)*itl // one request's time in its slot
+	for i, r := range results {
+		if r.err != nil || !r.done {
+			t.Fatalf("request %d: %v", i, r.err)
+		}
+	}
+	for w := 1; w < 4; w++ {
+		prevMax, curMin := time.Duration(0), time.Duration(math.MaxInt64)
+		for i := (w - 1) * 4; i < w*4; i++ {
+			prevMax = max(prevMax, results[i].ttft)
+		}
+		for i := w * 4; i < (w+1)*4; i++ {
+			curMin = min(curMin, results[i].ttft)
+		}
+		t.Logf("wave %d: TTFT from %v (previous wave up to %v)", w+1, curMin.Round(time.Microsecond), prevMax.Round(time.Microsecond))
+		if curMin < prevMax+run/2 {
+			t.Errorf("wave %d: TTFT %v does not follow wave %d's %v by about %v", w+1, curMin, w, prevMax, run)
+		}
+	}
+	if st := s.Stats(); st.Running != 0 || st.Waiting != 0 || st.Completed != 16 {
+		t.Errorf("stats after: %+v", st)
+	}
+}
+
+// TestFaultRates: over 1,000 requests the seeded faults come out at the configured rates
+// (within 4 standard deviations), exactly as Stats reports them, and exactly the same counts
+// for the same seed whatever the concurrency.
+func TestFaultRates(t *testing.T) {
+	const n = 1000
+	cfg := sim.Config{Seed: 42, FailRate: 0.1, FailStatus: 429, StallRate: 0.05, Stall: time.Millisecond,
+		DisconnectRate: 0.05, Tokenizer: "approx"}
+	type counts struct{ failed, cut, ok int }
+	runOnce := func(concurrency int) (counts, sim.Stats) {
+		s := MustStart(t, cfg)
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency}}
+		var mu sync.Mutex
+		var c counts
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range concurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					m := measure(client, s.URL()+"/v1/chat/completions",
+						fmt.Sprintf(`{"messages":[{"role":"user","content":"q%d"}],"stream":true,"max_tokens":4}`, i))
+					mu.Lock()
+					switch {
+					case m.status == 429:
+						c.failed++
+						e, ok := openai.ParseError(m.body)
+						if !ok || e.Message == "" {
+							t.Errorf("429 body %q is not an OpenAI error", m.body)
+						}
+					case m.status == 200 && m.done && m.err == nil:
+						c.ok++
+					case m.status == 200 && !m.done:
+						c.cut++
+					default:
+						t.Errorf("request %d: status %d, err %v", i, m.status, m.err)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		for i := range n {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		return c, s.Stats()
+	}
+
+	c, st := runOnce(16)
+	t.Logf("seed 42, 1000 requests: failed %d, stalled %d, disconnected %d, completed %d", c.failed, st.Stalled, c.cut, c.ok)
+	if int64(c.failed) != st.Failed[429] || int64(c.cut) != st.Disconnected || int64(c.ok) != st.Completed {
+		t.Errorf("client saw %+v, server stats %+v", c, st)
+	}
+	// Seeded, so exact: these are seed 42's draws for request indexes 0..999.
+	if want := (counts{failed: 102, cut: 38, ok: 860}); c != want || st.Stalled != 38 {
+		t.Errorf("seed 42: got %+v and %d stalled, want %+v and 38 stalled", c, st.Stalled, want)
+	}
+	within := func(name string, got int64, rate float64) {
+		sd := math.Sqrt(n * rate * (1 - rate))
+		if math.Abs(float64(got)-n*rate) > 4*sd {
+			t.Errorf("%s: %d of %d, want %v ± %.0f", name, got, n, n*rate, 4*sd)
+		}
+	}
+	within("failed", st.Failed[429], cfg.FailRate)
+	// Stalls and disconnects are drawn only for requests that did not fail.
+	within("stalled", st.Stalled, cfg.StallRate*(1-cfg.FailRate))
+	within("disconnected", st.Disconnected, cfg.DisconnectRate*(1-cfg.FailRate))
+
+	// The same seed gives the same faults to the same request indexes: sequential run, same
+	// counts.
+	c2, st2 := runOnce(1)
+	if c2 != c || st2.Stalled != st.Stalled {
+		t.Errorf("seeded faults differ between runs: %+v/%d vs %+v/%d", c, st.Stalled, c2, st2.Stalled)
+	}
+}
+
+func TestRetryAfterAndErrorBodies(t *testing.T) {
+	tests := []struct {
+		name       string
+		cfg        sim.Config
+		path, body string
+		status     int
+		retryAfter string
+		msg        string
+	}{
+		{"429", sim.Config{FailRate: 1, FailStatus: 429, RetryAfter: 1500 * time.Millisecond}, "/v1/chat/completions",
+			`{"messages":[{"role":"user","content":"x"}]}`, 429, "2", "Rate limit"},
+		{"503", sim.Config{FailRate: 1, FailStatus: 503}, "/v1/completions", `{"prompt":"x"}`, 503, "1", "overloaded"},
+		{"500", sim.Config{FailRate: 1, FailStatus: 500}, "/v1/completions", `{"prompt":"x"}`, 500, "", "Internal Server Error"},
+		{"not json", sim.Config{}, "/v1/chat/completions", `{"messages":`, 400, "", "JSON"},
+		{"not an object", sim.Config{}, "/v1/chat/completions", `[1,2]`, 400, "", "object"},
+		{"no messages", sim.Config{}, "/v1/chat/completions", `{"model":"m"}`, 400, "", "messages"},
+		{"messages wrong type", sim.Config{}, "/v1/chat/completions", `{"messages":"hi"}`, 400, "", "messages"},
+		{"message not object", sim.Config{}, "/v1/chat/completions", `{"messages":[3]}`, 400, "", "messages[0]"},
+		{"no role", sim.Config{}, "/v1/chat/completions", `{"messages":[{"content":"x"}]}`, 400, "", "role"},
+		{"content wrong type", sim.Config{}, "/v1/chat/completions", `{"messages":[{"role":"user","content":5}]}`, 400, "", "content"},
+		{"max_tokens string", sim.Config{}, "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"max_tokens":"a"}`, 400, "", "max_tokens"},
+		{"max_tokens zero", sim.Config{}, "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"max_tokens":0}`, 400, "", "max_tokens"},
+		{"min over max", sim.Config{}, "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"max_tokens":2,"min_tokens":3}`, 400, "", "min_tokens"},
+		{"no prompt", sim.Config{}, "/v1/completions", `{"model":"m"}`, 400, "", "prompt"},
+		{"batched prompt", sim.Config{}, "/v1/completions", `{"prompt":["a","b"]}`, 400, "", "one prompt"},
+		{"prompt wrong type", sim.Config{}, "/v1/completions", `{"prompt":{"a":1}}`, 400, "", "prompt"},
+		{"unknown path", sim.Config{}, "/v1/embeddings", `{}`, 404, "", "no route"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := MustStart(t, tt.cfg)
+			resp := post(t, s.URL()+tt.path, tt.body)
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, b)
+			}
+			if got := resp.Header.Get("Retry-After"); got != tt.retryAfter {
+				t.Errorf("Retry-After %q, want %q", got, tt.retryAfter)
+			}
+			e, ok := openai.ParseError(b)
+			if !ok || !strings.Contains(e.Message, tt.msg) {
+				t.Errorf("body %s: want an OpenAI error mentioning %q", b, tt.msg)
+			}
+		})
+	}
+}
+
+// TestDisconnectCutsStream: an injected disconnect ends the body without [DONE], with an error
+// for the client (not a clean end).
+func TestDisconnectCutsStream(t *testing.T) {
+	s := MustStart(t, sim.Config{DisconnectRate: 1})
+	resp := post(t, s.URL()+"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"stream":true,"max_tokens":10}`)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("cut stream read cleanly: %q", body)
+	}
+	if strings.Contains(string(body), "[DONE]") || !strings.HasPrefix(string(body), "data: {") {
+		t.Fatalf("body %q", body)
+	}
+	if st := s.Stats(); st.Disconnected != 1 || st.Canceled != 0 || st.Completed != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestStallPausesOnce: a stalled stream pauses once for about --stall, and only once.
+func TestStallPausesOnce(t *testing.T) {
+	const stall = 200 * time.Millisecond
+	s := MustStart(t, sim.Config{StallRate: 1, Stall: stall})
+	m := measure(http.DefaultClient, s.URL()+"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"stream":true,"max_tokens":10}`)
+	if m.err != nil || !m.done {
+		t.Fatalf("stream: %v", m.err)
+	}
+	if m.e2e < stall {
+		t.Errorf("stream took %v, less than the stall %v", m.e2e, stall)
+	}
+	long := 0
+	for _, g := range m.gaps {
+		if g >= stall*3/4 {
+			long++
+		}
+	}
+	if long > 1 {
+		t.Errorf("%d long gaps, want at most one: %v", long, m.gaps)
+	}
+	if st := s.Stats(); st.Stalled != 1 || st.Completed != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
