@@ -49,7 +49,7 @@ func (c *Comparison) sections() []section {
 	for _, ch := range c.Metrics {
 		m.rows = append(m.rows, changeRow(ch))
 	}
-	bt := section{title: "by turn index", cols: []string{"turn", "figure", "base", "target", "abs", "rel"}}
+	bt := section{title: "by turn index", keyCols: 2, cols: []string{"turn", "figure", "base", "target", "abs", "rel"}}
 	for _, t := range c.ByTurn {
 		for _, ch := range t.Changes {
 			bt.rows = append(bt.rows, append([]cell{txt(t.Bucket)}, changeRow(ch)...))

@@ -46,11 +46,13 @@ func txt(s string) cell            { return cell{text: s} }
 func num(f float64) cell           { return cell{num: f, isNum: true} }
 func inum[T int | int64](v T) cell { return cell{num: float64(v), isNum: true} }
 
-// section is one titled table of a report.
+// section is one titled table of a report. The first keyCols columns (default 1) name a row:
+// in CSV they are joined with "/" into the row key.
 type section struct {
-	title string
-	cols  []string
-	rows  [][]cell
+	title   string
+	cols    []string
+	rows    [][]cell
+	keyCols int
 }
 
 // fmtNum formats a number for the table: integers as such, else about four significant
@@ -65,7 +67,7 @@ func fmtNum(f float64) string {
 	a := math.Abs(f)
 	d := 3
 	switch {
-	case a >= 1000:
+	case a >= 100000:
 		d = 0
 	case a >= 100:
 		d = 1
@@ -105,8 +107,8 @@ func (c cell) table() string {
 	return c.text
 }
 
-// writeTable writes the sections as aligned text: the first column left-aligned, the rest
-// right-aligned, two spaces apart.
+// writeTable writes the sections as aligned text, two spaces apart: columns holding numbers
+// right-aligned, the others left-aligned.
 func writeTable(w io.Writer, title string, secs []section) error {
 	var b strings.Builder
 	if title != "" {
@@ -118,6 +120,7 @@ func writeTable(w io.Writer, title string, secs []section) error {
 		b.WriteString(s.title)
 		b.WriteString(" ==\n")
 		width := make([]int, len(s.cols))
+		right := make([]bool, len(s.cols))
 		for i, c := range s.cols {
 			width[i] = len(c)
 		}
@@ -125,24 +128,26 @@ func writeTable(w io.Writer, title string, secs []section) error {
 			for i, c := range r {
 				if i < len(width) {
 					width[i] = max(width[i], len([]rune(c.table())))
+					right[i] = right[i] || c.isNum
 				}
 			}
 		}
 		line := func(cells []string) {
+			var l strings.Builder
 			for i, c := range cells {
+				if i > 0 {
+					l.WriteString("  ")
+				}
 				pad := strings.Repeat(" ", width[i]-len([]rune(c)))
-				switch {
-				case i == 0:
-					b.WriteString(c)
-					if len(cells) > 1 {
-						b.WriteString(pad)
-					}
-				default:
-					b.WriteString("  ")
-					b.WriteString(pad)
-					b.WriteString(c)
+				if right[i] {
+					l.WriteString(pad)
+					l.WriteString(c)
+				} else {
+					l.WriteString(c)
+					l.WriteString(pad)
 				}
 			}
+			b.WriteString(strings.TrimRight(l.String(), " "))
 			b.WriteString("\n")
 		}
 		line(s.cols)
@@ -170,8 +175,13 @@ func writeCSV(w io.Writer, secs []section) error {
 			if len(r) == 0 {
 				continue
 			}
-			key := r[0].table()
-			for i := 1; i < len(r) && i < len(s.cols); i++ {
+			kc := max(1, s.keyCols)
+			keys := make([]string, 0, kc)
+			for i := 0; i < kc && i < len(r); i++ {
+				keys = append(keys, r[i].table())
+			}
+			key := strings.Join(keys, "/")
+			for i := kc; i < len(r) && i < len(s.cols); i++ {
 				v := r[i].text
 				if r[i].isNum {
 					v = csvNum(r[i].num)
