@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,7 +258,7 @@ func (r *Recorder) parseOne(x *proxy.Exchange) (p *parsed) {
 	defer func() {
 		if v := recover(); v != nil {
 			r.errs.Add(1)
-			r.log.Error("recorder: parse exchange", "path", x.Path, "panic", v)
+			r.log.Error("recorder: parse exchange", "path", x.Path, "panic", v, "stack", string(debug.Stack()))
 			p = nil
 		}
 	}()

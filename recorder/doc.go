@@ -1,0 +1,47 @@
+// Package recorder turns the exchanges that the proxy captures into turns of conversations in a
+// tape store, off the proxy's hot path.
+//
+// # Basics
+//
+// New creates a recording in the store and returns a Recorder, which implements proxy.Sink:
+//
+//	rec, err := recorder.New(store, recorder.Config{Upstream: "http://127.0.0.1:8000", Mode: "reverse"})
+//	...
+//	p, err := proxy.New(proxy.Config{Sink: rec, ...})
+//	...
+//	err = rec.Close() // after the proxy has stopped: records what is queued, flushes, completes
+//
+// Capture never blocks. Exchanges wait in a bounded queue (Config.QueueSize); when it is full the
+// exchange is counted in Stats.NotRecorded and a warning is logged at most once a second. Parsing
+// (request body, SSE stream or JSON response, token counts, message hashes) runs on
+// Config.Workers goroutines; placing turns into conversations runs on one goroutine, in capture
+// order; records go to the store through its batched writer (tape.Writer).
+//
+// For each exchange of a completion path (…/chat/completions or …/completions) the recorder
+// stores a tape.Turn: the request without the messages its conversation already holds, the
+// response (content, reasoning, tool calls, finish reason, usage or an error), the timing (every
+// output-carrying stream event at the time of the read that completed it, offsets from the
+// request being sent) and token counts (the server's usage, else tiktoken). Other paths are
+// counted in Stats.Ignored.
+//
+// # Stitching
+//
+// An explicit session id wins: the headers X-Session-ID, X-Conversation-ID, Helicone-Session-Id
+// (and Config.SessionHeaders), or the body fields conversation_id, session_id,
+// metadata.session_id. Otherwise a chat request continues the conversation whose last request's
+// messages plus reply are the longest prefix of its messages (role, content, tool calls;
+// whitespace in content is not significant); a request that re-sends an earlier state of a
+// conversation forks it; anything else starts a conversation of its own. docs/stitching.md has
+// the full rules, ties included.
+//
+// The index that finds conversations is rebuilt by New from the store's recent conversations of
+// every proxy recording, so a conversation that started before a restart continues after it:
+// its new turns are added to that conversation, in the recording it started in.
+//
+// # Caveats
+//
+// Completion (non-chat) requests are stitched only by session id. A request whose body was
+// truncated or is not JSON gets a conversation of its own. Two conversations that hold exactly
+// the same messages and replies cannot be told apart by content; the recorder then picks the
+// one whose reply the client had seen most recently before sending (see docs/stitching.md).
+package recorder

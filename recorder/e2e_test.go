@@ -1,0 +1,416 @@
+package recorder_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/llmtape/llmtape/openai"
+	"github.com/llmtape/llmtape/proxy"
+	"github.com/llmtape/llmtape/recorder"
+	"github.com/llmtape/llmtape/sim"
+	"github.com/llmtape/llmtape/tape"
+)
+
+// startSim runs the simulator on 127.0.0.1 with no latency and short replies.
+func startSim(t testing.TB) string {
+	t.Helper()
+	srv, err := sim.New(sim.Config{Seed: 7, OutputLen: sim.LenRange{Min: 3, Max: 12}, Tokenizer: "approx",
+		TTFT: 2 * time.Millisecond, ITL: 200 * time.Microsecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, err := srv.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return url
+}
+
+// stack is a running proxy and its recorder; restart replaces both on the same store, as a
+// restart of "llmtape record" does.
+type stack struct {
+	t        testing.TB
+	store    *tape.Store
+	upstream string
+	cfg      recorder.Config
+
+	mu   sync.RWMutex // each request holds it for reading; restart for writing
+	rec  *recorder.Recorder
+	prx  *proxy.Proxy
+	done chan error
+	url  string
+	recs []uint64 // recordings made
+}
+
+func startStack(t testing.TB, store *tape.Store, upstream string, cfg recorder.Config) *stack {
+	st := &stack{t: t, store: store, upstream: upstream, cfg: cfg}
+	st.start()
+	return st
+}
+
+func (st *stack) start() {
+	t := st.t
+	rec, err := recorder.New(st.store, st.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := proxy.New(proxy.Config{Upstream: st.upstream, Sink: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.rec, st.prx, st.done = rec, p, make(chan error, 1)
+	st.url = "http://" + l.Addr().String()
+	st.recs = append(st.recs, rec.Recording())
+	go func() { st.done <- p.Serve(l) }()
+}
+
+// stop drains the proxy, then closes the recorder (every captured exchange is recorded).
+func (st *stack) stop() recorder.Stats {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := st.prx.Shutdown(ctx); err != nil {
+		st.t.Errorf("proxy shutdown: %v", err)
+	}
+	if err := <-st.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		st.t.Errorf("proxy serve: %v", err)
+	}
+	if err := st.rec.Close(); err != nil {
+		st.t.Errorf("recorder close: %v", err)
+	}
+	return st.rec.Stats()
+}
+
+// restart waits for the requests in flight, then stops and starts proxy and recorder.
+func (st *stack) restart() recorder.Stats {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	s := st.stop()
+	st.start()
+	return s
+}
+
+// sentTurn is what the driver sent and got for one turn.
+type sentTurn struct {
+	body  []byte
+	reply string
+}
+
+// driver runs conversations through a stack like a chat client: each turn sends the history
+// with the upstream's replies, as the upstream sent them.
+type driver struct {
+	st      *stack
+	client  *http.Client
+	system  string
+	sent    sync.Map // "conv/turn" -> sentTurn
+	started atomic.Int64
+	halfway int64 // restart the stack when this many turns have started; 0 never
+	wg      sync.WaitGroup
+	stats   []recorder.Stats // of each recorder stopped by a restart
+}
+
+// run sends the conversations (lists of user messages) with the given number of concurrent
+// clients, each running one conversation at a time.
+func (d *driver) run(t *testing.T, convs [][]string, clients int) {
+	work := make(chan int)
+	var errs atomic.Int64
+	var runWG sync.WaitGroup
+	for range clients {
+		runWG.Add(1)
+		go func() {
+			defer runWG.Done()
+			for ci := range work {
+				if err := d.conversation(ci, convs[ci]); err != nil {
+					if errs.Add(1) < 5 {
+						t.Errorf("conversation %d: %v", ci, err)
+					}
+				}
+			}
+		}()
+	}
+	for ci := range convs {
+		work <- ci
+	}
+	close(work)
+	runWG.Wait()
+	d.wg.Wait()
+}
+
+func (d *driver) conversation(ci int, users []string) error {
+	var msgs []map[string]any
+	if d.system != "" {
+		msgs = append(msgs, msg("system", d.system))
+	}
+	for ti, u := range users {
+		msgs = append(msgs, msg("user", u))
+		body, _ := json.Marshal(map[string]any{
+			"model": "m", "messages": msgs, "stream": true, "max_tokens": 16,
+			"stream_options": map[string]any{"include_usage": true},
+		})
+		reply, err := d.send(ci, ti, body)
+		if err != nil {
+			return err
+		}
+		d.sent.Store(fmt.Sprintf("%d/%d", ci, ti), sentTurn{body: body, reply: reply})
+		msgs = append(msgs, msg("assistant", reply))
+	}
+	return nil
+}
+
+// send posts one turn through the stack and returns the reply text it streamed.
+func (d *driver) send(ci, ti int, body []byte) (string, error) {
+	d.st.mu.RLock()
+	defer d.st.mu.RUnlock()
+	if n := d.started.Add(1); n == d.halfway {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			d.stats = append(d.stats, d.st.restart())
+		}()
+	}
+	req, err := http.NewRequest(http.MethodPost, d.st.url+"/v1/chat/completions", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer sk-secret-driver")
+	req.Header.Set("X-Test-Turn", fmt.Sprintf("%d/%d", ci, ti))
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	dec := openai.NewDecoder(resp.Body)
+	var acc openai.Accumulator
+	for {
+		ev, err := dec.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+		if ev.Done {
+			continue
+		}
+		var c openai.Chunk
+		if err := openai.ParseChunk(ev.Data, &c); err != nil {
+			return "", err
+		}
+		acc.Add(&c)
+	}
+	return acc.Content(), nil
+}
+
+// stitchReport compares what the store holds with what the driver sent.
+type stitchReport struct {
+	turns, convs  int
+	exact         int // stored conversations that hold exactly one driver conversation
+	switches      int // turns that continue another driver conversation holding identical turns
+	acrossRestart int // stored conversations with turns recorded before and after a restart
+}
+
+// checkStitching verifies that every sent turn is stored once, in order, with its messages and
+// reply, in a conversation that continues the right one. "Right" is judged by content: several
+// driver conversations may hold identical turns (the same user messages, and the deterministic
+// simulator gave them the same replies), and then no recorder can tell which of them a follow-up
+// continues. A stored conversation may therefore pass from driver conversation A to B at turn i
+// only if A and B are identical in turns 0..i-1; such switches are counted, anything else fails.
+func checkStitching(t *testing.T, st *stack, d *driver, convs [][]string) stitchReport {
+	t.Helper()
+	stored := readAll(t, st.store)
+	var rep stitchReport
+	seen := map[string]bool{}
+	reply := func(ci, ti int) string {
+		v, ok := d.sent.Load(fmt.Sprintf("%d/%d", ci, ti))
+		if !ok {
+			t.Fatalf("driver turn %d/%d was not sent", ci, ti)
+		}
+		return v.(sentTurn).reply
+	}
+	samePrefix := func(a, b, n int) bool {
+		for k := 0; k < n; k++ {
+			if k >= len(convs[a]) || k >= len(convs[b]) || convs[a][k] != convs[b][k] || reply(a, k) != reply(b, k) {
+				return false
+			}
+		}
+		return true
+	}
+	var starts []time.Time // start of each recording after the first
+	for _, id := range st.recs[1:] {
+		rec, err := st.store.Recording(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		starts = append(starts, rec.Started)
+	}
+	for _, c := range stored {
+		rep.convs++
+		if c.conv.Grouping != tape.GroupSingle {
+			t.Errorf("conversation %d grouped %q, want single", c.conv.ID, c.conv.Grouping)
+		}
+		prev := -1
+		exact := true
+		phases := map[int]bool{}
+		for i, ti := range c.turns {
+			tt := ti.turn
+			rep.turns++
+			tag := tt.Request.Headers["X-Test-Turn"]
+			if tag == "" {
+				t.Fatalf("turn %d/%d has no X-Test-Turn header: %v", tt.Conversation, tt.Index, tt.Request.Headers)
+			}
+			if _, ok := tt.Request.Headers["Authorization"]; ok {
+				t.Fatalf("Authorization header stored")
+			}
+			if seen[tag] {
+				t.Errorf("turn %s stored twice", tag)
+			}
+			seen[tag] = true
+			ci, _ := strconv.Atoi(strings.Split(tag, "/")[0])
+			tn, _ := strconv.Atoi(strings.Split(tag, "/")[1])
+			if tn != i {
+				t.Errorf("conversation %d: turn %d holds driver turn %s", c.conv.ID, i, tag)
+			}
+			if prev >= 0 && ci != prev {
+				exact = false
+				rep.switches++
+				if !samePrefix(prev, ci, i) {
+					t.Errorf("conversation %d: turn %s continues driver conversation %d, whose turns differ", c.conv.ID, tag, prev)
+				}
+			}
+			prev = ci
+			v, _ := d.sent.Load(tag)
+			s := v.(sentTurn)
+			if !sameMessages(t, ti.msgs, s.body) {
+				t.Errorf("turn %s: rebuilt messages differ from the request", tag)
+			}
+			if tt.Response.Content != s.reply {
+				t.Errorf("turn %s: stored reply %q, client got %q", tag, tt.Response.Content, s.reply)
+			}
+			if i > 0 && (tt.Match != tape.GroupPrefix || len(tt.Request.Messages) != 1) {
+				t.Errorf("turn %s: match %q, %d messages stored; want prefix and only the new user message", tag, tt.Match, len(tt.Request.Messages))
+			}
+			phase := 0
+			for _, s := range starts {
+				if !tt.Timing.Start.Before(s) {
+					phase++
+				}
+			}
+			phases[phase] = true
+		}
+		if exact {
+			rep.exact++
+		}
+		if len(phases) > 1 {
+			rep.acrossRestart++
+		}
+	}
+	total := 0
+	for _, c := range convs {
+		total += len(c)
+	}
+	if rep.turns != total || len(seen) != total {
+		t.Errorf("stored %d turns (%d distinct), driver sent %d", rep.turns, len(seen), total)
+	}
+	if rep.convs != len(convs) {
+		t.Errorf("stored %d conversations, driver ran %d", rep.convs, len(convs))
+	}
+	return rep
+}
+
+// fastChat returns the user messages of the FastChat ShareGPT-shaped conversations.
+func fastChat(t testing.TB) [][]string {
+	var items []struct {
+		Conversations []struct {
+			From  string `json:"from"`
+			Value string `json:"value"`
+		} `json:"conversations"`
+	}
+	if err := json.Unmarshal(readFile(t, "fastchat_dummy_conversation.json"), &items); err != nil {
+		t.Fatal(err)
+	}
+	var out [][]string
+	for _, it := range items {
+		var users []string
+		for _, m := range it.Conversations {
+			if m.From == "human" {
+				users = append(users, m.Value)
+			}
+		}
+		out = append(out, users)
+	}
+	return out
+}
+
+// The 500 FastChat conversations, driven by 32 concurrent clients through the proxy to the
+// simulator with no session header, and the recorder (with the proxy) restarted when half the
+// turns have started: every turn lands in its conversation, in order.
+func TestStitchFastChatThroughProxy(t *testing.T) {
+	convs := fastChat(t)
+	if len(convs) != 500 {
+		t.Fatalf("%d conversations", len(convs))
+	}
+	total := 0
+	for _, c := range convs {
+		total += len(c)
+	}
+	s, _ := mustStore(t)
+	st := startStack(t, s, startSim(t), recorder.Config{})
+	d := &driver{st: st, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, halfway: int64(total / 2)}
+	d.run(t, convs, 32)
+	last := st.stop()
+	rep := checkStitching(t, st, d, convs)
+	for _, stats := range append(d.stats, last) {
+		if stats.NotRecorded != 0 || stats.Errors != 0 {
+			t.Errorf("recorder stats %+v", stats)
+		}
+	}
+	if len(st.recs) != 2 || rep.acrossRestart == 0 {
+		t.Errorf("%d recordings, %d conversations across the restart; want 2 and some", len(st.recs), rep.acrossRestart)
+	}
+	t.Logf("%d turns in %d conversations; %d hold exactly one driver conversation; %d turns continue an identical twin; %d conversations continued across the restart",
+		rep.turns, rep.convs, rep.exact, rep.switches, rep.acrossRestart)
+}
+
+// 50 conversations that share the system prompt and the first user message (so the simulator
+// gives them the same first reply), then diverge; run by 50 concurrent clients.
+func TestStitchSharedPrefix(t *testing.T) {
+	var convs [][]string
+	for i := range 50 {
+		c := []string{"Plan a weekend trip to Lisbon."}
+		for j := range 3 {
+			c = append(c, fmt.Sprintf("Traveller %d asks question %d.", i, j))
+		}
+		convs = append(convs, c)
+	}
+	s, _ := mustStore(t)
+	st := startStack(t, s, startSim(t), recorder.Config{})
+	d := &driver{st: st, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, system: "You are a helpful assistant."}
+	d.run(t, convs, 50)
+	stats := st.stop()
+	rep := checkStitching(t, st, d, convs)
+	if stats.NotRecorded != 0 || stats.Errors != 0 || stats.Open != 50 {
+		t.Errorf("recorder stats %+v", stats)
+	}
+	t.Logf("%d turns in %d conversations; %d hold exactly one driver conversation; %d turns continue an identical twin", rep.turns, rep.convs, rep.exact, rep.switches)
+}
