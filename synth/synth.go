@@ -216,6 +216,15 @@ func (m *Materializer) Count(text string) int {
 	return n
 }
 
+// Encode returns the token ids of text under the Materializer's tokenizer.
+func (m *Materializer) Encode(text string) []uint {
+	ids, _, err := m.codec.Encode(text)
+	if err != nil {
+		return nil
+	}
+	return ids
+}
+
 // Words returns the number of words of the text.
 func (m *Materializer) Words() int { return len(m.off) - 1 }
 
@@ -337,8 +346,8 @@ func validate(s *tape.Synthetic) error {
 	return nil
 }
 
-// blockID returns the id of block i of s. Blocks beyond the trace's hash_ids get ids derived
-// from the last given id and their position (top bit set, so they do not meet small trace ids).
+// blockID returns the id of block i of s: HashIDs[i], or for blocks beyond the trace's
+// hash_ids DerivedBlockID.
 func blockID(s *tape.Synthetic, i int) uint64 {
 	if i < len(s.HashIDs) {
 		return s.HashIDs[i]
@@ -347,6 +356,13 @@ func blockID(s *tape.Synthetic, i int) uint64 {
 	if len(s.HashIDs) > 0 {
 		last = s.HashIDs[len(s.HashIDs)-1]
 	}
+	return DerivedBlockID(last, i)
+}
+
+// DerivedBlockID is the id Prompt gives block i of a Synthetic whose HashIDs end (with last)
+// before block i: derived from the last id and the position, with the top bit set so that it
+// does not meet the small ids of traces.
+func DerivedBlockID(last uint64, i int) uint64 {
 	return splitmix64(last^uint64(i)<<40) | 1<<63
 }
 

@@ -1,0 +1,284 @@
+package dataset
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+)
+
+// Distribution is a random distribution of vLLM's generation config:
+//
+//	{"distribution": "constant", "value": V}
+//	{"distribution": "uniform", "min": A, "max": B}           integers inclusive when A and B are
+//	{"distribution": "lognormal", "average": M [, "median_ratio": R] [, "max": X]}
+//	{"distribution": "lognormal", "mean": MU, "sigma": S [, "max": X]}
+//	{"distribution": "zipf", "alpha": A [, "max": X]}
+//	{"distribution": "poisson", "alpha": L [, "max": X]}
+//
+// The semantics are vLLM's (benchmarks/multi_turn/bench_dataset.py): a lognormal given by
+// its average is sampled with mu = ln(M*R), sigma = sqrt(2 ln(1/R)) (R defaults to 0.85), and
+// each batch of samples is scaled so that its mean is exactly M, before the cap at max; zipf
+// and poisson samples are capped at max (not truncated).
+type Distribution struct {
+	Kind        string  // constant, uniform, lognormal, zipf or poisson
+	Value       float64 // constant
+	Min, Max    float64 // uniform; Max is also the cap of lognormal, zipf and poisson (0: none)
+	Integer     bool    // uniform: min and max were both integers
+	Average     float64 // lognormal by average (0 when mean and sigma are given)
+	MedianRatio float64 // lognormal by average; default 0.85
+	Mean, Sigma float64 // lognormal: of the underlying normal
+	Alpha       float64 // zipf exponent (> 1) or poisson mean (≥ 0)
+}
+
+// distFields are the JSON fields of a distribution, as numbers kept as written.
+type distFields struct {
+	Distribution *string     `json:"distribution"`
+	Value        json.Number `json:"value"`
+	Min          json.Number `json:"min"`
+	Max          json.Number `json:"max"`
+	Average      json.Number `json:"average"`
+	MedianRatio  json.Number `json:"median_ratio"`
+	Mean         json.Number `json:"mean"`
+	Sigma        json.Number `json:"sigma"`
+	Alpha        json.Number `json:"alpha"`
+}
+
+// maxSample bounds what a distribution may be asked to produce, so a bad config cannot make
+// the generator run away.
+const maxSample = 1e9
+
+func num(n json.Number, name string) (v float64, ok bool, err error) {
+	if n == "" {
+		return 0, false, nil
+	}
+	f, err := n.Float64()
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > maxSample {
+		return 0, false, fmt.Errorf("%s: expected a number up to %g, got %s", name, maxSample, n)
+	}
+	return f, true, nil
+}
+
+func isInt(n json.Number) bool {
+	return n != "" && !strings.ContainsAny(string(n), ".eE")
+}
+
+// parseDistribution reads one distribution object.
+func parseDistribution(raw json.RawMessage) (*Distribution, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, fmt.Errorf("expected an object {\"distribution\": …}, got %s", kind(raw))
+	}
+	var f distFields
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&f); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("%s: expected %s, got %s", te.Field, typeName(te.Type.String()), te.Value)
+		}
+		return nil, fmt.Errorf("malformed JSON: %v", err)
+	}
+	if f.Distribution == nil {
+		return nil, errors.New(`missing field "distribution", expected one of constant, uniform, lognormal, zipf, poisson`)
+	}
+	d := &Distribution{Kind: *f.Distribution}
+	var err error
+	var has bool
+	maxv, hasMax, err := num(f.Max, "max")
+	if err != nil {
+		return nil, err
+	}
+	need := func(n json.Number, name string) (float64, error) {
+		v, ok, err := num(n, name)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			return 0, fmt.Errorf("%s distribution: missing field %q, expected a number", d.Kind, name)
+		}
+		return v, nil
+	}
+	if hasMax && maxv <= 0 && d.Kind != "uniform" {
+		return nil, fmt.Errorf("max: expected a number > 0, got %s", f.Max)
+	}
+	switch d.Kind {
+	case "constant":
+		if d.Value, err = need(f.Value, "value"); err != nil {
+			return nil, err
+		}
+		if d.Value < 0 {
+			return nil, fmt.Errorf("value: expected a number ≥ 0, got %s", f.Value)
+		}
+	case "uniform":
+		if d.Min, err = need(f.Min, "min"); err != nil {
+			return nil, err
+		}
+		if d.Max, err = need(f.Max, "max"); err != nil {
+			return nil, err
+		}
+		if d.Min <= 0 {
+			return nil, fmt.Errorf("min: expected a number > 0, got %s", f.Min)
+		}
+		if d.Min > d.Max {
+			return nil, fmt.Errorf("max: expected a number ≥ min (%s), got %s", f.Min, f.Max)
+		}
+		d.Integer = isInt(f.Min) && isInt(f.Max)
+	case "lognormal":
+		d.Max = maxv
+		if d.Average, has, err = num(f.Average, "average"); err != nil {
+			return nil, err
+		}
+		if has {
+			if f.Mean != "" || f.Sigma != "" {
+				return nil, errors.New("lognormal distribution: give either average (and median_ratio) or mean and sigma, not both")
+			}
+			if d.Average < 1 {
+				return nil, fmt.Errorf("average: expected a number ≥ 1, got %s", f.Average)
+			}
+			d.MedianRatio = 0.85
+			if r, ok, err := num(f.MedianRatio, "median_ratio"); err != nil {
+				return nil, err
+			} else if ok {
+				if r <= 0 || r >= 1 {
+					return nil, fmt.Errorf("median_ratio: expected a number in (0, 1), got %s", f.MedianRatio)
+				}
+				d.MedianRatio = r
+			}
+			d.Mean = math.Log(d.Average * d.MedianRatio)
+			d.Sigma = math.Sqrt(2 * math.Log(1/d.MedianRatio))
+			break
+		}
+		if d.Mean, err = need(f.Mean, "mean"); err != nil {
+			return nil, errors.New("lognormal distribution: expected average, or mean and sigma")
+		}
+		if d.Sigma, err = need(f.Sigma, "sigma"); err != nil {
+			return nil, errors.New("lognormal distribution: expected average, or mean and sigma")
+		}
+		if d.Mean <= 0 || d.Sigma < 0 {
+			return nil, fmt.Errorf("lognormal distribution: expected mean > 0 and sigma ≥ 0, got mean %s and sigma %s", f.Mean, f.Sigma)
+		}
+		if d.Mean > 40 || d.Sigma > 10 {
+			return nil, fmt.Errorf("lognormal distribution: mean %s, sigma %s: too large (mean ≤ 40, sigma ≤ 10)", f.Mean, f.Sigma)
+		}
+	case "zipf":
+		d.Max = maxv
+		if d.Alpha, err = need(f.Alpha, "alpha"); err != nil {
+			return nil, err
+		}
+		if d.Alpha <= 1 {
+			return nil, fmt.Errorf("alpha: expected a number > 1 for zipf, got %s", f.Alpha)
+		}
+	case "poisson":
+		d.Max = maxv
+		if d.Alpha, err = need(f.Alpha, "alpha"); err != nil {
+			return nil, err
+		}
+		if d.Alpha < 0 || d.Alpha > 1e7 {
+			return nil, fmt.Errorf("alpha: expected a number from 0 to 1e7 for poisson, got %s", f.Alpha)
+		}
+	default:
+		return nil, fmt.Errorf("distribution: unknown %q, expected one of constant, uniform, lognormal, zipf, poisson", d.Kind)
+	}
+	return d, nil
+}
+
+// Sample returns n samples.
+func (d *Distribution) Sample(rng *rand.Rand, n int) []float64 {
+	out := make([]float64, n)
+	switch d.Kind {
+	case "constant":
+		for i := range out {
+			out[i] = d.Value
+		}
+	case "uniform":
+		for i := range out {
+			if d.Integer {
+				lo, hi := int64(d.Min), int64(d.Max)
+				out[i] = float64(lo + rng.Int64N(hi-lo+1))
+			} else {
+				out[i] = d.Min + rng.Float64()*(d.Max-d.Min)
+			}
+		}
+	case "lognormal":
+		var sum float64
+		for i := range out {
+			out[i] = math.Exp(d.Mean + d.Sigma*rng.NormFloat64())
+			sum += out[i]
+		}
+		if d.Average > 0 && sum > 0 {
+			scale := d.Average / (sum / float64(n))
+			for i := range out {
+				out[i] *= scale
+			}
+		}
+	case "zipf":
+		z := rand.NewZipf(rng, d.Alpha, 1, math.MaxUint32)
+		for i := range out {
+			out[i] = float64(z.Uint64() + 1)
+		}
+	case "poisson":
+		for i := range out {
+			out[i] = poisson(rng, d.Alpha)
+		}
+	}
+	if d.Kind != "uniform" && d.Kind != "constant" && d.Max > 0 {
+		for i := range out {
+			out[i] = math.Min(out[i], d.Max)
+		}
+	}
+	for i := range out {
+		out[i] = math.Min(out[i], maxSample)
+	}
+	return out
+}
+
+// Ints returns n samples rounded to integers, ties to even (as numpy's round).
+func (d *Distribution) Ints(rng *rand.Rand, n int) []int {
+	f := d.Sample(rng, n)
+	out := make([]int, n)
+	for i, v := range f {
+		out[i] = int(math.RoundToEven(v))
+	}
+	return out
+}
+
+// poisson samples a Poisson variate of mean lambda by Knuth's method, in pieces of mean ≤ 30
+// (a sum of Poisson variates is Poisson).
+func poisson(rng *rand.Rand, lambda float64) float64 {
+	var k float64
+	for lambda > 0 {
+		l := math.Min(lambda, 30)
+		lambda -= l
+		limit := math.Exp(-l)
+		p := rng.Float64()
+		for p > limit {
+			k++
+			p *= rng.Float64()
+		}
+	}
+	return k
+}
+
+// String describes the distribution as the config gives it.
+func (d *Distribution) String() string {
+	switch d.Kind {
+	case "constant":
+		return fmt.Sprintf("constant %g", d.Value)
+	case "uniform":
+		return fmt.Sprintf("uniform %g-%g", d.Min, d.Max)
+	case "lognormal":
+		if d.Average > 0 {
+			return fmt.Sprintf("lognormal average %g median_ratio %g max %g", d.Average, d.MedianRatio, d.Max)
+		}
+		return fmt.Sprintf("lognormal mean %g sigma %g max %g", d.Mean, d.Sigma, d.Max)
+	case "zipf":
+		return fmt.Sprintf("zipf alpha %g max %g", d.Alpha, d.Max)
+	case "poisson":
+		return fmt.Sprintf("poisson alpha %g max %g", d.Alpha, d.Max)
+	}
+	return d.Kind
+}

@@ -1,0 +1,535 @@
+package dataset
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/llmtape/llmtape/openai"
+	"github.com/llmtape/llmtape/synth"
+	"github.com/llmtape/llmtape/tape"
+)
+
+// The export formats (FormatVLLM, FormatShareGPT and FormatMooncake, and this one).
+const (
+	FormatRequests = "requests" // JSONL of the exact request bodies with their offsets
+)
+
+// ExportFormats lists the formats Export writes.
+var ExportFormats = []string{FormatVLLM, FormatShareGPT, FormatMooncake, FormatRequests}
+
+// ExportConfig says how to export a recording.
+type ExportConfig struct {
+	// Format is one of ExportFormats.
+	Format string
+	// BlockSize is the tokens per hash_ids block of the mooncake format; default 512.
+	BlockSize int
+	// Materializer makes the text of synthetic prompts (imported Mooncake or Azure traces)
+	// and counts tokens for the mooncake format; default synth.Default().
+	Materializer *synth.Materializer
+	// Salt keys the hash of real prompt tokens into hash_ids (mooncake format); it is never
+	// written. Default: 16 random bytes per export.
+	Salt []byte
+}
+
+// ExportStats counts what Export wrote.
+type ExportStats struct {
+	Conversations int
+	Turns         int
+}
+
+// Export writes recording rec of st to w in cfg.Format.
+//
+//   - vllm: a JSON array of {"id", "messages"}, each conversation's full message list
+//     including the last reply, as vLLM's multi-turn benchmark reads it;
+//   - sharegpt: a JSON array of {"id", "conversations": [{"from", "value"}]};
+//   - mooncake: JSON lines of {"timestamp" (ms), "input_length", "output_length", "hash_ids"},
+//     plus "session_id" on every turn of a multi-turn conversation and "delay" (ms, the think
+//     time) on its later turns, in order of time;
+//   - requests: JSON lines of {"offset_ms", "conversation", "turn", "method", "path", "body"},
+//     the exact request bodies with their start relative to the recording, in order of time.
+//
+// Synthetic prompts are materialized with cfg.Materializer.
+func Export(ctx context.Context, st *tape.Store, rec uint64, w io.Writer, cfg ExportConfig) (ExportStats, error) {
+	if cfg.Materializer == nil {
+		cfg.Materializer = synth.Default()
+	}
+	if cfg.BlockSize < 0 {
+		return ExportStats{}, fmt.Errorf("export: block size %d, want > 0", cfg.BlockSize)
+	}
+	if cfg.BlockSize == 0 {
+		cfg.BlockSize = DefaultBlockSize
+	}
+	r, err := st.Recording(rec)
+	if err != nil {
+		return ExportStats{}, fmt.Errorf("export: recording %d: %w", rec, err)
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	var stats ExportStats
+	switch cfg.Format {
+	case FormatVLLM, FormatShareGPT:
+		err = exportConversations(ctx, st, r, bw, &cfg, &stats)
+	case FormatMooncake, FormatRequests:
+		err = exportTurns(ctx, st, r, bw, &cfg, &stats)
+	default:
+		return stats, fmt.Errorf("export: %w %q (want one of %s)", ErrUnknownFormat, cfg.Format, strings.Join(ExportFormats, ", "))
+	}
+	if err != nil {
+		return stats, fmt.Errorf("export %s: %w", cfg.Format, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return stats, fmt.Errorf("export %s: write: %w", cfg.Format, err)
+	}
+	return stats, nil
+}
+
+// conversationName is a conversation's id in exported files: its session id (or the id it
+// was imported with), else "conv-<id>".
+func conversationName(c *tape.Conversation) string {
+	if c.Session != "" {
+		return c.Session
+	}
+	return "conv-" + strconv.FormatUint(c.ID, 10)
+}
+
+// hasReply reports whether a turn has a reply to put in a message list.
+func hasReply(t *tape.Turn) bool {
+	return t.Response.Error == "" && (t.Response.Content != "" || len(t.Response.ToolCalls) > 0)
+}
+
+// fullMessages returns each turn's full message list of conversation c: rebuilt from the
+// store, or for synthetic turns materialized.
+func fullMessages(st *tape.Store, c *tape.Conversation, m *synth.Materializer, fn func(t *tape.Turn, msgs []json.RawMessage) error) error {
+	return st.TurnMessages(c.ID, func(t *tape.Turn, msgs []json.RawMessage) error {
+		if t.Request.Synthetic != nil {
+			var err error
+			if msgs, err = m.Messages(t.Request.Synthetic); err != nil {
+				return fmt.Errorf("conversation %d turn %d: %w", c.ID, t.Index, err)
+			}
+		} else if msgs == nil && len(t.Request.Prompt) > 0 {
+			// A legacy completion: its prompt as one user message.
+			var p string
+			if json.Unmarshal(t.Request.Prompt, &p) != nil {
+				p = string(t.Request.Prompt)
+			}
+			msgs = []json.RawMessage{chatMessage("user", p)}
+		}
+		return fn(t, msgs)
+	})
+}
+
+// syntheticReply is the text of a synthetic turn's reply: completion tokens of text, its id
+// derived from the turn's place.
+func syntheticReply(m *synth.Materializer, t *tape.Turn) string {
+	return m.Block(splitmix64(t.Conversation<<20^uint64(t.Index))|1<<62, t.Tokens.Completion)
+}
+
+// exportConversations writes the vllm or sharegpt format.
+func exportConversations(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufio.Writer, cfg *ExportConfig, stats *ExportStats) error {
+	used := map[string]bool{}
+	w.WriteString("[")
+	first := true
+	err := st.Conversations(r.ID, func(c *tape.Conversation) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var list []json.RawMessage
+		synthetic := false
+		turns := 0
+		err := fullMessages(st, c, cfg.Materializer, func(t *tape.Turn, msgs []json.RawMessage) error {
+			turns++
+			if t.Request.Synthetic != nil {
+				// Synthetic prompts are whole: each turn is a user message and a reply.
+				synthetic = true
+				list = append(list, msgs...)
+				if t.Tokens.Completion > 0 {
+					list = append(list, chatMessage("assistant", syntheticReply(cfg.Materializer, t)))
+				}
+				return nil
+			}
+			list = append(list[:0], msgs...)
+			if hasReply(t) {
+				list = append(list, tape.ReplyMessage(t))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		_ = synthetic
+		if len(list) == 0 {
+			return nil
+		}
+		name := conversationName(c)
+		if used[name] {
+			name += "-" + strconv.FormatUint(c.ID, 10)
+		}
+		used[name] = true
+		if !first {
+			w.WriteString(",")
+		}
+		first = false
+		w.WriteString("\n")
+		if cfg.Format == FormatVLLM {
+			writeVLLM(w, name, list)
+		} else {
+			writeShareGPT(w, name, list)
+		}
+		stats.Conversations++
+		stats.Turns += turns
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w.WriteString("\n]\n")
+	return nil
+}
+
+func writeVLLM(w *bufio.Writer, id string, msgs []json.RawMessage) {
+	b, _ := json.Marshal(id)
+	w.WriteString(`{"id":`)
+	w.Write(b)
+	w.WriteString(`,"messages":[`)
+	for i, m := range msgs {
+		if i > 0 {
+			w.WriteString(",")
+		}
+		w.Write(m)
+	}
+	w.WriteString("]}")
+}
+
+// shareGPTFrom maps a chat role to a ShareGPT speaker.
+func shareGPTFrom(role string) string {
+	switch role {
+	case "user":
+		return "human"
+	case "assistant":
+		return "gpt"
+	}
+	return role
+}
+
+func writeShareGPT(w *bufio.Writer, id string, msgs []json.RawMessage) {
+	type turn struct {
+		From  string `json:"from"`
+		Value string `json:"value"`
+	}
+	conv := struct {
+		ID            string `json:"id"`
+		Conversations []turn `json:"conversations"`
+	}{ID: id}
+	for _, raw := range msgs {
+		m, err := openai.ParseMessage(raw)
+		if err != nil {
+			continue
+		}
+		conv.Conversations = append(conv.Conversations, turn{From: shareGPTFrom(m.Role), Value: m.Content})
+	}
+	b, _ := json.Marshal(conv)
+	w.Write(b)
+}
+
+// turnRef is a turn to export in time order.
+type turnRef struct {
+	start time.Time
+	conv  int // index in convs
+	turn  tape.Turn
+	msgs  []json.RawMessage
+	think time.Duration // start minus the end of the conversation's previous turn
+}
+
+// exportTurns writes the mooncake or requests format, in order of time.
+func exportTurns(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufio.Writer, cfg *ExportConfig, stats *ExportStats) error {
+	var convs []tape.Conversation
+	var refs []turnRef
+	hasher := newBlockHasher(cfg)
+	err := st.Conversations(r.ID, func(c *tape.Conversation) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ci := len(convs)
+		convs = append(convs, *c)
+		hasher.reset()
+		var prevEnd time.Time
+		return st.TurnMessages(c.ID, func(t *tape.Turn, msgs []json.RawMessage) error {
+			ref := turnRef{start: t.Timing.Start, conv: ci, turn: *t}
+			if t.Index > 0 {
+				ref.think = max(t.Timing.Start.Sub(prevEnd), 0)
+			}
+			prevEnd = t.Timing.Start.Add(t.Timing.End)
+			if cfg.Format == FormatMooncake {
+				// Compute hash_ids now, while the conversation's token lists are at hand;
+				// keep them in the turn's Synthetic (a copy) instead of the messages.
+				if err := hasher.add(&ref.turn, msgs); err != nil {
+					return err
+				}
+			} else {
+				ref.msgs = msgs
+			}
+			refs = append(refs, ref)
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	origin := r.Started
+	if origin.IsZero() {
+		for i := range refs {
+			if i == 0 || refs[i].start.Before(origin) {
+				origin = refs[i].start
+			}
+		}
+	}
+	sort.SliceStable(refs, func(i, j int) bool { return refs[i].start.Before(refs[j].start) })
+	renumber := map[uint64]uint64{}
+	seenConv := map[int]bool{}
+	var buf []byte
+	for i := range refs {
+		if i%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		ref := &refs[i]
+		c := &convs[ref.conv]
+		t := &ref.turn
+		offset := ref.start.Sub(origin)
+		buf = buf[:0]
+		if cfg.Format == FormatMooncake {
+			buf = append(buf, `{"timestamp":`...)
+			buf = appendMillis(buf, offset)
+			if c.Turns > 1 || c.Grouping == tape.GroupSession {
+				buf = append(buf, `,"session_id":`...)
+				b, _ := json.Marshal(conversationName(c))
+				buf = append(buf, b...)
+				if t.Index > 0 {
+					buf = append(buf, `,"delay":`...)
+					buf = appendMillis(buf, ref.think)
+				}
+			}
+			buf = append(buf, `,"input_length":`...)
+			buf = strconv.AppendInt(buf, int64(t.Request.Synthetic.InputTokens), 10)
+			buf = append(buf, `,"output_length":`...)
+			buf = strconv.AppendInt(buf, int64(t.Tokens.Completion), 10)
+			buf = append(buf, `,"hash_ids":[`...)
+			for k, key := range t.Request.Synthetic.HashIDs {
+				n, ok := renumber[key]
+				if !ok {
+					n = uint64(len(renumber))
+					renumber[key] = n
+				}
+				if k > 0 {
+					buf = append(buf, ',')
+				}
+				buf = strconv.AppendUint(buf, n, 10)
+			}
+			buf = append(buf, "]}\n"...)
+		} else {
+			body, err := requestBody(t, ref.msgs, cfg.Materializer)
+			if err != nil {
+				return fmt.Errorf("conversation %d turn %d: %w", t.Conversation, t.Index, err)
+			}
+			buf = append(buf, `{"offset_ms":`...)
+			buf = appendMillis(buf, offset)
+			buf = append(buf, `,"conversation":`...)
+			b, _ := json.Marshal(conversationName(c))
+			buf = append(buf, b...)
+			buf = append(buf, `,"turn":`...)
+			buf = strconv.AppendInt(buf, int64(t.Index), 10)
+			method := t.Request.Method
+			if method == "" {
+				method = "POST"
+			}
+			b, _ = json.Marshal(method)
+			buf = append(buf, `,"method":`...)
+			buf = append(buf, b...)
+			b, _ = json.Marshal(t.Request.Path)
+			buf = append(buf, `,"path":`...)
+			buf = append(buf, b...)
+			buf = append(buf, `,"body":`...)
+			buf = append(buf, body...)
+			buf = append(buf, "}\n"...)
+		}
+		if _, err := w.Write(buf); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		if !seenConv[ref.conv] {
+			seenConv[ref.conv] = true
+			stats.Conversations++
+		}
+		stats.Turns++
+	}
+	return nil
+}
+
+// appendMillis appends d in milliseconds: an integer when whole, else a decimal.
+func appendMillis(b []byte, d time.Duration) []byte {
+	if d%time.Millisecond == 0 {
+		return strconv.AppendInt(b, int64(d/time.Millisecond), 10)
+	}
+	return strconv.AppendFloat(b, float64(d)/float64(time.Millisecond), 'f', -1, 64)
+}
+
+// requestBody rebuilds the exact request body of a turn.
+func requestBody(t *tape.Turn, msgs []json.RawMessage, m *synth.Materializer) ([]byte, error) {
+	params := t.Request.Params
+	if len(params) == 0 {
+		params = json.RawMessage("{}")
+	}
+	if s := t.Request.Synthetic; s != nil {
+		if strings.HasSuffix(t.Request.Path, "/completions") && !strings.HasSuffix(t.Request.Path, "/chat/completions") {
+			p, err := m.Prompt(s)
+			if err != nil {
+				return nil, err
+			}
+			b, _ := json.Marshal(p)
+			return openai.BuildRequest(params, nil, b)
+		}
+		var err error
+		if msgs, err = m.Messages(s); err != nil {
+			return nil, err
+		}
+	}
+	if msgs == nil {
+		if len(t.Request.Prompt) > 0 {
+			return openai.BuildRequest(params, nil, t.Request.Prompt)
+		}
+		msgs = []json.RawMessage{}
+	}
+	return openai.BuildRequest(params, msgs, nil)
+}
+
+// blockHasher computes Mooncake hash_ids of turns, one conversation at a time.
+type blockHasher struct {
+	cfg  *ExportConfig
+	salt uint64
+	// Per message of the current conversation's last full list: its raw bytes and tokens.
+	msgRaw    []json.RawMessage
+	msgTokens [][]uint
+	scratch   []uint
+}
+
+func newBlockHasher(cfg *ExportConfig) *blockHasher {
+	salt := cfg.Salt
+	if len(salt) == 0 {
+		salt = make([]byte, 16)
+		_, _ = rand.Read(salt)
+	}
+	h := fnv.New64a()
+	h.Write(salt)
+	return &blockHasher{cfg: cfg, salt: h.Sum64()}
+}
+
+func (h *blockHasher) reset() {
+	h.msgRaw, h.msgTokens = h.msgRaw[:0], h.msgTokens[:0]
+}
+
+// add replaces t.Request.Synthetic with a copy whose HashIDs are the keys of its prompt's
+// blocks of cfg.BlockSize tokens (renumbered by the caller), and whose InputTokens is the
+// prompt length.
+func (h *blockHasher) add(t *tape.Turn, msgs []json.RawMessage) error {
+	bs := h.cfg.BlockSize
+	if s := t.Request.Synthetic; s != nil {
+		in := s.InputTokens
+		n := (in + bs - 1) / bs
+		keys := make([]uint64, n)
+		for j := range keys {
+			if s.BlockSize == bs {
+				// Same blocks: the trace's own ids, keyed.
+				keys[j] = splitmix64(h.salt ^ splitmix64(syntheticBlockID(s, j)))
+				continue
+			}
+			// Other blocks: key by the source blocks up to the block's end and how far
+			// into the last one it reaches.
+			end := min((j+1)*bs, in)
+			k := (end - 1) / s.BlockSize
+			into := end - k*s.BlockSize
+			var chain uint64 = h.salt
+			for i := 0; i <= k; i++ {
+				chain = splitmix64(chain ^ splitmix64(syntheticBlockID(s, i)))
+			}
+			keys[j] = splitmix64(chain ^ uint64(into)<<1 ^ 1)
+		}
+		t.Request.Synthetic = &tape.Synthetic{BlockSize: bs, HashIDs: keys, InputTokens: in}
+		return nil
+	}
+	// Real text: tokens of each message's text, reusing the lists of messages that the
+	// previous turn had at the same place.
+	codec := h.cfg.Materializer
+	var tokens []uint
+	tokens = h.scratch[:0]
+	for i, raw := range msgs {
+		if i < len(h.msgRaw) && string(h.msgRaw[i]) == string(raw) {
+			tokens = append(tokens, h.msgTokens[i]...)
+			continue
+		}
+		ids := codec.Encode(openai.MessageText(raw))
+		if i < len(h.msgRaw) {
+			h.msgRaw, h.msgTokens = h.msgRaw[:i], h.msgTokens[:i]
+		}
+		h.msgRaw = append(h.msgRaw, raw)
+		h.msgTokens = append(h.msgTokens, ids)
+		tokens = append(tokens, ids...)
+	}
+	if len(msgs) < len(h.msgRaw) {
+		h.msgRaw, h.msgTokens = h.msgRaw[:len(msgs)], h.msgTokens[:len(msgs)]
+	}
+	if len(msgs) == 0 && len(t.Request.Prompt) > 0 {
+		var p string
+		if json.Unmarshal(t.Request.Prompt, &p) != nil {
+			p = string(t.Request.Prompt)
+		}
+		tokens = append(tokens, codec.Encode(p)...)
+	}
+	h.scratch = tokens
+	in := t.Tokens.Prompt
+	if in <= 0 {
+		in = len(tokens)
+	}
+	n := (in + bs - 1) / bs
+	keys := make([]uint64, n)
+	chain := h.salt
+	var b [8]byte
+	for j := range keys {
+		f := fnv.New64a()
+		binary.LittleEndian.PutUint64(b[:], chain)
+		f.Write(b[:])
+		lo, hi := j*bs, min((j+1)*bs, in)
+		if lo < len(tokens) {
+			for _, tok := range tokens[lo:min(hi, len(tokens))] {
+				binary.LittleEndian.PutUint64(b[:], uint64(tok))
+				f.Write(b[:])
+			}
+		}
+		binary.LittleEndian.PutUint64(b[:], uint64(hi-lo))
+		f.Write(b[:])
+		chain = splitmix64(f.Sum64())
+		keys[j] = chain
+	}
+	t.Request.Synthetic = &tape.Synthetic{BlockSize: bs, HashIDs: keys, InputTokens: in}
+	return nil
+}
+
+// syntheticBlockID is the id of block i of s, as package synth materializes it.
+func syntheticBlockID(s *tape.Synthetic, i int) uint64 {
+	if i < len(s.HashIDs) {
+		return s.HashIDs[i]
+	}
+	var last uint64
+	if len(s.HashIDs) > 0 {
+		last = s.HashIDs[len(s.HashIDs)-1]
+	}
+	return synth.DerivedBlockID(last, i)
+}

@@ -1,0 +1,460 @@
+package dataset
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/llmtape/llmtape/synth"
+	"github.com/llmtape/llmtape/tape"
+)
+
+// GenerateConfig is vLLM's synthetic-conversation config (benchmarks/multi_turn,
+// generate_multi_turn.json), unchanged, plus two optional extensions: Arrival and ThinkTime.
+type GenerateConfig struct {
+	// NumConversations is how many conversations to generate (> 0).
+	NumConversations int
+	// TextFiles are the text files prompts are cut from, relative to the config file.
+	TextFiles []string
+	// PrintStats asks for statistics of what was generated (the command prints them).
+	PrintStats bool
+	// NumTurns is the number of messages per conversation (user and assistant, as in vLLM):
+	// at least 2, rounded up to even.
+	NumTurns *Distribution
+	// CommonPrefixTokens is the length of a prefix shared by every conversation's first
+	// message (sampled once); optional, default 0.
+	CommonPrefixTokens *Distribution
+	// PrefixTokens is the length of each conversation's own context at its first message.
+	PrefixTokens *Distribution
+	// UserTokens is the length of each user message (the first one's common prefix and
+	// opening count towards it; its own context does not).
+	UserTokens *Distribution
+	// OutputTokens is the length of each assistant message.
+	OutputTokens *Distribution
+
+	// Arrival (extension) spreads the conversations' starts; nil starts them all at once.
+	Arrival *Arrival
+	// ThinkTime (extension) is the pause before each later user message, in seconds; nil is
+	// no pause.
+	ThinkTime *Distribution
+}
+
+// Arrival is the "arrival" extension of the generate config:
+// {"process": "poisson" | "gamma" | "constant", "rate": conversations per second,
+// "cv": coefficient of variation of the gaps (gamma only; default 1)}.
+type Arrival struct {
+	Process string
+	Rate    float64
+	CV      float64
+}
+
+// generateFields are the config's JSON fields.
+type generateFields struct {
+	Filetype         *string         `json:"filetype"`
+	NumConversations json.Number     `json:"num_conversations"`
+	TextFiles        json.RawMessage `json:"text_files"`
+	PrintStats       json.RawMessage `json:"print_stats"`
+	PromptInput      json.RawMessage `json:"prompt_input"`
+	PromptOutput     json.RawMessage `json:"prompt_output"`
+	Arrival          json.RawMessage `json:"arrival"`
+	ThinkTime        json.RawMessage `json:"think_time"`
+}
+
+// maxConversations bounds num_conversations.
+const maxConversations = 10_000_000
+
+// maxTurns bounds the messages of one conversation.
+const maxTurns = 100_000
+
+// ParseGenerateConfig reads a generate config. file names it in errors. Faults are
+// *InputError values naming the field and what was expected.
+func ParseGenerateConfig(data []byte, file string) (*GenerateConfig, error) {
+	fail := func(field string, err error) error {
+		return &InputError{File: file, Element: field, Err: err}
+	}
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil, fail("", errors.New(`empty file, expected a JSON object {"filetype": "generate_conversations", …}`))
+	}
+	if trimmed[0] != '{' {
+		return nil, fail("", fmt.Errorf(`expected a JSON object {"filetype": "generate_conversations", …}, got %s`, kind(trimmed)))
+	}
+	var f generateFields
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&f); err != nil {
+		return nil, jsonError(data, file, 0, "", err)
+	}
+	if dec.More() {
+		return nil, fail("", errors.New("unexpected data after the config object"))
+	}
+	if f.Filetype == nil {
+		return nil, fail("filetype", errors.New(`missing, expected "generate_conversations"`))
+	}
+	if *f.Filetype != "generate_conversations" {
+		return nil, fail("filetype", fmt.Errorf(`expected "generate_conversations", got %q (a conversations file is imported with "llmtape import --format vllm")`, *f.Filetype))
+	}
+	c := &GenerateConfig{}
+	if f.NumConversations == "" {
+		return nil, fail("num_conversations", errors.New("missing, expected an integer > 0"))
+	}
+	n, err := strconv.Atoi(string(f.NumConversations))
+	if err != nil || n <= 0 || n > maxConversations {
+		return nil, fail("num_conversations", fmt.Errorf("expected an integer from 1 to %d, got %s", maxConversations, f.NumConversations))
+	}
+	c.NumConversations = n
+	if len(f.TextFiles) == 0 {
+		return nil, fail("text_files", errors.New("missing, expected an array of file names"))
+	}
+	if err := json.Unmarshal(f.TextFiles, &c.TextFiles); err != nil {
+		return nil, fail("text_files", fmt.Errorf("expected an array of file names, got %s", kind(f.TextFiles)))
+	}
+	if len(c.TextFiles) == 0 {
+		return nil, fail("text_files", errors.New("expected at least one file name"))
+	}
+	for i, name := range c.TextFiles {
+		if name == "" {
+			return nil, fail(fmt.Sprintf("text_files[%d]", i), errors.New("expected a file name, got an empty string"))
+		}
+	}
+	if len(f.PrintStats) > 0 && !bytes.Equal(f.PrintStats, []byte("null")) {
+		if err := json.Unmarshal(f.PrintStats, &c.PrintStats); err != nil {
+			return nil, fail("print_stats", fmt.Errorf("expected true or false, got %s", kind(f.PrintStats)))
+		}
+	}
+	section := func(raw json.RawMessage, name string) (map[string]json.RawMessage, error) {
+		if len(raw) == 0 {
+			return nil, fail(name, errors.New("missing, expected an object"))
+		}
+		obj, err := object(raw)
+		if err != nil {
+			return nil, fail(name, err)
+		}
+		return obj, nil
+	}
+	dist := func(sec map[string]json.RawMessage, secName, name string, optional bool) (*Distribution, error) {
+		raw, ok := sec[name]
+		if !ok {
+			if optional {
+				return &Distribution{Kind: "constant"}, nil
+			}
+			return nil, fail(secName+"."+name, errors.New(`missing, expected a distribution {"distribution": …}`))
+		}
+		d, err := parseDistribution(raw)
+		if err != nil {
+			return nil, fail(secName+"."+name, err)
+		}
+		return d, nil
+	}
+	in, err := section(f.PromptInput, "prompt_input")
+	if err != nil {
+		return nil, err
+	}
+	out, err := section(f.PromptOutput, "prompt_output")
+	if err != nil {
+		return nil, err
+	}
+	if c.NumTurns, err = dist(in, "prompt_input", "num_turns", false); err != nil {
+		return nil, err
+	}
+	if c.CommonPrefixTokens, err = dist(in, "prompt_input", "common_prefix_num_tokens", true); err != nil {
+		return nil, err
+	}
+	if c.PrefixTokens, err = dist(in, "prompt_input", "prefix_num_tokens", false); err != nil {
+		return nil, err
+	}
+	if c.UserTokens, err = dist(in, "prompt_input", "num_tokens", false); err != nil {
+		return nil, err
+	}
+	if c.OutputTokens, err = dist(out, "prompt_output", "num_tokens", false); err != nil {
+		return nil, err
+	}
+	if len(f.Arrival) > 0 && !bytes.Equal(f.Arrival, []byte("null")) {
+		if c.Arrival, err = parseArrival(f.Arrival); err != nil {
+			return nil, fail("arrival", err)
+		}
+	}
+	if len(f.ThinkTime) > 0 && !bytes.Equal(f.ThinkTime, []byte("null")) {
+		if c.ThinkTime, err = parseDistribution(f.ThinkTime); err != nil {
+			return nil, fail("think_time", err)
+		}
+	}
+	return c, nil
+}
+
+func parseArrival(raw json.RawMessage) (*Arrival, error) {
+	obj, err := object(raw)
+	if err != nil {
+		return nil, fmt.Errorf(`%v (expected {"process": "poisson", "rate": conversations per second})`, err)
+	}
+	a := &Arrival{Process: "poisson", CV: 1}
+	if p, ok := obj["process"]; ok {
+		if err := json.Unmarshal(p, &a.Process); err != nil {
+			return nil, fmt.Errorf("process: expected a string, got %s", kind(p))
+		}
+	}
+	switch a.Process {
+	case "poisson", "gamma", "constant":
+	default:
+		return nil, fmt.Errorf("process: expected poisson, gamma or constant, got %q", a.Process)
+	}
+	r, ok := obj["rate"]
+	if !ok {
+		return nil, errors.New("rate: missing, expected conversations per second (a number > 0)")
+	}
+	if err := json.Unmarshal(r, &a.Rate); err != nil || !(a.Rate > 0) || a.Rate > 1e9 {
+		return nil, fmt.Errorf("rate: expected conversations per second (a number > 0), got %s", bytes.TrimSpace(r))
+	}
+	if cv, ok := obj["cv"]; ok {
+		if err := json.Unmarshal(cv, &a.CV); err != nil || !(a.CV > 0) || a.CV > 100 {
+			return nil, fmt.Errorf("cv: expected a number from 0 (exclusive) to 100, got %s", bytes.TrimSpace(cv))
+		}
+		if a.Process != "gamma" {
+			return nil, fmt.Errorf("cv: only for the gamma process, not %q", a.Process)
+		}
+	}
+	return a, nil
+}
+
+// GenerateOptions are the choices of one generation that the config does not hold.
+type GenerateOptions struct {
+	// Seed makes generation deterministic: equal seeds and configs give equal datasets.
+	Seed uint64
+	// Dir is where text_files are looked for (the config file's directory).
+	Dir string
+	// Text, when not nil, replaces text_files (the command's --text-file).
+	Text []byte
+	// Tokenizer names the tiktoken encoding lengths are measured in; default o200k_base.
+	Tokenizer string
+	// Model is put in every request's "model" field; default none.
+	Model string
+	// Name is the recording's name; default "generate".
+	Name string
+	// Now is the recording's start; default time.Now.
+	Now func() time.Time
+}
+
+// basePrompt is the request vLLM's generator puts in every user message.
+const basePrompt = " Please rewrite the following text and add more content:"
+
+// Generate makes a Dataset of synthetic conversations following vLLM's generator:
+// conversations of NumTurns messages (user and assistant alternating); every user message
+// starts with an opening unique to its conversation; the first one of each conversation
+// starts with the common prefix, and carries the conversation's own context after the
+// opening; then comes the request (basePrompt) and text up to the sampled length.
+//
+// Unlike vLLM's, no two stretches of text overlap (every piece is cut from the text after
+// the previous one), and assistant messages are text of their sampled length. Lengths are
+// exact under the tokenizer: pieces are cut at word boundaries where no token crosses.
+func Generate(cfg *GenerateConfig, opts GenerateOptions) (*Dataset, error) {
+	text := opts.Text
+	if text == nil {
+		var buf bytes.Buffer
+		for _, name := range cfg.TextFiles {
+			path := name
+			if !filepath.IsAbs(path) {
+				path = filepath.Join(opts.Dir, name)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("generate: text file %q (text_files, relative to the config): %w", name, err)
+			}
+			buf.Write(b)
+			buf.WriteByte('\n')
+		}
+		text = buf.Bytes()
+	}
+	m, err := synth.New(text, opts.Tokenizer)
+	if err != nil {
+		return nil, fmt.Errorf("generate: text files: %w", err)
+	}
+	rng := rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x6c6c6d74617065))
+	n := cfg.NumConversations
+
+	turnCounts := cfg.NumTurns.Ints(rng, n)
+	var messages int64
+	for i, t := range turnCounts {
+		t = max(t, 2)
+		t += t % 2
+		if t > maxTurns {
+			return nil, fmt.Errorf("generate: prompt_input.num_turns: sampled %d messages, more than the limit %d (give a max)", t, maxTurns)
+		}
+		turnCounts[i] = t
+		messages += int64(t)
+	}
+	prefixCounts := cfg.PrefixTokens.Ints(rng, n)
+	common := 0
+	if cfg.CommonPrefixTokens != nil {
+		common = cfg.CommonPrefixTokens.Ints(rng, 1)[0]
+	}
+	available := int64(m.Tokens())
+	need := int64(common)
+	for _, p := range prefixCounts {
+		need += int64(max(p, 0))
+	}
+	if need+messages > available {
+		return nil, fmt.Errorf("generate: the text files have %d tokens, not enough for %d conversations (%d messages, %d tokens of prefixes); add text files", available, n, messages, need)
+	}
+
+	start := time.Now()
+	if opts.Now != nil {
+		start = opts.Now()
+	}
+	arrivals := make([]time.Duration, n)
+	if a := cfg.Arrival; a != nil {
+		var t float64
+		for i := range arrivals {
+			if i > 0 {
+				t += gap(rng, a)
+			}
+			arrivals[i] = time.Duration(t * float64(time.Second))
+		}
+	}
+
+	baseTokens := m.Count(basePrompt)
+	cursor := 0  // next word of the text
+	used := need // tokens of text taken so far (prefixes counted up front)
+	take := func(tokens int) (string, error) {
+		if tokens <= 0 {
+			return "", nil
+		}
+		used += int64(tokens)
+		if used > available {
+			return "", fmt.Errorf("generate: the text files have %d tokens, not enough for this config (%d conversations); add text files", available, n)
+		}
+		s, next := m.Slice(cursor, tokens)
+		cursor = next
+		return s, nil
+	}
+	commonText, err := take(common)
+	if err != nil {
+		return nil, err
+	}
+	used -= int64(common)
+
+	d := &Dataset{}
+	d.Recording.Name = opts.Name
+	if d.Recording.Name == "" {
+		d.Recording.Name = "generate"
+	}
+	d.Recording.Source = "generate"
+	d.Recording.Started = start
+	d.Recording.Complete = true
+	var last time.Time
+	for ci := 0; ci < n; ci++ {
+		nt := turnCounts[ci]
+		userTokens := cfg.UserTokens.Ints(rng, nt)
+		outTokens := cfg.OutputTokens.Ints(rng, nt)
+		var thinks []float64
+		if cfg.ThinkTime != nil {
+			thinks = cfg.ThinkTime.Sample(rng, nt)
+		}
+		opening := fmt.Sprintf(" %d is a nice number...", ci)
+		openTokens := m.Count(opening)
+		msgs := make([]message, 0, nt)
+		for k := 0; k < nt; k++ {
+			if k%2 == 1 {
+				s, err := take(max(outTokens[k], 1))
+				if err != nil {
+					return nil, err
+				}
+				msgs = append(msgs, message{raw: chatMessage("assistant", s), role: "assistant", content: s})
+				continue
+			}
+			target := max(userTokens[k], baseTokens)
+			var b bytes.Buffer
+			if k == 0 && common > 0 {
+				b.WriteString(commonText)
+				target -= common
+			}
+			b.WriteString(opening)
+			target -= openTokens
+			if k == 0 {
+				if p := prefixCounts[ci]; p > 0 {
+					used -= int64(p) // counted up front
+					s, err := take(p)
+					if err != nil {
+						return nil, err
+					}
+					b.WriteString(s)
+				}
+			}
+			b.WriteString(basePrompt)
+			target -= baseTokens
+			s, err := take(target)
+			if err != nil {
+				return nil, err
+			}
+			b.WriteString(s)
+			content := b.String()
+			msgs = append(msgs, message{raw: chatMessage("user", content), role: "user", content: content})
+		}
+		turns := textTurns(msgs, opts.Model, start.Add(arrivals[ci]))
+		at := start.Add(arrivals[ci])
+		for k := range turns {
+			t := &turns[k]
+			t.Match = tape.GroupImport
+			t.Tokens.Source = tape.TokensCounted
+			if k > 0 && thinks != nil {
+				// Think time before user message k (message index 2k).
+				at = at.Add(time.Duration(math.Max(thinks[2*k], 0) * float64(time.Second)))
+			}
+			t.Timing.Start = at
+		}
+		if at.After(last) {
+			last = at
+		}
+		d.Conversations = append(d.Conversations, Conversation{
+			Conversation: tape.Conversation{
+				Grouping: tape.GroupImport,
+				Session:  "CONV_ID_" + strconv.Itoa(ci),
+				Arrival:  arrivals[ci],
+			},
+			Turns: turns,
+		})
+	}
+	d.Recording.Ended = last
+	return d, nil
+}
+
+// gap samples the time in seconds between two conversation arrivals.
+func gap(rng *rand.Rand, a *Arrival) float64 {
+	mean := 1 / a.Rate
+	switch a.Process {
+	case "constant":
+		return mean
+	case "gamma":
+		k := 1 / (a.CV * a.CV) // shape
+		return gammaSample(rng, k) * mean / k
+	}
+	return rng.ExpFloat64() * mean
+}
+
+// gammaSample samples Gamma(k, 1) by Marsaglia and Tsang's method.
+func gammaSample(rng *rand.Rand, k float64) float64 {
+	if k < 1 {
+		// Boost: Gamma(k) = Gamma(k+1) * U^(1/k).
+		return gammaSample(rng, k+1) * math.Pow(rng.Float64(), 1/k)
+	}
+	d := k - 1.0/3
+	c := 1 / math.Sqrt(9*d)
+	for {
+		x := rng.NormFloat64()
+		v := 1 + c*x
+		if v <= 0 {
+			continue
+		}
+		v = v * v * v
+		u := rng.Float64()
+		if u < 1-0.0331*x*x*x*x || math.Log(u) < 0.5*x*x+d*(1-v+math.Log(v)) {
+			return d * v
+		}
+	}
+}

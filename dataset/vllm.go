@@ -1,0 +1,191 @@
+package dataset
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/llmtape/llmtape/tape"
+)
+
+// parseVLLM reads vLLM's multi-turn benchmark conversations:
+// [{"id": "…", "messages": [{"role": "…", "content": "…"}, …]}, …]. System messages and
+// conversations that end on a user message are kept.
+func parseVLLM(data []byte, file string, cfg *Config) (*Dataset, error) {
+	d := &Dataset{}
+	start := cfg.now()
+	d.Recording.Started, d.Recording.Ended = start, start
+	seen := map[string]int{}
+	err := jsonArray(data, file, `a JSON array of conversations {"id", "messages"}`, func(i int, raw json.RawMessage, off int64) error {
+		elem := fmt.Sprintf("element %d", i)
+		fail := func(field string, err error) error {
+			return &InputError{File: file, Line: lineOf(data, off), Element: joinElem(elem, field), Err: err}
+		}
+		obj, err := object(raw)
+		if err != nil {
+			return fail("", err)
+		}
+		id, err := idString(obj["id"])
+		if err != nil {
+			return fail("id", err)
+		}
+		if id != "" {
+			elem = fmt.Sprintf("element %d (id %q)", i, id)
+			if j, dup := seen[id]; dup {
+				d.Skipped = append(d.Skipped, Skip{Element: elem, Reason: fmt.Sprintf("id already used by element %d", j)})
+				return nil
+			}
+			seen[id] = i
+		}
+		rawMsgs, ok := obj["messages"]
+		if !ok {
+			return fail("", errors.New(`missing field "messages", expected an array of {"role", "content"}`))
+		}
+		var arr []json.RawMessage
+		if err := json.Unmarshal(rawMsgs, &arr); err != nil {
+			return fail("messages", errors.New(`expected an array of {"role", "content"}`))
+		}
+		if len(arr) == 0 {
+			d.Skipped = append(d.Skipped, Skip{Element: elem, Reason: "no messages"})
+			return nil
+		}
+		msgs := make([]message, 0, len(arr))
+		for k, m := range arr {
+			msg, err := parseChatMessage(m)
+			if err != nil {
+				return fail(fmt.Sprintf("messages[%d]", k), err)
+			}
+			msgs = append(msgs, msg)
+		}
+		turns := textTurns(msgs, cfg.Model, start)
+		if len(turns) == 0 {
+			d.Skipped = append(d.Skipped, Skip{Element: elem, Reason: "only assistant messages, no request"})
+			return nil
+		}
+		if id == "" {
+			id = strconv.Itoa(i)
+		}
+		d.Conversations = append(d.Conversations, Conversation{
+			Conversation: tape.Conversation{Grouping: tape.GroupImport, Session: id},
+			Turns:        turns,
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// object decodes a JSON object into its fields.
+func object(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, fmt.Errorf("expected an object, got %s", kind(raw))
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, fmt.Errorf("expected an object: %v", err)
+	}
+	return obj, nil
+}
+
+// kind names the JSON type of raw for error messages.
+func kind(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+// idString reads a conversation id: a string or a number; missing or null gives "".
+func idString(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s, nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err == nil {
+		return n.String(), nil
+	}
+	return "", fmt.Errorf("expected a string, got %s", kind(raw))
+}
+
+// parseChatMessage checks a chat message ({"role": string, "content": string, array of parts
+// or null, …}) and keeps it compact.
+func parseChatMessage(raw json.RawMessage) (message, error) {
+	obj, err := object(raw)
+	if err != nil {
+		return message{}, err
+	}
+	rr, ok := obj["role"]
+	if !ok {
+		return message{}, errors.New(`missing field "role", expected a string`)
+	}
+	var m message
+	if err := json.Unmarshal(rr, &m.role); err != nil {
+		return message{}, fmt.Errorf("role: expected a string, got %s", kind(rr))
+	}
+	if m.role == "" {
+		return message{}, errors.New("role: expected a non-empty string")
+	}
+	m.content, err = contentText(obj["content"])
+	if err != nil {
+		return message{}, err
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return message{}, fmt.Errorf("malformed JSON: %v", err)
+	}
+	m.raw = buf.Bytes()
+	return m, nil
+}
+
+// contentText returns the text of a message's content: a string, an array of parts (their
+// "text" fields joined), or missing/null ("").
+func contentText(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return "", nil
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", fmt.Errorf("content: %v", err)
+		}
+		return s, nil
+	case '[':
+		var parts []struct {
+			Text string `json:"text"`
+		}
+		if err := json.Unmarshal(raw, &parts); err != nil {
+			return "", errors.New("content: expected a string or an array of parts {\"type\", \"text\"}")
+		}
+		var b bytes.Buffer
+		for _, p := range parts {
+			b.WriteString(p.Text)
+		}
+		return b.String(), nil
+	}
+	return "", fmt.Errorf("content: expected a string, an array of parts or null, got %s", kind(raw))
+}
