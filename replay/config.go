@@ -1,0 +1,323 @@
+package replay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/tape"
+)
+
+// Arrival is how conversations are started.
+type Arrival string
+
+// The arrival processes.
+const (
+	// ArrivalOriginal starts each conversation at its recorded arrival offset divided by Speed.
+	ArrivalOriginal Arrival = "original"
+	// ArrivalPoisson starts conversations at exponentially distributed gaps at Rate per second.
+	ArrivalPoisson Arrival = "poisson"
+	// ArrivalGamma starts conversations at gamma-distributed gaps at Rate per second with shape
+	// Burstiness (1 is Poisson; below 1 is burstier, above 1 more regular).
+	ArrivalGamma Arrival = "gamma"
+	// ArrivalAll starts conversations as soon as a conversation slot is free.
+	ArrivalAll Arrival = "all"
+)
+
+// Think is how the gap between a reply and the next turn is chosen.
+type Think string
+
+// The think-time modes.
+const (
+	// ThinkOriginal waits the recorded think time times ThinkScale.
+	ThinkOriginal Think = "original"
+	// ThinkNone sends the next turn as soon as the previous reply ended.
+	ThinkNone Think = "none"
+	// ThinkFixed waits ThinkTime.
+	ThinkFixed Think = "fixed"
+)
+
+// History is which assistant messages the replayed message lists carry.
+type History string
+
+// The history modes.
+const (
+	// HistoryRecorded sends exactly the recorded message lists.
+	HistoryRecorded History = "recorded"
+	// HistoryLive replaces each earlier reply with the target's own reply in this replay.
+	HistoryLive History = "live"
+)
+
+// Output is how the output length of a request is set.
+type Output string
+
+// The output-length modes.
+const (
+	// OutputRecorded sets max_tokens (or max_completion_tokens when the request used it) to the
+	// recorded completion tokens.
+	OutputRecorded Output = "recorded"
+	// OutputRequest keeps the request's own limit.
+	OutputRequest Output = "request"
+	// OutputFixed sets the limit to OutputTokens.
+	OutputFixed Output = "fixed"
+)
+
+// OnError is what a conversation does after a request failed (after its retries).
+type OnError string
+
+// The error policies.
+const (
+	// OnErrorContinue goes on with the next turn, with the recorded reply in the history.
+	OnErrorContinue OnError = "continue"
+	// OnErrorStop ends the conversation.
+	OnErrorStop OnError = "stop-conversation"
+)
+
+// Defaults of Config fields whose zero value means "default".
+const (
+	DefaultSpeed      = 1.0
+	DefaultBurstiness = 1.0
+	DefaultTimeout    = 10 * time.Minute
+	DefaultAPIKeyEnv  = "OPENAI_API_KEY"
+)
+
+// Config is everything a replay needs. The zero value of each field is its default unless its
+// doc says otherwise. Flags of "llmtape replay" bind to these fields.
+type Config struct {
+	// Target is the base URL of the server (e.g. http://127.0.0.1:8000 or .../v1); each
+	// request goes to its recorded path under it. Required.
+	Target string `json:"target"`
+	// Recording is the recording to replay; 0 means the latest complete one.
+	Recording uint64 `json:"recording"`
+	// Name names the run; default "replay <start time>".
+	Name string `json:"name"`
+
+	// Arrival is the arrival process; default ArrivalOriginal.
+	Arrival Arrival `json:"arrival"`
+	// Rate is conversations per second for ArrivalPoisson and ArrivalGamma (required there);
+	// ignored otherwise.
+	Rate float64 `json:"rate,omitempty"`
+	// Burstiness is the gamma shape for ArrivalGamma; default 1.
+	Burstiness float64 `json:"burstiness,omitempty"`
+	// Speed divides recorded arrival offsets (and, by default, think times); default 1.
+	Speed float64 `json:"speed"`
+	// Think is the think-time mode; default ThinkOriginal.
+	Think Think `json:"think"`
+	// ThinkScale multiplies recorded think times under ThinkOriginal; nil means 1/Speed.
+	ThinkScale *float64 `json:"think_scale,omitempty"`
+	// ThinkTime is the fixed think time under ThinkFixed.
+	ThinkTime time.Duration `json:"think_time,omitempty"`
+	// History is the history mode; default HistoryRecorded.
+	History History `json:"history"`
+	// Output is the output-length mode; default OutputRecorded.
+	Output Output `json:"output"`
+	// OutputTokens is the limit under OutputFixed.
+	OutputTokens int `json:"output_tokens,omitempty"`
+	// IgnoreEOS adds vLLM's ignore_eos and min_tokens (= the limit) so that the server
+	// generates exactly the limit; ignored under OutputRequest without a limit.
+	IgnoreEOS bool `json:"ignore_eos,omitempty"`
+	// Model replaces the model of every request when not empty.
+	Model string `json:"model,omitempty"`
+
+	// MaxConcurrency limits the requests in flight; 0 means no limit.
+	MaxConcurrency int `json:"max_concurrency,omitempty"`
+	// MaxConversations limits the active conversations; 0 means no limit.
+	MaxConversations int `json:"max_conversations,omitempty"`
+	// Duration stops scheduling after this long (in-flight requests finish); 0 means no limit.
+	Duration time.Duration `json:"duration,omitempty"`
+	// MaxRequests stops scheduling after this many requests; 0 means no limit.
+	MaxRequests int `json:"max_requests,omitempty"`
+	// Warmup marks requests scheduled in the first Warmup of the run as warmup (excluded
+	// from statistics, still stored).
+	Warmup time.Duration `json:"warmup,omitempty"`
+	// WarmupRequests marks the first WarmupRequests requests sent as warmup.
+	WarmupRequests int `json:"warmup_requests,omitempty"`
+	// Sample keeps a fraction (0 < Sample < 1) of the conversations, chosen by a hash of the
+	// conversation id and Seed, so that shards agree; 0 or 1 keeps all.
+	Sample float64 `json:"sample,omitempty"`
+	// SampleCount keeps at most this many conversations (the first by the same hash); 0 keeps
+	// all. Applied before sharding.
+	SampleCount int `json:"sample_count,omitempty"`
+	// Shard and Shards select the conversations whose id hashes to Shard modulo Shards;
+	// Shards 0 or 1 means no sharding.
+	Shard  int `json:"shard,omitempty"`
+	Shards int `json:"shards,omitempty"`
+	// StartAt is a wall-clock start time shared by shards on several machines; zero starts at
+	// once.
+	StartAt time.Time `json:"start_at,omitempty"`
+	// Seed seeds the arrival process and sampling.
+	Seed int64 `json:"seed"`
+
+	// Header is added to every request (after the recorded headers are dropped).
+	Header http.Header `json:"-"`
+	// APIKey is sent as a bearer token; never stored.
+	APIKey string `json:"-"`
+	// Timeout bounds each request attempt, headers to last byte; default DefaultTimeout.
+	Timeout time.Duration `json:"timeout"`
+	// Retries is how many times a failed request is tried again (not after cancellation).
+	Retries int `json:"retries,omitempty"`
+	// OnError is the error policy; default OnErrorContinue.
+	OnError OnError `json:"on_error"`
+	// SLO sets the objectives for goodput.
+	SLO metrics.SLO `json:"-"`
+
+	// Client sends the requests; nil makes one with a transport sized for the run.
+	Client *http.Client `json:"-"`
+	// Synthesize gives the messages of a synthetic turn (Mooncake/Azure imports); nil uses
+	// package synth's default text.
+	Synthesize func(*tape.Synthetic) ([]json.RawMessage, error) `json:"-"`
+	// Writer tunes the store's batched writer of results.
+	Writer tape.WriterConfig `json:"-"`
+}
+
+// ErrConfig is wrapped by every error about an invalid Config.
+var ErrConfig = errors.New("invalid replay config")
+
+func cfgErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+}
+
+// withDefaults fills defaults and checks the values.
+func (c Config) withDefaults() (Config, error) {
+	if c.Target == "" {
+		return c, cfgErr("no target URL")
+	}
+	u, err := url.Parse(c.Target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return c, cfgErr("target %q is not an http(s) URL", c.Target)
+	}
+	if c.Arrival == "" {
+		c.Arrival = ArrivalOriginal
+	}
+	switch c.Arrival {
+	case ArrivalOriginal, ArrivalAll:
+	case ArrivalPoisson, ArrivalGamma:
+		if !(c.Rate > 0) {
+			return c, cfgErr("arrival %s needs a rate above 0", c.Arrival)
+		}
+	default:
+		return c, cfgErr("unknown arrival %q (want original, poisson, gamma or all)", c.Arrival)
+	}
+	if c.Burstiness == 0 {
+		c.Burstiness = DefaultBurstiness
+	}
+	if !(c.Burstiness > 0) {
+		return c, cfgErr("burstiness must be above 0")
+	}
+	if c.Speed == 0 {
+		c.Speed = DefaultSpeed
+	}
+	if !(c.Speed > 0) {
+		return c, cfgErr("speed must be above 0")
+	}
+	if c.Think == "" {
+		c.Think = ThinkOriginal
+	}
+	switch c.Think {
+	case ThinkOriginal, ThinkNone:
+	case ThinkFixed:
+		if c.ThinkTime < 0 {
+			return c, cfgErr("think time must not be negative")
+		}
+	default:
+		return c, cfgErr("unknown think mode %q (want original, none or a duration)", c.Think)
+	}
+	if c.ThinkScale == nil {
+		s := 1 / c.Speed
+		c.ThinkScale = &s
+	} else if *c.ThinkScale < 0 {
+		return c, cfgErr("think scale must not be negative")
+	}
+	if c.History == "" {
+		c.History = HistoryRecorded
+	}
+	if c.History != HistoryRecorded && c.History != HistoryLive {
+		return c, cfgErr("unknown history %q (want recorded or live)", c.History)
+	}
+	if c.Output == "" {
+		c.Output = OutputRecorded
+	}
+	switch c.Output {
+	case OutputRecorded, OutputRequest:
+	case OutputFixed:
+		if c.OutputTokens <= 0 {
+			return c, cfgErr("output length must be above 0")
+		}
+	default:
+		return c, cfgErr("unknown output mode %q (want recorded, request or a number)", c.Output)
+	}
+	if c.OnError == "" {
+		c.OnError = OnErrorContinue
+	}
+	if c.OnError != OnErrorContinue && c.OnError != OnErrorStop {
+		return c, cfgErr("unknown on-error %q (want continue or stop-conversation)", c.OnError)
+	}
+	if c.MaxConcurrency < 0 || c.MaxConversations < 0 || c.MaxRequests < 0 || c.Retries < 0 ||
+		c.Duration < 0 || c.Warmup < 0 || c.WarmupRequests < 0 || c.SampleCount < 0 {
+		return c, cfgErr("limits must not be negative")
+	}
+	if c.Sample < 0 || c.Sample > 1 {
+		return c, cfgErr("sample fraction must be in (0, 1]")
+	}
+	if c.Shards < 0 || c.Shard < 0 || (c.Shards > 1 && c.Shard >= c.Shards) ||
+		(c.Shards <= 1 && c.Shard > 0) {
+		return c, cfgErr("shard %d/%d: want 0 <= i < n", c.Shard, c.Shards)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Timeout < 0 {
+		return c, cfgErr("timeout must be above 0")
+	}
+	return c, nil
+}
+
+// ParseShard parses "i/n" (0 <= i < n).
+func ParseShard(s string) (i, n int, err error) {
+	a, b, ok := strings.Cut(s, "/")
+	if ok {
+		_, err = fmt.Sscanf(a+" "+b, "%d %d", &i, &n)
+	}
+	if !ok || err != nil || n < 1 || i < 0 || i >= n {
+		return 0, 0, fmt.Errorf("parse shard %q: want i/n with 0 <= i < n, e.g. 0/3", s)
+	}
+	return i, n, nil
+}
+
+// options returns the JSON kept as tape.Run.Options: every option, with header values of
+// credentials removed and no API key.
+func (c Config) options() json.RawMessage {
+	type opts struct {
+		Config
+		Headers []string `json:"headers,omitempty"`
+		SLO     string   `json:"slo,omitempty"`
+		APIKey  bool     `json:"api_key"`
+	}
+	o := opts{Config: c, SLO: c.SLO.String(), APIKey: c.APIKey != ""}
+	for k, vs := range c.Header {
+		for _, v := range vs {
+			if secretHeader(k) {
+				v = "<redacted>"
+			}
+			o.Headers = append(o.Headers, k+": "+v)
+		}
+	}
+	b, err := json.Marshal(o)
+	if err != nil {
+		return json.RawMessage(`{}`)
+	}
+	return b
+}
+
+func secretHeader(k string) bool {
+	switch strings.ToLower(k) {
+	case "authorization", "proxy-authorization", "api-key", "x-api-key", "cookie", "set-cookie":
+		return true
+	}
+	return false
+}

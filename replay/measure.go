@@ -1,0 +1,346 @@
+package replay
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/llmtape/llmtape/openai"
+	"github.com/llmtape/llmtape/tape"
+)
+
+// Error classes of tape.Result.ErrorClass.
+const (
+	ClassHTTP     = "http"     // the server answered with a status of 400 or more
+	ClassTimeout  = "timeout"  // the request took longer than Config.Timeout
+	ClassConnect  = "connect"  // no response: the connection could not be made or broke first
+	ClassStream   = "stream"   // the stream broke, carried an error object or a malformed event
+	ClassCanceled = "canceled" // aborted by a second Ctrl-C (Replayer.Abort)
+)
+
+// stampReader records the monotonic time right after each Read that returned data. It is
+// used only by the goroutine that reads the response, so the stamp is taken with no other
+// work between the read and the clock.
+type stampReader struct {
+	r    io.Reader
+	last time.Time
+}
+
+func (s *stampReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.last = time.Now()
+	}
+	return n, err
+}
+
+// exchange is one attempt's outcome.
+type exchange struct {
+	res        tape.Result
+	reply      json.RawMessage // the target's reply as an assistant message (live history)
+	retryAfter time.Duration
+	end        time.Duration // when the attempt ended, from the run's start
+	sizes      []int // output bytes per output event, for apportioning tokens
+	// msgs and prompt are what was sent, counted only when the server gives no usage.
+	msgs   []json.RawMessage
+	prompt json.RawMessage
+}
+
+// maxErrorBody bounds how much of an error response is read.
+const maxErrorBody = 64 << 10
+
+// attempt sends one request and measures it. sent is taken just before the request is
+// written; every stream event is stamped by stampReader in this goroutine.
+func (r *Replayer) attempt(ctx context.Context, url string, body []byte, x *exchange) {
+	res := &x.res
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		res.ErrorClass, res.Error = ClassConnect, err.Error()
+		return
+	}
+	req.Header = r.header.Clone()
+	sent := time.Now()
+	res.Sent = sent.Sub(r.start)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		res.E2E = time.Since(sent)
+		res.ErrorClass, res.Error = r.classify(ctx, err, ClassConnect), oneLine(err.Error())
+		return
+	}
+	defer resp.Body.Close()
+	res.Status = resp.StatusCode
+	if resp.StatusCode >= 400 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		res.E2E = time.Since(sent)
+		res.ErrorClass = ClassHTTP
+		if e, ok := openai.ParseError(b); ok && e.Message != "" {
+			res.Error = fmt.Sprintf("%d: %s", resp.StatusCode, oneLine(e.Message))
+		} else {
+			res.Error = fmt.Sprintf("%d: %s", resp.StatusCode, oneLine(string(b[:min(len(b), 200)])))
+		}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			x.retryAfter = time.Duration(s) * time.Second
+		}
+		return
+	}
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		r.readWhole(ctx, resp.Body, sent, x)
+	} else {
+		r.readStream(ctx, resp.Body, sent, x)
+	}
+	if res.ErrorClass == "" {
+		r.tokens(x)
+	}
+}
+
+// readStream reads an SSE response. The arrival of an event is the stamp of the read that
+// completed it.
+func (r *Replayer) readStream(ctx context.Context, body io.Reader, sent time.Time, x *exchange) {
+	res := &x.res
+	sr := &stampReader{r: body, last: sent}
+	dec := openai.NewDecoder(sr)
+	var (
+		chunk     openai.Chunk
+		acc       openai.Accumulator
+		done      bool
+		malformed int
+		firstBad  string
+	)
+	for {
+		ev, err := dec.Next()
+		at := sr.last
+		if err != nil {
+			if err != io.EOF {
+				res.ErrorClass, res.Error = r.classify(ctx, err, ClassStream), "read stream: "+oneLine(err.Error())
+			}
+			break
+		}
+		if ev.Done {
+			done = true
+			break
+		}
+		if err := parseChunk(ev.Data, &chunk); err != nil {
+			malformed++
+			if firstBad == "" {
+				firstBad = oneLine(err.Error())
+			}
+			continue
+		}
+		acc.Add(&chunk)
+		if chunk.HasOutput() {
+			res.Chunks = append(res.Chunks, tape.Chunk{Offset: at.Sub(sent)})
+			x.sizes = append(x.sizes, outputBytes(&chunk))
+		}
+	}
+	res.E2E = sr.last.Sub(sent)
+	if len(res.Chunks) > 0 {
+		res.TTFT = res.Chunks[0].Offset
+	}
+	if u := acc.Usage(); u != nil {
+		res.InputTokens, res.OutputTokens, res.CachedTokens = u.PromptTokens, u.CompletionTokens, u.Cached()
+		res.TokenSource = tape.TokensServer
+	}
+	x.reply = replyMessage(acc.Content(), acc.ToolCalls())
+	switch {
+	case res.ErrorClass != "":
+	case acc.Err() != nil:
+		res.ErrorClass, res.Error = ClassStream, "error in stream: "+oneLine(acc.Err().Message)
+	case malformed > 0:
+		res.ErrorClass = ClassStream
+		res.Error = fmt.Sprintf("%d malformed events, first: %s", malformed, firstBad)
+	case !done && acc.FinishReason() == "":
+		res.ErrorClass, res.Error = ClassStream, "stream ended before [DONE]"
+	}
+}
+
+// readWhole reads a response that was not streamed (a server that ignores "stream").
+func (r *Replayer) readWhole(ctx context.Context, body io.Reader, sent time.Time, x *exchange) {
+	res := &x.res
+	b, err := io.ReadAll(body)
+	end := time.Since(sent)
+	res.E2E = end
+	if err != nil {
+		res.ErrorClass, res.Error = r.classify(ctx, err, ClassStream), "read response: "+oneLine(err.Error())
+		return
+	}
+	resp, err := openai.ParseResponse(b)
+	if err != nil {
+		res.ErrorClass, res.Error = ClassStream, "malformed response: "+oneLine(err.Error())
+		return
+	}
+	res.Chunks = []tape.Chunk{{Offset: end}}
+	res.TTFT = end
+	x.sizes = []int{1}
+	if u := resp.Usage; u != nil {
+		res.InputTokens, res.OutputTokens, res.CachedTokens = u.PromptTokens, u.CompletionTokens, u.Cached()
+		res.TokenSource = tape.TokensServer
+	}
+	x.reply = replyMessage(resp.Content(), resp.ToolCalls())
+}
+
+// tokens fills the token counts when the server gave no usage (tiktoken over the reply and
+// the prompt) and apportions the output tokens over the output events.
+func (r *Replayer) tokens(x *exchange) {
+	res := &x.res
+	if res.TokenSource == "" {
+		res.TokenSource = tape.TokensCounted
+		in := 0
+		for _, m := range x.msgs {
+			in += openai.CountTokens(openai.MessageText(m))
+		}
+		if x.prompt != nil {
+			var p string
+			if json.Unmarshal(x.prompt, &p) == nil {
+				in += openai.CountTokens(p)
+			} else {
+				in += openai.CountTokens(string(x.prompt))
+			}
+		}
+		res.InputTokens = in
+		var m struct {
+			Content   *string           `json:"content"`
+			ToolCalls []openai.ToolCall `json:"tool_calls"`
+		}
+		_ = json.Unmarshal(x.reply, &m)
+		text := ""
+		if m.Content != nil {
+			text = *m.Content
+		}
+		for _, tc := range m.ToolCalls {
+			text += tc.Function.Name + tc.Function.Arguments
+		}
+		res.OutputTokens = openai.CountTokens(text)
+		if res.OutputTokens < len(res.Chunks) && text == "" {
+			res.OutputTokens = len(res.Chunks)
+		}
+	}
+	apportion(res.Chunks, x.sizes, res.OutputTokens)
+}
+
+// apportion spreads total tokens over the output events: one each when they match (the usual
+// case), else in proportion to each event's output bytes by largest remainder, so that the
+// counts sum to total.
+func apportion(chunks []tape.Chunk, sizes []int, total int) {
+	n := len(chunks)
+	if n == 0 {
+		return
+	}
+	if total == n || total <= 0 {
+		for i := range chunks {
+			chunks[i].Tokens = 1
+		}
+		if total <= 0 {
+			for i := range chunks {
+				chunks[i].Tokens = 0
+			}
+		}
+		return
+	}
+	var sum int
+	for _, s := range sizes {
+		sum += s
+	}
+	if sum == 0 || len(sizes) != n {
+		base, extra := total/n, total%n
+		for i := range chunks {
+			chunks[i].Tokens = int32(base)
+			if i < extra {
+				chunks[i].Tokens++
+			}
+		}
+		return
+	}
+	given := 0
+	rem := make([]float64, n)
+	for i, s := range sizes {
+		exact := float64(total) * float64(s) / float64(sum)
+		chunks[i].Tokens = int32(exact)
+		rem[i] = exact - float64(chunks[i].Tokens)
+		given += int(chunks[i].Tokens)
+	}
+	for given < total {
+		best := 0
+		for i := range rem {
+			if rem[i] > rem[best] {
+				best = i
+			}
+		}
+		chunks[best].Tokens++
+		rem[best] = -1
+		given++
+	}
+}
+
+func outputBytes(c *openai.Chunk) int {
+	n := 0
+	for i := range c.Choices {
+		ch := &c.Choices[i]
+		n += len(ch.Delta.Content) + len(ch.Delta.ReasoningContent) + len(ch.Text)
+		if ch.Delta.ReasoningContent == "" {
+			n += len(ch.Delta.Reasoning)
+		}
+		for _, tc := range ch.Delta.ToolCalls {
+			n += len(tc.Function.Name) + len(tc.Function.Arguments)
+		}
+	}
+	return n
+}
+
+// replyMessage is the target's reply as the assistant message a client echoes back.
+func replyMessage(content string, calls []openai.ToolCall) json.RawMessage {
+	t := tape.Turn{Response: tape.Response{Content: content}}
+	if len(calls) > 0 {
+		b, err := json.Marshal(calls)
+		if err == nil {
+			t.Response.ToolCalls = b
+		}
+	}
+	return tape.ReplyMessage(&t)
+}
+
+// classify names the class of a transport error.
+func (r *Replayer) classify(ctx context.Context, err error, fallback string) string {
+	if r.abortCtx.Err() != nil && errors.Is(err, context.Canceled) {
+		return ClassCanceled
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return ClassTimeout
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return ClassTimeout
+	}
+	if r.abortCtx.Err() != nil {
+		return ClassCanceled
+	}
+	return fallback
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	return s
+}
+
+// parseChunk is openai.ParseChunk that turns a panic on odd input into an error: one bad
+// event must never end the run.
+func parseChunk(data []byte, c *openai.Chunk) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("parse chunk: %v", p)
+		}
+	}()
+	return openai.ParseChunk(data, c)
+}

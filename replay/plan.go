@@ -1,0 +1,239 @@
+package replay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/llmtape/llmtape/tape"
+)
+
+// turnPlan is what a conversation goroutine needs to send one turn: the recorded request
+// without its timing and response, to keep memory low with many conversations.
+type turnPlan struct {
+	index  int
+	path   string
+	params json.RawMessage
+	prompt json.RawMessage
+	// full is the recorded full message list (recorded history, first turns, forks); nil for
+	// completions and synthetic turns.
+	full []json.RawMessage
+	// kept and added rebuild the list from the live history (HistoryLive).
+	kept  int
+	added []json.RawMessage
+	// reply is the recorded reply as an assistant message (HistoryLive fallback after errors).
+	reply     json.RawMessage
+	synthetic *tape.Synthetic
+	// completion is the recorded completion tokens (0 when unknown).
+	completion int
+	// think is the recorded gap between the previous turn's end and this turn's start.
+	think time.Duration
+	// skip, when not empty, is why the turn cannot be replayed (its body was not kept).
+	skip string
+}
+
+// convPlan is one conversation to replay.
+type convPlan struct {
+	id      uint64
+	arrival time.Duration // scheduled start of the first turn, from the run's start
+	turns   []turnPlan
+}
+
+// splitmix64 is a fast, well-mixed 64-bit hash used for sharding and sampling.
+func splitmix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// ShardOf returns the shard (0 <= shard < n) of a conversation id: a function of the id
+// alone, so that shards on several machines split a recording exactly.
+func ShardOf(conversation uint64, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return int(splitmix64(conversation) % uint64(n))
+}
+
+func sampleKey(id uint64, seed int64) uint64 {
+	return splitmix64(id ^ splitmix64(uint64(seed)+0x5ca1ab1e))
+}
+
+// latestRecording returns the newest complete recording, else the newest.
+func latestRecording(st *tape.Store) (uint64, error) {
+	var complete, any uint64
+	err := st.Recordings(func(r *tape.Recording) error {
+		any = r.ID
+		if r.Complete {
+			complete = r.ID
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list recordings: %w", err)
+	}
+	if complete != 0 {
+		return complete, nil
+	}
+	if any == 0 {
+		return 0, fmt.Errorf("store %s has no recordings", st.Path())
+	}
+	return any, nil
+}
+
+// load reads the recording's conversations, keeps the sample and the shard, and computes
+// their arrival times. The schedule is computed over the sample before sharding, so that the
+// shards of a run together follow the unsharded schedule.
+func load(st *tape.Store, cfg *Config) ([]*convPlan, error) {
+	var convs []*tape.Conversation
+	err := st.Conversations(cfg.Recording, func(c *tape.Conversation) error {
+		convs = append(convs, c)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list conversations: %w", err)
+	}
+	if len(convs) == 0 {
+		return nil, fmt.Errorf("recording %d has no conversations", cfg.Recording)
+	}
+	if cfg.Sample > 0 && cfg.Sample < 1 {
+		limit := uint64(cfg.Sample * math.MaxUint64)
+		convs = slices.DeleteFunc(convs, func(c *tape.Conversation) bool {
+			return sampleKey(c.ID, cfg.Seed) >= limit
+		})
+	}
+	if cfg.SampleCount > 0 && len(convs) > cfg.SampleCount {
+		byKey := slices.Clone(convs)
+		sort.Slice(byKey, func(i, j int) bool {
+			return sampleKey(byKey[i].ID, cfg.Seed) < sampleKey(byKey[j].ID, cfg.Seed)
+		})
+		keep := make(map[uint64]bool, cfg.SampleCount)
+		for _, c := range byKey[:cfg.SampleCount] {
+			keep[c.ID] = true
+		}
+		convs = slices.DeleteFunc(convs, func(c *tape.Conversation) bool { return !keep[c.ID] })
+	}
+	arrivals := schedule(convs, cfg)
+	var plans []*convPlan
+	for i, c := range convs {
+		if cfg.Shards > 1 && ShardOf(c.ID, cfg.Shards) != cfg.Shard {
+			continue
+		}
+		p, err := loadConversation(st, c, cfg.History == HistoryLive)
+		if err != nil {
+			return nil, err
+		}
+		p.arrival = arrivals[i]
+		plans = append(plans, p)
+	}
+	return plans, nil
+}
+
+// schedule returns each conversation's arrival offset from the run's start.
+func schedule(convs []*tape.Conversation, cfg *Config) []time.Duration {
+	out := make([]time.Duration, len(convs))
+	switch cfg.Arrival {
+	case ArrivalOriginal:
+		first := time.Duration(0)
+		if len(convs) > 0 {
+			first = convs[0].Arrival
+			for _, c := range convs {
+				first = min(first, c.Arrival)
+			}
+		}
+		for i, c := range convs {
+			out[i] = time.Duration(float64(c.Arrival-first) / cfg.Speed)
+		}
+	case ArrivalPoisson, ArrivalGamma:
+		rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x11a77a9e))
+		var t float64 // seconds
+		for i := range convs {
+			out[i] = time.Duration(t * float64(time.Second))
+			if cfg.Arrival == ArrivalPoisson {
+				t += rng.ExpFloat64() / cfg.Rate
+			} else {
+				t += gamma(rng, cfg.Burstiness) / (cfg.Rate * cfg.Burstiness)
+			}
+		}
+	case ArrivalAll:
+		// Every conversation is due at once; the conversation limit spaces them.
+	}
+	return out
+}
+
+// gamma draws from Gamma(shape, 1) (Marsaglia and Tsang).
+func gamma(rng *rand.Rand, shape float64) float64 {
+	if shape < 1 {
+		u := rng.Float64()
+		return gamma(rng, shape+1) * math.Pow(u, 1/shape)
+	}
+	d := shape - 1.0/3
+	c := 1 / math.Sqrt(9*d)
+	for {
+		x := rng.NormFloat64()
+		v := 1 + c*x
+		if v <= 0 {
+			continue
+		}
+		v = v * v * v
+		u := rng.Float64()
+		if u < 1-0.0331*x*x*x*x || math.Log(u) < 0.5*x*x+d*(1-v+math.Log(v)) {
+			return d * v
+		}
+	}
+}
+
+var errTruncated = errors.New("request body was not recorded (larger than the proxy's --max-body)")
+
+// loadConversation reads one conversation's turns with their full message lists.
+func loadConversation(st *tape.Store, c *tape.Conversation, live bool) (*convPlan, error) {
+	p := &convPlan{id: c.ID}
+	var prevEnd time.Time
+	err := st.TurnMessages(c.ID, func(t *tape.Turn, msgs []json.RawMessage) error {
+		tp := turnPlan{
+			index:      t.Index,
+			path:       t.Request.Path,
+			params:     t.Request.Params,
+			prompt:     t.Request.Prompt,
+			synthetic:  t.Request.Synthetic,
+			completion: t.Tokens.Completion,
+			kept:       t.Request.Kept,
+			added:      t.Request.Messages,
+		}
+		if tp.path == "" {
+			tp.path = "/v1/chat/completions"
+		}
+		if msgs != nil {
+			tp.full = slices.Clone(msgs)
+		}
+		if live {
+			tp.reply = tape.ReplyMessage(t)
+		}
+		if t.Request.Truncated {
+			tp.skip = errTruncated.Error()
+		}
+		start := t.Timing.Start
+		if !start.IsZero() && !prevEnd.IsZero() {
+			if d := start.Sub(prevEnd); d > 0 {
+				tp.think = d
+			}
+		}
+		if !start.IsZero() {
+			prevEnd = start.Add(t.Timing.End)
+		} else {
+			prevEnd = time.Time{}
+		}
+		p.turns = append(p.turns, tp)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read conversation %d: %w", c.ID, err)
+	}
+	return p, nil
+}

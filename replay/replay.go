@@ -1,0 +1,578 @@
+package replay
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/openai"
+	"github.com/llmtape/llmtape/synth"
+	"github.com/llmtape/llmtape/tape"
+)
+
+// Replayer replays one recording against a target. Make one with New, call Run once.
+type Replayer struct {
+	cfg    Config
+	store  *tape.Store
+	client *http.Client
+	header http.Header
+	base   *url.URL
+	synth  func(*tape.Synthetic) ([]json.RawMessage, error)
+
+	plans   []*convPlan
+	start   time.Time                // the run's monotonic anchor, set before any goroutine
+	started atomic.Pointer[time.Time] // start, for Progress from other goroutines
+
+	stopOnce   sync.Once
+	stop       chan struct{} // closed when scheduling stops
+	stopReason atomic.Value  // string
+	abortCtx   context.Context
+	abort      context.CancelFunc
+
+	convSlots chan struct{} // nil: no conversation limit
+	reqSlots  chan struct{} // nil: no concurrency limit
+	issued    atomic.Int64  // requests started
+	results   chan *tape.Result
+
+	planned, done, failed, inflight, skipped, active atomic.Int64
+}
+
+// Report is what Run returns: the run as saved, its summary and its histograms.
+type Report struct {
+	Run     *tape.Run
+	Summary metrics.Summary
+	Set     *metrics.Set
+	// Skipped counts turns that could not be sent (no recorded body, no synthetic text);
+	// SkipReasons gives one example reason per kind.
+	Skipped     int
+	SkipReasons []string
+	// Lost counts results the store could not commit.
+	Lost int
+}
+
+// Progress is a snapshot of a running replay.
+type Progress struct {
+	Planned  int64         // requests the run will send if nothing stops it
+	Done     int64         // results so far
+	Errors   int64         // failed results so far
+	InFlight int64         // requests being sent now
+	Active   int64         // conversations started and not finished
+	Elapsed  time.Duration // since the run's start (0 before it)
+}
+
+// New checks the config, resolves the recording and loads the conversations to replay.
+func New(st *tape.Store, cfg Config) (*Replayer, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Recording == 0 {
+		if cfg.Recording, err = latestRecording(st); err != nil {
+			return nil, err
+		}
+	} else if _, err := st.Recording(cfg.Recording); err != nil {
+		return nil, fmt.Errorf("find recording %d: %w", cfg.Recording, err)
+	}
+	r := &Replayer{cfg: cfg, store: st, stop: make(chan struct{})}
+	r.base, _ = url.Parse(strings.TrimRight(cfg.Target, "/"))
+	r.plans, err = load(st, &r.cfg)
+	if err != nil {
+		return nil, err
+	}
+	var planned int64
+	for _, p := range r.plans {
+		planned += int64(len(p.turns))
+	}
+	if cfg.MaxRequests > 0 {
+		planned = min(planned, int64(cfg.MaxRequests))
+	}
+	r.planned.Store(planned)
+	r.client = cfg.Client
+	if r.client == nil {
+		conns := cfg.MaxConcurrency
+		if conns == 0 {
+			conns = 4096
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConns = conns
+		tr.MaxIdleConnsPerHost = conns
+		tr.DisableCompression = true // compressed SSE would be buffered by the decompressor
+		tr.ForceAttemptHTTP2 = false
+		r.client = &http.Client{Transport: tr}
+	}
+	r.header = http.Header{
+		"Content-Type": {"application/json"},
+		"Accept":       {"text/event-stream"},
+		"User-Agent":   {"llmtape-replay"},
+	}
+	if cfg.APIKey != "" {
+		r.header.Set("Authorization", "Bearer "+cfg.APIKey)
+	}
+	for k, vs := range cfg.Header {
+		r.header.Del(k)
+		for _, v := range vs {
+			r.header.Add(k, v)
+		}
+	}
+	r.synth = cfg.Synthesize
+	if r.synth == nil {
+		r.synth = synth.Default().Messages
+	}
+	if cfg.MaxConversations > 0 {
+		r.convSlots = make(chan struct{}, cfg.MaxConversations)
+	}
+	if cfg.MaxConcurrency > 0 {
+		r.reqSlots = make(chan struct{}, cfg.MaxConcurrency)
+	}
+	r.abortCtx, r.abort = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// Config returns the config with its defaults filled in.
+func (r *Replayer) Config() Config { return r.cfg }
+
+// Conversations returns the ids of the conversations this replayer will send, in arrival
+// order.
+func (r *Replayer) Conversations() []uint64 {
+	ids := make([]uint64, len(r.plans))
+	for i, p := range r.plans {
+		ids[i] = p.id
+	}
+	return ids
+}
+
+// Abort cancels the requests in flight (the second Ctrl-C). Run still saves what was
+// measured; aborted requests are counted as "canceled".
+func (r *Replayer) Abort() {
+	r.halt("aborted")
+	r.abort()
+}
+
+func (r *Replayer) halt(reason string) {
+	r.stopOnce.Do(func() {
+		r.stopReason.Store(reason)
+		close(r.stop)
+	})
+}
+
+func (r *Replayer) stopped() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// Progress returns a snapshot of the run's counters; safe to call from any goroutine.
+func (r *Replayer) Progress() Progress {
+	p := Progress{
+		Planned: r.planned.Load(), Done: r.done.Load(), Errors: r.failed.Load(),
+		InFlight: r.inflight.Load(), Active: r.active.Load(),
+	}
+	if s := r.started.Load(); s != nil {
+		p.Elapsed = time.Since(*s)
+	}
+	return p
+}
+
+// Run replays the conversations and saves the run. Cancelling ctx stops scheduling (the
+// first Ctrl-C): requests in flight finish (Abort cancels them) and the partial run is saved.
+// The run is created in the store before the first request and its results are written as
+// they finish, so a crash loses at most the writer's last commit interval. Errors of single
+// requests never stop the run; Run returns an error only when the store fails.
+func (r *Replayer) Run(ctx context.Context) (*Report, error) {
+	if !r.cfg.StartAt.IsZero() {
+		t := time.NewTimer(time.Until(r.cfg.StartAt))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("wait for start time: %w", ctx.Err())
+		}
+	}
+	r.start = time.Now()
+	start := r.start
+	r.started.Store(&start)
+	run := &tape.Run{
+		Name: r.cfg.Name, Target: r.cfg.Target, Recording: r.cfg.Recording,
+		Options: r.cfg.options(), Started: r.start,
+	}
+	if run.Name == "" {
+		run.Name = "replay " + r.start.UTC().Format("2006-01-02 15:04:05")
+	}
+	if err := r.store.CreateRun(run); err != nil {
+		return nil, fmt.Errorf("create run: %w", err)
+	}
+	var lost atomic.Int64
+	wcfg := r.cfg.Writer
+	onLost := wcfg.OnLost
+	wcfg.OnLost = func(rec tape.Record, err error) {
+		lost.Add(1)
+		if onLost != nil {
+			onLost(rec, err)
+		}
+	}
+	w := r.store.NewWriter(wcfg)
+
+	// Stop scheduling on ctx (first Ctrl-C) or at the end of --duration.
+	go func() {
+		var timeout <-chan time.Time
+		if r.cfg.Duration > 0 {
+			t := time.NewTimer(r.cfg.Duration)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-ctx.Done():
+			r.halt("interrupted")
+		case <-timeout:
+			r.halt("duration")
+		case <-r.stop:
+		}
+	}()
+
+	r.results = make(chan *tape.Result, 1024)
+	var acc metrics.Accumulator
+	var collect sync.WaitGroup
+	var windowStart, windowEnd time.Duration = -1, 0
+	var putErr error
+	collect.Add(1)
+	go func() {
+		defer collect.Done()
+		var seq uint64
+		for res := range r.results {
+			seq++
+			res.Seq, res.Run = seq, run.ID
+			acc.Add(res)
+			if !res.Warmup {
+				if windowStart < 0 || res.Sent < windowStart {
+					windowStart = res.Sent
+				}
+				windowEnd = max(windowEnd, res.Sent+res.E2E)
+			}
+			if err := w.Put(res); err != nil && putErr == nil {
+				putErr = err
+			}
+		}
+	}()
+
+	skips := r.dispatch()
+	close(r.results)
+	collect.Wait()
+	werr := w.Close()
+
+	// Save the run with its summary and histograms.
+	window := windowEnd - max(windowStart, 0)
+	sum := acc.Summary(window, r.cfg.SLO)
+	set := acc.Set()
+	saved, err := r.store.Run(run.ID)
+	if err != nil {
+		return nil, fmt.Errorf("read run %d back: %w", run.ID, err)
+	}
+	saved.Ended = time.Now()
+	reason, _ := r.stopReason.Load().(string)
+	saved.Partial = reason == "interrupted" || reason == "aborted" ||
+		(reason == "duration" && r.issued.Load() < r.planned.Load())
+	if saved.Summary, err = json.Marshal(sum); err != nil {
+		return nil, fmt.Errorf("encode summary: %w", err)
+	}
+	if saved.Histograms, err = set.Encode(); err != nil {
+		return nil, err
+	}
+	if err := r.store.UpdateRun(saved); err != nil {
+		return nil, fmt.Errorf("save run %d: %w", run.ID, err)
+	}
+	rep := &Report{Run: saved, Summary: sum, Set: set, Lost: int(lost.Load())}
+	rep.Skipped = int(r.skipped.Load())
+	for _, s := range skips {
+		rep.SkipReasons = append(rep.SkipReasons, s)
+	}
+	slices.Sort(rep.SkipReasons)
+	if putErr != nil {
+		return rep, fmt.Errorf("write results: %w", putErr)
+	}
+	if werr != nil {
+		return rep, fmt.Errorf("write results: %w", werr)
+	}
+	return rep, nil
+}
+
+// dispatch starts each conversation at its arrival (and when a conversation slot is free)
+// and waits for all of them.
+func (r *Replayer) dispatch() map[string]string {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	skips := map[string]string{}
+	skip := func(kind, reason string) {
+		r.skipped.Add(1)
+		mu.Lock()
+		if _, ok := skips[kind]; !ok {
+			skips[kind] = reason
+		}
+		mu.Unlock()
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+loop:
+	for _, p := range r.plans {
+		if r.stopped() {
+			break
+		}
+		if d := time.Until(r.start.Add(p.arrival)); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-r.stop:
+				timer.Stop()
+				break loop
+			}
+		}
+		sched := p.arrival
+		if r.convSlots != nil {
+			select {
+			case r.convSlots <- struct{}{}:
+			case <-r.stop:
+				break loop
+			}
+			if r.cfg.Arrival == ArrivalAll {
+				sched = max(sched, time.Since(r.start))
+			}
+		}
+		if r.cfg.Arrival == ArrivalAll && r.convSlots == nil {
+			sched = time.Since(r.start) // all at once: due now
+		}
+		wg.Add(1)
+		r.active.Add(1)
+		go func(p *convPlan, sched time.Duration) {
+			defer wg.Done()
+			defer r.active.Add(-1)
+			if r.convSlots != nil {
+				defer func() { <-r.convSlots }()
+			}
+			r.conversation(p, sched, skip)
+		}(p, sched)
+	}
+	wg.Wait()
+	return skips
+}
+
+// conversation sends one conversation's turns in order (closed loop): each turn after the
+// first is due when the previous reply in this replay ended plus the think time.
+func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind, reason string)) {
+	var live []json.RawMessage // the live history: last sent list plus the reply
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for k := range p.turns {
+		tp := &p.turns[k]
+		if k > 0 {
+			sched += r.think(tp)
+		}
+		// Build the body before waiting, so the wait ends with the send.
+		if tp.skip != "" {
+			skip("truncated", fmt.Sprintf("conversation %d turn %d: %s", p.id, tp.index, tp.skip))
+			continue
+		}
+		msgs, err := r.messages(tp, live)
+		if err != nil {
+			skip("synthetic", fmt.Sprintf("conversation %d turn %d: %v", p.id, tp.index, err))
+			continue
+		}
+		body, prompt, err := r.body(tp, msgs)
+		if err != nil {
+			skip("body", fmt.Sprintf("conversation %d turn %d: %v", p.id, tp.index, err))
+			continue
+		}
+		if d := time.Until(r.start.Add(sched)); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-r.stop:
+				return
+			}
+		}
+		if r.stopped() {
+			return
+		}
+		if r.reqSlots != nil {
+			select {
+			case r.reqSlots <- struct{}{}:
+			case <-r.stop:
+				return
+			}
+		}
+		n := r.issued.Add(1)
+		if r.cfg.MaxRequests > 0 && n > int64(r.cfg.MaxRequests) {
+			r.halt("max-requests")
+			if r.reqSlots != nil {
+				<-r.reqSlots
+			}
+			return
+		}
+		if r.cfg.MaxRequests > 0 && n == int64(r.cfg.MaxRequests) {
+			r.halt("max-requests")
+		}
+		x := r.send(tp, body, msgs, prompt, sched)
+		if r.reqSlots != nil {
+			<-r.reqSlots
+		}
+		res := x.res
+		res.Conversation, res.Turn = p.id, tp.index
+		res.Warmup = (r.cfg.Warmup > 0 && sched < r.cfg.Warmup) ||
+			(r.cfg.WarmupRequests > 0 && n <= int64(r.cfg.WarmupRequests))
+		ok := metrics.OK(&res)
+		r.done.Add(1)
+		if !ok {
+			r.failed.Add(1)
+		}
+		// The next turn is due from the end of this reply.
+		sched = x.end
+		r.results <- &res
+		if !ok && (r.cfg.OnError == OnErrorStop || res.ErrorClass == ClassCanceled) {
+			return
+		}
+		if r.cfg.History == HistoryLive && tp.synthetic == nil {
+			reply := x.reply
+			if !ok || reply == nil {
+				reply = tp.reply
+			}
+			live = append(slices.Clip(msgs), reply)
+		}
+	}
+}
+
+// send makes the attempts of one request (1 + Config.Retries at most) and returns the last.
+// The result's Sent is the first attempt's.
+func (r *Replayer) send(tp *turnPlan, body []byte, msgs []json.RawMessage, prompt json.RawMessage, sched time.Duration) *exchange {
+	target := r.base.String() + joinPath(r.base.Path, tp.path)
+	r.inflight.Add(1)
+	defer r.inflight.Add(-1)
+	var first time.Duration
+	for try := 0; ; try++ {
+		x := &exchange{msgs: msgs, prompt: prompt}
+		x.res.Scheduled = sched
+		r.attempt(r.abortCtx, target, body, x)
+		x.end = time.Since(r.start)
+		if try == 0 {
+			first = x.res.Sent
+		}
+		x.res.Retries = try
+		if metrics.OK(&x.res) || try >= r.cfg.Retries || x.res.ErrorClass == ClassCanceled ||
+			r.abortCtx.Err() != nil {
+			x.res.Sent = first
+			return x
+		}
+		wait := x.retryAfter
+		if wait == 0 {
+			wait = min(100*time.Millisecond<<try, 5*time.Second)
+		}
+		wait = min(wait, 10*time.Second)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-r.abortCtx.Done():
+			t.Stop()
+		}
+	}
+}
+
+// joinPath returns the recorded path to append to the target URL, dropping a "/v1" the
+// target already ends with.
+func joinPath(basePath, p string) string {
+	if strings.HasSuffix(basePath, "/v1") && strings.HasPrefix(p, "/v1/") {
+		return p[len("/v1"):]
+	}
+	return p
+}
+
+// think returns the think time before the turn.
+func (r *Replayer) think(tp *turnPlan) time.Duration {
+	switch r.cfg.Think {
+	case ThinkNone:
+		return 0
+	case ThinkFixed:
+		return r.cfg.ThinkTime
+	default:
+		return time.Duration(float64(tp.think) * *r.cfg.ThinkScale)
+	}
+}
+
+// messages returns the message list to send: recorded, live, or synthetic.
+func (r *Replayer) messages(tp *turnPlan, live []json.RawMessage) ([]json.RawMessage, error) {
+	if tp.synthetic != nil {
+		return r.synth(tp.synthetic)
+	}
+	if r.cfg.History != HistoryLive || live == nil || tp.full == nil || tp.kept > len(live) {
+		return tp.full, nil
+	}
+	out := make([]json.RawMessage, 0, tp.kept+len(tp.added))
+	out = append(out, live[:tp.kept]...)
+	return append(out, tp.added...), nil
+}
+
+// body builds the request body: the recorded params with streaming, usage, the model and the
+// output length set, and returns it with the prompt of a completion request.
+func (r *Replayer) body(tp *turnPlan, msgs []json.RawMessage) ([]byte, json.RawMessage, error) {
+	req, err := openai.ParseRequest(paramsOrEmpty(tp.params))
+	if err != nil {
+		return nil, nil, fmt.Errorf("recorded params: %w", err)
+	}
+	_ = req.Set("stream", true)
+	_ = req.Set("stream_options", json.RawMessage(`{"include_usage":true}`))
+	if r.cfg.Model != "" {
+		req.Model = r.cfg.Model
+	}
+	limit := 0
+	switch r.cfg.Output {
+	case OutputRecorded:
+		limit = tp.completion
+	case OutputFixed:
+		limit = r.cfg.OutputTokens
+	case OutputRequest:
+		limit = req.MaxOutputTokens()
+	}
+	if limit > 0 && r.cfg.Output != OutputRequest {
+		n := limit
+		if req.MaxCompletionTokens != nil {
+			req.MaxCompletionTokens = &n
+		} else {
+			req.MaxTokens = &n
+		}
+	}
+	if r.cfg.IgnoreEOS && limit > 0 {
+		t, n := true, limit
+		req.IgnoreEOS, req.MinTokens = &t, &n
+	}
+	params, err := req.Params()
+	if err != nil {
+		return nil, nil, fmt.Errorf("recorded params: %w", err)
+	}
+	var prompt json.RawMessage
+	if msgs == nil {
+		prompt = tp.prompt
+		if prompt == nil {
+			prompt = json.RawMessage(`""`)
+		}
+	}
+	b, err := openai.BuildRequest(params, msgs, prompt)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, prompt, nil
+}
+
+func paramsOrEmpty(p json.RawMessage) []byte {
+	if len(p) == 0 {
+		return []byte(`{}`)
+	}
+	return p
+}
