@@ -162,7 +162,7 @@ func ParseChunk(data []byte, c *Chunk) error {
 		return fmt.Errorf("parse chunk: %w: data is %s", ErrNotChunk, jsonKind(p.b[p.i:]))
 	}
 	err := p.decodeChunk(c)
-	if err == nil && p.peek() != 0 {
+	if p.ws(); err == nil && p.i < len(p.b) {
 		err = p.fail("the end of data")
 	}
 	if err != nil {

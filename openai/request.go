@@ -405,11 +405,11 @@ func (r *Request) encodeTyped(key string, hadMember bool, old json.RawMessage) (
 
 // appendObject appends the members ms, except those for which skip reports
 // true, as a JSON object.
-func appendObject(dst []byte, ms []member, skip func(string) bool) []byte {
+func appendObject(dst []byte, ms []member, skip func(member) bool) []byte {
 	dst = append(dst, '{')
 	first := true
 	for _, m := range ms {
-		if skip != nil && skip(m.key) {
+		if skip != nil && skip(m) {
 			continue
 		}
 		if !first {
@@ -488,8 +488,8 @@ func (r *Request) Marshal() ([]byte, error) {
 }
 
 // Params returns the body as a JSON object without "messages" and "prompt":
-// the request's parameters, as the store keeps them. BuildRequest is its
-// inverse.
+// the request's parameters, as the store keeps them (a member that is null
+// is kept). BuildRequest is its inverse.
 func (r *Request) Params() (json.RawMessage, error) {
 	ms, err := r.current()
 	if err != nil {
@@ -498,7 +498,11 @@ func (r *Request) Params() (json.RawMessage, error) {
 	return appendObject(nil, ms, isBodyText), nil
 }
 
-func isBodyText(key string) bool { return key == "messages" || key == "prompt" }
+// isBodyText reports whether m is body text that Params leaves out: messages
+// or prompt, unless null (a null is kept so that BuildRequest gives it back).
+func isBodyText(m member) bool {
+	return (m.key == "messages" || m.key == "prompt") && string(m.value) != "null"
+}
 
 // Set sets or replaces the top-level member key (in place when it exists,
 // appended otherwise) and keeps the typed fields in step. value is encoded
