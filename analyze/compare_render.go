@@ -91,7 +91,7 @@ func (c *Comparison) sections() []section {
 const maxScatter = 2000
 
 func (c *Comparison) charts() []string {
-	cdfs := chart{title: "Latency CDF: base vs target", xlabel: "latency (ms)", ylabel: "share of requests ≤ x"}
+	cdfs := chart{title: "Latency CDF: base vs target", xlabel: "latency (ms, log scale)", ylabel: "share of requests ≤ x", logx: true}
 	for _, s := range []struct {
 		label string
 		set   *metrics.Set

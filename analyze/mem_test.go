@@ -1,6 +1,7 @@
 package analyze_test
 
 import (
+	"encoding/json"
 	"errors"
 	"sort"
 	"strconv"
@@ -102,4 +103,12 @@ func (m *memStore) Results(run uint64, fn func(*tape.Result) error) error {
 		}
 	}
 	return nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

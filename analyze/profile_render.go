@@ -90,17 +90,15 @@ func byTurnSection(ts []TurnStats) section {
 }
 
 func (p *Profile) charts() []string {
-	return []string{
-		latencyCDF("Recorded latency CDF", []*metrics.Set{p.Latency}, []string{""}),
-		byTurnChart("TTFT and ITL by turn index (p50)", p.ByTurn),
-		timelineChart("Requests and output over time", p.Timeline),
-		concurrencyChart("Concurrency over time", p.Timeline),
-	}
+	c := []string{latencyCDF("Recorded latency CDF", []*metrics.Set{p.Latency}, []string{""})}
+	c = append(c, byTurnCharts(p.ByTurn)...)
+	return append(c, timelineChart("Output throughput over time", p.Timeline),
+		concurrencyChart("Concurrency and request rate over time", p.Timeline))
 }
 
 // latencyCDF draws the CDFs of TTFT, TPOT, ITL and E2E of each set (labelled by prefix).
 func latencyCDF(title string, sets []*metrics.Set, labels []string) string {
-	c := chart{title: title, xlabel: "latency (ms)", ylabel: "share of requests ≤ x"}
+	c := chart{title: title, xlabel: "latency (ms, log scale)", ylabel: "share of samples ≤ x", logx: true}
 	for i, set := range sets {
 		if set == nil {
 			continue
@@ -114,27 +112,41 @@ func latencyCDF(title string, sets []*metrics.Set, labels []string) string {
 	return c.svg()
 }
 
-func byTurnChart(title string, ts []TurnStats) string {
-	c := chart{title: title, xlabel: "turn index", ylabel: "ms"}
-	ttft, itl := series{name: "ttft_ms p50"}, series{name: "itl_ms p50"}
-	for i, t := range ts {
-		c.xcats = append(c.xcats, t.Bucket)
-		ttft.pts = append(ttft.pts, point{float64(i), t.TTFT.P50})
-		itl.pts = append(itl.pts, point{float64(i), t.ITL.P50})
+// byTurnCharts draws TTFT and ITL (p50 and p99) per turn bucket, one chart each.
+func byTurnCharts(ts []TurnStats) []string {
+	var out []string
+	for _, m := range []struct {
+		title string
+		get   func(TurnStats) metrics.Dist
+	}{
+		{"TTFT by turn index", func(t TurnStats) metrics.Dist { return t.TTFT }},
+		{"ITL by turn index", func(t TurnStats) metrics.Dist { return t.ITL }},
+	} {
+		c := chart{title: m.title, xlabel: "turn index", ylabel: "ms"}
+		p50, p99 := series{name: "p50"}, series{name: "p99"}
+		for i, t := range ts {
+			c.xcats = append(c.xcats, t.Bucket)
+			d := m.get(t)
+			p50.pts = append(p50.pts, point{float64(i), d.P50})
+			p99.pts = append(p99.pts, point{float64(i), d.P99})
+		}
+		c.series = []series{p50, p99}
+		out = append(out, c.svg())
 	}
-	c.series = []series{ttft, itl}
-	return c.svg()
+	return out
 }
 
+// timelineChart draws output tokens per second over time.
 func timelineChart(title string, tl Timeline) string {
-	return chart{title: title, xlabel: "time (s)", ylabel: "per second", series: []series{
-		{name: "requests/s", pts: timelinePoints(tl.BucketS, tl.Requests)},
+	return chart{title: title, xlabel: "time (s)", ylabel: "output tokens per second", series: []series{
 		{name: "output tokens/s", pts: timelinePoints(tl.BucketS, tl.OutputTok)},
 	}}.svg()
 }
 
+// concurrencyChart draws requests in flight and requests started per second over time.
 func concurrencyChart(title string, tl Timeline) string {
-	return chart{title: title, xlabel: "time (s)", ylabel: "requests in flight", series: []series{
-		{name: "concurrency", pts: timelinePoints(tl.BucketS, tl.Concurrency)},
+	return chart{title: title, xlabel: "time (s)", ylabel: "requests", series: []series{
+		{name: "in flight (mean)", pts: timelinePoints(tl.BucketS, tl.Concurrency)},
+		{name: "started per second", pts: timelinePoints(tl.BucketS, tl.Requests)},
 	}}.svg()
 }

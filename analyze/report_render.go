@@ -129,13 +129,11 @@ func turnStats(ts []metrics.TurnSummary) []TurnStats {
 }
 
 func (r *Report) charts() []string {
-	c := []string{
-		latencyCDF("Latency CDF", []*metrics.Set{r.Latency}, []string{""}),
-		byTurnChart("TTFT and ITL by turn index (p50)", turnStats(r.ByTurn)),
-	}
+	c := []string{latencyCDF("Latency CDF", []*metrics.Set{r.Latency}, []string{""})}
+	c = append(c, byTurnCharts(turnStats(r.ByTurn))...)
 	if r.Timeline != nil {
-		c = append(c, timelineChart("Throughput over time", *r.Timeline),
-			concurrencyChart("Concurrency over time", *r.Timeline))
+		c = append(c, timelineChart("Output throughput over time", *r.Timeline),
+			concurrencyChart("Concurrency and request rate over time", *r.Timeline))
 	}
 	return c
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"math"
+	"strconv"
 	"strings"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -31,11 +32,12 @@ type chart struct {
 	scatter               bool     // points, not lines
 	diagonal              bool     // draw y = x (recorded vs replayed)
 	xcats                 []string // category labels for x = 0, 1, 2, … (turn buckets)
+	logx                  bool     // logarithmic x axis (latency CDFs span decades)
 }
 
 const (
 	chartW, chartH                 = 540, 320
-	padL, padR, padT, padB float64 = 64, 16, 32, 48
+	padL, padR, padT, padB float64 = 64, 16, 48, 48
 )
 
 // niceTicks returns about n round tick values covering [lo, hi].
@@ -61,6 +63,9 @@ func niceTicks(lo, hi float64, n int) []float64 {
 
 // svg renders the chart.
 func (c chart) svg() string {
+	if c.logx {
+		c.series = logSeries(c.series)
+	}
 	xmin, xmax := math.Inf(1), math.Inf(-1)
 	ymin, ymax := 0.0, math.Inf(-1)
 	for _, s := range c.series {
@@ -78,7 +83,7 @@ func (c chart) svg() string {
 	}
 	if len(c.xcats) > 0 {
 		xmin, xmax = -0.5, float64(len(c.xcats))-0.5
-	} else if xmin > 0 && !c.diagonal {
+	} else if xmin > 0 && !c.diagonal && !c.logx {
 		xmin = 0
 	}
 	if xmax <= xmin {
@@ -90,7 +95,16 @@ func (c chart) svg() string {
 	yt := niceTicks(ymin, ymax, 5)
 	ymax = math.Max(ymax, yt[len(yt)-1])
 	var xt []float64
-	if len(c.xcats) == 0 {
+	switch {
+	case c.logx:
+		xmin, xmax = math.Floor(xmin), math.Ceil(xmax)
+		if xmax <= xmin {
+			xmax = xmin + 1
+		}
+		for v := xmin; v <= xmax; v++ {
+			xt = append(xt, v)
+		}
+	case len(c.xcats) == 0:
 		xt = niceTicks(xmin, xmax, 6)
 		xmax = math.Max(xmax, xt[len(xt)-1])
 	}
@@ -102,7 +116,7 @@ func (c chart) svg() string {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s">`,
 		chartW, chartH, chartW, chartH, html.EscapeString(c.title))
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#ffffff"/>`, chartW, chartH)
-	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14" font-family="sans-serif" font-weight="bold" fill="#1b1f24">%s</text>`,
+	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14" font-family="sans-serif" font-weight="bold" fill="#1b1f24">%s</text>`,
 		int(padL), html.EscapeString(c.title))
 	// Grid and y ticks.
 	for _, v := range yt {
@@ -120,8 +134,12 @@ func (c chart) svg() string {
 		for _, v := range xt {
 			x := X(v)
 			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#e5e7eb"/>`, x, padT, x, padT+ph)
+			label := fmtTick(v)
+			if c.logx {
+				label = fmtTick(math.Pow(10, v))
+			}
 			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="11" font-family="sans-serif" text-anchor="middle" fill="#57606a">%s</text>`,
-				x, padT+ph+16, fmtTick(v))
+				x, padT+ph+16, label)
 		}
 	}
 	// Axes and labels.
@@ -151,17 +169,35 @@ func (c chart) svg() string {
 				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>`, X(s.pts[0].x), Y(s.pts[0].y), col)
 			}
 		}
-		// Legend, top right.
-		ly := padT + 8 + float64(i)*16
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="12" height="4" fill="%s"/>`, padL+pw-130, ly, col)
+		// Legend: one row under the title, two rows when there are many series.
+		lx := padL + float64(i%4)*118
+		ly := 30 + float64(i/4)*13
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="12" height="4" fill="%s"/>`, lx, ly-4, col)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="11" font-family="sans-serif" fill="#1b1f24">%s</text>`,
-			padL+pw-112, ly+6, html.EscapeString(s.name))
+			lx+16, ly+1, html.EscapeString(s.name))
 	}
 	b.WriteString("</svg>")
 	return b.String()
 }
 
+// logSeries maps x to log10(x), dropping points at or below zero.
+func logSeries(in []series) []series {
+	out := make([]series, len(in))
+	for i, s := range in {
+		out[i].name = s.name
+		for _, p := range s.pts {
+			if p.x > 0 {
+				out[i].pts = append(out[i].pts, point{math.Log10(p.x), p.y})
+			}
+		}
+	}
+	return out
+}
+
 func fmtTick(v float64) string {
+	if v > 0 && v < 0.001 {
+		return strconv.FormatFloat(v, 'g', 1, 64)
+	}
 	if math.Abs(v) >= 10000 {
 		return fmt.Sprintf("%.0fk", v/1000)
 	}
