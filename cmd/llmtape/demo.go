@@ -1,0 +1,46 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/llmtape/llmtape/demo"
+)
+
+func init() { register(newDemoCmd) }
+
+func newDemoCmd() *cobra.Command {
+	var cfg demo.Config
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Record, replay and compare a generated workload on two built-in simulators",
+		Long: `demo shows the whole job in about a minute, with no GPU and no network: it starts two
+simulated servers, "current" and "candidate", records a generated multi-turn workload with real
+think times through the recording proxy in front of "current", replays the recording against
+"candidate" at 2x speed, prints the recording's analysis, the replay's summary and the comparison,
+and writes an HTML report. Everything runs on 127.0.0.1 and stops when the demo ends.
+
+The demo replaces its own store file (--store, default llmtape-demo.db), never llmtape.db.`,
+		Example: `  llmtape demo
+  llmtape demo --conversations 10 --report /tmp/demo.html
+  llmtape analyze --store llmtape-demo.db`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.Conversations < 0 || cfg.Speed < 0 {
+				return usageErrorf("--conversations and --speed must not be negative")
+			}
+			if !cmd.Flags().Changed("store") {
+				cfg.Store = demo.DefaultStore
+			} else {
+				cfg.Store = storePath(cmd)
+			}
+			return demo.Run(cmd.Context(), cfg, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Conversations, "conversations", demo.DefaultConversations, "number of generated conversations")
+	f.StringVar(&cfg.Report, "report", demo.DefaultReport, "HTML report to write")
+	f.Float64Var(&cfg.Speed, "speed", demo.DefaultSpeed, "replay speed against the candidate")
+	f.DurationVar(&cfg.ThinkTime, "think-time", 0, "mean think time between turns (default 2s)")
+	f.Int64Var(&cfg.Seed, "seed", 1, "seed of the workload and the simulators")
+	return cmd
+}
