@@ -103,14 +103,18 @@ func (s *Store) Conversation(id uint64) (*Conversation, error) {
 // Turns calls fn with each turn of a conversation in order.
 func (s *Store) Turns(conversation uint64, fn func(*Turn) error) error {
 	return s.scan("turns", func(tx *bolt.Tx) error {
-		return eachTurn(tx.Bucket(bucketTurns), conversation, func(t *Turn) error { return call(fn, t) })
+		return eachTurn(openBuckets(tx), conversation, func(t *Turn) error { return call(fn, t) })
 	})
 }
 
-func eachTurn(b *bolt.Bucket, conversation uint64, fn func(*Turn) error) error {
-	c := b.Cursor()
+func eachTurn(b *buckets, conversation uint64, fn func(*Turn) error) error {
+	c := b.turns.Cursor()
 	prefix := u64key(conversation)
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	for k, seq := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, seq = c.Next() {
+		v := b.data.Get(seq)
+		if v == nil || len(k) != 12 {
+			return fmt.Errorf("turn %d/%d: data missing: %w", conversation, turnIndex(k), ErrCorrupt)
+		}
 		t := new(Turn)
 		if err := decodeTurn(v, t); err != nil {
 			return fmt.Errorf("turn %d/%d: %w", conversation, turnIndex(k), err)
@@ -132,11 +136,24 @@ func turnIndex(k []byte) int {
 
 // Turn returns one turn, or ErrNotFound.
 func (s *Store) Turn(conversation uint64, index int) (*Turn, error) {
+	if index < 0 || int64(index) > 1<<32-1 {
+		return nil, fmt.Errorf("turn %d/%d: %w", conversation, index, ErrNotFound)
+	}
 	t := new(Turn)
-	err := s.get(fmt.Sprintf("turn %d/%d", conversation, index), bucketTurns, turnKey(conversation, index),
-		func(v []byte) error { return decodeTurn(v, t) })
+	err := s.view(func(tx *bolt.Tx) error {
+		b := openBuckets(tx)
+		seq := b.turns.Get(turnKey(conversation, index))
+		if seq == nil {
+			return ErrNotFound
+		}
+		v := b.data.Get(seq)
+		if v == nil {
+			return fmt.Errorf("data missing: %w", ErrCorrupt)
+		}
+		return decodeTurn(v, t)
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("turn %d/%d: %w", conversation, index, err)
 	}
 	t.Conversation, t.Index = conversation, index
 	return t, nil
@@ -160,7 +177,7 @@ func (s *Store) TurnMessages(conversation uint64, fn func(t *Turn, msgs []json.R
 		if err != nil {
 			return err
 		}
-		return eachTurn(b.turns, conversation, func(t *Turn) error {
+		return eachTurn(b, conversation, func(t *Turn) error {
 			msgs, next, err := rebuild(base, t)
 			if err != nil {
 				return err
@@ -201,7 +218,7 @@ func forkBase(b *buckets, conv *Conversation, depth int) ([]json.RawMessage, err
 		return nil, err
 	}
 	found := false
-	err = eachTurn(b.turns, parent.ID, func(t *Turn) error {
+	err = eachTurn(b, parent.ID, func(t *Turn) error {
 		if t.Index > conv.ForkTurn {
 			return errStop
 		}

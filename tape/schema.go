@@ -13,19 +13,30 @@ var (
 	bucketRecs    = []byte("recordings")    // id → Recording
 	bucketConvs   = []byte("conversations") // id → Conversation
 	bucketArrival = []byte("arrivals")      // recording | arrival | id → empty
-	bucketTurns   = []byte("turns")         // conversation | index (u32) → Turn
+	bucketTurns   = []byte("turns")         // conversation | index (u32) → turn data seq (u64)
+	bucketData    = []byte("turndata")      // seq → Turn, in the order turns were first put
 	bucketRuns    = []byte("runs")          // id → Run
 	bucketResults = []byte("results")       // run | seq → Result
 
 	keySchema = []byte("schema") // u32 schema version
 	keyFormat = []byte("format") // "llmtape"
 
-	dataBuckets = [][]byte{bucketRecs, bucketConvs, bucketArrival, bucketTurns, bucketRuns, bucketResults}
+	dataBuckets = [][]byte{bucketRecs, bucketConvs, bucketArrival, bucketTurns, bucketData, bucketRuns, bucketResults}
 )
 
-// appendFill is the FillPercent of buckets written mostly in key order: full pages, since
-// their keys rarely land between existing ones.
+// appendFill is the FillPercent of every bucket: split pages are left full. turndata, which
+// holds nearly all the bytes, is written strictly in key order, so its pages stay full; in the
+// other buckets a split page is refilled by later keys landing between existing ones.
+//
+// Turns are stored in two buckets because a recorder appends to many conversations at once:
+// keyed by conversation|index, their multi-KB records would land between existing keys and
+// leave pages a quarter empty. turndata, keyed by a sequence, is append-only; turns maps
+// conversation|index to that sequence in 8 bytes.
 const appendFill = 1.0
+
+// indexFill is the FillPercent of the small-record buckets that a recorder inserts into at many
+// places at once (turns, arrivals): pages split in halves keep room for the keys to come.
+const indexFill = 0.5
 
 func u64key(id uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), id) }
 
@@ -67,7 +78,7 @@ func maxConversationID(tx *bolt.Tx) uint64 {
 
 // buckets are the data buckets of one transaction, with their fill set.
 type buckets struct {
-	recs, convs, arrival, turns, runs, results *bolt.Bucket
+	recs, convs, arrival, turns, data, runs, results *bolt.Bucket
 }
 
 func openBuckets(tx *bolt.Tx) *buckets {
@@ -76,13 +87,16 @@ func openBuckets(tx *bolt.Tx) *buckets {
 		convs:   tx.Bucket(bucketConvs),
 		arrival: tx.Bucket(bucketArrival),
 		turns:   tx.Bucket(bucketTurns),
+		data:    tx.Bucket(bucketData),
 		runs:    tx.Bucket(bucketRuns),
 		results: tx.Bucket(bucketResults),
 	}
 	if tx.Writable() {
-		for _, x := range []*bolt.Bucket{b.recs, b.convs, b.arrival, b.turns, b.runs, b.results} {
+		for _, x := range []*bolt.Bucket{b.recs, b.convs, b.data, b.runs, b.results} {
 			x.FillPercent = appendFill
 		}
+		b.turns.FillPercent = indexFill
+		b.arrival.FillPercent = indexFill
 	}
 	return b
 }

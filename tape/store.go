@@ -310,10 +310,26 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if !s.readOnly {
+		s.trimFile()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", s.path, err)
 	}
 	return nil
+}
+
+// trimFile cuts the space that bbolt allocated ahead (up to a few MB) off the end of the file,
+// so that a closed store takes what its pages take. It runs with no transaction open, while
+// the lock is still held; a failure only leaves the file longer.
+func (s *Store) trimFile() {
+	var used int64
+	if err := s.db.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil }); err != nil || used <= 0 {
+		return
+	}
+	if fi, err := os.Stat(s.path); err == nil && fi.Size() > used {
+		_ = os.Truncate(s.path, used)
+	}
 }
 
 // NextConversationID returns a new conversation id, unique in the store. It needs no

@@ -235,8 +235,23 @@ func (t *Tx) putTurn(turn *Turn, enc []byte) error {
 		enc = encodeTurn(nil, turn)
 	}
 	key := turnKey(turn.Conversation, turn.Index)
-	fresh := t.b.turns.Get(key) == nil
-	if err := t.b.turns.Put(key, enc); err != nil {
+	seq := t.b.turns.Get(key)
+	fresh := seq == nil
+	if fresh {
+		n, err := t.b.data.NextSequence()
+		if err != nil {
+			return fmt.Errorf("put turn %d/%d: %w", turn.Conversation, turn.Index, err)
+		}
+		seq = u64key(n)
+		if err := t.b.turns.Put(key, seq); err != nil {
+			return fmt.Errorf("put turn %d/%d: %w", turn.Conversation, turn.Index, err)
+		}
+	} else if len(seq) != 8 {
+		return fmt.Errorf("put turn %d/%d: bad index entry: %w", turn.Conversation, turn.Index, ErrCorrupt)
+	} else {
+		seq = append([]byte(nil), seq...)
+	}
+	if err := t.b.data.Put(seq, enc); err != nil {
 		return fmt.Errorf("put turn %d/%d: %w", turn.Conversation, turn.Index, err)
 	}
 	if fresh {
@@ -359,7 +374,7 @@ func (t *Tx) deleteRecording(id uint64) error {
 		}
 		delete(t.convs, conv)
 		delete(t.dirty.convs, conv)
-		if err := deletePrefix(t.b.turns, u64key(conv)); err != nil {
+		if err := t.deleteTurns(conv); err != nil {
 			return err
 		}
 	}
@@ -394,4 +409,20 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 		}
 	}
 	return nil
+}
+
+// deleteTurns deletes a conversation's turns and their data.
+func (t *Tx) deleteTurns(conv uint64) error {
+	var seqs [][]byte
+	c := t.b.turns.Cursor()
+	prefix := u64key(conv)
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		seqs = append(seqs, append([]byte(nil), v...))
+	}
+	for _, seq := range seqs {
+		if err := t.b.data.Delete(seq); err != nil {
+			return err
+		}
+	}
+	return deletePrefix(t.b.turns, prefix)
 }

@@ -52,8 +52,10 @@ type WriterStats struct {
 // reported lost (OnLost, Stats().Lost and the error of Close); none is dropped silently.
 //
 // Put encodes turns and results in the caller's goroutine, so the caller may reuse a *Turn or
-// *Result once Put returns. Recordings, conversations and runs are copied shallowly: do not
-// modify their byte slices or maps after Put. A batch that fails is retried record by record,
+// *Result once Put returns (OnLost gets the pointer that was put). Recordings, conversations
+// and runs are copied shallowly: do not modify their byte slices or maps after Put. A
+// conversation or recording put with ID 0 gets its ID in the writer's goroutine, not in the
+// value put: give conversations an ID from NextConversationID first. A batch that fails is retried record by record,
 // so that one bad record (say, a turn of an unknown conversation) loses only itself.
 type Writer struct {
 	s    *Store
@@ -75,6 +77,7 @@ type Writer struct {
 
 // item is one queued record, or a flush marker (flush != nil).
 type item struct {
+	orig  Record // as put, for OnLost
 	rec   Record
 	enc   []byte // encoded turn or result
 	flush chan error
@@ -98,6 +101,12 @@ func (s *Store) NewWriter(cfg WriterConfig) *Writer {
 
 // prepare encodes or copies rec so that the caller may reuse it.
 func prepare(rec Record) (item, error) {
+	it, err := prepareCopy(rec)
+	it.orig = rec
+	return it, err
+}
+
+func prepareCopy(rec Record) (item, error) {
 	switch r := rec.(type) {
 	case *Turn:
 		if r == nil {
@@ -301,7 +310,7 @@ func (w *Writer) lose(it item, err error) {
 	}
 	w.errMu.Unlock()
 	if w.cfg.OnLost != nil {
-		w.cfg.OnLost(it.rec, err)
+		w.cfg.OnLost(it.orig, err)
 	}
 }
 
