@@ -175,6 +175,7 @@ func (d *decoder) take(n uint64) []byte {
 }
 
 func (d *decoder) bytes() []byte { return d.take(d.uvarint()) }
+
 // str returns a string sharing the decoder's buffer, which nothing ever writes to (the byte
 // slices handed out beside it are capped, so appending to them reallocates).
 func (d *decoder) str() string {
