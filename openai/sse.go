@@ -80,6 +80,13 @@ func NewDecoder(r io.Reader) *Decoder {
 	return &Decoder{r: r, max: DefaultMaxLineSize, retry: -1}
 }
 
+// Reset makes d read a new stream from r, as a new Decoder would, but keeps
+// its buffers (and its line limit), so that one Decoder can read many
+// streams without allocating.
+func (d *Decoder) Reset(r io.Reader) {
+	*d = Decoder{r: r, max: d.max, retry: -1, buf: d.buf, data: d.data[:0], typ: d.typ[:0], lastID: d.lastID[:0]}
+}
+
 // SetMaxLineSize sets the longest line, and the most data of one event, that
 // Next accepts, in bytes; n <= 0 restores DefaultMaxLineSize. Call it before
 // the first Next.

@@ -279,3 +279,24 @@ func TestWriteEvent(t *testing.T) {
 		t.Errorf("WriteDone = %q, %v", buf.String(), err)
 	}
 }
+
+func TestDecoderReset(t *testing.T) {
+	d := openai.NewDecoder(strings.NewReader("id: 1\nevent: x\ndata: a\n\n: c\ndata: pending"))
+	if _, err := d.Next(); err != nil {
+		t.Fatal(err)
+	}
+	d.Reset(strings.NewReader("data: b\n\n"))
+	got, err := collect(t, d)
+	if err != io.EOF || !equalEvents(got, []ev{data("b")}) || d.Comments() != 0 {
+		t.Errorf("after Reset: %+v, %v, comments %d", got, err, d.Comments())
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		d.Reset(strings.NewReader("data: b\n\n"))
+		if _, err := d.Next(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 1 { // the strings.Reader itself
+		t.Errorf("Reset + Next allocates %v times", allocs)
+	}
+}
