@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/llmtape/llmtape/sim"
+	"github.com/llmtape/llmtape/tape"
+)
+
+var (
+	recordProxyRe = regexp.MustCompile(`proxy listening on http://([0-9.:]+),`)
+	recordAdminRe = regexp.MustCompile(`admin on http://([0-9.:]+) `)
+)
+
+// startSim runs a simulator for the test and returns its base URL.
+func startSim(t *testing.T, ttft, itl time.Duration) string {
+	t.Helper()
+	cfg := sim.DefaultConfig()
+	cfg.TTFT, cfg.ITL, cfg.ITLPerRunning, cfg.PrefillPerToken = ttft, itl, 0, 0
+	cfg.MaxRunning = 0
+	cfg.Tokenizer = "approx"
+	s, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return u
+}
+
+// chat sends one chat request and returns the body, failing the test on a transport error.
+func chat(client *http.Client, base, prompt string, maxTokens int, hdr map[string]string) ([]byte, error) {
+	body := fmt.Sprintf(`{"model":"m","messages":[{"role":"user","content":%q}],"stream":true,"max_tokens":%d}`, prompt, maxTokens)
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != 200 {
+		err = fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	return b, err
+}
+
+// countTurns opens the store read-only and counts the turns of every recording.
+func countTurns(t *testing.T, path string) int {
+	t.Helper()
+	st, err := tape.Open(path, &tape.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("open store after the proxy: %v", err)
+	}
+	defer st.Close()
+	n := 0
+	err = st.Recordings(func(r *tape.Recording) error {
+		return st.Conversations(r.ID, func(c *tape.Conversation) error {
+			return st.Turns(c.ID, func(*tape.Turn) error { n++; return nil })
+		})
+	})
+	if err != nil {
+		t.Fatalf("scan store: %v", err)
+	}
+	return n
+}
+
+// adminStatsOf fetches /stats.
+func adminStatsOf(t *testing.T, admin string) adminStats {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st adminStats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// waitFor polls cond (a condition on a running system, not a timing assertion) for up to 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRecordInProcessKeepsNoCredentials(t *testing.T) {
+	up := startSim(t, 0, 0)
+	store := filepath.Join(t.TempDir(), "rec.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, errb := &simBuffer{}, &simBuffer{}
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"record", "--upstream", up, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--store", store}, out, errb)
+	}()
+	var addr, admin string
+	waitFor(t, "the proxy's address", func() bool {
+		select {
+		case c := <-code:
+			t.Fatalf("record exited with %d: %s", c, errb.String())
+		default:
+		}
+		m, a := recordProxyRe.FindStringSubmatch(out.String()), recordAdminRe.FindStringSubmatch(out.String())
+		if m != nil && a != nil {
+			addr, admin = m[1], a[1]
+			return true
+		}
+		return false
+	})
+	hdr := map[string]string{"Authorization": "Bearer sk-secret-abc123", "Cookie": "sessionid=cookie-secret-xyz", "X-Api-Key": "xk-secret-1"}
+	for i := range 5 {
+		if _, err := chat(http.DefaultClient, "http://"+addr, fmt.Sprintf("question %d", i), 8, hdr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp, err := http.Get("http://" + addr + "/v1/models"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pass-through GET: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+	waitFor(t, "5 turns recorded", func() bool { return adminStatsOf(t, admin).Recorded >= 5 })
+	st := adminStatsOf(t, admin)
+	if st.ExchangesSeen != 5 || st.NotRecorded != 0 || st.Proxy.Passed != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	resp, err := http.Get("http://" + admin + "/health")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("health: %v", err)
+	}
+	resp.Body.Close()
+	snapPath := filepath.Join(t.TempDir(), "snap.db")
+	waitFor(t, "a snapshot with 5 turns", func() bool {
+		resp, err := http.Get("http://" + admin + "/snapshot")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err := os.WriteFile(snapPath, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return countTurns(t, snapPath) == 5
+	})
+
+	cancel() // SIGTERM
+	if c := <-code; c != 0 {
+		t.Fatalf("record exited %d: %s", c, errb.String())
+	}
+	if n := countTurns(t, store); n != 5 {
+		t.Errorf("store holds %d turns, want 5", n)
+	}
+	raw, err := os.ReadFile(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"sk-secret", "cookie-secret", "xk-secret", "sessionid="} {
+		if bytes.Contains(raw, []byte(secret)) {
+			t.Errorf("store file contains %q", secret)
+		}
+	}
+	if !strings.Contains(out.String(), "5 exchanges, 5 turns recorded, 0 not recorded") {
+		t.Errorf("summary: %s", out.String())
+	}
+}
+
+func TestRecordFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"record"}, "needs --upstream"},
+		{[]string{"record", "--upstream", "http://x", "--max-body", "lots"}, "--max-body"},
+		{[]string{"record", "--mode", "sideways"}, "--mode"},
+		{[]string{"record", "--upstream", "ftp://x"}, "upstream"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), append(tc.args, "--store", filepath.Join(t.TempDir(), "s.db")), &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q (want 2 and %q)", tc.args, code, errb.String(), tc.want)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"1024": 1024, "32MiB": 32 << 20, "1k": 1024, "2MB": 2e6, "1GiB": 1 << 30, "10B": 10} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "MiB", "1.5M", "0"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) accepted", in)
+		}
+	}
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// llmtapeBinary builds the command once per test process.
+func llmtapeBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "llmtape-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "llmtape")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// startRecordProcess runs the real binary and returns it with its proxy and admin addresses.
+func startRecordProcess(t *testing.T, upstream, store string) (*exec.Cmd, string, string, *simBuffer) {
+	t.Helper()
+	cmd := exec.Command(llmtapeBinary(t), "record", "--upstream", upstream, "--listen", "127.0.0.1:0",
+		"--admin", "127.0.0.1:0", "--store", store, "--commit-interval", "20ms", "--drain-timeout", "20s")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errb := &simBuffer{}
+	cmd.Stderr = errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	var addr, admin string
+	for (addr == "" || admin == "") && sc.Scan() {
+		if m := recordProxyRe.FindStringSubmatch(sc.Text()); m != nil {
+			addr = m[1]
+		}
+		if m := recordAdminRe.FindStringSubmatch(sc.Text()); m != nil {
+			admin = m[1]
+		}
+	}
+	if addr == "" || admin == "" {
+		t.Fatalf("record did not print its addresses; stderr %s", errb.String())
+	}
+	go io.Copy(io.Discard, stdout)
+	return cmd, addr, admin, errb
+}
+
+// streamsInFlight starts n long streams through the proxy and returns once the proxy reports
+// them all in flight. The returned wait gives how many ended complete ([DONE]).
+func streamsInFlight(t *testing.T, addr, admin string, n, tokens int) (wait func() int) {
+	t.Helper()
+	base := adminStatsOf(t, admin).InFlight
+	var wg sync.WaitGroup
+	var complete atomic.Int32
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := chat(client, "http://"+addr, fmt.Sprintf("long story %d", i), tokens, nil)
+			if err == nil && bytes.HasSuffix(b, []byte("data: [DONE]\n\n")) {
+				complete.Add(1)
+			}
+		}()
+	}
+	waitFor(t, fmt.Sprintf("%d streams in flight", n), func() bool { return adminStatsOf(t, admin).InFlight >= base+int64(n) })
+	return func() int { wg.Wait(); return int(complete.Load()) }
+}
+
+// completeShort sends n short requests and waits until the store has committed them (seen in
+// an admin snapshot, which reads only committed data).
+func completeShort(t *testing.T, addr, admin string, n int, store string) {
+	t.Helper()
+	for i := range n {
+		if _, err := chat(http.DefaultClient, "http://"+addr, fmt.Sprintf("short %d", i), 3, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := store + ".snap"
+	waitFor(t, "committed turns in a snapshot", func() bool {
+		resp, err := http.Get("http://" + admin + "/snapshot")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err := os.WriteFile(snap, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return countTurns(t, snap) >= n
+	})
+}
+
+func TestRecordSurvivesKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	up := startSim(t, 0, 20*time.Millisecond)
+	store := filepath.Join(t.TempDir(), "kill.db")
+	cmd, addr, admin, errb := startRecordProcess(t, up, store)
+	completeShort(t, addr, admin, 20, store)
+	// Keep exchanges completing (and being written) while 50 long streams are in flight.
+	stopBg := make(chan struct{})
+	bgDone := make(chan struct{})
+	go func() {
+		defer close(bgDone)
+		for i := 0; ; i++ {
+			select {
+			case <-stopBg:
+				return
+			default:
+			}
+			if _, err := chat(http.DefaultClient, "http://"+addr, fmt.Sprintf("bg %d", i), 2, nil); err != nil {
+				return // the proxy is gone
+			}
+		}
+	}()
+	wait := streamsInFlight(t, addr, admin, 50, 200)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	close(stopBg)
+	<-bgDone
+	wait()
+	if n := countTurns(t, store); n < 20 {
+		t.Fatalf("after kill -9 the store holds %d turns, want at least the 20 committed before; stderr %s", n, errb.String())
+	}
+}
+
+func TestRecordSIGTERMKeepsEveryExchange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	up := startSim(t, 0, 5*time.Millisecond)
+	store := filepath.Join(t.TempDir(), "term.db")
+	cmd, addr, admin, errb := startRecordProcess(t, up, store)
+	completeShort(t, addr, admin, 20, store)
+	wait := streamsInFlight(t, addr, admin, 50, 300)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("record after SIGTERM: %v; stderr %s", err, errb.String())
+	}
+	if done := wait(); done != 50 {
+		t.Errorf("%d of 50 streams completed through the drain", done)
+	}
+	if n := countTurns(t, store); n != 70 {
+		t.Errorf("store holds %d turns, want 70 (20 short + 50 drained streams)", n)
+	}
+}
