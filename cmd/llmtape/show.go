@@ -1,0 +1,284 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/llmtape/llmtape/tape"
+)
+
+func init() { register(newShowCmd) }
+
+// showPreview is how many characters of each message the table shows.
+const showPreview = 72
+
+// showMessage is one message of a turn in `show --format json`.
+type showMessage struct {
+	Role    string          `json:"role"`
+	Preview string          `json:"preview"`
+	JSON    json.RawMessage `json:"json"`
+}
+
+// showTurn is one turn in `show --format json`. Durations are in milliseconds.
+type showTurn struct {
+	Index        int           `json:"index"`
+	Match        string        `json:"match"`
+	Model        string        `json:"model"`
+	Path         string        `json:"path"`
+	Start        time.Time     `json:"start"`
+	ThinkMs      *float64      `json:"think_ms"`
+	TTFTMs       *float64      `json:"ttft_ms"`
+	E2EMs        float64       `json:"e2e_ms"`
+	Status       int           `json:"status"`
+	Error        string        `json:"error,omitempty"`
+	ErrorClass   string        `json:"error_class,omitempty"`
+	FinishReason string        `json:"finish_reason,omitempty"`
+	Kept         int           `json:"kept"`
+	Messages     []showMessage `json:"messages"`
+	Reply        string        `json:"reply"`
+	Tokens       showTokens    `json:"tokens"`
+}
+
+type showTokens struct {
+	Prompt     int    `json:"prompt"`
+	Completion int    `json:"completion"`
+	Cached     int    `json:"cached"`
+	Source     string `json:"source"`
+}
+
+// showOutput is the whole of `show --format json`.
+type showOutput struct {
+	ID        uint64     `json:"id"`
+	Recording uint64     `json:"recording"`
+	ArrivalMs float64    `json:"arrival_ms"`
+	Grouping  string     `json:"grouping"`
+	Session   string     `json:"session,omitempty"`
+	Parent    uint64     `json:"parent,omitempty"`
+	ForkTurn  *int       `json:"fork_turn,omitempty"`
+	Turns     []showTurn `json:"turns"`
+}
+
+func newShowCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "show CONVERSATION",
+		Short: "Show the turns of one conversation",
+		Long: `Show prints the turns of one conversation: for each turn the messages it added (role and
+the first characters; the messages kept from earlier turns are counted, not repeated), the
+reply, the timing (think time before it, TTFT and end-to-end latency from the request being
+sent upstream) and the token counts with their source. --format json gives each added message
+verbatim and the reply in full.`,
+		Example: `  llmtape ls                     # find a recording
+  llmtape show 42
+  llmtape show 42 --format json | jq '.turns[].tokens'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := parseTableJSON(format)
+			if err != nil {
+				return err
+			}
+			id, err := strconv.ParseUint(args[0], 10, 64)
+			if err != nil || id == 0 {
+				return usageErrorf("conversation %q: want a conversation id (a positive number)", args[0])
+			}
+			s, err := openStoreReadOnly(cmd)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			out, err := showConversation(s, id)
+			if errors.Is(err, tape.ErrNotFound) {
+				return fmt.Errorf("show: conversation %d is not in %s", id, s.Path())
+			}
+			if err != nil {
+				return fmt.Errorf("show: %w", err)
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(out)
+			}
+			return writeShowText(cmd.OutOrStdout(), out)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	return cmd
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
+	conv, err := s.Conversation(id)
+	if err != nil {
+		return nil, err
+	}
+	out := &showOutput{ID: conv.ID, Recording: conv.Recording, ArrivalMs: ms(conv.Arrival),
+		Grouping: string(conv.Grouping), Session: conv.Session, Parent: conv.Parent, Turns: []showTurn{}}
+	if conv.Parent != 0 {
+		ft := conv.ForkTurn
+		out.ForkTurn = &ft
+	}
+	var prevEnd time.Time
+	err = s.Turns(id, func(t *tape.Turn) error {
+		st := showTurn{
+			Index: t.Index, Match: string(t.Match), Model: t.Request.Model, Path: t.Request.Path,
+			Start: t.Timing.Start.UTC(), E2EMs: ms(t.Timing.End - t.Timing.Sent),
+			Status: t.Response.Status, Error: t.Response.Error, ErrorClass: t.Response.ErrorClass,
+			FinishReason: t.Response.FinishReason, Kept: t.Request.Kept, Messages: []showMessage{},
+			Reply: t.Response.Content,
+			Tokens: showTokens{Prompt: t.Tokens.Prompt, Completion: t.Tokens.Completion,
+				Cached: t.Tokens.Cached, Source: string(t.Tokens.Source)},
+		}
+		if !prevEnd.IsZero() && !t.Timing.Start.IsZero() {
+			think := ms(t.Timing.Start.Sub(prevEnd))
+			st.ThinkMs = &think
+		}
+		prevEnd = t.Timing.Start.Add(t.Timing.End)
+		if len(t.Timing.Chunks) > 0 {
+			ttft := ms(t.Timing.Chunks[0].Offset - t.Timing.Sent)
+			st.TTFTMs = &ttft
+		}
+		for _, m := range t.Request.Messages {
+			role, text := messagePreview(m)
+			st.Messages = append(st.Messages, showMessage{Role: role, Preview: text, JSON: m})
+		}
+		switch {
+		case t.Request.Prompt != nil:
+			st.Messages = append(st.Messages, showMessage{Role: "prompt", Preview: preview(promptText(t.Request.Prompt)), JSON: t.Request.Prompt})
+		case t.Request.Synthetic != nil:
+			st.Messages = append(st.Messages, showMessage{Role: "synthetic",
+				Preview: fmt.Sprintf("%d tokens in %d blocks", t.Request.Synthetic.InputTokens, len(t.Request.Synthetic.HashIDs))})
+		}
+		out.Turns = append(out.Turns, st)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// messagePreview returns a chat message's role and the first characters of its text (text
+// parts of a content array, or the names of its tool calls).
+func messagePreview(raw json.RawMessage) (role, text string) {
+	var m struct {
+		Role      string          `json:"role"`
+		Content   json.RawMessage `json:"content"`
+		ToolCalls []struct {
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		} `json:"tool_calls"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return "?", preview(string(raw))
+	}
+	var s string
+	if err := json.Unmarshal(m.Content, &s); err != nil {
+		var parts []struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		}
+		if json.Unmarshal(m.Content, &parts) == nil {
+			var texts []string
+			for _, p := range parts {
+				if p.Text != "" {
+					texts = append(texts, p.Text)
+				} else if p.Type != "" {
+					texts = append(texts, "["+p.Type+"]")
+				}
+			}
+			s = strings.Join(texts, " ")
+		}
+	}
+	for _, tc := range m.ToolCalls {
+		s += " [call " + tc.Function.Name + "]"
+	}
+	return m.Role, preview(s)
+}
+
+func promptText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
+}
+
+// preview keeps the first showPreview characters of s on one line.
+func preview(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if utf8.RuneCountInString(s) <= showPreview {
+		return s
+	}
+	n := 0
+	for i := range s {
+		if n == showPreview-1 {
+			return s[:i] + "…"
+		}
+		n++
+	}
+	return s
+}
+
+func fmtMs(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmtDurationMs(*v)
+}
+
+func fmtDurationMs(v float64) string {
+	d := time.Duration(v * float64(time.Millisecond))
+	switch {
+	case d >= time.Minute:
+		return d.Round(time.Second).String()
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64) + "ms"
+}
+
+func writeShowText(w io.Writer, out *showOutput) error {
+	fmt.Fprintf(w, "conversation %d  recording %d  grouping %s  arrival %s  turns %d\n",
+		out.ID, out.Recording, out.Grouping, fmtDurationMs(out.ArrivalMs), len(out.Turns))
+	if out.Session != "" {
+		fmt.Fprintf(w, "session %s\n", out.Session)
+	}
+	if out.Parent != 0 {
+		fmt.Fprintf(w, "forked from conversation %d at turn %d\n", out.Parent, *out.ForkTurn)
+	}
+	for _, t := range out.Turns {
+		fmt.Fprintf(w, "\nturn %d  %s  %s  status %d  think %s  ttft %s  e2e %s  tokens %d in (%d cached) / %d out (%s)\n",
+			t.Index, t.Start.Format("2006-01-02 15:04:05.000"), t.Model, t.Status, fmtMs(t.ThinkMs),
+			fmtMs(t.TTFTMs), fmtDurationMs(t.E2EMs), t.Tokens.Prompt, t.Tokens.Cached, t.Tokens.Completion,
+			orDash(t.Tokens.Source))
+		if t.Kept > 0 {
+			fmt.Fprintf(w, "  … %d earlier messages\n", t.Kept)
+		}
+		for _, m := range t.Messages {
+			fmt.Fprintf(w, "  %-9s %s\n", m.Role, m.Preview)
+		}
+		if t.Error != "" {
+			fmt.Fprintf(w, "  %-9s %s\n", "error", preview(t.ErrorClass+": "+t.Error))
+		} else {
+			fmt.Fprintf(w, "  %-9s %s\n", "reply", preview(t.Reply))
+		}
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
