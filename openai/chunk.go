@@ -128,10 +128,15 @@ func (c ChunkChoice) MarshalJSON() ([]byte, error) {
 // Chunk is one decoded stream event of a chat completion
 // ("chat.completion.chunk") or a legacy completion ("text_completion").
 type Chunk struct {
-	ID      string        `json:"id"`
-	Object  string        `json:"object"`
-	Created int64         `json:"created"`
-	Model   string        `json:"model"`
+	// ID is the completion id, the same in every chunk of a stream.
+	ID string `json:"id"`
+	// Object is "chat.completion.chunk" or "text_completion".
+	Object string `json:"object"`
+	// Created is the Unix time in seconds the server gave the completion.
+	Created int64 `json:"created"`
+	// Model is the model name the server reports.
+	Model string `json:"model"`
+	// Choices hold the fragments, one per choice index.
 	Choices []ChunkChoice `json:"choices"`
 	// Usage is set in the chunk that reports usage (usually the last one,
 	// with empty Choices).
@@ -347,15 +352,21 @@ func (a *Accumulator) Chunks() (all, withOutput int) { return a.chunks, a.output
 
 // ResponseMessage is the assistant message of a non-streamed chat response.
 type ResponseMessage struct {
-	Role             string     `json:"role"`
-	Content          string     `json:"content"`
-	ReasoningContent string     `json:"reasoning_content,omitempty"`
-	Reasoning        string     `json:"reasoning,omitempty"`
-	ToolCalls        []ToolCall `json:"tool_calls,omitempty"`
+	// Role is "assistant".
+	Role string `json:"role"`
+	// Content is the reply text (text parts joined when it is an array).
+	Content string `json:"content"`
+	// ReasoningContent is the reasoning text under "reasoning_content".
+	ReasoningContent string `json:"reasoning_content,omitempty"`
+	// Reasoning is the reasoning text under "reasoning".
+	Reasoning string `json:"reasoning,omitempty"`
+	// ToolCalls are the tool calls, Index set to their position.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
 }
 
 // ResponseChoice is one choice of a non-streamed response.
 type ResponseChoice struct {
+	// Index is the choice's index.
 	Index int `json:"index"`
 	// Message is the chat reply.
 	Message ResponseMessage `json:"message"`
@@ -367,12 +378,18 @@ type ResponseChoice struct {
 
 // Response is a non-streamed chat completion or legacy completion.
 type Response struct {
-	ID      string           `json:"id"`
-	Object  string           `json:"object"`
-	Created int64            `json:"created"`
-	Model   string           `json:"model"`
+	// ID is the completion id.
+	ID string `json:"id"`
+	// Object is "chat.completion" or "text_completion".
+	Object string `json:"object"`
+	// Created is the Unix time in seconds the server gave the completion.
+	Created int64 `json:"created"`
+	// Model is the model name the server reports.
+	Model string `json:"model"`
+	// Choices hold the replies.
 	Choices []ResponseChoice `json:"choices"`
-	Usage   *Usage           `json:"usage,omitempty"`
+	// Usage is the token usage; nil when the server sent none.
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 type responseJSON struct {

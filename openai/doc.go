@@ -15,11 +15,13 @@
 // # Streams
 //
 // Decoder reads text/event-stream input by the WHATWG rules and hands out
-// events without allocating per event. Its events are valid only until the
-// next call to Next: copy what you keep. ParseChunk decodes an event's data
-// into a reusable Chunk, and Accumulator assembles the chunks of one
-// response (text, reasoning, tool calls by index, finish reason, usage, an
-// error sent mid-stream). WriteEvent and WriteDone write events.
+// events without allocating per event (Reset reuses it for the next
+// stream). Its events are valid only until the next call to Next: copy
+// what you keep. ParseChunk decodes an event's data into a reusable Chunk
+// with a hand-written decoder (about one allocation per chunk: its text),
+// and Accumulator assembles the chunks of one response (text, reasoning,
+// tool calls by index, finish reason, usage, an error sent mid-stream).
+// WriteEvent and WriteDone write events.
 //
 //	dec := openai.NewDecoder(body)
 //	var acc openai.Accumulator
@@ -50,5 +52,7 @@
 //
 // A Decoder dispatches an event that lacks its final blank line at the end
 // of the input, where the WHATWG algorithm would drop it. Accumulator
-// assembles choice 0 only.
+// assembles choice 0 only. The Chunk passed to ParseChunk is overwritten,
+// its arrays included: copy what must outlive the next call. Codecs from
+// Tokenizer are shared; never change their error mode.
 package openai
