@@ -1,7 +1,6 @@
 package replay_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -97,11 +98,7 @@ func newTarget(t testing.TB, delay time.Duration) *target {
 	}
 	srv := &http.Server{Handler: tg}
 	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	t.Cleanup(func() { _ = srv.Close() })
 	tg.url = "http://" + ln.Addr().String()
 	return tg
 }
@@ -140,9 +137,10 @@ func (tg *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
 	fmt.Fprintf(w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":4,\"total_tokens\":14}}\n\n")
+	// Stamp the end before the last write: the client cannot see the reply end before it.
+	rc.end = time.Now()
 	fmt.Fprintf(w, "data: [DONE]\n\n")
 	fl.Flush()
-	rc.end = time.Now()
 	tg.mu.Lock()
 	tg.reqs = append(tg.reqs, rc)
 	tg.mu.Unlock()
@@ -199,4 +197,11 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Fields(string(b))[0]
+}
+
+// overloaded reports whether the machine runs more than twice as many runnable threads as it
+// has CPUs, when no timing bound can be met by any client.
+func overloaded() bool {
+	l, err := strconv.ParseFloat(loadavg(), 64)
+	return err == nil && l > 2*float64(runtime.NumCPU())
 }

@@ -124,7 +124,10 @@ func New(st *tape.Store, cfg Config) (*Replayer, error) {
 	}
 	r.synth = cfg.Synthesize
 	if r.synth == nil {
-		r.synth = synth.Default().Messages
+		// synth.Default tokenizes its text once: only pay for it when a turn needs it.
+		r.synth = func(s *tape.Synthetic) ([]json.RawMessage, error) {
+			return synth.Default().Messages(s)
+		}
 	}
 	if cfg.MaxConversations > 0 {
 		r.convSlots = make(chan struct{}, cfg.MaxConversations)
@@ -461,7 +464,7 @@ func (r *Replayer) send(tp *turnPlan, body []byte, msgs []json.RawMessage, promp
 		x := &exchange{msgs: msgs, prompt: prompt}
 		x.res.Scheduled = sched
 		r.attempt(r.abortCtx, target, body, x)
-		x.end = time.Since(r.start)
+		x.end = x.res.Sent + x.res.E2E // the reply's last byte
 		if try == 0 {
 			first = x.res.Sent
 		}

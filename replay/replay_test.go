@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -183,7 +184,10 @@ func TestTimingFidelity(t *testing.T) {
 					}
 				}
 			}
-			if p99 := rep.Summary.ScheduleLag.P99; p99 >= limit {
+			if p99 := rep.Summary.ScheduleLag.P99; p99 >= limit && overloaded() {
+				t.Logf("machine overloaded (load %s on %d cpus): schedule lag p99 %.3f ms not asserted",
+					loadavg(), runtime.NumCPU(), p99)
+			} else if p99 >= limit {
 				t.Errorf("schedule lag p99 = %.3f ms, want < %.0f ms", p99, limit)
 			}
 			t.Logf("schedule lag p50 %.3f ms, p99 %.3f ms, max %.3f ms", rep.Summary.ScheduleLag.P50,
@@ -193,8 +197,7 @@ func TestTimingFidelity(t *testing.T) {
 			for _, c := range rs.chats {
 				for k := 1; k < len(c.Full); k++ {
 					prev, cur := got[lastUser(t, c.Full[k-1])], got[lastUser(t, c.Full[k])]
-					// (The target stamps its end after the last flush: allow 1 ms.)
-					if d := cur.at.Sub(prev.end); d < tt.wantThink-time.Millisecond {
+					if d := cur.at.Sub(prev.end); d < tt.wantThink {
 						t.Errorf("target got turn %d %v after its previous reply, want >= %v", k, d, tt.wantThink)
 					}
 				}
