@@ -183,7 +183,6 @@ func results(t testing.TB, st *tape.Store, run uint64) []*tape.Result {
 	return out
 }
 
-
 func (tg *target) reset() {
 	tg.mu.Lock()
 	tg.reqs = nil

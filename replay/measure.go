@@ -48,7 +48,7 @@ type exchange struct {
 	reply      json.RawMessage // the target's reply as an assistant message (live history)
 	retryAfter time.Duration
 	end        time.Duration // when the attempt ended, from the run's start
-	sizes      []int // output bytes per output event, for apportioning tokens
+	sizes      []int         // output bytes per output event, for apportioning tokens
 	// msgs and prompt are what was sent, counted only when the server gives no usage.
 	msgs   []json.RawMessage
 	prompt json.RawMessage

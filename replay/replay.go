@@ -28,7 +28,7 @@ type Replayer struct {
 	synth  func(*tape.Synthetic) ([]json.RawMessage, error)
 
 	plans   []*convPlan
-	start   time.Time                // the run's monotonic anchor, set before any goroutine
+	start   time.Time                 // the run's monotonic anchor, set before any goroutine
 	started atomic.Pointer[time.Time] // start, for Progress from other goroutines
 
 	stopOnce   sync.Once

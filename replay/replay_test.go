@@ -428,7 +428,9 @@ func TestLimitsAndOptions(t *testing.T) {
 	}
 }
 
-func containsBytes(b []byte, s string) bool { return len(s) > 0 && string(b) != "" && contains(string(b), s) }
+func containsBytes(b []byte, s string) bool {
+	return len(s) > 0 && string(b) != "" && contains(string(b), s)
+}
 
 func contains(s, sub string) bool {
 	for i := 0; i+len(sub) <= len(s); i++ {
