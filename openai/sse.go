@@ -282,8 +282,9 @@ func (d *Decoder) readLine() ([]byte, error) {
 			}
 		}
 		if d.err != nil {
-			if d.start < d.end {
-				// A last line without its line end.
+			if d.err == io.EOF && d.start < d.end {
+				// A last line without its line end (after a read error
+				// it is cut short: dropped with the pending event).
 				line := d.buf[d.start:d.end]
 				d.start = d.end
 				d.scan = d.end

@@ -161,6 +161,15 @@ func TestDecoderReadError(t *testing.T) {
 	if _, err := d.Next(); !errors.Is(err, boom) {
 		t.Fatalf("error is not sticky: %v", err)
 	}
+	// A line cut short by a read error is not taken as a line.
+	r = io.MultiReader(strings.NewReader("id: 1\ndata: a\n\nid: 2"), iotest.ErrReader(boom))
+	d = openai.NewDecoder(r)
+	if e, err := d.Next(); err != nil || string(e.ID) != "1" {
+		t.Fatalf("Next = %v, %v", e, err)
+	}
+	if e, err := d.Next(); !errors.Is(err, boom) {
+		t.Fatalf("Next = %+v, %v, want %v", e, err, boom)
+	}
 }
 
 // TestDecoderLlamaCpp decodes every real llama.cpp transcript: each event
