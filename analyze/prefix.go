@@ -95,6 +95,10 @@ type prompt struct {
 	cum      []int64
 	reply    Segment // the last turn's reply, appended to the base of the next turn
 	hasReply bool
+	// stable is how many leading segments the last apply left as they were in the prompt
+	// before it, which the caches have already seen; 0 when that prompt was not counted.
+	stable  int
+	counted bool // the current prompt was added to the caches
 }
 
 func (p *prompt) truncate(n int) {
@@ -160,6 +164,10 @@ func (p *prompt) apply(kept int, added []Segment, replace bool, reply Segment) {
 	if kept < 0 {
 		kept = 0
 	}
+	p.stable = 0
+	if p.counted {
+		p.stable = min(kept, len(p.segs))
+	}
 	if kept > len(p.segs) {
 		if p.hasReply {
 			p.push(p.reply)
@@ -179,24 +187,32 @@ func (p *prompt) apply(kept int, added []Segment, replace bool, reply Segment) {
 // budget.
 type reuseSim struct {
 	bs      int64
-	seen    map[uint64]struct{}
-	lru     *lru
+	seen    *u64set // nil: the unbounded cache is not simulated
+	lru     *lru    // nil: the LRU is not simulated
 	r       Reuse
 	keys    []uint64
 	lengths []int64
 }
 
-func newReuseSim(bs int, lruTokens int64) *reuseSim {
-	return &reuseSim{
-		bs:   int64(bs),
-		seen: make(map[uint64]struct{}),
-		lru:  newLRU(lruTokens),
-		r:    Reuse{BlockSize: bs, LRUTokens: lruTokens},
+// newReuseSim simulates block size bs with an unbounded cache (when unbounded) and an LRU of
+// lruTokens (when lruTokens > 0).
+func newReuseSim(bs int, unbounded bool, lruTokens int64) *reuseSim {
+	s := &reuseSim{bs: int64(bs), r: Reuse{BlockSize: bs, LRUTokens: lruTokens}}
+	if unbounded {
+		s.seen = newU64Set(1 << 16)
 	}
+	if lruTokens > 0 {
+		s.lru = newLRU(lruTokens)
+	}
+	return s
 }
 
 // add counts one prompt. Hits are the leading run of blocks found in the cache (a prefix
 // cache serves a prefix); then every block of the prompt enters the cache.
+//
+// Cost: the full blocks inside the prompt's stable prefix were all entered by the
+// conversation's previous turn, so the unbounded cache counts them as hits without looking
+// them up. The LRU looks each block up once and keeps the node index to touch it.
 func (s *reuseSim) add(p *prompt) {
 	total := p.tokens()
 	s.r.PromptTokens += total
@@ -214,27 +230,23 @@ func (s *reuseSim) add(p *prompt) {
 		s.keys = append(s.keys, blockKey(p.hash[seg], j, end-j*s.bs))
 		s.lengths = append(s.lengths, end-j*s.bs)
 	}
-	hit := true
-	for i, k := range s.keys {
-		if _, ok := s.seen[k]; ok && hit {
-			s.r.HitTokens += s.lengths[i]
-			continue
+	if s.seen != nil {
+		skip := 0
+		if p.stable > 0 {
+			skip = int(p.cum[p.stable-1] / s.bs)
+			s.r.HitTokens += int64(skip) * s.bs
 		}
-		hit = false
-		s.seen[k] = struct{}{}
-	}
-	hit = true
-	for i, k := range s.keys {
-		if hit && s.lru.has(k) {
-			s.r.LRUHitTokens += s.lengths[i]
-			continue
+		hit := true
+		for i := skip; i < len(s.keys); i++ {
+			if s.seen.add(s.keys[i]) {
+				hit = false
+			} else if hit {
+				s.r.HitTokens += s.lengths[i]
+			}
 		}
-		hit = false
 	}
-	// Touch from last to first so a prompt's head is the most recently used and its tail is
-	// evicted first, as vLLM frees a request's blocks.
-	for i := len(s.keys) - 1; i >= 0; i-- {
-		s.lru.touch(s.keys[i], s.lengths[i])
+	if s.lru != nil {
+		s.r.LRUHitTokens += s.lru.add(s.keys, s.lengths)
 	}
 }
 
@@ -252,26 +264,58 @@ func (s *reuseSim) result() Reuse {
 type lru struct {
 	capTokens int64
 	used      int64
-	idx       map[uint64]int32
+	idx       *u64table
 	nodes     []lruNode
 	head      int32
 	tail      int32
 	free      int32
+	where     []int32 // scratch of add
 }
 
 type lruNode struct {
 	key        uint64
-	size       int64
+	size       int32
 	prev, next int32
+	live       bool
 }
 
 func newLRU(capTokens int64) *lru {
-	return &lru{capTokens: capTokens, idx: make(map[uint64]int32), head: -1, tail: -1, free: -1}
+	return &lru{capTokens: capTokens, idx: newU64Table(1 << 12), head: -1, tail: -1, free: -1}
 }
 
-func (l *lru) has(k uint64) bool {
-	_, ok := l.idx[k]
-	return ok
+// add counts the tokens of the leading run of keys in the cache, then touches every key from
+// last to first, so that a prompt's head is the most recently used and its tail is evicted
+// first, as vLLM frees a request's blocks. Each key is looked up once.
+func (l *lru) add(keys []uint64, sizes []int64) (hit int64) {
+	l.where = l.where[:0]
+	run := true
+	for i, k := range keys {
+		n, ok := l.idx.get(k)
+		if !ok {
+			n = -1
+			run = false
+		} else if run {
+			hit += sizes[i]
+		}
+		l.where = append(l.where, n)
+	}
+	for i := len(keys) - 1; i >= 0; i-- {
+		// A node found above may have been evicted (and its slot reused) by an insert of
+		// this prompt: check the key.
+		if n := l.where[i]; n >= 0 && l.nodes[n].key == keys[i] && l.nodes[n].live {
+			l.moveFront(n)
+			continue
+		}
+		l.touch(keys[i], sizes[i])
+	}
+	return hit
+}
+
+func (l *lru) moveFront(i int32) {
+	if l.head != i {
+		l.unlink(i)
+		l.pushFront(i)
+	}
 }
 
 func (l *lru) unlink(i int32) {
@@ -303,11 +347,8 @@ func (l *lru) pushFront(i int32) {
 // touch makes block k (of size tokens) the most recently used, inserting it and evicting the
 // least recently used blocks while over budget. A block larger than the budget is not kept.
 func (l *lru) touch(k uint64, size int64) {
-	if i, ok := l.idx[k]; ok {
-		if l.head != i {
-			l.unlink(i)
-			l.pushFront(i)
-		}
+	if i, ok := l.idx.get(k); ok {
+		l.moveFront(i)
 		return
 	}
 	if size > l.capTokens {
@@ -316,8 +357,9 @@ func (l *lru) touch(k uint64, size int64) {
 	for l.used+size > l.capTokens && l.tail >= 0 {
 		t := l.tail
 		l.unlink(t)
-		delete(l.idx, l.nodes[t].key)
-		l.used -= l.nodes[t].size
+		l.idx.del(l.nodes[t].key)
+		l.used -= int64(l.nodes[t].size)
+		l.nodes[t].live = false
 		l.nodes[t].next = l.free
 		l.free = t
 	}
@@ -329,8 +371,8 @@ func (l *lru) touch(k uint64, size int64) {
 		l.nodes = append(l.nodes, lruNode{})
 		i = int32(len(l.nodes) - 1)
 	}
-	l.nodes[i].key, l.nodes[i].size = k, size
+	l.nodes[i].key, l.nodes[i].size, l.nodes[i].live = k, int32(size), true
 	l.pushFront(i)
-	l.idx[k] = i
+	l.idx.put(k, i)
 	l.used += size
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/llmtape/llmtape/metrics"
@@ -396,7 +397,9 @@ func arrivalStats(ms []float64) Arrivals {
 	return a
 }
 
-// prefixReuse replays every prompt in time order through one simulator per block size.
+// prefixReuse replays every prompt in time order through the caches. Each block size's
+// unbounded cache and LRU is simulated by a goroutine of its own, which walks the turns and
+// rebuilds the prompts itself (cheap next to the caches), so the simulations share nothing.
 func prefixReuse(turns []turnRec, crs []convRec, arena []Segment, cfg Config) []Reuse {
 	order := make([]int32, len(turns))
 	for i := range order {
@@ -405,10 +408,33 @@ func prefixReuse(turns []turnRec, crs []convRec, arena []Segment, cfg Config) []
 	// Turns were appended conversation by conversation, in arrival order, each in order: a
 	// stable sort by start keeps each conversation's turns in order.
 	sort.SliceStable(order, func(a, b int) bool { return turns[order[a]].start < turns[order[b]].start })
-	sims := make([]*reuseSim, len(cfg.BlockSizes))
+	out := make([]Reuse, len(cfg.BlockSizes))
+	lru := make([]Reuse, len(cfg.BlockSizes))
+	var wg sync.WaitGroup
 	for i, bs := range cfg.BlockSizes {
-		sims[i] = newReuseSim(bs, cfg.CacheTokens)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			out[i] = simulate(turns, crs, arena, order, newReuseSim(bs, true, 0))
+		}()
+		go func() {
+			defer wg.Done()
+			lru[i] = simulate(turns, crs, arena, order, newReuseSim(bs, false, cfg.CacheTokens))
+		}()
 	}
+	wg.Wait()
+	for i := range out {
+		out[i].LRUTokens = cfg.CacheTokens
+		out[i].LRUHitTokens = lru[i].LRUHitTokens
+		if out[i].PromptTokens > 0 {
+			out[i].LRUHitRatio = float64(out[i].LRUHitTokens) / float64(out[i].PromptTokens)
+		}
+	}
+	return out
+}
+
+// simulate walks the turns in order through one simulator.
+func simulate(turns []turnRec, crs []convRec, arena []Segment, order []int32, sim *reuseSim) Reuse {
 	states := make([]*prompt, len(crs))
 	applyRec := func(p *prompt, t *turnRec) {
 		p.apply(int(t.kept), arena[t.segOff:t.segOff+int64(t.nseg)], t.replace, t.reply)
@@ -439,19 +465,14 @@ func prefixReuse(turns []turnRec, crs []convRec, arena []Segment, cfg Config) []
 			states[t.conv] = st
 		}
 		applyRec(st, t)
-		for _, s := range sims {
-			s.add(st)
-		}
+		sim.add(st)
+		st.counted = true
 		done[t.conv]++
 		if done[t.conv] == crs[t.conv].n {
 			states[t.conv] = nil
 		}
 	}
-	out := make([]Reuse, len(sims))
-	for i, s := range sims {
-		out[i] = s.result()
-	}
-	return out
+	return sim.result()
 }
 
 // maxBuckets bounds the number of timeline buckets.
