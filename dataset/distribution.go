@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"strings"
 )
 
 // Distribution is a random distribution of vLLM's generation config:
@@ -36,25 +35,31 @@ type Distribution struct {
 
 // distFields are the JSON fields of a distribution, as numbers kept as written.
 type distFields struct {
-	Distribution *string     `json:"distribution"`
-	Value        json.Number `json:"value"`
-	Min          json.Number `json:"min"`
-	Max          json.Number `json:"max"`
-	Average      json.Number `json:"average"`
-	MedianRatio  json.Number `json:"median_ratio"`
-	Mean         json.Number `json:"mean"`
-	Sigma        json.Number `json:"sigma"`
-	Alpha        json.Number `json:"alpha"`
+	Distribution *string        `json:"distribution"`
+	Value        json.RawMessage `json:"value"`
+	Min          json.RawMessage `json:"min"`
+	Max          json.RawMessage `json:"max"`
+	Average      json.RawMessage `json:"average"`
+	MedianRatio  json.RawMessage `json:"median_ratio"`
+	Mean         json.RawMessage `json:"mean"`
+	Sigma        json.RawMessage `json:"sigma"`
+	Alpha        json.RawMessage `json:"alpha"`
 }
 
 // maxSample bounds what a distribution may be asked to produce, so a bad config cannot make
 // the generator run away.
 const maxSample = 1e9
 
-func num(n json.Number, name string) (v float64, ok bool, err error) {
-	if n == "" {
+// num reads an optional number field; ok is false when it is missing or null.
+func num(raw json.RawMessage, name string) (v float64, ok bool, err error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
 		return 0, false, nil
 	}
+	if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+		return 0, false, fmt.Errorf("%s: expected a number, got %s", name, kind(raw))
+	}
+	n := json.Number(raw)
 	f, err := n.Float64()
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > maxSample {
 		return 0, false, fmt.Errorf("%s: expected a number up to %g, got %s", name, maxSample, n)
@@ -62,8 +67,9 @@ func num(n json.Number, name string) (v float64, ok bool, err error) {
 	return f, true, nil
 }
 
-func isInt(n json.Number) bool {
-	return n != "" && !strings.ContainsAny(string(n), ".eE")
+func isInt(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && !bytes.ContainsAny(raw, ".eE")
 }
 
 // parseDistribution reads one distribution object.
@@ -73,9 +79,7 @@ func parseDistribution(raw json.RawMessage) (*Distribution, error) {
 		return nil, fmt.Errorf("expected an object {\"distribution\": …}, got %s", kind(raw))
 	}
 	var f distFields
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&f); err != nil {
+	if err := json.Unmarshal(raw, &f); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			return nil, fmt.Errorf("%s: expected %s, got %s", te.Field, typeName(te.Type.String()), te.Value)
@@ -92,7 +96,7 @@ func parseDistribution(raw json.RawMessage) (*Distribution, error) {
 	if err != nil {
 		return nil, err
 	}
-	need := func(n json.Number, name string) (float64, error) {
+	need := func(n json.RawMessage, name string) (float64, error) {
 		v, ok, err := num(n, name)
 		if err != nil {
 			return 0, err
@@ -133,7 +137,7 @@ func parseDistribution(raw json.RawMessage) (*Distribution, error) {
 			return nil, err
 		}
 		if has {
-			if f.Mean != "" || f.Sigma != "" {
+			if len(f.Mean) > 0 || len(f.Sigma) > 0 {
 				return nil, errors.New("lognormal distribution: give either average (and median_ratio) or mean and sigma, not both")
 			}
 			if d.Average < 1 {

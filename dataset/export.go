@@ -143,13 +143,11 @@ func exportConversations(ctx context.Context, st *tape.Store, r *tape.Recording,
 			return err
 		}
 		var list []json.RawMessage
-		synthetic := false
 		turns := 0
 		err := fullMessages(st, c, cfg.Materializer, func(t *tape.Turn, msgs []json.RawMessage) error {
 			turns++
 			if t.Request.Synthetic != nil {
 				// Synthetic prompts are whole: each turn is a user message and a reply.
-				synthetic = true
 				list = append(list, msgs...)
 				if t.Tokens.Completion > 0 {
 					list = append(list, chatMessage("assistant", syntheticReply(cfg.Materializer, t)))
@@ -165,7 +163,6 @@ func exportConversations(ctx context.Context, st *tape.Store, r *tape.Recording,
 		if err != nil {
 			return err
 		}
-		_ = synthetic
 		if len(list) == 0 {
 			return nil
 		}

@@ -58,7 +58,7 @@ type Arrival struct {
 // generateFields are the config's JSON fields.
 type generateFields struct {
 	Filetype         *string         `json:"filetype"`
-	NumConversations json.Number     `json:"num_conversations"`
+	NumConversations json.RawMessage `json:"num_conversations"`
 	TextFiles        json.RawMessage `json:"text_files"`
 	PrintStats       json.RawMessage `json:"print_stats"`
 	PromptInput      json.RawMessage `json:"prompt_input"`
@@ -88,7 +88,6 @@ func ParseGenerateConfig(data []byte, file string) (*GenerateConfig, error) {
 	}
 	var f generateFields
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
 	if err := dec.Decode(&f); err != nil {
 		return nil, jsonError(data, file, 0, "", err)
 	}
@@ -102,10 +101,10 @@ func ParseGenerateConfig(data []byte, file string) (*GenerateConfig, error) {
 		return nil, fail("filetype", fmt.Errorf(`expected "generate_conversations", got %q (a conversations file is imported with "llmtape import --format vllm")`, *f.Filetype))
 	}
 	c := &GenerateConfig{}
-	if f.NumConversations == "" {
+	if len(f.NumConversations) == 0 {
 		return nil, fail("num_conversations", errors.New("missing, expected an integer > 0"))
 	}
-	n, err := strconv.Atoi(string(f.NumConversations))
+	n, err := strconv.Atoi(string(bytes.TrimSpace(f.NumConversations)))
 	if err != nil || n <= 0 || n > maxConversations {
 		return nil, fail("num_conversations", fmt.Errorf("expected an integer from 1 to %d, got %s", maxConversations, f.NumConversations))
 	}
@@ -231,6 +230,8 @@ type GenerateOptions struct {
 	Dir string
 	// Text, when not nil, replaces text_files (the command's --text-file).
 	Text []byte
+	// Materializer, when not nil, replaces text_files and Text (and Tokenizer).
+	Materializer *synth.Materializer
 	// Tokenizer names the tiktoken encoding lengths are measured in; default o200k_base.
 	Tokenizer string
 	// Model is put in every request's "model" field; default none.
@@ -254,8 +255,9 @@ const basePrompt = " Please rewrite the following text and add more content:"
 // the previous one), and assistant messages are text of their sampled length. Lengths are
 // exact under the tokenizer: pieces are cut at word boundaries where no token crosses.
 func Generate(cfg *GenerateConfig, opts GenerateOptions) (*Dataset, error) {
+	m := opts.Materializer
 	text := opts.Text
-	if text == nil {
+	if m == nil && text == nil {
 		var buf bytes.Buffer
 		for _, name := range cfg.TextFiles {
 			path := name
@@ -271,9 +273,11 @@ func Generate(cfg *GenerateConfig, opts GenerateOptions) (*Dataset, error) {
 		}
 		text = buf.Bytes()
 	}
-	m, err := synth.New(text, opts.Tokenizer)
-	if err != nil {
-		return nil, fmt.Errorf("generate: text files: %w", err)
+	if m == nil {
+		var err error
+		if m, err = synth.New(text, opts.Tokenizer); err != nil {
+			return nil, fmt.Errorf("generate: text files: %w", err)
+		}
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x6c6c6d74617065))
 	n := cfg.NumConversations

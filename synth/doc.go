@@ -4,7 +4,7 @@
 //
 // # Basics
 //
-// A Materializer holds a body of text (by default about 290 KB of The Count of Monte Cristo,
+// A Materializer holds a body of text (by default about 400 KB of The Count of Monte Cristo,
 // embedded in the binary, see text/README.md) split into words, and the token count of every
 // word under one tokenizer (tiktoken o200k_base by default). Block returns the text of one
 // block: a short tag that spells the block id in one-token words, then a stretch of the text
@@ -22,8 +22,8 @@
 //
 // # Caveats
 //
-// Materialization does no tokenizing: the word counts are computed once by New (about a
-// second for the embedded text), after which Prompt only copies bytes. A Materializer is safe
+// Materialization does no tokenizing: the word counts are computed once by New (some
+// 50 ms for the embedded text), after which Prompt only copies bytes. A Materializer is safe
 // for concurrent use.
 //
 // The guarantees hold for the tokenizer the Materializer was made with. Under another

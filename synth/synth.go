@@ -61,7 +61,7 @@ var (
 )
 
 // Default returns the Materializer of the embedded text (see text/README.md) under
-// tiktoken o200k_base. It is built on first use (about a second) and shared.
+// tiktoken o200k_base. It is built on first use (some 50 ms) and shared.
 func Default() *Materializer {
 	defaultOnce.Do(func() {
 		m, err := New(defaultText, DefaultTokenizer)

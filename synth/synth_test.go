@@ -153,3 +153,43 @@ func BenchmarkDefault(b *testing.B) {
 		}
 	}
 }
+
+// FuzzNew checks that any text New accepts gives blocks and prompts of exact token counts.
+func FuzzNew(f *testing.F) {
+	text := synth.DefaultText()
+	f.Add(text[:12000], uint64(7), 300)
+	f.Add(append([]byte("\x00 \u2028 \"quoted\" <tag> & 'x' 123456 ۱۲۳ 😀😀 \r\n\t"), text[:12000]...), uint64(1<<40), 77)
+	f.Fuzz(func(t *testing.T, data []byte, id uint64, n int) {
+		if len(data) > 30000 {
+			return
+		}
+		m, err := synth.New(data, "")
+		if err != nil {
+			return
+		}
+		n = n % 2000
+		if n < 0 {
+			n = -n
+		}
+		b := m.Block(id, n)
+		if got := m.Count(b); got != n {
+			t.Fatalf("Block(%d, %d) has %d tokens: %q", id, n, got, b)
+		}
+		s := &tape.Synthetic{BlockSize: 64, HashIDs: []uint64{id, id + 1}, InputTokens: n}
+		p, err := m.Prompt(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Count(p); got != n {
+			t.Fatalf("Prompt has %d tokens, want %d", got, n)
+		}
+		msgs, err := m.Messages(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msg struct{ Content string }
+		if err := json.Unmarshal(msgs[0], &msg); err != nil || msg.Content != p {
+			t.Fatalf("Messages does not hold the prompt: %v", err)
+		}
+	})
+}

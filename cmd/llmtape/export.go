@@ -1,0 +1,119 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/llmtape/llmtape/analyze"
+	"github.com/llmtape/llmtape/dataset"
+	"github.com/llmtape/llmtape/synth"
+)
+
+func init() { register(newExportCmd) }
+
+func newExportCmd() *cobra.Command {
+	var (
+		recording string
+		output    string
+		textFile  string
+		tokenizer string
+		cfg       dataset.ExportConfig
+	)
+	cmd := &cobra.Command{
+		Use:   "export --format FORMAT [-o FILE]",
+		Short: "Write a recording as vLLM, ShareGPT, Mooncake or request-body files",
+		Long: `Export writes a recording in another tool's format:
+
+  vllm      the conversations as vLLM's multi-turn benchmark reads them
+            ([{"id", "messages"}], each conversation's full message list and last reply)
+  sharegpt  [{"id", "conversations": [{"from", "value"}]}]
+  mooncake  JSONL of timestamp (ms), input_length, output_length and hash_ids (blocks of
+            --block-size tokens of the real prompt tokens, hashed with a salt that is never
+            written), plus session_id and delay (ms) on multi-turn conversations (AIPerf)
+  requests  JSONL of the exact request bodies with their offsets from the recording's start:
+            {"offset_ms", "conversation", "turn", "method", "path", "body"}
+
+Prompts of imported traces (mooncake, azure) are materialized from the built-in text, or from
+--text-file. See docs/datasets.md.`,
+		Example: `  llmtape export --format vllm -o conversations.json
+  llmtape export --format mooncake --recording 2 -o trace.jsonl
+  llmtape export --format requests | jq -c .body`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !slices.Contains(dataset.ExportFormats, cfg.Format) {
+				return usageErrorf("--format %q: want one of %s", cfg.Format, strings.Join(dataset.ExportFormats, ", "))
+			}
+			if cfg.BlockSize <= 0 {
+				return usageErrorf("--block-size %d: want a positive number of tokens", cfg.BlockSize)
+			}
+			if textFile != "" || tokenizer != "" {
+				text := synth.DefaultText()
+				if textFile != "" {
+					var err error
+					if text, err = os.ReadFile(textFile); err != nil {
+						return fmt.Errorf("export: text file: %w", err)
+					}
+				}
+				m, err := synth.New(text, tokenizer)
+				if err != nil {
+					return fmt.Errorf("export: text file %s: %w", textFile, err)
+				}
+				cfg.Materializer = m
+			}
+			st, err := openStoreRead(cmd)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			rec, err := analyze.FindRecording(st, recording)
+			if err != nil {
+				if errors.Is(err, analyze.ErrNoRecording) {
+					return fmt.Errorf("export: %w (record or import one first)", err)
+				}
+				return fmt.Errorf("export: %w", err)
+			}
+			var w io.Writer = cmd.OutOrStdout()
+			var f *os.File
+			if output != "" && output != "-" {
+				// Write beside the target and rename, so a failed export leaves no partial file.
+				f, err = os.CreateTemp(filepath.Dir(output), "."+filepath.Base(output)+".*")
+				if err != nil {
+					return fmt.Errorf("export: create output: %w", err)
+				}
+				defer os.Remove(f.Name())
+				defer f.Close()
+				w = f
+			}
+			stats, err := dataset.Export(cmd.Context(), st, rec.ID, w, cfg)
+			if err != nil {
+				return err
+			}
+			if f != nil {
+				if err := f.Close(); err != nil {
+					return fmt.Errorf("export: write output: %w", err)
+				}
+				if err := os.Rename(f.Name(), output); err != nil {
+					return fmt.Errorf("export: %w", err)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "exported recording %d %q as %s to %s: %d conversations, %d turns\n",
+					rec.ID, rec.Name, cfg.Format, output, stats.Conversations, stats.Turns)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Format, "format", "", "output format: "+strings.Join(dataset.ExportFormats, ", ")+" (required)")
+	cmd.Flags().StringVar(&recording, "recording", "latest", "recording to export: id, name or latest")
+	cmd.Flags().StringVarP(&output, "output", "o", "-", "write to this file instead of stdout (-)")
+	cmd.Flags().IntVar(&cfg.BlockSize, "block-size", dataset.DefaultBlockSize, "tokens per hash_ids block (mooncake)")
+	cmd.Flags().StringVar(&textFile, "text-file", "", "text to materialize synthetic prompts from (default the built-in text)")
+	cmd.Flags().StringVar(&tokenizer, "tokenizer", "", "tiktoken encoding for synthetic prompts and hash_ids: o200k_base (default) or cl100k_base")
+	_ = cmd.MarkFlagRequired("format")
+	return cmd
+}
