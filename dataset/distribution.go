@@ -35,7 +35,7 @@ type Distribution struct {
 
 // distFields are the JSON fields of a distribution, as numbers kept as written.
 type distFields struct {
-	Distribution *string        `json:"distribution"`
+	Distribution *string         `json:"distribution"`
 	Value        json.RawMessage `json:"value"`
 	Min          json.RawMessage `json:"min"`
 	Max          json.RawMessage `json:"max"`
