@@ -1,0 +1,354 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/replay"
+	"github.com/llmtape/llmtape/tape"
+)
+
+func init() { register(newReplayCmd) }
+
+// replayOptions binds the flags of `llmtape replay` to a replay.Config.
+type replayOptions struct {
+	cfg        replay.Config
+	arrival    string
+	think      string
+	thinkScale float64
+	output     string
+	warmup     string
+	sample     string
+	shard      string
+	startAt    string
+	headers    []string
+	apiKeyEnv  string
+	slo        string
+	jsonFile   string
+	progress   time.Duration
+}
+
+func (o *replayOptions) bind(cmd *cobra.Command) {
+	f := cmd.Flags()
+	c := &o.cfg
+	f.StringVar(&c.Target, "target", "", "base URL of the server to replay against, e.g. http://127.0.0.1:8000 (required)")
+	f.Uint64Var(&c.Recording, "recording", 0, "recording id to replay (default: the latest complete one)")
+	f.StringVar(&c.Name, "name", "", `name of the run (default "replay <start time>")`)
+	f.StringVar(&o.arrival, "arrival", "original", "conversation arrivals: original (recorded offsets / --speed), poisson, gamma (at --rate) or all (as slots free up)")
+	f.Float64Var(&c.Rate, "rate", 0, "conversations per second for --arrival poisson or gamma")
+	f.Float64Var(&c.Burstiness, "burstiness", replay.DefaultBurstiness, "gamma shape for --arrival gamma (1 = poisson, < 1 burstier)")
+	f.Float64Var(&c.Speed, "speed", replay.DefaultSpeed, "divide recorded arrival offsets (and by default think times) by this")
+	f.StringVar(&o.think, "think", "original", "think time before each next turn: original (recorded × --think-scale), none, or a duration")
+	f.Float64Var(&o.thinkScale, "think-scale", 1, "multiply recorded think times (default 1/--speed)")
+	f.StringVar((*string)(&c.History), "history", "recorded", "history: recorded (send the recorded messages) or live (the target's own replies)")
+	f.StringVar(&o.output, "output", "recorded", "output length: recorded (max_tokens = recorded completion tokens), request (as sent), or N tokens")
+	f.BoolVar(&c.IgnoreEOS, "ignore-eos", false, "add vLLM's ignore_eos and min_tokens so outputs have exactly the set length")
+	f.StringVar(&c.Model, "model", "", "replace the model of every request")
+	f.IntVar(&c.MaxConcurrency, "max-concurrency", 0, "most requests in flight at once (0: no limit)")
+	f.IntVar(&c.MaxConversations, "max-conversations", 0, "most conversations active at once (0: no limit)")
+	f.DurationVar(&c.Duration, "duration", 0, "stop scheduling after this long; in-flight requests finish (0: no limit)")
+	f.IntVar(&c.MaxRequests, "max-requests", 0, "stop after sending this many requests (0: no limit)")
+	f.StringVar(&o.warmup, "warmup", "", "exclude from statistics the requests scheduled in this first duration (e.g. 30s), or the first N requests")
+	f.StringVar(&o.sample, "sample", "", "replay a fraction (0.1) or a number (500) of whole conversations, chosen by --seed")
+	f.StringVar(&o.shard, "shard", "", "replay shard i of n (i/n, e.g. 0/3), split by conversation id, for several machines")
+	f.StringVar(&o.startAt, "start-at", "", "start at this wall-clock time (RFC 3339 or Unix seconds), so shards on several machines start together")
+	f.Int64Var(&c.Seed, "seed", 0, "seed of poisson/gamma arrivals and of --sample")
+	f.StringArrayVar(&o.headers, "header", nil, "add a request header K:V (repeatable)")
+	f.StringVar(&o.apiKeyEnv, "api-key-env", replay.DefaultAPIKeyEnv, "environment variable holding the API key, sent as a bearer token and never stored")
+	f.DurationVar(&c.Timeout, "timeout", replay.DefaultTimeout, "limit of each request attempt, first byte to last")
+	f.IntVar(&c.Retries, "retries", 0, "retry a failed request up to N times (counted in the summary)")
+	f.StringVar((*string)(&c.OnError), "on-error", "continue", "after a failed request: continue (with the recorded reply in the history) or stop-conversation")
+	f.StringVar(&o.slo, "slo", "", "objectives for goodput, e.g. ttft=500ms,tpot=50ms,e2e=10s")
+	f.StringVar(&o.jsonFile, "json", "", "also write the summary as JSON to this file (- for stdout)")
+	f.DurationVar(&o.progress, "progress-interval", 10*time.Second, "interval of the plain progress lines when stderr is not a terminal (0: none)")
+}
+
+// config turns the flags into a replay.Config; bad values are usage errors.
+func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
+	c := o.cfg
+	if c.Target == "" {
+		return c, usageErrorf("--target is required (the base URL of the server to replay against)")
+	}
+	c.Arrival = replay.Arrival(o.arrival)
+	switch o.think {
+	case "original":
+		c.Think = replay.ThinkOriginal
+	case "none":
+		c.Think = replay.ThinkNone
+	default:
+		d, err := time.ParseDuration(o.think)
+		if err != nil || d < 0 {
+			return c, usageErrorf("--think %q: want original, none or a duration such as 2s", o.think)
+		}
+		c.Think, c.ThinkTime = replay.ThinkFixed, d
+	}
+	if cmd.Flags().Changed("think-scale") {
+		s := o.thinkScale
+		c.ThinkScale = &s
+	}
+	switch o.output {
+	case "recorded":
+		c.Output = replay.OutputRecorded
+	case "request":
+		c.Output = replay.OutputRequest
+	default:
+		n, err := strconv.Atoi(o.output)
+		if err != nil || n <= 0 {
+			return c, usageErrorf("--output %q: want recorded, request or a number of tokens", o.output)
+		}
+		c.Output, c.OutputTokens = replay.OutputFixed, n
+	}
+	if o.warmup != "" {
+		if n, err := strconv.Atoi(o.warmup); err == nil && n >= 0 {
+			c.WarmupRequests = n
+		} else if d, err := time.ParseDuration(o.warmup); err == nil && d >= 0 {
+			c.Warmup = d
+		} else {
+			return c, usageErrorf("--warmup %q: want a duration (30s) or a number of requests", o.warmup)
+		}
+	}
+	if o.sample != "" {
+		v, err := strconv.ParseFloat(o.sample, 64)
+		switch {
+		case err != nil || v <= 0:
+			return c, usageErrorf("--sample %q: want a fraction (0.1) or a number of conversations", o.sample)
+		case v < 1:
+			c.Sample = v
+		case v == float64(int(v)):
+			c.SampleCount = int(v)
+		default:
+			return c, usageErrorf("--sample %q: want a fraction below 1 or a whole number", o.sample)
+		}
+	}
+	if o.shard != "" {
+		i, n, err := replay.ParseShard(o.shard)
+		if err != nil {
+			return c, usageErrorf("--shard: %v", err)
+		}
+		c.Shard, c.Shards = i, n
+	}
+	if o.startAt != "" {
+		if t, err := time.Parse(time.RFC3339Nano, o.startAt); err == nil {
+			c.StartAt = t
+		} else if s, err := strconv.ParseFloat(o.startAt, 64); err == nil {
+			c.StartAt = time.Unix(0, int64(s*1e9))
+		} else {
+			return c, usageErrorf("--start-at %q: want RFC 3339 (2026-01-02T15:04:05Z) or Unix seconds", o.startAt)
+		}
+	}
+	if len(o.headers) > 0 {
+		c.Header = http.Header{}
+		for _, h := range o.headers {
+			k, v, ok := strings.Cut(h, ":")
+			if !ok || strings.TrimSpace(k) == "" {
+				return c, usageErrorf("--header %q: want Name:value", h)
+			}
+			c.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+		}
+	}
+	if o.apiKeyEnv != "" {
+		c.APIKey = os.Getenv(o.apiKeyEnv)
+	}
+	slo, err := metrics.ParseSLO(o.slo)
+	if err != nil {
+		return c, usageErrorf("--slo: %v", err)
+	}
+	c.SLO = slo
+	return c, nil
+}
+
+func newReplayCmd() *cobra.Command {
+	o := &replayOptions{}
+	cmd := &cobra.Command{
+		Use:   "replay",
+		Short: "Re-send recorded conversations to a server with the original or scaled timing and measure it",
+		Long: `Replay sends the conversations of a recording to --target, each at its recorded arrival
+(divided by --speed) or by a poisson/gamma process, and each next turn when the previous reply
+in this replay has ended plus the think time (closed loop per conversation). Every request is
+streamed with usage and measured: TTFT, ITL, TPOT, E2E, tokens, cached tokens, schedule lag and
+errors by class. Results are written to the store as they finish; the run, its summary and its
+HDR histograms are saved at the end. Errors never stop the run.
+
+Ctrl-C stops scheduling and lets requests in flight finish; a second Ctrl-C cancels them. The
+partial run is saved, the summary printed, and the exit status is 130. See docs/replay.md.`,
+		Example: `  llmtape replay --target http://127.0.0.1:8000
+  llmtape replay --target http://gpu-2:8000/v1 --recording 3 --speed 2 --slo ttft=500ms,tpot=50ms
+  llmtape replay --target http://127.0.0.1:8000 --arrival poisson --rate 5 --think none --history live
+  llmtape replay --target http://10.0.0.5:8000 --shard 1/3 --start-at 2026-01-02T15:00:00Z --json run.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	o.bind(cmd)
+	return cmd
+}
+
+func (o *replayOptions) run(cmd *cobra.Command) error {
+	cfg, err := o.config(cmd)
+	if err != nil {
+		return err
+	}
+	path := storePath(cmd)
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	st, err := tape.Open(path, nil)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+	r, err := replay.New(st, cfg)
+	if errors.Is(err, replay.ErrConfig) {
+		return usageErrorf("%v", err)
+	}
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	stderr := cmd.ErrOrStderr()
+	full := r.Config()
+	fmt.Fprintf(stderr, "replaying %d conversations (%d requests) of recording %d against %s\n",
+		len(r.Conversations()), r.Progress().Planned, full.Recording, full.Target)
+
+	// The first Ctrl-C (ctx) stops scheduling; a second one cancels requests in flight.
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+			return
+		}
+		p := r.Progress()
+		fmt.Fprintf(stderr, "\ninterrupted: letting %d requests in flight finish (Ctrl-C again to cancel them)\n", p.InFlight)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sig)
+		select {
+		case <-sig:
+			fmt.Fprintln(stderr, "canceling requests in flight")
+			r.Abort()
+		case <-done:
+		}
+	}()
+	stopProgress := startProgress(r, stderr, o.progress)
+	rep, runErr := r.Run(ctx)
+	stopProgress()
+	close(done)
+	if rep == nil {
+		return fmt.Errorf("replay: %w", runErr)
+	}
+	out := cmd.OutOrStdout()
+	if err := rep.Summary.WriteTable(out); err != nil {
+		return err
+	}
+	state := "complete"
+	if rep.Run.Partial {
+		state = "partial"
+	}
+	fmt.Fprintf(out, "run %d %q saved (%s, %d results)\n", rep.Run.ID, rep.Run.Name, state, rep.Run.Requests)
+	if rep.Skipped > 0 {
+		fmt.Fprintf(stderr, "skipped %d turns that cannot be sent: %s\n", rep.Skipped, strings.Join(rep.SkipReasons, "; "))
+	}
+	if rep.Lost > 0 {
+		fmt.Fprintf(stderr, "warning: %d results could not be written to the store\n", rep.Lost)
+	}
+	if o.jsonFile != "" {
+		if err := writeSummaryJSON(o.jsonFile, out, rep.Summary); err != nil {
+			return err
+		}
+	}
+	if runErr != nil {
+		return fmt.Errorf("replay: %w", runErr)
+	}
+	if ctx.Err() != nil {
+		return exitError{130, ""}
+	}
+	return nil
+}
+
+func writeSummaryJSON(path string, stdout io.Writer, s metrics.Summary) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode summary: %w", err)
+	}
+	b = append(b, '\n')
+	if path == "-" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("write summary: %w", err)
+	}
+	return nil
+}
+
+// startProgress shows progress on stderr: a bar redrawn in place when stderr is a terminal,
+// else a plain line every interval. It returns a function that stops it.
+func startProgress(r *replay.Replayer, w io.Writer, interval time.Duration) func() {
+	tty := false
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		tty = true
+		interval = 250 * time.Millisecond
+	}
+	if interval <= 0 {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		var lastDone int64
+		lastAt := time.Now()
+		for {
+			select {
+			case <-stop:
+				if tty {
+					fmt.Fprint(w, "\r\033[K")
+				}
+				return
+			case now := <-t.C:
+				p := r.Progress()
+				rate := float64(p.Done-lastDone) / now.Sub(lastAt).Seconds()
+				lastDone, lastAt = p.Done, now
+				if tty {
+					fmt.Fprintf(w, "\r\033[K%s", progressBar(p, rate))
+				} else {
+					fmt.Fprintf(w, "%s  %d/%d requests, %d errors, %.1f req/s, %d in flight\n",
+						p.Elapsed.Round(time.Second), p.Done, p.Planned, p.Errors, rate, p.InFlight)
+				}
+			}
+		}
+	}()
+	return func() { close(stop); <-finished }
+}
+
+// progressBar renders one line of at most 80 columns.
+func progressBar(p replay.Progress, rate float64) string {
+	const width = 30
+	frac := 0.0
+	if p.Planned > 0 {
+		frac = min(float64(p.Done)/float64(p.Planned), 1)
+	}
+	n := int(frac * width)
+	bar := strings.Repeat("=", n) + strings.Repeat(" ", width-n)
+	return fmt.Sprintf("[%s] %d/%d %d err %.1f req/s %s", bar, p.Done, p.Planned, p.Errors, rate,
+		p.Elapsed.Round(time.Second))
+}

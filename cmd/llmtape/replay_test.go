@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/llmtape/llmtape/replay"
+	"github.com/llmtape/llmtape/sim"
+	"github.com/llmtape/llmtape/tape"
+	"github.com/llmtape/llmtape/tape/tapetest"
+)
+
+// replayStore writes a store of n conversations of turns each (recorded think time 1 s) and
+// returns its path.
+func replayStore(t *testing.T, n, turns int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "replay.db")
+	s, err := tape.Open(path, &tape.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := tapetest.Recording(t, s)
+	rng := rand.New(rand.NewPCG(5, 6))
+	err = s.Update(func(tx *tape.Tx) error {
+		for i := range n {
+			c := tapetest.NewChat(rng, rec.ID, s.NextConversationID(), tapetest.Config{Turns: turns, MessageBytes: 80})
+			c.Conversation.Arrival = time.Duration(i) * 10 * time.Millisecond
+			for _, turn := range c.Turns {
+				turn.Tokens.Completion = 20
+			}
+			if err := c.Write(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func replaySim(t *testing.T, cfg sim.Config) string {
+	t.Helper()
+	cfg.Tokenizer = "approx"
+	srv, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, err := srv.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return url
+}
+
+func replayExec(ctx context.Context, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestReplayCommand(t *testing.T) {
+	path := replayStore(t, 6, 3)
+	url := replaySim(t, sim.Config{TTFT: time.Millisecond, ITL: 100 * time.Microsecond})
+	jsonPath := filepath.Join(t.TempDir(), "summary.json")
+	code, out, errOut := replayExec(context.Background(), "replay", "--store", path, "--target", url,
+		"--think", "none", "--speed", "10", "--name", "cli test", "--slo", "ttft=1s", "--json", jsonPath,
+		"--header", "X-Test: 1", "--max-concurrency", "4")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"ttft_ms", "itl_ms", "e2e_ms", "goodput", "schedule lag", `run 1 "cli test" saved (complete, 18 results)`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum map[string]json.RawMessage
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"requests", "throughput", "ttft_ms", "tpot_ms", "itl_ms", "e2e_ms",
+		"schedule_lag_ms", "goodput", "by_turn"} {
+		if _, ok := sum[k]; !ok {
+			t.Errorf("--json lacks %q", k)
+		}
+	}
+	var req struct{ Total, OK int }
+	_ = json.Unmarshal(sum["requests"], &req)
+	if req.Total != 18 || req.OK != 18 {
+		t.Errorf("requests %+v", req)
+	}
+	// The run is listed.
+	code, out, errOut = replayExec(context.Background(), "ls", "--store", path)
+	if code != 0 || !strings.Contains(out, "cli test") {
+		t.Errorf("ls: exit %d %s\n%s", code, errOut, out)
+	}
+}
+
+func TestReplayUsageErrors(t *testing.T) {
+	path := replayStore(t, 1, 1)
+	for _, args := range [][]string{
+		{"replay", "--store", path},
+		{"replay", "--store", path, "--target", "http://x", "--think", "later"},
+		{"replay", "--store", path, "--target", "http://x", "--output", "-3"},
+		{"replay", "--store", path, "--target", "http://x", "--shard", "3/3"},
+		{"replay", "--store", path, "--target", "http://x", "--slo", "ttft=fast"},
+		{"replay", "--store", path, "--target", "http://x", "--warmup", "soon"},
+		{"replay", "--store", path, "--target", "http://x", "--sample", "1.5"},
+		{"replay", "--store", path, "--target", "http://x", "--header", "novalue"},
+		{"replay", "--store", path, "--target", "http://x", "--arrival", "poisson"},
+		{"replay", "--store", path, "--target", "http://x", "--start-at", "tomorrow"},
+	} {
+		code, _, errOut := replayExec(context.Background(), args...)
+		if code != 2 || !strings.HasPrefix(errOut, "llmtape: ") || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q", args[3:], code, errOut)
+		}
+	}
+	code, _, errOut := replayExec(context.Background(), "replay", "--store", filepath.Join(t.TempDir(), "none.db"), "--target", "http://x")
+	if code != 1 || !strings.Contains(errOut, "open store") {
+		t.Errorf("missing store: exit %d %q", code, errOut)
+	}
+}
+
+func TestReplayInterruptSavesPartialRun(t *testing.T) {
+	path := replayStore(t, 20, 5)
+	// 20 tokens × 5 ms ≈ 100 ms a request; 100 requests, 4 at a time: about 2.5 s in all.
+	url := replaySim(t, sim.Config{TTFT: time.Millisecond, ITL: 5 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		time.Sleep(700 * time.Millisecond) // the Ctrl-C, halfway; not an assertion
+		cancel()
+	}()
+	code, out, errOut := replayExec(ctx, "replay", "--store", path, "--target", url, "--think", "none",
+		"--arrival", "all", "--max-concurrency", "4", "--name", "halfway")
+	if code != 130 {
+		t.Fatalf("exit %d, want 130: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "interrupted") || !strings.Contains(out, "partial") {
+		t.Errorf("stderr %q\nstdout %s", errOut, out)
+	}
+	code, out, errOut = replayExec(context.Background(), "ls", "--store", path, "--format", "json")
+	if code != 0 {
+		t.Fatalf("ls: %d %s", code, errOut)
+	}
+	if !strings.Contains(out, "halfway") {
+		t.Errorf("ls does not show the partial run:\n%s", out)
+	}
+	s, err := tape.Open(path, &tape.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	run, err := s.FindRun("halfway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !run.Partial || run.Requests == 0 || run.Requests >= 100 || len(run.Summary) == 0 || len(run.Histograms) == 0 {
+		t.Errorf("run: partial %v requests %d summary %d bytes histograms %d", run.Partial, run.Requests,
+			len(run.Summary), len(run.Histograms))
+	}
+}
+
+func TestProgressBar(t *testing.T) {
+	line := progressBar(replayProgress(50, 100), 12.5)
+	if !strings.Contains(line, "50/100") || len(line) > 80 {
+		t.Errorf("bar %q", line)
+	}
+}
+
+func replayProgress(done, planned int64) (p replay.Progress) {
+	p.Done, p.Planned = done, planned
+	return p
+}
