@@ -125,7 +125,9 @@ func chatBody(msgs ...map[string]any) []byte {
 	return b
 }
 
-func msg(role, content string) map[string]any { return map[string]any{"role": role, "content": content} }
+func msg(role, content string) map[string]any {
+	return map[string]any{"role": role, "content": content}
+}
 
 // turnInfo is a stored turn with its rebuilt message list.
 type turnInfo struct {

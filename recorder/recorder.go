@@ -23,6 +23,10 @@ const (
 	DefaultMaxOpen = 20000
 )
 
+// infoCacheSize bounds the per-message cache (hashes and token counts of the messages that
+// conversations re-send every turn): about 100 bytes an entry.
+const infoCacheSize = 1 << 17
+
 // DefaultSessionHeaders are the request headers whose value names a conversation explicitly,
 // in priority order.
 var DefaultSessionHeaders = []string{"X-Session-ID", "X-Conversation-ID", "Helicone-Session-Id"}
@@ -148,7 +152,7 @@ func New(store *tape.Store, cfg Config) (*Recorder, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	r.p = parser{cache: newInfoCache(1 << 18), redact: make(map[string]struct{})}
+	r.p = parser{cache: newInfoCache(infoCacheSize), redact: make(map[string]struct{})}
 	for _, h := range append(append([]string{}, DefaultSessionHeaders...), cfg.SessionHeaders...) {
 		r.p.sessionHeaders = append(r.p.sessionHeaders, http.CanonicalHeaderKey(h))
 	}

@@ -1,0 +1,125 @@
+package recorder_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/llmtape/llmtape/proxy"
+	"github.com/llmtape/llmtape/recorder"
+	"github.com/llmtape/llmtape/tape"
+)
+
+// shortExchanges makes n exchanges of 4-turn conversations with 8-event streamed replies, as
+// a chat client would send them: turn k echoes the replies of turns 0..k-1.
+func shortExchanges(n int) []*proxy.Exchange {
+	xs := make([]*proxy.Exchange, 0, n)
+	at := t0
+	for c := 0; len(xs) < n; c++ {
+		msgs := []map[string]any{msg("system", "You are a helpful assistant.")}
+		for k := 0; k < 4 && len(xs) < n; k++ {
+			msgs = append(msgs, msg("user", fmt.Sprintf("conversation %d, question %d: what next?", c, k)))
+			reply := fmt.Sprintf("answer %d %d one two three four five six", c, k)
+			xs = append(xs, exchange(at, chatPath, chatBody(msgs...), 200, "text/event-stream", sseOf(reply, true)))
+			msgs = append(msgs, msg("assistant", reply))
+			at = at.Add(time.Millisecond)
+		}
+	}
+	// Interleave conversations: 64 of them at a time, one turn each in turn.
+	out := make([]*proxy.Exchange, 0, n)
+	const width = 64 * 4
+	for base := 0; base < len(xs); base += width {
+		end := min(base+width, len(xs))
+		for k := 0; k < 4; k++ {
+			for i := base + k; i < end; i += 4 {
+				out = append(out, xs[i])
+			}
+		}
+	}
+	return out
+}
+
+// BenchmarkRecorder measures how many short exchanges a second the recorder parses, stitches
+// and commits (to a store on disk with fsync), capturing as fast as it keeps up: the figure
+// that matters is exchanges/s with not_recorded 0.
+func BenchmarkRecorder(b *testing.B) {
+	b.ReportAllocs()
+	xs := shortExchanges(b.N)
+	s, err := tape.Open(filepath.Join(b.TempDir(), "bench.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	r, err := recorder.New(s, recorder.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for _, x := range xs {
+		// A client cannot outrun the recorder by more than the queue: pace like live traffic
+		// that the recorder keeps up with.
+		for r.Stats().QueueDepth > recorder.DefaultQueueSize/2 {
+			runtime.Gosched()
+		}
+		r.Capture(x)
+	}
+	if err := r.Close(); err != nil {
+		b.Fatal(err)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	st := r.Stats()
+	if st.Recorded != uint64(b.N) {
+		b.Fatalf("recorded %d of %d (%+v)", st.Recorded, b.N, st)
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "exchanges/s")
+	b.ReportMetric(float64(st.NotRecorded), "not_recorded")
+}
+
+// BenchmarkStitchManyOpen measures one continuation while 10,000 conversations are open: the
+// index makes it cost O(messages), not O(conversations).
+func BenchmarkStitchManyOpen(b *testing.B) {
+	b.ReportAllocs()
+	s, err := tape.Open(filepath.Join(b.TempDir(), "bench.db"), &tape.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	r, err := recorder.New(s, recorder.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	warm := shortExchanges(10000 * 4)
+	xs := shortExchanges(len(warm) + b.N)[len(warm):]
+	for _, x := range warm {
+		for r.Stats().QueueDepth > recorder.DefaultQueueSize/2 {
+			runtime.Gosched()
+		}
+		r.Capture(x)
+	}
+	for r.Stats().QueueDepth > 0 {
+		runtime.Gosched()
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for _, x := range xs {
+		for r.Stats().QueueDepth > recorder.DefaultQueueSize/2 {
+			runtime.Gosched()
+		}
+		r.Capture(x)
+	}
+	for r.Stats().QueueDepth > 0 {
+		runtime.Gosched()
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	open := r.Stats().Open
+	if err := r.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "exchanges/s")
+	b.ReportMetric(float64(open), "open")
+}
