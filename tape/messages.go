@@ -100,7 +100,7 @@ func decodeJSON(b []byte) (any, bool) {
 	if err := d.Decode(&v); err != nil {
 		return nil, false
 	}
-	if _, err := d.Token(); err == nil {
+	if len(bytes.TrimLeft(b[d.InputOffset():], " \t\r\n")) > 0 {
 		return nil, false // trailing data
 	}
 	return v, true

@@ -1,0 +1,91 @@
+package tape_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/llmtape/llmtape/tape"
+)
+
+func TestJSONEqual(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{`{"role":"user","content":"hi"}`, `{"content":"hi","role":"user"}`, true},
+		{`{"a": [1, 2, {"b": null}]}`, "{\"a\":[1,2,{\"b\":null}]}\n", true},
+		{`{"a":1}`, `{"a":1.0}`, true},
+		{`{"a":1}`, `{"a":1e0}`, true},
+		{`{"a":100}`, `{"a":1E2}`, true},
+		{`12345678901234567890`, `12345678901234567891`, false},
+		{`"\u00e9<>&"`, `"é<>&"`, true},
+		{`"\ud83d\ude00"`, `"😀"`, true},
+		{`{"a":1}`, `{"a":2}`, false},
+		{`{"a":1}`, `{"a":1,"b":2}`, false},
+		{`[1,2]`, `[2,1]`, false},
+		{`{"a":"1"}`, `{"a":1}`, false},
+		{`null`, `{}`, false},
+		{`true`, `true`, true},
+		{`{"a":1} x`, `{"a":1}`, false},
+		{`{`, `{`, true}, // identical bytes
+		{`{`, `{ `, false},
+		{``, `null`, false},
+	}
+	for _, tt := range tests {
+		if got := tape.JSONEqual([]byte(tt.a), []byte(tt.b)); got != tt.want {
+			t.Errorf("JSONEqual(%s, %s) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+		if got := tape.JSONEqual([]byte(tt.b), []byte(tt.a)); got != tt.want {
+			t.Errorf("JSONEqual(%s, %s) = %v, want %v (reversed)", tt.b, tt.a, got, tt.want)
+		}
+	}
+}
+
+func TestReplyMessage(t *testing.T) {
+	tools := json.RawMessage(`[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}}]`)
+	tests := []struct {
+		name string
+		resp tape.Response
+		want string
+	}{
+		{"text", tape.Response{Content: "Hello <b>\"world\"</b>\n\u2028"}, `{"role":"assistant","content":"Hello <b>\"world\"</b>\n\u2028"}`},
+		{"empty", tape.Response{}, `{"role":"assistant","content":""}`},
+		{"tool calls", tape.Response{ToolCalls: tools}, `{"role":"assistant","content":null,"tool_calls":` + string(tools) + `}`},
+		{"text and tool calls", tape.Response{Content: "x", ToolCalls: tools}, `{"role":"assistant","content":"x","tool_calls":` + string(tools) + `}`},
+		{"null tool calls", tape.Response{Content: "x", ToolCalls: json.RawMessage(`null`)}, `{"role":"assistant","content":"x"}`},
+		{"control and invalid utf-8", tape.Response{Content: "a\x01b\xffc\t"}, `{"role":"assistant","content":"a\u0001b\ufffdc\t"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tape.ReplyMessage(&tape.Turn{Response: tt.resp})
+			if !json.Valid(got) {
+				t.Fatalf("invalid JSON %s", got)
+			}
+			if !tape.JSONEqual(got, []byte(tt.want)) {
+				t.Errorf("ReplyMessage = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzJSONEqual: JSONEqual compares client-sent bodies; it must not panic, must find every
+// valid value equal to itself and to its re-encoding, and be symmetric.
+func FuzzJSONEqual(f *testing.F) {
+	f.Add([]byte(`{"role":"user","content":"hi"}`), []byte(`{"content":"hi","role":"user"}`))
+	f.Add([]byte(`[1,1.0,1e400,-0]`), []byte(`[1, 1, 1e400, 0]`))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		if tape.JSONEqual(a, b) != tape.JSONEqual(b, a) {
+			t.Fatalf("not symmetric: %q %q", a, b)
+		}
+		var v any
+		if json.Unmarshal(a, &v) == nil {
+			if !tape.JSONEqual(a, a) {
+				t.Fatalf("not equal to itself: %q", a)
+			}
+		}
+		// ReplyMessage always gives valid JSON.
+		if m := tape.ReplyMessage(&tape.Turn{Response: tape.Response{Content: string(a)}}); !json.Valid(m) {
+			t.Fatalf("ReplyMessage(%q) = %s is not valid JSON", a, m)
+		}
+	})
+}

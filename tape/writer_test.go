@@ -1,0 +1,168 @@
+package tape_test
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/llmtape/llmtape/tape"
+	"github.com/llmtape/llmtape/tape/tapetest"
+)
+
+func TestWriterReportsLostRecords(t *testing.T) {
+	s := tapetest.MustOpen(t)
+	rec := tapetest.Recording(t, s)
+	var mu sync.Mutex
+	var lost []tape.Record
+	w := s.NewWriter(tape.WriterConfig{MaxBatch: 100, MaxDelay: time.Hour, OnLost: func(r tape.Record, err error) {
+		if !errors.Is(err, tape.ErrNotFound) {
+			t.Errorf("lost for %v, want ErrNotFound", err)
+		}
+		mu.Lock()
+		lost = append(lost, r)
+		mu.Unlock()
+	}})
+	conv := &tape.Conversation{ID: s.NextConversationID(), Recording: rec.ID}
+	good := &tape.Turn{Conversation: conv.ID, Index: 0}
+	orphan := &tape.Turn{Conversation: 999_999, Index: 0} // no such conversation
+	badResult := &tape.Result{Run: 12345, Seq: 1}         // no such run
+	for _, r := range []tape.Record{conv, good, orphan, badResult} {
+		if err := w.Put(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One bad record fails its batch; the writer retries the others one by one.
+	if err := w.Flush(); !errors.Is(err, tape.ErrNotFound) {
+		t.Errorf("Flush: %v, want the commit error", err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Errorf("second Flush: %v, want nil (nothing failed since)", err)
+	}
+	err := w.Close()
+	if err == nil || !strings.Contains(err.Error(), "2 records lost") {
+		t.Errorf("Close: %v, want 2 records lost", err)
+	}
+	if st := w.Stats(); st.Committed != 2 || st.Lost != 2 || st.Queued != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if len(lost) != 2 || lost[0] != tape.Record(orphan) || lost[1] != tape.Record(badResult) {
+		t.Errorf("OnLost got %v", lost)
+	}
+	if _, err := s.Turn(conv.ID, 0); err != nil {
+		t.Errorf("the good turn was not committed: %v", err)
+	}
+	if err := w.Put(good); !errors.Is(err, tape.ErrClosed) {
+		t.Errorf("Put after Close: %v", err)
+	}
+	if w.TryPut(good) {
+		t.Error("TryPut after Close succeeded")
+	}
+	if err := w.Flush(); !errors.Is(err, tape.ErrClosed) {
+		t.Errorf("Flush after Close: %v", err)
+	}
+}
+
+func TestWriterStoreClosedUnderneath(t *testing.T) {
+	s := tapetest.MustOpen(t)
+	rec := tapetest.Recording(t, s)
+	w := s.NewWriter(tape.WriterConfig{MaxDelay: time.Hour})
+	if err := w.Put(&tape.Conversation{ID: 1, Recording: rec.ID}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := w.Close(); !errors.Is(err, tape.ErrClosed) {
+		t.Errorf("Close: %v, want ErrClosed", err)
+	}
+	if st := w.Stats(); st.Lost != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestWriterTryPutFull(t *testing.T) {
+	s := tapetest.MustOpen(t)
+	rec := tapetest.Recording(t, s)
+	// Hold the writer's transaction up so that the queue fills: an Update that waits.
+	release := make(chan struct{})
+	started := make(chan struct{})
+	go s.Update(func(*tape.Tx) error { close(started); <-release; return nil })
+	<-started
+	w := s.NewWriter(tape.WriterConfig{QueueSize: 4, MaxBatch: 1})
+	accepted := 0
+	for i := range 50 {
+		if w.TryPut(&tape.Conversation{ID: uint64(i + 1), Recording: rec.ID}) {
+			accepted++
+		}
+	}
+	if accepted >= 50 || accepted < 4 {
+		t.Errorf("TryPut accepted %d of 50 with a queue of 4", accepted)
+	}
+	close(release)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Stats(); st.Committed != int64(accepted) {
+		t.Errorf("stats %+v, want %d committed", st, accepted)
+	}
+	r, _ := s.Recording(rec.ID)
+	if r.Conversations != accepted {
+		t.Errorf("recording has %d conversations, want %d", r.Conversations, accepted)
+	}
+}
+
+func TestWriterBatchesByDelay(t *testing.T) {
+	s := tapetest.MustOpen(t)
+	rec := tapetest.Recording(t, s)
+	w := s.NewWriter(tape.WriterConfig{MaxBatch: 1000, MaxDelay: 5 * time.Millisecond})
+	defer w.Close()
+	id := s.NextConversationID()
+	if err := w.Put(&tape.Conversation{ID: id, Recording: rec.ID}); err != nil {
+		t.Fatal(err)
+	}
+	// Committed by the delay, without Flush: poll the store (bounded).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := s.Conversation(id); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("conversation not committed within 10s of a 5ms MaxDelay")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st := w.Stats(); st.Batches != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestWriterReusedValues: the caller may reuse a Turn once Put returns.
+func TestWriterReusedValues(t *testing.T) {
+	s := tapetest.MustOpen(t)
+	rec := tapetest.Recording(t, s)
+	chat := tapetest.NewChat(rand.New(rand.NewPCG(1, 1)), rec.ID, s.NextConversationID(), tapetest.Config{Turns: 5})
+	w := s.NewWriter(tape.WriterConfig{MaxDelay: time.Hour})
+	w.Put(chat.Conversation)
+	var scratch tape.Turn
+	for _, turn := range chat.Turns {
+		scratch = *turn
+		w.Put(&scratch)
+		scratch.Response.Content = "overwritten"
+		scratch.Index = 99
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	s.Turns(chat.Conversation.ID, func(turn *tape.Turn) error {
+		if turn.Response.Content != chat.Turns[n].Response.Content || turn.Index != n {
+			t.Errorf("turn %d: %q", turn.Index, turn.Response.Content)
+		}
+		n++
+		return nil
+	})
+	if n != 5 {
+		t.Errorf("%d turns", n)
+	}
+}
