@@ -18,7 +18,8 @@ type Recording struct {
 	// Complete is false while a recording or import is being written; an import that fails
 	// leaves it false and is then deleted.
 	Complete bool
-	// Counters kept up to date by the writer of the recording.
+	// Counters kept by the store: putting a new conversation or turn increments them in the
+	// same transaction; the values in a put or update of the recording are ignored.
 	Conversations int
 	Turns         int
 }
@@ -48,7 +49,7 @@ type Conversation struct {
 	// the parent's turn whose messages (plus reply) it re-sent a prefix of. Parent is 0 otherwise.
 	Parent   uint64
 	ForkTurn int
-	Turns    int // number of turns, kept up to date by the writer
+	Turns    int // number of turns, kept by the store (the value put is ignored)
 }
 
 // TokenSource says where a turn's token counts came from.
@@ -170,7 +171,7 @@ type Run struct {
 	Options   json.RawMessage // every option the run used, as JSON
 	Started   time.Time
 	Ended     time.Time
-	Requests  int  // results written
+	Requests  int  // results written, kept by the store (the value put is ignored)
 	Partial   bool // stopped early (Ctrl-C, --duration)
 	// Summary is the run's summary as printed (the replayer's JSON summary).
 	Summary json.RawMessage
