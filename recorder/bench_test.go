@@ -123,3 +123,42 @@ func BenchmarkStitchManyOpen(b *testing.B) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "exchanges/s")
 	b.ReportMetric(float64(open), "open")
 }
+
+// BenchmarkRebuild measures New on a store that holds 2,000 recorded conversations of 4 turns:
+// the stitching index is rebuilt from the store each time.
+func BenchmarkRebuild(b *testing.B) {
+	b.ReportAllocs()
+	s, err := tape.Open(filepath.Join(b.TempDir(), "bench.db"), &tape.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	r, err := recorder.New(s, recorder.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, x := range shortExchanges(2000 * 4) {
+		for r.Stats().QueueDepth > recorder.DefaultQueueSize/2 {
+			runtime.Gosched()
+		}
+		r.Capture(x)
+	}
+	if err := r.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		r, err := recorder.New(s, recorder.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if open := r.Stats().Open; open != 2000 {
+			b.Fatalf("%d conversations open after rebuild, want 2000", open)
+		}
+		b.StopTimer()
+		if err := r.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}

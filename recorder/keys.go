@@ -45,7 +45,7 @@ func mix(chain, key uint64) uint64 {
 type msgInfo struct {
 	exact  uint64 // FNV-1a of canonical JSON (tape.MessageMeta.Hash)
 	key    uint64 // match key
-	tokens int32  // tiktoken count of openai.MessageText
+	tokens int32  // tiktoken count of openai.MessageText; -1 when not counted
 }
 
 // infoCache remembers msgInfo by the hash of a message's raw bytes: a conversation re-sends
@@ -61,20 +61,21 @@ func newInfoCache(limit int) *infoCache {
 	return &infoCache{m: make(map[uint64]msgInfo), limit: limit}
 }
 
-// info returns the msgInfo of raw, computing it when it is not cached. countTokens false
-// leaves tokens at -1 when not cached (callers that only stitch do not need them).
-func (c *infoCache) info(raw json.RawMessage) msgInfo {
+// info returns the msgInfo of raw, computing what is not cached. Without withTokens the token
+// count is not computed (it is -1 unless cached): rebuilding the index needs only the hashes.
+func (c *infoCache) info(raw json.RawMessage, withTokens bool) msgInfo {
 	h := maphash.Bytes(seed, raw)
 	c.mu.RLock()
 	mi, ok := c.m[h]
 	c.mu.RUnlock()
-	if ok {
+	if ok && (mi.tokens >= 0 || !withTokens) {
 		return mi
 	}
-	mi = msgInfo{
-		exact:  exactHash(raw),
-		key:    matchKey(raw),
-		tokens: int32(openai.CountTokens(openai.MessageText(raw))),
+	if !ok {
+		mi = msgInfo{exact: exactHash(raw), key: matchKey(raw), tokens: -1}
+	}
+	if withTokens {
+		mi.tokens = int32(openai.CountTokens(openai.MessageText(raw)))
 	}
 	c.mu.Lock()
 	if len(c.m) >= c.limit {

@@ -103,7 +103,7 @@ func (p *parser) request(out *parsed, req *openai.Request) {
 	out.chain = make([]uint64, n+1)
 	out.chain[0] = chainStart
 	for i, m := range req.Messages {
-		mi := p.cache.info(m)
+		mi := p.cache.info(m, true)
 		out.meta[i] = tape.MessageMeta{Tokens: mi.tokens, Hash: mi.exact}
 		out.exact[i] = mi.exact
 		out.chain[i+1] = mix(out.chain[i], mi.key)
@@ -160,7 +160,7 @@ func (p *parser) response(out *parsed, x *proxy.Exchange) {
 	}
 
 	reply := tape.ReplyMessage(t)
-	out.reply = p.cache.info(reply)
+	out.reply = p.cache.info(reply, false)
 	out.state = answered(resp, out.msgs != nil)
 }
 

@@ -63,12 +63,12 @@ func (r *Recorder) rebuild(max int) error {
 				chain = make([]uint64, len(msgs)+1)
 				chain[0] = chainStart
 				for i, m := range msgs {
-					mi := r.p.cache.info(m)
+					mi := r.p.cache.info(m, false)
 					exact[i] = mi.exact
 					chain[i+1] = mix(chain[i], mi.key)
 				}
 			}
-			reply := r.p.cache.info(tape.ReplyMessage(t))
+			reply := r.p.cache.info(tape.ReplyMessage(t), false)
 			recent = readyAt(t)
 			r.ix.advance(c, commonPrefix(exact, c.base), exact, chain, reply, answered(&t.Response, msgs != nil), recent)
 			return nil
