@@ -306,7 +306,8 @@ func (l *lru) add(keys []uint64, sizes []int64) (hit int64) {
 			l.moveFront(n)
 			continue
 		}
-		l.touch(keys[i], sizes[i])
+		// Not in the cache (keys of one prompt are distinct, so nothing above put it back).
+		l.insert(keys[i], sizes[i])
 	}
 	return hit
 }
@@ -351,6 +352,11 @@ func (l *lru) touch(k uint64, size int64) {
 		l.moveFront(i)
 		return
 	}
+	l.insert(k, size)
+}
+
+// insert adds block k, which is not in the cache, as the most recently used.
+func (l *lru) insert(k uint64, size int64) {
 	if size > l.capTokens {
 		return
 	}

@@ -368,7 +368,7 @@ func Analyze(src Source, recording uint64, cfg Config) (*Profile, error) {
 			ITL: p.Latency.Dist(metrics.ITL, name), E2E: p.Latency.Dist(metrics.E2E, name),
 		})
 	}
-	in, out, think, tpc = nil, nil, nil, nil
+	in, out, think, tpc, byTurnIn, byTurnOut = nil, nil, nil, nil, nil, nil
 	p.Timeline = timeline(ivs)
 	ivs = nil
 	p.PrefixReuse = prefixReuse(turns, crs, arena, cfg)
@@ -415,7 +415,9 @@ func prefixReuse(turns []turnRec, crs []convRec, arena []Segment, cfg Config) []
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			out[i] = simulate(turns, crs, arena, order, newReuseSim(bs, true, 0))
+			sim := newReuseSim(bs, false, 0)
+			sim.seen = newU64Set(distinctBlocks(turns, arena, bs))
+			out[i] = simulate(turns, crs, arena, order, sim)
 		}()
 		go func() {
 			defer wg.Done()
@@ -431,6 +433,22 @@ func prefixReuse(turns []turnRec, crs []convRec, arena []Segment, cfg Config) []
 		}
 	}
 	return out
+}
+
+// distinctBlocks bounds the number of distinct blocks of size bs: every token that enters a
+// prompt (an added message or a reply) starts at most one new block per bs tokens, plus one
+// block per segment boundary it crosses. Sizing the unbounded cache up front avoids the
+// transient double memory of growing it.
+func distinctBlocks(turns []turnRec, arena []Segment, bs int) int {
+	var n int64
+	for i := range turns {
+		t := &turns[i]
+		n += t.reply.Tokens/int64(bs) + 2
+		for _, s := range arena[t.segOff : t.segOff+int64(t.nseg)] {
+			n += s.Tokens/int64(bs) + 1
+		}
+	}
+	return int(min(n, 1<<31))
 }
 
 // simulate walks the turns in order through one simulator.

@@ -115,9 +115,10 @@ type u64set struct {
 	mask uint64
 }
 
+// newU64Set returns a set sized to hold hint keys without growing.
 func newU64Set(hint int) *u64set {
 	size := 16
-	for size < 2*hint {
+	for 3*size < 4*(hint+1) {
 		size *= 2
 	}
 	return &u64set{keys: make([]uint64, size), mask: uint64(size - 1)}
