@@ -164,48 +164,60 @@ func scrapeWaiting(t *testing.T, url string) int {
 }
 
 // TestQueueFIFO: with --max-running 4 and 16 concurrent requests the waiting gauge goes above
-// zero and TTFT grows with queue position, one wave of 4 at a time.
+// zero, the requests run in waves of 4 in arrival order, and TTFT grows with queue position.
 func TestQueueFIFO(t *testing.T) {
-	const itl, tokens = 10 * time.Millisecond, 8
+	const itl, tokens = 20 * time.Millisecond, 8
 	s := MustStart(t, sim.Config{TTFT: 10 * time.Millisecond, ITL: itl, MaxRunning: 4})
 	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 32, MaxIdleConnsPerHost: 32}}
 	results := make([]measured, 16)
+	starts := make([]time.Time, 16)
 	var wg sync.WaitGroup
 	for i := range results {
 		wg.Add(1)
+		starts[i] = time.Now()
 		go func() {
 			defer wg.Done()
 			results[i] = measure(client, s.URL()+"/v1/chat/completions",
 				fmt.Sprintf(`{"messages":[{"role":"user","content":"request %d"}],"stream":true,"max_tokens":%d}`, i, tokens))
 		}()
-		// Send in a known order: wait until the server has taken this request.
-		for s.Stats().Requests < int64(i+1) {
+		// Send in a known order: wait until this request holds a slot or a place in the queue.
+		for st := s.Stats(); int64(st.Running+st.Waiting)+st.Completed < int64(i+1); st = s.Stats() {
 			time.Sleep(100 * time.Microsecond)
 		}
 	}
-	maxWaiting := scrapeWaiting(t, s.URL())
+	waiting := scrapeWaiting(t, s.URL())
 	wg.Wait()
-	if maxWaiting == 0 {
+	if waiting == 0 {
 		t.Errorf("waiting gauge was 0 with 16 requests on 4 slots")
 	}
 	run := 10*time.Millisecond + (tokens-1)*itl // one request's time in its slot
+	first := make([]time.Time, 16)              // when each request's first token arrived
 	for i, r := range results {
 		if r.err != nil || !r.done {
 			t.Fatalf("request %d: %v", i, r.err)
 		}
+		first[i] = starts[i].Add(r.ttft)
 	}
 	for w := 1; w < 4; w++ {
-		prevMax, curMin := time.Duration(0), time.Duration(math.MaxInt64)
+		var prevMax, curMin time.Time
 		for i := (w - 1) * 4; i < w*4; i++ {
-			prevMax = max(prevMax, results[i].ttft)
+			if first[i].After(prevMax) {
+				prevMax = first[i]
+			}
 		}
 		for i := w * 4; i < (w+1)*4; i++ {
-			curMin = min(curMin, results[i].ttft)
+			if curMin.IsZero() || first[i].Before(curMin) {
+				curMin = first[i]
+			}
 		}
-		t.Logf("wave %d: TTFT from %v (previous wave up to %v)", w+1, curMin.Round(time.Microsecond), prevMax.Round(time.Microsecond))
-		if curMin < prevMax+run/2 {
-			t.Errorf("wave %d: TTFT %v does not follow wave %d's %v by about %v", w+1, curMin, w, prevMax, run)
+		t.Logf("wave %d: first tokens from +%v after wave %d's last; TTFT %v..%v", w+1,
+			curMin.Sub(prevMax).Round(time.Microsecond), w, results[w*4].ttft.Round(time.Millisecond), results[w*4+3].ttft.Round(time.Millisecond))
+		if curMin.Sub(prevMax) < run/2 {
+			t.Errorf("wave %d started %v after wave %d, want about %v (FIFO waves of 4)", w+1, curMin.Sub(prevMax), w, run)
 		}
+	}
+	if results[15].ttft < results[0].ttft+2*run {
+		t.Errorf("TTFT at queue position 16 is %v, not at least 2 runs (%v) above position 1's %v", results[15].ttft, 2*run, results[0].ttft)
 	}
 	if st := s.Stats(); st.Running != 0 || st.Waiting != 0 || st.Completed != 16 {
 		t.Errorf("stats after: %+v", st)
