@@ -52,6 +52,13 @@ func generateFrom(t testing.TB, dir string, seed uint64) *dataset.Dataset {
 	return d
 }
 
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
 type stat struct {
 	n             int
 	sum, min, max float64
@@ -73,6 +80,7 @@ func (s *stat) mean() float64 { return s.sum / float64(s.n) }
 func TestGenerateVLLMExample(t *testing.T) {
 	dir := vllmExampleDir(t)
 	d := generateFrom(t, dir, 1)
+	a, _ := json.Marshal(d.Conversations) // before Write sets the ids
 	st := mustStore(t)
 	rec, err := d.Write(context.Background(), st)
 	if err != nil {
@@ -162,11 +170,19 @@ func TestGenerateVLLMExample(t *testing.T) {
 		t.Errorf("assistant messages %+v, want 80-120, mean 100", assistant)
 	}
 
-	// Deterministic by seed.
-	one := generateFrom(t, dir, 1)
-	again := generateFrom(t, dir, 1)
-	other := generateFrom(t, dir, 2)
-	a, _ := json.Marshal(one.Conversations)
+	// Deterministic by seed (the embedded text is the text file here).
+	cfg, err := dataset.ParseGenerateConfig(must(os.ReadFile(filepath.Join(dir, "generate_multi_turn.json"))), "g.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := dataset.Generate(cfg, dataset.GenerateOptions{Seed: 1, Materializer: synth.Default(), Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := dataset.Generate(cfg, dataset.GenerateOptions{Seed: 2, Materializer: synth.Default(), Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, _ := json.Marshal(again.Conversations)
 	c, _ := json.Marshal(other.Conversations)
 	if string(a) != string(b) {

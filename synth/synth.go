@@ -401,10 +401,21 @@ func (m *Materializer) Messages(s *tape.Synthetic) ([]json.RawMessage, error) {
 	if err := validate(s); err != nil {
 		return nil, err
 	}
-	const head, tail = `{"role":"user","content":"`, `"}`
-	dst := make([]byte, 0, len(head)+s.InputTokens*5+len(tail))
-	dst = append(dst, head...)
-	dst = m.appendPrompt(dst, s, true)
-	dst = append(dst, tail...)
+	dst := m.appendMessage(make([]byte, 0, 32+s.InputTokens*5), s)
 	return []json.RawMessage{dst}, nil
+}
+
+// AppendMessage appends the JSON of the one user message of Messages(s) to dst and returns
+// the extended slice: for callers that reuse a buffer.
+func (m *Materializer) AppendMessage(dst []byte, s *tape.Synthetic) ([]byte, error) {
+	if err := validate(s); err != nil {
+		return dst, err
+	}
+	return m.appendMessage(dst, s), nil
+}
+
+func (m *Materializer) appendMessage(dst []byte, s *tape.Synthetic) []byte {
+	dst = append(dst, `{"role":"user","content":"`...)
+	dst = m.appendPrompt(dst, s, true)
+	return append(dst, `"}`...)
 }
