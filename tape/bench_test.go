@@ -1,6 +1,7 @@
 package tape_test
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -96,6 +97,28 @@ func BenchmarkScan(b *testing.B) {
 		for n < b.N {
 			for _, c := range chats {
 				err := s.Turns(c.Conversation.ID, func(t *tape.Turn) error {
+					n++
+					if n >= b.N {
+						return tape.ErrStop
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n >= b.N {
+					break
+				}
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "turns/s")
+	})
+	b.Run("TurnMessages", func(b *testing.B) {
+		b.ReportAllocs()
+		n := 0
+		for n < b.N {
+			for _, c := range chats {
+				err := s.TurnMessages(c.Conversation.ID, func(t *tape.Turn, msgs []json.RawMessage) error {
 					n++
 					if n >= b.N {
 						return tape.ErrStop

@@ -24,5 +24,12 @@
 // read-only) waits Options.Timeout and then fails with ErrLocked. Use Snapshot (served by
 // "llmtape record --admin" at /snapshot) to read a store that a running recorder holds.
 //
+// A scan runs inside one bbolt read transaction, and its callback may call the store again
+// (nested read transactions). bbolt remaps its file only when it grows past the mapped size
+// (1 GB, then in 1 GB steps); a remap waits for every read transaction to end, so a nested read
+// that starts while a remap waits hangs. Stores under 1 GB never remap; for larger ones, a
+// callback that needs more than its record should collect IDs and read after the scan, when a
+// Writer is active at the same time. Do not Close a store while scans are running.
+//
 // The binary record format is described in docs/store.md.
 package tape

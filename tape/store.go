@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,10 @@ const DefaultTimeout = time.Second
 // 4 KB pages a leaf holding two of them spills over into a second page, wasting up to half of
 // the file. 32 KB pages keep the waste to a fraction of one turn per page.
 const pageSize = 32 << 10
+
+// initialMmapSize is the address space bbolt maps when it opens a store: 1 GB on 64-bit
+// systems.
+const initialMmapSize = (strconv.IntSize / 64) << 30
 
 // formatMagic identifies an llmtape store in the meta bucket.
 const formatMagic = "llmtape"
@@ -81,14 +86,15 @@ func Open(path string, opts *Options) (*Store, error) {
 		}
 	}
 	db, err := openBolt(path, &bolt.Options{
-		Timeout:  timeout,
-		ReadOnly: o.ReadOnly,
-		NoSync:   o.NoSync,
-		PageSize: pageSize,
-		// The freelist is rebuilt on open rather than written on every commit: cheaper
-		// commits for an append-mostly store.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		Timeout:      timeout,
+		ReadOnly:     o.ReadOnly,
+		NoSync:       o.NoSync,
+		PageSize:     pageSize,
+		FreelistType: bolt.FreelistMapType,
+		// Map 1 GB from the start (address space, not memory) so that a growing store is not
+		// remapped: a remap waits for every read transaction, and one that nests another
+		// (a scan whose callback calls the store) would then wait forever.
+		InitialMmapSize: initialMmapSize,
 	})
 	if err != nil {
 		switch {
