@@ -414,3 +414,87 @@ func TestStitchSharedPrefix(t *testing.T) {
 	}
 	t.Logf("%d turns in %d conversations; %d hold exactly one driver conversation; %d turns continue an identical twin", rep.turns, rep.convs, rep.exact, rep.switches)
 }
+
+// Failures seen through the real proxy become error turns: an unreachable upstream (502,
+// connect), an upstream 429 (http), and a client that goes away mid-stream (canceled, with the
+// part of the reply that had arrived).
+func TestErrorTurnsThroughProxy(t *testing.T) {
+	slow, err := sim.New(sim.Config{Seed: 1, TTFT: time.Millisecond, ITL: 20 * time.Millisecond, Tokenizer: "approx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slowURL, err := slow.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { slow.Close() })
+	failing, err := sim.New(sim.Config{Seed: 1, FailRate: 1, FailStatus: 429, Tokenizer: "approx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failURL, err := failing.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { failing.Close() })
+	// A port that was just free: nothing listens there.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "http://" + l.Addr().String()
+	l.Close()
+
+	body := chatBody(msg("user", "Tell me a long story."))
+	tests := []struct {
+		name     string
+		upstream string
+		cancel   bool
+		status   int
+		class    string
+	}{
+		{name: "upstream unreachable", upstream: deadURL, status: 502, class: "connect"},
+		{name: "upstream 429", upstream: failURL, status: 429, class: "http"},
+		{name: "client gone", upstream: slowURL, cancel: true, status: 200, class: "canceled"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := mustStore(t)
+			st := startStack(t, s, tc.upstream, recorder.Config{})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, st.url+"/v1/chat/completions", bytes.NewReader(body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tc.status {
+				t.Errorf("client got status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if tc.cancel {
+				// Read the first event, then go away.
+				if _, err := openai.NewDecoder(resp.Body).Next(); err != nil {
+					t.Fatal(err)
+				}
+				cancel()
+			} else {
+				io.Copy(io.Discard, resp.Body)
+			}
+			resp.Body.Close()
+			stats := st.stop()
+			convs := readAll(t, s)
+			if len(convs) != 1 || stats.Recorded != 1 {
+				t.Fatalf("%d conversations, stats %+v", len(convs), stats)
+			}
+			for _, c := range convs {
+				r := c.turns[0].turn.Response
+				if r.Status != tc.status || r.ErrorClass != tc.class || r.Error == "" {
+					t.Errorf("response status %d class %q error %q; want %d %q and an error", r.Status, r.ErrorClass, r.Error, tc.status, tc.class)
+				}
+				if tc.cancel && (r.Content == "" || !c.turns[0].turn.Timing.ClientGone || len(c.turns[0].turn.Timing.Chunks) == 0) {
+					t.Errorf("canceled turn: content %q, client gone %v, %d chunks", r.Content, c.turns[0].turn.Timing.ClientGone, len(c.turns[0].turn.Timing.Chunks))
+				}
+			}
+		})
+	}
+}
