@@ -572,3 +572,60 @@ func TestImportSkips(t *testing.T) {
 		}
 	}
 }
+
+func TestExportMooncakeFromText(t *testing.T) {
+	st := mustStore(t)
+	long := strings.Repeat("word ", 40)
+	in := `[{"id": "c", "messages": [
+  {"role": "user", "content": "` + long + `"},
+  {"role": "assistant", "content": "` + long + `"},
+  {"role": "user", "content": "` + long + `"},
+  {"role": "assistant", "content": "done"}]},
+ {"id": "d", "messages": [{"role": "user", "content": "` + long + `"}, {"role": "assistant", "content": "x"}]}]`
+	rec, _, err := dataset.Import(context.Background(), st, "vllm", strings.NewReader(in), "c.json", dataset.Config{Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	export := func(salt string) []mooncakeRow {
+		var buf bytes.Buffer
+		if _, err := dataset.Export(context.Background(), st, rec.ID, &buf, dataset.ExportConfig{Format: "mooncake", BlockSize: 16, Salt: []byte(salt)}); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(buf.String(), salt) {
+			t.Fatal("the salt was written")
+		}
+		return readMooncake(t, buf.Bytes())
+	}
+	rows := export("s3cret-salt")
+	if len(rows) != 3 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	var c0, c1, d0 mooncakeRow
+	for _, r := range rows {
+		switch {
+		case r.SessionID == "c" && r.Delay == 0 && c0.HashIDs == nil:
+			c0 = r
+		case r.SessionID == "c":
+			c1 = r
+		default:
+			d0 = r
+		}
+	}
+	if c0.InputLength == 0 || c1.InputLength <= c0.InputLength || len(c0.HashIDs) != (c0.InputLength+15)/16 {
+		t.Fatalf("rows %+v", rows)
+	}
+	// Turn 1 extends turn 0: its full blocks are turn 0's full blocks.
+	full := c0.InputLength / 16
+	for j := 0; j < full; j++ {
+		if c1.HashIDs[j] != c0.HashIDs[j] {
+			t.Fatalf("block %d not shared between the turns: %v / %v", j, c0.HashIDs, c1.HashIDs)
+		}
+	}
+	// Conversation d's first message equals c's: same leading full blocks; d has no session.
+	if d0.SessionID != "" || d0.HashIDs[0] != c0.HashIDs[0] {
+		t.Errorf("d = %+v", d0)
+	}
+	if c1.HashIDs[len(c1.HashIDs)-1] == c0.HashIDs[len(c0.HashIDs)-1] {
+		t.Errorf("different last blocks share an id")
+	}
+}
