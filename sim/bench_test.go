@@ -226,3 +226,26 @@ func BenchmarkStreams100(b *testing.B) {
 	b.ReportMetric(float64(ccpu.Microseconds())/float64(max(events, 1)), "client_cpu_us/event")
 	b.Logf("loadavg %s; %d events", loadavg(), events)
 }
+
+// BenchmarkServeEvents: the server's cost per stream event with no delays, through a real
+// connection on 127.0.0.1 (client reading included). One op is one event.
+func BenchmarkServeEvents(b *testing.B) {
+	for _, stamp := range []bool{false, true} {
+		b.Run(map[bool]string{false: "plain", true: "stamped"}[stamp], func(b *testing.B) {
+			s := MustStart(b, sim.Config{Stamp: stamp, Tokenizer: "approx"})
+			body := fmt.Sprintf(`{"messages":[{"role":"user","content":"x"}],"stream":true,"max_tokens":%d,"ignore_eos":true}`, b.N)
+			c0 := selfCPU()
+			b.ReportAllocs()
+			b.ResetTimer()
+			resp, err := http.Post(s.URL()+"/v1/chat/completions", "application/json", strings.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			b.StopTimer()
+			b.ReportMetric(float64(n)/float64(b.N), "bytes/event")
+			b.ReportMetric(float64((selfCPU()-c0).Nanoseconds())/float64(b.N), "cpu_ns/event")
+		})
+	}
+}

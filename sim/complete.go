@@ -19,6 +19,11 @@ const (
 	saltOutput = 0x94d049bb133111eb
 )
 
+// newOutputRand returns the random stream of a reply's length and text.
+func newOutputRand(seed int64, promptHash uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(uint64(seed)^saltOutput, promptHash))
+}
+
 // plan is what will happen to one request, decided before it runs.
 type plan struct {
 	fail       bool
@@ -301,7 +306,7 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 		binary.LittleEndian.PutUint32(tb[:], t)
 		h.Write(tb[:])
 	}
-	outRng := rand.New(rand.NewPCG(uint64(s.cfg.Seed)^saltOutput, h.Sum64()))
+	outRng := newOutputRand(s.cfg.Seed, h.Sum64())
 	natural := s.cfg.OutputLen.Min + outRng.IntN(s.cfg.OutputLen.Max-s.cfg.OutputLen.Min+1)
 	n, finish := outputLen(req, natural)
 	jrng := rand.New(rand.NewPCG(uint64(s.cfg.Seed)^saltJitter, idx))

@@ -231,3 +231,17 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkEventEncode: rendering one stream event allocates nothing.
+func BenchmarkEventEncode(b *testing.B) {
+	for _, stamp := range []bool{false, true} {
+		b.Run(map[bool]string{false: "plain", true: "stamped"}[stamp], func(b *testing.B) {
+			m := &meta{id: "chatcmpl-x", model: []byte(`"m"`), created: 1}
+			st := newStream(true, stamp, false, m, newOutputRand(1, 2))
+			b.ReportAllocs()
+			for b.Loop() {
+				st.event(1)
+			}
+		})
+	}
+}
