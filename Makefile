@@ -14,9 +14,9 @@ build: ## build ./llmtape
 test: vet ## vet, then every test with the race detector
 	$(GO) test -race -count=1 -timeout 9m $(PKGS)
 
-bench: build ## every package's benchmarks, then the end-to-end benchmark table
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS) | tee bench.out
-	./llmtape bench
+bench: ## every package's benchmarks (one package at a time), then the benchmark table
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 60m -p 1 $(PKGS) | tee bench.out
+	$(GO) run ./internal/benchtable < bench.out | tee bench.md
 
 fmt: ## gofmt every file
 	gofmt -w $$(git ls-files '*.go')
@@ -36,4 +36,4 @@ demo: build ## record, replay and compare a workload on two built-in simulators
 	./llmtape demo
 
 clean:
-	rm -f llmtape bench.out cover.out cover.html demo-report.html demo.db
+	rm -f llmtape bench.out bench.md cover.out cover.html demo-report.html llmtape-demo.db
