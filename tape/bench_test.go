@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/llmtape/llmtape/tape"
@@ -135,4 +136,49 @@ func BenchmarkScan(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "turns/s")
 	})
+}
+
+// BenchmarkWriterParallel has 8 goroutines put whole conversations (as importers and several
+// recorder workers do); Put encodes each turn in its caller's goroutine. One op is one turn.
+func BenchmarkWriterParallel(b *testing.B) {
+	s, err := tape.Open(filepath.Join(b.TempDir(), "b.db"), &tape.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	rec := tapetest.Recording(b, s)
+	chats := benchChats(8)
+	w := s.NewWriter(tape.WriterConfig{})
+	b.ReportAllocs()
+	b.SetBytes(2048)
+	b.ResetTimer()
+	var next atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		c := chats[next.Add(1)%int64(len(chats))]
+		var id uint64
+		i := 0
+		for pb.Next() {
+			if i%50 == 0 {
+				conv := *c.Conversation
+				conv.ID, conv.Recording = s.NextConversationID(), rec.ID
+				id = conv.ID
+				if err := w.Put(&conv); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+			t := *c.Turns[i%50]
+			t.Conversation = id
+			if err := w.Put(&t); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "turns/s")
 }

@@ -305,11 +305,21 @@ func decodeConversation(v []byte, c *Conversation) error {
 }
 
 func encodeTurn(buf []byte, t *Turn) []byte {
-	size := 128 + len(t.Request.Params) + len(t.Request.Prompt) + len(t.Response.Content) +
+	// Size the buffer once: growing it would copy the messages again.
+	size := 256 + len(t.Request.Params) + len(t.Request.Prompt) + len(t.Response.Content) +
 		len(t.Response.Reasoning) + len(t.Response.ToolCalls) + len(t.Response.Error) +
-		12*len(t.Request.MessageMeta) + 4*len(t.Timing.Chunks)
+		len(t.Request.Model) + len(t.Request.Path) + 20*len(t.Request.MessageMeta) + 15*len(t.Timing.Chunks)
 	for _, m := range t.Request.Messages {
-		size += len(m) + 3
+		size += len(m) + 5
+	}
+	for k, v := range t.Request.Headers {
+		size += len(k) + len(v) + 4
+	}
+	for k, v := range t.Response.Headers {
+		size += len(k) + len(v) + 4
+	}
+	if t.Request.Synthetic != nil {
+		size += 10 * len(t.Request.Synthetic.HashIDs)
 	}
 	if buf == nil {
 		buf = make([]byte, 0, size)
@@ -497,7 +507,7 @@ func decodeRun(v []byte, r *Run) error {
 
 func encodeResult(buf []byte, r *Result) []byte {
 	if buf == nil {
-		buf = make([]byte, 0, 64+len(r.Error)+4*len(r.Chunks))
+		buf = make([]byte, 0, 128+len(r.Error)+len(r.ErrorClass)+15*len(r.Chunks))
 	}
 	e := encoder{append(buf, recordVersion)}
 	e.uvarint(r.Conversation)

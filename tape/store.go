@@ -100,7 +100,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		switch {
 		case errors.Is(err, berrors.ErrTimeout):
 			return nil, openErr(path, ErrLocked, "")
-		case errors.Is(err, os.ErrNotExist):
+		case errors.Is(err, os.ErrNotExist) && o.ReadOnly:
 			return nil, openErr(path, ErrNotExist, "")
 		case errors.Is(err, ErrCorrupt):
 			return nil, openErr(path, ErrCorrupt, "")
