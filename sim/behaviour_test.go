@@ -323,6 +323,7 @@ func TestRetryAfterAndErrorBodies(t *testing.T) {
 		{"content wrong type", sim.Config{}, "/v1/chat/completions", `{"messages":[{"role":"user","content":5}]}`, 400, "", "content"},
 		{"max_tokens string", sim.Config{}, "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"max_tokens":"a"}`, 400, "", "max_tokens"},
 		{"max_tokens zero", sim.Config{}, "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"max_tokens":0}`, 400, "", "max_tokens"},
+		{"max_tokens too large", sim.Config{}, "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"max_tokens":2000000}`, 400, "", "limit"},
 		{"min over max", sim.Config{}, "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"max_tokens":2,"min_tokens":3}`, 400, "", "min_tokens"},
 		{"no prompt", sim.Config{}, "/v1/completions", `{"model":"m"}`, 400, "", "prompt"},
 		{"batched prompt", sim.Config{}, "/v1/completions", `{"prompt":["a","b"]}`, 400, "", "one prompt"},
@@ -389,5 +390,81 @@ func TestStallPausesOnce(t *testing.T) {
 	}
 	if st := s.Stats(); st.Stalled != 1 || st.Completed != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestITLPerRunning: token gaps grow with the number of requests decoding at once.
+func TestITLPerRunning(t *testing.T) {
+	const per = 4 * time.Millisecond
+	s := MustStart(t, sim.Config{ITLPerRunning: per})
+	body := `{"messages":[{"role":"user","content":"x"}],"stream":true,"max_tokens":11}`
+	alone := measure(http.DefaultClient, s.URL()+"/v1/chat/completions", body)
+	if alone.err != nil || !alone.done {
+		t.Fatal(alone.err)
+	}
+	// 10 gaps of per × 1 decoding.
+	if alone.e2e < 10*per {
+		t.Fatalf("alone: %v, want at least %v", alone.e2e, 10*per)
+	}
+	results := make([]measured, 4)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func() { defer wg.Done(); results[i] = measure(http.DefaultClient, s.URL()+"/v1/chat/completions", body) }()
+	}
+	wg.Wait()
+	slowest := time.Duration(0)
+	for _, r := range results {
+		slowest = max(slowest, r.e2e)
+	}
+	t.Logf("one stream %v, slowest of four together %v", alone.e2e.Round(time.Millisecond), slowest.Round(time.Millisecond))
+	if slowest < 2*alone.e2e {
+		t.Errorf("four decoding together took %v, want well above one alone (%v)", slowest, alone.e2e)
+	}
+}
+
+func TestOtherEndpoints(t *testing.T) {
+	s := MustStart(t, sim.Config{Model: "my-model", TokensPerChunk: 4})
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		contains                 string
+	}{
+		{"models", "GET", "/v1/models", "", 200, `"id":"my-model"`},
+		{"health", "GET", "/health", "", 200, ""},
+		{"metrics", "GET", "/metrics", "", 200, "vllm:num_requests_waiting{"},
+		{"chat by GET", "GET", "/v1/chat/completions", "", 405, "method not allowed"},
+		{"models by POST", "POST", "/v1/models", "", 405, "method not allowed"},
+		{"non-streamed chunks ignore tokens-per-chunk", "POST", "/v1/chat/completions",
+			`{"messages":[{"role":"user","content":"x"}],"max_tokens":6}`, 200, `"completion_tokens":6,`},
+		{"model defaults", "POST", "/v1/completions", `{"prompt":"x","max_tokens":2}`, 200, `"model":"my-model"`},
+		{"token id prompt", "POST", "/v1/completions", `{"prompt":[1,2,3,4,5],"max_tokens":2}`, 200, `"prompt_tokens":5,`},
+		{"one-string array prompt", "POST", "/v1/completions", `{"prompt":["abc"],"max_tokens":2}`, 200, `"object":"text_completion"`},
+		{"max_completion_tokens wins", "POST", "/v1/chat/completions",
+			`{"messages":[{"role":"user","content":"x"}],"max_tokens":9,"max_completion_tokens":3,"ignore_eos":true}`, 200, `"completion_tokens":3,`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, s.URL()+tt.path, strings.NewReader(tt.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status || !strings.Contains(string(b), tt.contains) {
+				t.Fatalf("status %d body %s; want %d with %q", resp.StatusCode, b, tt.status, tt.contains)
+			}
+		})
+	}
+	// Streamed with 4 tokens a chunk: 10 tokens → 3 events + the final one.
+	resp := post(t, s.URL()+"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"stream":true,"max_tokens":10,"ignore_eos":true}`)
+	defer resp.Body.Close()
+	chunks, done := readStream(t, resp.Body)
+	if !done || len(chunks) != 4 {
+		t.Fatalf("%d chunks (done %v), want 4", len(chunks), done)
+	}
+	if words := len(strings.Fields(chunks[0].Choices[0].Delta.Content)); words != 4 {
+		t.Fatalf("first chunk has %d tokens, want 4", words)
 	}
 }

@@ -245,3 +245,22 @@ func BenchmarkEventEncode(b *testing.B) {
 		})
 	}
 }
+
+func TestJitterBoundsAndSeed(t *testing.T) {
+	a, b := newOutputRand(7, 1), newOutputRand(7, 1)
+	for range 1000 {
+		d := jitter(10*time.Millisecond, 3*time.Millisecond, a)
+		if d < 7*time.Millisecond || d > 13*time.Millisecond {
+			t.Fatalf("jittered %v outside 10ms ± 3ms", d)
+		}
+		if e := jitter(10*time.Millisecond, 3*time.Millisecond, b); e != d {
+			t.Fatalf("same seed gave %v and %v", d, e)
+		}
+	}
+	if d := jitter(time.Millisecond, 5*time.Millisecond, a); d < 0 {
+		t.Fatalf("negative delay %v", d)
+	}
+	if d := jitter(time.Millisecond, 0, a); d != time.Millisecond {
+		t.Fatalf("no jitter changed the delay to %v", d)
+	}
+}

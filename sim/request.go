@@ -10,6 +10,9 @@ import (
 	"github.com/llmtape/llmtape/openai"
 )
 
+// maxOutputTokens bounds max_tokens and min_tokens, as a real server's context length does.
+const maxOutputTokens = 1 << 20
+
 // request is what the sim needs from a chat or legacy completion request body.
 type request struct {
 	Model        string
@@ -55,6 +58,9 @@ func parseRequest(body []byte, chat bool) (*request, error) {
 	}{{"max_tokens", w.MaxTokens, 1}, {"max_completion_tokens", w.MaxCompletionTokens, 1}, {"min_tokens", w.MinTokens, 0}} {
 		if f.v != nil && *f.v < f.min {
 			return nil, badf(f.name, "%s is %d: want at least %d", f.name, *f.v, f.min)
+		}
+		if f.v != nil && *f.v > maxOutputTokens {
+			return nil, badf(f.name, "%s is %d: the sim's limit is %d", f.name, *f.v, maxOutputTokens)
 		}
 	}
 	r.MaxTokens = w.MaxOutputTokens()
