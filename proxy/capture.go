@@ -237,7 +237,7 @@ func (t *respTee) Close() error {
 
 // finish decodes what needs decoding and hands the exchange to the Sink.
 func (c *capture) finish() {
-	decodeExchange(c.x)
+	decodeExchange(c.x, c.p.cfg.MaxBody)
 	if s := c.p.cfg.Sink; s != nil {
 		s.Capture(c.x)
 	}

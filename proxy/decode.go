@@ -42,15 +42,22 @@ func contentCoding(h http.Header) string {
 	return v
 }
 
-// decodeExchange replaces x's bodies by their decoded form where it can.
-func decodeExchange(x *Exchange) {
+// decodeExchange replaces x's bodies by their decoded form where it can. A decoded body is
+// cut at limit bytes (a small compressed body can expand enormously): the response is then
+// marked RespTruncated, the request Truncated.
+func decodeExchange(x *Exchange, limit int64) {
 	if enc := contentCoding(x.ReqHeader); enc != "" && x.ReqBody != nil {
-		if b, _, err := decodeBody(enc, x.ReqBody, nil); err == nil {
+		if b, _, err := decodeBody(enc, x.ReqBody, nil, limit); err == nil {
 			x.ReqBody = b
+		} else if errors.Is(err, errTooLarge) {
+			x.ReqBody, x.Truncated = nil, true
 		}
 	}
 	if enc := contentCoding(x.RespHeader); enc != "" && len(x.Body) > 0 {
-		b, reads, err := decodeBody(enc, x.Body, x.Reads)
+		b, reads, err := decodeBody(enc, x.Body, x.Reads, limit)
+		if errors.Is(err, errTooLarge) {
+			x.RespTruncated = true
+		}
 		if b == nil || (err != nil && len(b) == 0) {
 			x.BodyEncoding = enc // keep the raw bytes and say so
 			return
@@ -61,12 +68,16 @@ func decodeExchange(x *Exchange) {
 	}
 }
 
-// errUnknownCoding is returned for a Content-Encoding we cannot decode.
-var errUnknownCoding = errors.New("unknown content coding")
+// Errors of decodeBody.
+var (
+	errUnknownCoding = errors.New("unknown content coding")
+	errTooLarge      = errors.New("decoded body larger than the limit")
+)
 
 // decodeBody decodes raw (encoded with enc) and maps reads (offsets into raw) to offsets into
 // the decoded body. On a decode error it returns what was decoded so far with the error.
-func decodeBody(enc string, raw []byte, reads []Read) ([]byte, []Read, error) {
+// The output stops at limit bytes (errTooLarge); limit <= 0 means no limit.
+func decodeBody(enc string, raw []byte, reads []Read, limit int64) ([]byte, []Read, error) {
 	src := &segReader{raw: raw, reads: reads}
 	if len(reads) == 0 {
 		src.reads = []Read{{End: len(raw)}}
@@ -103,12 +114,21 @@ func decodeBody(enc string, raw []byte, reads []Read) ([]byte, []Read, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	out := bytes.NewBuffer(make([]byte, 0, 4*len(raw)+512))
+	size := 4*len(raw) + 512
+	if limit > 0 && int64(size) > limit {
+		size = int(limit)
+	}
+	out := bytes.NewBuffer(make([]byte, 0, size))
 	src.out = out
 	buf := make([]byte, 32<<10)
 	var derr error
 	for {
 		n, rerr := dec.Read(buf)
+		if limit > 0 && int64(out.Len()+n) > limit {
+			out.Write(buf[:limit-int64(out.Len())])
+			derr = errTooLarge
+			break
+		}
 		out.Write(buf[:n])
 		if rerr == io.EOF {
 			break
@@ -126,7 +146,7 @@ func decodeBody(enc string, raw []byte, reads []Read) ([]byte, []Read, error) {
 	prev := 0
 	for i, r := range reads {
 		end := src.ends[i]
-		if end < 0 || i == len(reads)-1 {
+		if end < 0 || i == len(reads)-1 || end > len(body) {
 			end = len(body)
 		}
 		end = max(end, prev)
