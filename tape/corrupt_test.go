@@ -1,0 +1,69 @@
+package tape_test
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/llmtape/llmtape/tape"
+)
+
+// TestCorruptRecords damages single records (not pages) behind the store's back: every read
+// of them is ErrCorrupt, and the rest of the store still reads.
+func TestCorruptRecords(t *testing.T) {
+	path := storeWithData(t)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(v ...uint64) []byte {
+		var b []byte
+		for _, x := range v {
+			b = binary.BigEndian.AppendUint64(b, x)
+		}
+		return b
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte("conversations")).Put(key(2), []byte{1, 0xff}); err != nil {
+			return err
+		}
+		// Turn 0 of conversation 3: point its index entry at data that does not decode.
+		seq := tx.Bucket([]byte("turns")).Get(append(key(3), 0, 0, 0, 0))
+		if err := tx.Bucket([]byte("turndata")).Put(append([]byte(nil), seq...), []byte{1, 5, 'a'}); err != nil {
+			return err
+		}
+		// Turn 1 of conversation 4: an index entry with no data.
+		seq = tx.Bucket([]byte("turns")).Get(append(key(4), 0, 0, 0, 1))
+		return tx.Bucket([]byte("turndata")).Delete(append([]byte(nil), seq...))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := tape.Open(path, &tape.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Conversation(2); !errors.Is(err, tape.ErrCorrupt) {
+		t.Errorf("damaged conversation: %v", err)
+	}
+	if err := s.Conversations(1, func(*tape.Conversation) error { return nil }); !errors.Is(err, tape.ErrCorrupt) {
+		t.Errorf("scan over a damaged conversation: %v", err)
+	}
+	if _, err := s.Turn(3, 0); !errors.Is(err, tape.ErrCorrupt) {
+		t.Errorf("damaged turn: %v", err)
+	}
+	if err := s.TurnMessages(3, func(*tape.Turn, []json.RawMessage) error { return nil }); !errors.Is(err, tape.ErrCorrupt) {
+		t.Errorf("TurnMessages over a damaged turn: %v", err)
+	}
+	if err := s.Turns(4, func(*tape.Turn) error { return nil }); !errors.Is(err, tape.ErrCorrupt) {
+		t.Errorf("Turns with missing data: %v", err)
+	}
+	if _, err := s.Turn(5, 9); err != nil {
+		t.Errorf("undamaged turn: %v", err)
+	}
+}
