@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -370,7 +371,10 @@ func Analyze(src Source, recording uint64, cfg Config) (*Profile, error) {
 	}
 	in, out, think, tpc, byTurnIn, byTurnOut = nil, nil, nil, nil, nil, nil
 	p.Timeline = timeline(ivs)
-	ivs = nil
+	ivs, convs, convIdx = nil, nil, nil
+	// The first pass leaves a heap of decoded turns behind; collect it before the caches
+	// allocate their tables, so that the process's peak stays near what is live.
+	runtime.GC()
 	p.PrefixReuse = prefixReuse(turns, crs, arena, cfg)
 	return p, nil
 }
@@ -435,18 +439,19 @@ func prefixReuse(turns []turnRec, crs []convRec, arena []Segment, cfg Config) []
 	return out
 }
 
-// distinctBlocks bounds the number of distinct blocks of size bs: every token that enters a
-// prompt (an added message or a reply) starts at most one new block per bs tokens, plus one
-// block per segment boundary it crosses. Sizing the unbounded cache up front avoids the
-// transient double memory of growing it.
+// distinctBlocks bounds the number of distinct blocks of size bs: a prompt's blocks before the
+// last full block of its stable prefix were all seen by the conversation's previous turn, so a
+// turn brings at most (added tokens + previous reply) / bs + 2 new blocks. Sizing the unbounded
+// cache up front avoids the transient double memory of growing it.
 func distinctBlocks(turns []turnRec, arena []Segment, bs int) int {
 	var n int64
 	for i := range turns {
 		t := &turns[i]
-		n += t.reply.Tokens/int64(bs) + 2
+		tok := t.reply.Tokens
 		for _, s := range arena[t.segOff : t.segOff+int64(t.nseg)] {
-			n += s.Tokens/int64(bs) + 1
+			tok += s.Tokens
 		}
+		n += tok/int64(bs) + 2
 	}
 	return int(min(n, 1<<31))
 }
