@@ -10,8 +10,8 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/tape"
-	"github.com/tiktoken-go/tokenizer"
 )
 
 //go:embed text/monte_cristo.txt
@@ -39,7 +39,7 @@ var ErrNoSynthetic = errors.New("synth: turn has no synthetic prompt")
 // with New or Default; it is safe for concurrent use and never changes after New.
 type Materializer struct {
 	tokenizer string
-	codec     tokenizer.Codec
+	codec     openai.Codec
 
 	// corpus is the text as " w1 w2 w3 …": every unit is one space and one word.
 	corpus string
@@ -78,16 +78,17 @@ func Default() *Materializer {
 func DefaultText() []byte { return append([]byte(nil), defaultText...) }
 
 // New returns a Materializer over text under the named tiktoken encoding ("o200k_base" when
-// empty; also "cl100k_base", "p50k_base", "r50k_base"). The text is split into words on white
+// empty; also "cl100k_base", "p50k_base", "r50k_base"; see openai.Tokenizer, whose shared
+// codecs it uses). The text is split into words on white
 // space; invalid UTF-8 is replaced. It must hold at least 2048 tokens and 264 distinct words
 // of one token each (any English prose of a few pages does).
 func New(text []byte, tokenizerName string) (*Materializer, error) {
 	if tokenizerName == "" {
 		tokenizerName = DefaultTokenizer
 	}
-	codec, err := tokenizer.Get(tokenizer.Encoding(tokenizerName))
+	codec, err := openai.Tokenizer(tokenizerName)
 	if err != nil {
-		return nil, fmt.Errorf("synth: tokenizer %q: %w", tokenizerName, err)
+		return nil, fmt.Errorf("synth: %w", err)
 	}
 	m := &Materializer{tokenizer: tokenizerName, codec: codec}
 	s := strings.ToValidUTF8(string(text), "\uFFFD")
