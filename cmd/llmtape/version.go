@@ -16,6 +16,11 @@ func init() { register(newVersionCmd) }
 //	go build -ldflags "-X main.version=v1.2.3" ./cmd/llmtape
 var version = "dev"
 
+// gitCommit is the commit, for builds without VCS information (-buildvcs=false):
+//
+//	go build -ldflags "-X main.gitCommit=$(git rev-parse HEAD)" ./cmd/llmtape
+var gitCommit = ""
+
 // buildVersion is what `llmtape version` prints.
 type buildVersion struct {
 	Version  string `json:"version"`
@@ -25,7 +30,10 @@ type buildVersion struct {
 }
 
 func readBuildVersion() buildVersion {
-	v := buildVersion{Version: version, Commit: "unknown", Go: runtime.Version()}
+	v := buildVersion{Version: version, Commit: gitCommit, Go: runtime.Version()}
+	if v.Commit == "" {
+		v.Commit = "unknown"
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return v
