@@ -177,3 +177,23 @@ func TestPrefixReuseMooncakeMatchesHashIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefixReuseFork: conversation F re-sends A's first turn and its reply, then a message of
+// its own (a regenerate-and-edit fork at turn 0), after A2. Its 78-token prompt
+// [sys40 u10 r20 u8'] shares blocks 0-3 with A2 (block 3 ends in A1's reply): 64 more hits.
+func TestPrefixReuseFork(t *testing.T) {
+	m := twoConversations()
+	m.convs = append(m.convs, &tape.Conversation{ID: 12, Recording: 1, Arrival: 2500 * time.Millisecond,
+		Grouping: tape.GroupFork, Parent: 10, ForkTurn: 0, Turns: 1})
+	m.addTurn(chatTurn(12, 0, 2500*time.Millisecond, 3, []msg{{8, 999}}, 5, "f1"))
+	p, err := analyze.Analyze(m, 1, analyze.Config{BlockSizes: []int{16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.PrefixReuse[0]; r.PromptTokens != 428+78 || r.HitTokens != 240+64 {
+		t.Fatalf("reuse = %+v, want %d of %d", r, 240+64, 428+78)
+	}
+	if p.Grouping["fork"] != 1 {
+		t.Errorf("grouping = %v", p.Grouping)
+	}
+}

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"sync"
@@ -372,9 +372,10 @@ func Analyze(src Source, recording uint64, cfg Config) (*Profile, error) {
 	in, out, think, tpc, byTurnIn, byTurnOut = nil, nil, nil, nil, nil, nil
 	p.Timeline = timeline(ivs)
 	ivs, convs, convIdx = nil, nil, nil
-	// The first pass leaves a heap of decoded turns behind; collect it before the caches
-	// allocate their tables, so that the process's peak stays near what is live.
-	runtime.GC()
+	// The first pass leaves a heap of decoded turns behind. Collect it and hand the pages back
+	// before the caches allocate their tables (hundreds of MB for a million turns), or the
+	// tables land on top of the first pass's peak instead of in its place.
+	debug.FreeOSMemory()
 	p.PrefixReuse = prefixReuse(turns, crs, arena, cfg)
 	return p, nil
 }

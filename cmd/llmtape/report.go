@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -63,8 +64,11 @@ conversation and --slo recomputes goodput; both read the run's results.`,
 			seen := map[uint64]bool{}
 			for _, ref := range runs {
 				r, err := s.FindRun(ref)
+				if errors.Is(err, tape.ErrNotFound) && ref == "latest" {
+					return fmt.Errorf("report: no run in the store (replay a recording first)")
+				}
 				if err != nil {
-					return fmt.Errorf("report: find run %q: %w", ref, err)
+					return fmt.Errorf("report: %w", err)
 				}
 				if !seen[r.ID] {
 					seen[r.ID] = true
