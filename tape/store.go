@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"runtime/debug"
@@ -194,15 +195,21 @@ func checkFile(path string, size int64) error {
 	if ps < 512 || ps > 1<<20 {
 		return openErr(path, ErrCorrupt, "(bad page size)")
 	}
-	// Use the newer of the two meta pages whose magic is intact.
+	// Use the newer of the two meta pages that are intact.
 	var hwm, txid uint64
 	for i := int64(0); i < 2; i++ {
 		m := make([]byte, boltMetaMinSize)
 		if _, err := f.ReadAt(m, i*ps); err != nil {
 			continue
 		}
-		if le.Uint32(m[boltMetaOffset:]) != boltMagic {
+		meta := m[boltMetaOffset:]
+		if le.Uint32(meta) != boltMagic {
 			continue
+		}
+		h := fnv.New64a()
+		h.Write(meta[:56])
+		if h.Sum64() != le.Uint64(meta[56:]) {
+			continue // torn or damaged: bbolt uses the other meta page
 		}
 		// meta: magic u32, version u32, pageSize u32, flags u32, root {pgid, seq}, freelist
 		// pgid, pgid (high water mark), txid, checksum.
