@@ -265,3 +265,33 @@ func TestClosed(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// TestOpenOneMetaPageDamaged: bbolt keeps two meta pages; with one damaged the store opens
+// from the other (which may be one transaction older).
+func TestOpenOneMetaPageDamaged(t *testing.T) {
+	path := storeWithData(t)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for page := range 2 {
+		damaged := append([]byte(nil), data...)
+		for i := page*32<<10 + 16 + 40; i < page*32<<10+16+56; i++ { // its pgid and txid
+			damaged[i] ^= 0x5a
+		}
+		p := filepath.Join(t.TempDir(), "meta.db")
+		if err := os.WriteFile(p, damaged, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := tape.Open(p, &tape.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatalf("meta page %d damaged: %v", page, err)
+		}
+		n := 0
+		err = s.Recordings(func(r *tape.Recording) error { n++; return nil })
+		s.Close()
+		if err != nil || n != 1 {
+			t.Errorf("meta page %d damaged: %d recordings, %v", page, n, err)
+		}
+	}
+}
