@@ -410,7 +410,10 @@ func TestITLPerRunning(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range results {
 		wg.Add(1)
-		go func() { defer wg.Done(); results[i] = measure(http.DefaultClient, s.URL()+"/v1/chat/completions", body) }()
+		go func() {
+			defer wg.Done()
+			results[i] = measure(http.DefaultClient, s.URL()+"/v1/chat/completions", body)
+		}()
 	}
 	wg.Wait()
 	slowest := time.Duration(0)
