@@ -172,11 +172,12 @@ func (w *Writer) TryPut(rec Record) bool {
 	if w.closed {
 		return false
 	}
+	w.queued.Add(1)
 	select {
 	case w.ch <- it:
-		w.queued.Add(1)
 		return true
 	default:
+		w.queued.Add(-1)
 		return false
 	}
 }
