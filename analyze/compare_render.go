@@ -27,6 +27,7 @@ func (c *Comparison) Write(w io.Writer, f Format) error {
 	return nil
 }
 
+// String names the side: "run 3 (nightly)" or "recording 1 (prod)".
 func (s Side) String() string {
 	out := s.Kind + " " + strconv.FormatUint(s.ID, 10)
 	if s.Name != "" {
