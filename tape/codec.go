@@ -102,6 +102,11 @@ func (d *decoder) fail(what string) {
 }
 
 func (d *decoder) uvarint() uint64 {
+	if len(d.b) > 0 && d.b[0] < 0x80 { // most lengths and counts fit one byte
+		v := uint64(d.b[0])
+		d.b = d.b[1:]
+		return v
+	}
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
 		d.fail("uvarint")
@@ -112,6 +117,11 @@ func (d *decoder) uvarint() uint64 {
 }
 
 func (d *decoder) varint() int64 {
+	if len(d.b) > 0 && d.b[0] < 0x80 {
+		u := int64(d.b[0])
+		d.b = d.b[1:]
+		return u>>1 ^ -(u & 1)
+	}
 	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.fail("varint")
