@@ -302,6 +302,29 @@ func TestImportShareGPTExportVLLM(t *testing.T) {
 	}
 }
 
+func TestImportShareGPTExportShareGPT(t *testing.T) {
+	st := mustStore(t)
+	const path = "testdata/fastchat_dummy_conversation.json"
+	rec, _ := importFile(t, st, "sharegpt", path, dataset.Config{})
+	var buf bytes.Buffer
+	if _, err := dataset.Export(context.Background(), st, rec.ID, &buf, dataset.ExportConfig{Format: "sharegpt"}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	var src, back []map[string]any
+	if err := json.Unmarshal(data, &src); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(src)
+	b, _ := json.Marshal(back)
+	if string(a) != string(b) {
+		t.Errorf("sharegpt round trip differs")
+	}
+}
+
 type vllmConv struct {
 	ID       string `json:"id"`
 	Messages []struct {
