@@ -464,7 +464,9 @@ func TestErrorTurnsThroughProxy(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, st.url+"/v1/chat/completions", bytes.NewReader(body))
-			resp, err := http.DefaultClient.Do(req)
+			client := &http.Client{Transport: &http.Transport{}}
+			defer client.CloseIdleConnections()
+			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -474,7 +476,7 @@ func TestErrorTurnsThroughProxy(t *testing.T) {
 			if tc.cancel {
 				// Read the first event, then go away.
 				if _, err := openai.NewDecoder(resp.Body).Next(); err != nil {
-					t.Fatal(err)
+					t.Fatalf("first event: %v (status %d, headers %v)", err, resp.StatusCode, resp.Header)
 				}
 				cancel()
 			} else {
