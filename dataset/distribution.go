@@ -21,7 +21,8 @@ import (
 // The semantics are vLLM's (benchmarks/multi_turn/bench_dataset.py): a lognormal given by
 // its average is sampled with mu = ln(M*R), sigma = sqrt(2 ln(1/R)) (R defaults to 0.85), and
 // each batch of samples is scaled so that its mean is exactly M, before the cap at max; zipf
-// and poisson samples are capped at max (not truncated).
+// and poisson samples are capped at max (not truncated). A Distribution may also be built in
+// code: set Kind and the fields of its kind (a lognormal by Average needs no Mean and Sigma).
 type Distribution struct {
 	Kind        string  // constant, uniform, lognormal, zipf or poisson
 	Value       float64 // constant
@@ -208,9 +209,21 @@ func (d *Distribution) Sample(rng *rand.Rand, n int) []float64 {
 			}
 		}
 	case "lognormal":
+		mu, sigma := d.Mean, d.Sigma
+		if d.Average > 0 {
+			// By average (also for a Distribution built in code without Mean and Sigma).
+			r := d.MedianRatio
+			if !(r > 0 && r < 1) {
+				r = 0.85
+			}
+			mu, sigma = math.Log(d.Average*r), math.Sqrt(2*math.Log(1/r))
+		}
+		if d.Average <= 0 && mu == 0 && sigma == 0 {
+			break // the zero lognormal (only when built in code): all zeros
+		}
 		var sum float64
 		for i := range out {
-			out[i] = math.Exp(d.Mean + d.Sigma*rng.NormFloat64())
+			out[i] = math.Exp(mu + sigma*rng.NormFloat64())
 			sum += out[i]
 		}
 		if d.Average > 0 && sum > 0 {

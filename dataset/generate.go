@@ -430,12 +430,19 @@ func Generate(cfg *GenerateConfig, opts GenerateOptions) (*Dataset, error) {
 
 // gap samples the time in seconds between two conversation arrivals.
 func gap(rng *rand.Rand, a *Arrival) float64 {
+	if !(a.Rate > 0) {
+		return 0
+	}
 	mean := 1 / a.Rate
 	switch a.Process {
 	case "constant":
 		return mean
 	case "gamma":
-		k := 1 / (a.CV * a.CV) // shape
+		cv := a.CV
+		if !(cv > 0) {
+			cv = 1
+		}
+		k := 1 / (cv * cv) // shape
 		return gammaSample(rng, k) * mean / k
 	}
 	return rng.ExpFloat64() * mean
