@@ -255,6 +255,18 @@ const basePrompt = " Please rewrite the following text and add more content:"
 // the previous one), and assistant messages are text of their sampled length. Lengths are
 // exact under the tokenizer: pieces are cut at word boundaries where no token crosses.
 func Generate(cfg *GenerateConfig, opts GenerateOptions) (*Dataset, error) {
+	if cfg == nil || cfg.NumConversations <= 0 || cfg.NumConversations > maxConversations {
+		return nil, errors.New("generate: num_conversations: expected 1 to 10000000")
+	}
+	for _, d := range []struct {
+		name string
+		d    *Distribution
+	}{{"prompt_input.num_turns", cfg.NumTurns}, {"prompt_input.prefix_num_tokens", cfg.PrefixTokens},
+		{"prompt_input.num_tokens", cfg.UserTokens}, {"prompt_output.num_tokens", cfg.OutputTokens}} {
+		if d.d == nil {
+			return nil, fmt.Errorf("generate: %s: missing distribution", d.name)
+		}
+	}
 	m := opts.Materializer
 	text := opts.Text
 	if m == nil && text == nil {
