@@ -49,7 +49,14 @@ func (p *Proxy) newForward() (http.Handler, error) {
 	})
 	base := p.recordable
 	p.recordable = func(r *http.Request) bool { return p.intercepts(r.URL.Host) && base(r) }
-	return gp, nil
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			// See serveReverse: the request body may still be on its way upstream when the
+			// response headers are written.
+			_ = http.NewResponseController(w).EnableFullDuplex()
+		}
+		gp.ServeHTTP(w, r)
+	}), nil
 }
 
 // intercepts reports whether host (with or without port) is one of Config.Intercept.

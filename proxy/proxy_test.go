@@ -7,7 +7,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -270,7 +272,8 @@ func TestClientGoneCancelsUpstream(t *testing.T) {
 	br := bufio.NewReader(resp.Body)
 	for i := 0; i < 3; i++ { // three events, then hang up
 		if _, err := br.ReadString('\n'); err != nil {
-			t.Fatal(err)
+			x := col.Wait(t, 1)[0]
+			t.Fatalf("%v; exchange err %q class %q", err, x.Err, x.ErrClass)
 		}
 		br.ReadString('\n')
 	}
@@ -565,5 +568,81 @@ func TestShutdownTimeoutAbortsStreams(t *testing.T) {
 	x := col.Wait(t, 1)[0]
 	if x.ErrClass != "canceled" || len(x.Body) == 0 {
 		t.Errorf("aborted exchange class %q body %d", x.ErrClass, len(x.Body))
+	}
+}
+
+func TestUpstreamCutMidStreamReachesTheClient(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for range 2 {
+			io.WriteString(w, "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n")
+			w.(http.Flusher).Flush()
+		}
+		panic(http.ErrAbortHandler) // cut the connection mid-stream
+	}))
+	up.Config.ErrorLog = log.New(io.Discard, "", 0)
+	defer up.Close()
+	col := &proxytest.Collector{}
+	_, addr := proxytest.MustStart(t, proxy.Config{Upstream: up.URL, Sink: col})
+	resp, err := rawClient().Post("http://"+addr+"/v1/chat/completions", "application/json", strings.NewReader(`{"stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Errorf("client saw a clean end of a stream the upstream broke off (%d bytes)", len(b))
+	}
+	x := col.Wait(t, 1)[0]
+	if x.ErrClass != "stream" || x.ClientGone || bytes.Count(x.Body, []byte("\n\n")) != 2 {
+		t.Errorf("exchange class %q gone %v body %q", x.ErrClass, x.ClientGone, x.Body)
+	}
+}
+
+func TestForwardClientGoneCancelsUpstream(t *testing.T) {
+	for _, tlsUp := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", tlsUp), func(t *testing.T) {
+			canceled := make(chan struct{})
+			var up *httptest.Server
+			if tlsUp {
+				up = httptest.NewTLSServer(slowStream(canceled))
+			} else {
+				up = httptest.NewServer(slowStream(canceled))
+			}
+			defer up.Close()
+			roots := x509.NewCertPool()
+			if tlsUp {
+				roots.AddCert(up.Certificate())
+			}
+			ca, err := proxy.LoadOrCreateCA(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			col := &proxytest.Collector{}
+			_, addr := proxytest.MustStart(t, proxy.Config{Mode: proxy.ModeForward, CA: &ca.Cert, Sink: col, UpstreamTLS: &tls.Config{RootCAs: roots}})
+			pu, _ := url.Parse("http://" + addr)
+			c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+			resp, err := c.Post(up.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"stream":true}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(resp.Body)
+			for i := 0; i < 6; i++ {
+				if l, err := br.ReadString('\n'); err != nil {
+					t.Fatalf("line %d: %v (status %d, %q)", i, err, resp.StatusCode, l)
+				}
+			}
+			resp.Body.Close()
+			c.CloseIdleConnections()
+			select {
+			case <-canceled:
+			case <-time.After(10 * time.Second):
+				t.Fatal("upstream request not cancelled after the client went away")
+			}
+			x := col.Wait(t, 1)[0]
+			if !x.ClientGone || x.ErrClass != "canceled" || bytes.Count(x.Body, []byte("\n\n")) < 3 {
+				t.Errorf("exchange gone %v class %q err %q events %d", x.ClientGone, x.ErrClass, x.Err, bytes.Count(x.Body, []byte("\n\n")))
+			}
+		})
 	}
 }

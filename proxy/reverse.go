@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -30,6 +31,11 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // every read to the client at once.
 func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// The transport may still be sending the request body upstream when the response
+	// headers come back (an upstream that answers before reading it, such as a 401). Without
+	// full duplex, net/http's server would then discard the rest of the body under the
+	// transport's feet and the upstream connection would break.
+	_ = http.NewResponseController(w).EnableFullDuplex()
 	out := new(http.Request)
 	*out = *r // shallow copy; keeps r's context, which ends when the client goes away
 	u := *p.upstream
@@ -70,6 +76,7 @@ func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 
 	bp := copyBufs.Get().(*[]byte)
 	buf := *bp
+	var upErr error
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
@@ -81,10 +88,19 @@ func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if rerr != nil {
+			if rerr != io.EOF {
+				upErr = rerr
+			}
 			break
 		}
 	}
 	copyBufs.Put(bp)
+	if upErr != nil && r.Context().Err() == nil {
+		// The upstream broke off mid-response: break off the client's response too, rather
+		// than end it cleanly, so the client sees what the server did. (The deferred Close
+		// records the exchange first.)
+		panic(http.ErrAbortHandler)
+	}
 	for k, vv := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vv
 	}
