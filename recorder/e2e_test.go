@@ -127,7 +127,7 @@ type driver struct {
 
 // run sends the conversations (lists of user messages) with the given number of concurrent
 // clients, each running one conversation at a time.
-func (d *driver) run(t *testing.T, convs [][]string, clients int) {
+func (d *driver) run(t testing.TB, convs [][]string, clients int) {
 	work := make(chan int)
 	var errs atomic.Int64
 	var runWG sync.WaitGroup
