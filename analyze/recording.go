@@ -460,6 +460,18 @@ func distinctBlocks(turns []turnRec, arena []Segment, bs int) int {
 // simulate walks the turns in order through one simulator.
 func simulate(turns []turnRec, crs []convRec, arena []Segment, order []int32, sim *reuseSim) Reuse {
 	states := make([]*prompt, len(crs))
+	// Finished conversations' prompt buffers are reused, so that the pass makes little garbage
+	// next to the caches' tables (the heap's peak follows the garbage, not just what is live).
+	var pool []*prompt
+	fresh := func() *prompt {
+		if n := len(pool); n > 0 {
+			p := pool[n-1]
+			pool = pool[:n-1]
+			*p = prompt{segs: p.segs[:0], hash: p.hash[:0], cum: p.cum[:0]}
+			return p
+		}
+		return &prompt{}
+	}
 	applyRec := func(p *prompt, t *turnRec) {
 		p.apply(int(t.kept), arena[t.segOff:t.segOff+int64(t.nseg)], t.replace, t.reply)
 	}
@@ -470,7 +482,7 @@ func simulate(turns []turnRec, crs []convRec, arena []Segment, order []int32, si
 		if cr.parent >= 0 && depth < 64 {
 			return stateAt(cr.parent, cr.forkTurn, depth+1)
 		}
-		return &prompt{}
+		return fresh()
 	}
 	stateAt = func(c int32, k int32, depth int) *prompt {
 		p := base(c, depth)
@@ -494,6 +506,7 @@ func simulate(turns []turnRec, crs []convRec, arena []Segment, order []int32, si
 		done[t.conv]++
 		if done[t.conv] == crs[t.conv].n {
 			states[t.conv] = nil
+			pool = append(pool, st)
 		}
 	}
 	return sim.result()
