@@ -2,6 +2,7 @@ package recorder_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -432,6 +433,45 @@ func TestBodySession(t *testing.T) {
 	for _, c := range convs {
 		if c.conv.Grouping != tape.GroupSession || len(c.turns) != 2 || (c.conv.Session != "m1" && c.conv.Session != "42") {
 			t.Errorf("conversation %+v with %d turns", c.conv, len(c.turns))
+		}
+	}
+}
+
+// Many conversations that begin alike (same prompt, same reply): a burst of 100 at once, then
+// 1,000 one after another. Every second turn continues one of them (never a fork), and when
+// only one twin is open it is the right one.
+func TestManyTwins(t *testing.T) {
+	first := []map[string]any{msg("system", "sys"), msg("user", "same question")}
+	second := func(i int) []map[string]any {
+		return append(append([]map[string]any{}, first...), msg("assistant", "same answer"), msg("user", fmt.Sprint("follow-up ", i)))
+	}
+	s, _ := mustStore(t)
+	r := mustNew(t, s, recorder.Config{})
+	at := t0
+	next := func() time.Time { at = at.Add(time.Second); return at }
+	const burst, serial = 100, 1000
+	for range burst {
+		r.Capture(exchange(next(), chatPath, chatBody(first...), 200, "text/event-stream", sseOf("same answer", true)))
+	}
+	for i := range burst {
+		r.Capture(exchange(next(), chatPath, chatBody(second(i)...), 200, "text/event-stream", sseOf("ok", true)))
+	}
+	for i := burst; i < burst+serial; i++ {
+		r.Capture(exchange(next(), chatPath, chatBody(first...), 200, "text/event-stream", sseOf("same answer", true)))
+		r.Capture(exchange(next(), chatPath, chatBody(second(i)...), 200, "text/event-stream", sseOf("ok", true)))
+	}
+	mustClose(t, r)
+	convs := readAll(t, s)
+	if len(convs) != burst+serial {
+		t.Fatalf("%d conversations, want %d", len(convs), burst+serial)
+	}
+	for _, c := range convs {
+		if len(c.turns) != 2 || c.conv.Grouping != tape.GroupSingle || c.turns[1].turn.Match != tape.GroupPrefix {
+			t.Fatalf("conversation %+v: %d turns", c.conv, len(c.turns))
+		}
+		// Serial conversations: turn 1 directly follows its own turn 0.
+		if d := c.turns[1].turn.Timing.Start.Sub(c.turns[0].turn.Timing.Start); c.turns[0].turn.Timing.Start.After(t0.Add(2*burst*time.Second)) && d != time.Second {
+			t.Errorf("conversation %d: serial follow-up %v after its first turn, want 1s", c.conv.ID, d)
 		}
 	}
 }

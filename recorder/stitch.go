@@ -116,15 +116,35 @@ func (ix *index) add(id uint64, session string) *conv {
 // touch marks c as the most recently active conversation.
 func (ix *index) touch(c *conv) { ix.lru.MoveToFront(c.elem) }
 
+// maxTwins bounds the states kept under one key: identical states of different conversations
+// (the same messages got the same reply, as with a deterministic server and a common prompt).
+// Beyond it the oldest state that is no longer its conversation's current one is forgotten
+// (only the most recent of those matters, for a fork), else the oldest state; so placing a
+// request never scans more than maxTwins candidates per prefix length, however many
+// conversations begin alike.
+const maxTwins = 128
+
 // put adds a state to the index and to its conversation.
 func (ix *index) put(s *state) {
-	ix.byKey[s.key] = append(ix.byKey[s.key], s)
+	list := append(ix.byKey[s.key], s)
+	if len(list) > maxTwins {
+		victim := 0
+		for i, t := range list[:len(list)-1] {
+			if !t.isCurrent() {
+				victim = i
+				break
+			}
+		}
+		old := list[victim]
+		list = append(list[:victim], list[victim+1:]...)
+		ix.forget(old)
+	}
+	ix.byKey[s.key] = list
 	s.conv.states = append(s.conv.states, s)
 }
 
-// drop removes a state from the index and from its conversation.
-func (ix *index) drop(s *state) {
-	ix.unlink(s)
+// forget removes a state that is no longer in the key map from its conversation.
+func (ix *index) forget(s *state) {
 	c := s.conv
 	for i, t := range c.states {
 		if t == s {
@@ -132,6 +152,12 @@ func (ix *index) drop(s *state) {
 			break
 		}
 	}
+}
+
+// drop removes a state from the index and from its conversation.
+func (ix *index) drop(s *state) {
+	ix.unlink(s)
+	ix.forget(s)
 }
 
 // unlink removes s from the key map only.
