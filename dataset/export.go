@@ -2,14 +2,15 @@ package dataset
 
 import (
 	"bufio"
+	"container/heap"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -237,129 +238,77 @@ func writeShareGPT(w *bufio.Writer, id string, msgs []json.RawMessage) {
 	w.Write(b)
 }
 
-// turnRef is a turn to export in time order.
+// turnRef is a turn waiting to be written in time order: its line, ready.
 type turnRef struct {
 	start time.Time
-	conv  int // index in convs
-	turn  tape.Turn
-	msgs  []json.RawMessage
-	think time.Duration // start minus the end of the conversation's previous turn
+	seq   int // order of reading, for ties
+	conv  int // index in the conversations read so far
+	line  []byte
+	// keys are the mooncake hash_ids before numbering: the line ends with `"hash_ids":[`
+	// and write completes it.
+	keys []uint64
 }
 
-// exportTurns writes the mooncake or requests format, in order of time.
-func exportTurns(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufio.Writer, cfg *ExportConfig, stats *ExportStats) error {
-	var convs []tape.Conversation
-	var refs []turnRef
-	hasher := newBlockHasher(cfg)
-	err := st.Conversations(r.ID, func(c *tape.Conversation) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		ci := len(convs)
-		convs = append(convs, *c)
-		hasher.reset()
-		var prevEnd time.Time
-		return st.TurnMessages(c.ID, func(t *tape.Turn, msgs []json.RawMessage) error {
-			ref := turnRef{start: t.Timing.Start, conv: ci, turn: *t}
-			if t.Index > 0 {
-				ref.think = max(t.Timing.Start.Sub(prevEnd), 0)
-			}
-			prevEnd = t.Timing.Start.Add(t.Timing.End)
-			if cfg.Format == FormatMooncake {
-				// Compute hash_ids now, while the conversation's token lists are at hand;
-				// keep them in the turn's Synthetic (a copy) instead of the messages.
-				if err := hasher.add(&ref.turn, msgs); err != nil {
-					return err
-				}
-			} else {
-				ref.msgs = msgs
-			}
-			refs = append(refs, ref)
-			return nil
-		})
-	})
-	if err != nil {
-		return err
+// turnHeap orders turnRefs by start, then by reading order.
+type turnHeap []*turnRef
+
+func (h turnHeap) Len() int { return len(h) }
+func (h turnHeap) Less(i, j int) bool {
+	if !h[i].start.Equal(h[j].start) {
+		return h[i].start.Before(h[j].start)
 	}
+	return h[i].seq < h[j].seq
+}
+func (h turnHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *turnHeap) Push(x any)   { *h = append(*h, x.(*turnRef)) }
+func (h *turnHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return x
+}
+
+// exportTurns writes the mooncake or requests format in order of time. Conversations come
+// from the store in arrival order and the turns of each in order, so a turn can be written
+// as soon as the next conversation's first turn starts after it: only the turns of
+// conversations that overlap in time are held in memory, never the whole recording.
+func exportTurns(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufio.Writer, cfg *ExportConfig, stats *ExportStats) error {
 	origin := r.Started
 	if origin.IsZero() {
-		for i := range refs {
-			if i == 0 || refs[i].start.Before(origin) {
-				origin = refs[i].start
-			}
-		}
-	}
-	sort.SliceStable(refs, func(i, j int) bool { return refs[i].start.Before(refs[j].start) })
-	renumber := map[uint64]uint64{}
-	seenConv := map[int]bool{}
-	var buf []byte
-	for i := range refs {
-		if i%4096 == 0 {
-			if err := ctx.Err(); err != nil {
+		// A recording without a start: offsets from its first conversation's first turn.
+		err := st.Conversations(r.ID, func(c *tape.Conversation) error {
+			t, err := st.Turn(c.ID, 0)
+			if err != nil {
 				return err
 			}
+			origin = t.Timing.Start
+			return tape.ErrStop
+		})
+		if err != nil && !errors.Is(err, tape.ErrStop) {
+			return err
 		}
-		ref := &refs[i]
-		c := &convs[ref.conv]
-		t := &ref.turn
-		offset := ref.start.Sub(origin)
-		buf = buf[:0]
+	}
+	hasher := newBlockHasher(cfg)
+	renumber := map[uint64]uint64{}
+	var pending turnHeap
+	seenConv := map[int]bool{}
+	write := func(ref *turnRef) error {
 		if cfg.Format == FormatMooncake {
-			buf = append(buf, `{"timestamp":`...)
-			buf = appendMillis(buf, offset)
-			if c.Turns > 1 || c.Grouping == tape.GroupSession {
-				buf = append(buf, `,"session_id":`...)
-				b, _ := json.Marshal(conversationName(c))
-				buf = append(buf, b...)
-				if t.Index > 0 {
-					buf = append(buf, `,"delay":`...)
-					buf = appendMillis(buf, ref.think)
-				}
-			}
-			buf = append(buf, `,"input_length":`...)
-			buf = strconv.AppendInt(buf, int64(t.Request.Synthetic.InputTokens), 10)
-			buf = append(buf, `,"output_length":`...)
-			buf = strconv.AppendInt(buf, int64(t.Tokens.Completion), 10)
-			buf = append(buf, `,"hash_ids":[`...)
-			for k, key := range t.Request.Synthetic.HashIDs {
+			for k, key := range ref.keys {
 				n, ok := renumber[key]
 				if !ok {
 					n = uint64(len(renumber))
 					renumber[key] = n
 				}
 				if k > 0 {
-					buf = append(buf, ',')
+					ref.line = append(ref.line, ',')
 				}
-				buf = strconv.AppendUint(buf, n, 10)
+				ref.line = strconv.AppendUint(ref.line, n, 10)
 			}
-			buf = append(buf, "]}\n"...)
-		} else {
-			body, err := requestBody(t, ref.msgs, cfg.Materializer)
-			if err != nil {
-				return fmt.Errorf("conversation %d turn %d: %w", t.Conversation, t.Index, err)
-			}
-			buf = append(buf, `{"offset_ms":`...)
-			buf = appendMillis(buf, offset)
-			buf = append(buf, `,"conversation":`...)
-			b, _ := json.Marshal(conversationName(c))
-			buf = append(buf, b...)
-			buf = append(buf, `,"turn":`...)
-			buf = strconv.AppendInt(buf, int64(t.Index), 10)
-			method := t.Request.Method
-			if method == "" {
-				method = "POST"
-			}
-			b, _ = json.Marshal(method)
-			buf = append(buf, `,"method":`...)
-			buf = append(buf, b...)
-			b, _ = json.Marshal(t.Request.Path)
-			buf = append(buf, `,"path":`...)
-			buf = append(buf, b...)
-			buf = append(buf, `,"body":`...)
-			buf = append(buf, body...)
-			buf = append(buf, "}\n"...)
+			ref.line = append(ref.line, "]}\n"...)
 		}
-		if _, err := w.Write(buf); err != nil {
+		if _, err := w.Write(ref.line); err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
 		if !seenConv[ref.conv] {
@@ -367,8 +316,95 @@ func exportTurns(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufi
 			stats.Conversations++
 		}
 		stats.Turns++
+		return nil
 	}
-	return nil
+	flush := func(before time.Time, all bool) error {
+		for len(pending) > 0 && (all || pending[0].start.Before(before)) {
+			if err := write(heap.Pop(&pending).(*turnRef)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ci, seq := -1, 0
+	err := st.Conversations(r.ID, func(c *tape.Conversation) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ci++
+		name, _ := json.Marshal(conversationName(c))
+		session := c.Turns > 1 || c.Grouping == tape.GroupSession
+		hasher.reset()
+		var prevEnd time.Time
+		return st.TurnMessages(c.ID, func(t *tape.Turn, msgs []json.RawMessage) error {
+			if t.Index == 0 {
+				if err := flush(t.Timing.Start, false); err != nil {
+					return err
+				}
+			}
+			var think time.Duration
+			if t.Index > 0 {
+				think = max(t.Timing.Start.Sub(prevEnd), 0)
+			}
+			prevEnd = t.Timing.Start.Add(t.Timing.End)
+			offset := t.Timing.Start.Sub(origin)
+			var buf []byte
+			var keys []uint64
+			if cfg.Format == FormatMooncake {
+				syn, err := hasher.blocks(t, msgs)
+				if err != nil {
+					return err
+				}
+				buf = append(buf, `{"timestamp":`...)
+				buf = appendMillis(buf, offset)
+				if session {
+					buf = append(buf, `,"session_id":`...)
+					buf = append(buf, name...)
+					if t.Index > 0 {
+						buf = append(buf, `,"delay":`...)
+						buf = appendMillis(buf, think)
+					}
+				}
+				buf = append(buf, `,"input_length":`...)
+				buf = strconv.AppendInt(buf, int64(syn.InputTokens), 10)
+				buf = append(buf, `,"output_length":`...)
+				buf = strconv.AppendInt(buf, int64(t.Tokens.Completion), 10)
+				buf = append(buf, `,"hash_ids":[`...)
+				keys = syn.HashIDs // numbered when written, in order of time
+			} else {
+				body, err := requestBody(t, msgs, cfg.Materializer)
+				if err != nil {
+					return fmt.Errorf("conversation %d turn %d: %w", t.Conversation, t.Index, err)
+				}
+				buf = append(buf, `{"offset_ms":`...)
+				buf = appendMillis(buf, offset)
+				buf = append(buf, `,"conversation":`...)
+				buf = append(buf, name...)
+				buf = append(buf, `,"turn":`...)
+				buf = strconv.AppendInt(buf, int64(t.Index), 10)
+				method := t.Request.Method
+				if method == "" {
+					method = "POST"
+				}
+				b, _ := json.Marshal(method)
+				buf = append(buf, `,"method":`...)
+				buf = append(buf, b...)
+				b, _ = json.Marshal(t.Request.Path)
+				buf = append(buf, `,"path":`...)
+				buf = append(buf, b...)
+				buf = append(buf, `,"body":`...)
+				buf = append(buf, body...)
+				buf = append(buf, "}\n"...)
+			}
+			heap.Push(&pending, &turnRef{start: t.Timing.Start, seq: seq, conv: ci, line: buf, keys: keys})
+			seq++
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	return flush(time.Time{}, true)
 }
 
 // appendMillis appends d in milliseconds: an integer when whole, else a decimal.
@@ -433,10 +469,9 @@ func (h *blockHasher) reset() {
 	h.msgRaw, h.msgTokens = h.msgRaw[:0], h.msgTokens[:0]
 }
 
-// add replaces t.Request.Synthetic with a copy whose HashIDs are the keys of its prompt's
-// blocks of cfg.BlockSize tokens (renumbered by the caller), and whose InputTokens is the
-// prompt length.
-func (h *blockHasher) add(t *tape.Turn, msgs []json.RawMessage) error {
+// blocks returns the keys of the blocks of cfg.BlockSize tokens of t's prompt (renumbered by
+// the caller) and the prompt length, as a Synthetic.
+func (h *blockHasher) blocks(t *tape.Turn, msgs []json.RawMessage) (*tape.Synthetic, error) {
 	bs := h.cfg.BlockSize
 	if s := t.Request.Synthetic; s != nil {
 		in := s.InputTokens
@@ -459,8 +494,7 @@ func (h *blockHasher) add(t *tape.Turn, msgs []json.RawMessage) error {
 			}
 			keys[j] = splitmix64(chain ^ uint64(into)<<1 ^ 1)
 		}
-		t.Request.Synthetic = &tape.Synthetic{BlockSize: bs, HashIDs: keys, InputTokens: in}
-		return nil
+		return &tape.Synthetic{BlockSize: bs, HashIDs: keys, InputTokens: in}, nil
 	}
 	// Real text: tokens of each message's text, reusing the lists of messages that the
 	// previous turn had at the same place.
@@ -515,8 +549,7 @@ func (h *blockHasher) add(t *tape.Turn, msgs []json.RawMessage) error {
 		chain = splitmix64(f.Sum64())
 		keys[j] = chain
 	}
-	t.Request.Synthetic = &tape.Synthetic{BlockSize: bs, HashIDs: keys, InputTokens: in}
-	return nil
+	return &tape.Synthetic{BlockSize: bs, HashIDs: keys, InputTokens: in}, nil
 }
 
 // syntheticBlockID is the id of block i of s, as package synth materializes it.
