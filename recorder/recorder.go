@@ -390,12 +390,9 @@ func (r *Recorder) finish() error {
 	return nil
 }
 
-// readyAt is when the client had a turn's whole reply (wall clock, ns): the arrival of its last
-// output event, or the end of the response.
+// readyAt is when the client had a turn's whole reply (wall clock, ns): the end of the
+// response, which a client that reads the stream to its end (as SDKs do) has seen before it
+// sends the next turn.
 func readyAt(t *tape.Turn) int64 {
-	d := t.Timing.End
-	if n := len(t.Timing.Chunks); n > 0 {
-		d = t.Timing.Sent + t.Timing.Chunks[n-1].Offset
-	}
-	return t.Timing.Start.UnixNano() + int64(d)
+	return t.Timing.Start.UnixNano() + int64(t.Timing.End)
 }

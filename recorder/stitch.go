@@ -39,8 +39,8 @@ type state struct {
 	n    int      // number of messages of the state
 	key  uint64   // match-key chain of the n messages
 	base []uint64 // exact hashes of the n messages (nil for retry entries)
-	// ready is when the client had the whole reply (wall clock, ns): the arrival of the last
-	// output event, or the end of the response. It orders states for ties.
+	// ready is when the client had the whole reply (wall clock, ns): the end of the response.
+	// It orders states for ties.
 	ready int64
 }
 
