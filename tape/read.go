@@ -109,9 +109,25 @@ func (s *Store) Turns(conversation uint64, fn func(*Turn) error) error {
 
 func eachTurn(b *buckets, conversation uint64, fn func(*Turn) error) error {
 	c := b.turns.Cursor()
+	data := b.data.Cursor()
+	var dk []byte // data's position
 	prefix := u64key(conversation)
 	for k, seq := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, seq = c.Next() {
-		v := b.data.Get(seq)
+		// A conversation's turns are often stored one after another (imports, one client):
+		// step the data cursor rather than search for each.
+		var v []byte
+		if dk != nil && len(seq) == 8 && idOf(seq) == idOf(dk)+1 {
+			dk, v = data.Next()
+		}
+		if dk == nil || !bytes.Equal(dk, seq) {
+			dk, v = data.Seek(seq)
+			if dk == nil || !bytes.Equal(dk, seq) {
+				v = nil
+			}
+		}
+		if len(dk) != 8 {
+			dk = nil
+		}
 		if v == nil || len(k) != 12 {
 			return fmt.Errorf("turn %d/%d: data missing: %w", conversation, turnIndex(k), ErrCorrupt)
 		}
