@@ -193,3 +193,44 @@ func FuzzNew(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPrompt checks exact lengths and shared blocks for arbitrary ids and lengths of the
+// embedded text.
+func FuzzPrompt(f *testing.F) {
+	m := synth.Default()
+	f.Add(uint64(0), uint64(1), 512, 1200)
+	f.Add(uint64(1<<63), uint64(255), 7, 3)
+	f.Fuzz(func(t *testing.T, a, b uint64, bs, n int) {
+		bs = 1 + abs(bs)%1024
+		n = abs(n) % 3000
+		s1 := &tape.Synthetic{BlockSize: bs, HashIDs: []uint64{a, b}, InputTokens: n}
+		s2 := &tape.Synthetic{BlockSize: bs, HashIDs: []uint64{a, b ^ 1}, InputTokens: n}
+		p1, err := m.Prompt(s1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p2, _ := m.Prompt(s2)
+		if got := m.Count(p1); got != n {
+			t.Fatalf("Prompt(%+v) has %d tokens", s1, got)
+		}
+		if n > bs {
+			first := m.Block(a, bs)
+			if !strings.HasPrefix(p1, first) || !strings.HasPrefix(p2, first) {
+				t.Fatal("equal first ids, different first blocks")
+			}
+			if min(n-bs, bs) >= 9 && p1[len(first):] == p2[len(first):] {
+				t.Fatal("different second ids, equal second blocks")
+			}
+		}
+	})
+}
+
+func abs(x int) int {
+	if x < 0 {
+		if -x < 0 {
+			return 0
+		}
+		return -x
+	}
+	return x
+}
