@@ -98,7 +98,11 @@ func parseAzure(data []byte, file string, cfg *Config) (*Dataset, error) {
 			}
 			n[i] = v
 		}
-		ids := make([]uint64, (n[0]+bs-1)/bs)
+		nb, err := blockCount(int64(n[0]), bs)
+		if err != nil {
+			return nil, fail("ContextTokens", err)
+		}
+		ids := make([]uint64, nb)
 		for i := range ids {
 			seq++
 			ids[i] = splitmix64(salt^seq) &^ (1 << 63)

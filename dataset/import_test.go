@@ -588,6 +588,13 @@ func TestImportErrors(t *testing.T) {
 	}
 }
 
+func TestImportBlockLimit(t *testing.T) {
+	_, err := dataset.Parse("mooncake", strings.NewReader(`{"timestamp": 0, "input_length": 5000000, "output_length": 1}`), "f", dataset.Config{BlockSize: 1})
+	if err == nil || !strings.Contains(err.Error(), "f: line 1: input_length: 5000000 tokens are 5000000 blocks of 1 tokens, more than the limit") {
+		t.Errorf("error %v", err)
+	}
+}
+
 func TestImportSkips(t *testing.T) {
 	in := `[{"id": "a", "conversations": [{"from": "gpt", "value": "tail"}, {"from": "human", "value": "q"}, {"from": "robot", "value": "?"}, {"from": "gpt", "value": "a"}]},
 {"id": "a", "conversations": [{"from": "human", "value": "dup"}]}]`

@@ -25,6 +25,19 @@ type mooncakeLine struct {
 // absurd prompt.
 const maxTraceTokens = 1 << 30
 
+// maxBlocks bounds the blocks of one request, so that a tiny --block-size cannot make an
+// import allocate without bound.
+const maxBlocks = 1 << 20
+
+// blockCount returns the blocks of in tokens, or an error past maxBlocks.
+func blockCount(in int64, bs int) (int, error) {
+	n := (in + int64(bs) - 1) / int64(bs)
+	if n > maxBlocks {
+		return 0, fmt.Errorf("%d tokens are %d blocks of %d tokens, more than the limit %d (use a larger --block-size)", in, n, bs, maxBlocks)
+	}
+	return int(n), nil
+}
+
 // freshIDBase starts the ids given to blocks a trace line has no hash_ids for; trace ids are
 // small, so these never meet them.
 const freshIDBase = 1 << 63
@@ -115,7 +128,10 @@ func parseMooncake(data []byte, file string, cfg *Config) (*Dataset, error) {
 				return nil, fail("hash_ids", fmt.Errorf("expected an array of non-negative integers"))
 			}
 		}
-		need := int((in + int64(bs) - 1) / int64(bs))
+		need, err := blockCount(in, bs)
+		if err != nil {
+			return nil, fail("input_length", err)
+		}
 		if len(ids) > need {
 			return nil, fail("hash_ids", fmt.Errorf("%d block ids, but input_length %d fills only %d blocks of %d tokens (is the block size right? see --block-size)", len(ids), in, need, bs))
 		}
