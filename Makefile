@@ -2,8 +2,8 @@
 GO       ?= go
 PKGS     := ./...
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.gitCommit=$(COMMIT)
 BENCHTIME ?= 1x
 
 .PHONY: build test bench fmt vet lint cover demo clean
