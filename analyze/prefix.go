@@ -259,12 +259,18 @@ func (s *reuseSim) result() Reuse {
 	return r
 }
 
-// lru is a least-recently-used set of blocks with a budget in tokens: a map into a slice of
-// nodes linked in recency order (head most recent), with a free list.
+// lru is a least-recently-used set of blocks with a budget in tokens: a hash index into a
+// slice of nodes linked in recency order (head most recent), with a free list.
+//
+// Evicting does not delete from the index: an entry is valid only while its node is live and
+// holds its key (lookup checks), and the index is rebuilt from the live nodes when stale
+// entries outnumber them. Deletes were a third of the LRU's cost.
 type lru struct {
 	capTokens int64
 	used      int64
 	idx       *u64table
+	stale     int // index entries whose node was evicted
+	live      int
 	nodes     []lruNode
 	head      int32
 	tail      int32
@@ -290,9 +296,8 @@ func (l *lru) add(keys []uint64, sizes []int64) (hit int64) {
 	l.where = l.where[:0]
 	run := true
 	for i, k := range keys {
-		n, ok := l.idx.get(k)
-		if !ok {
-			n = -1
+		n := l.lookup(k)
+		if n < 0 {
 			run = false
 		} else if run {
 			hit += sizes[i]
@@ -310,6 +315,15 @@ func (l *lru) add(keys []uint64, sizes []int64) (hit int64) {
 		l.insert(keys[i], sizes[i])
 	}
 	return hit
+}
+
+// lookup returns the live node holding k, or -1.
+func (l *lru) lookup(k uint64) int32 {
+	n, ok := l.idx.get(k)
+	if !ok || !l.nodes[n].live || l.nodes[n].key != k {
+		return -1
+	}
+	return n
 }
 
 func (l *lru) moveFront(i int32) {
@@ -348,7 +362,7 @@ func (l *lru) pushFront(i int32) {
 // touch makes block k (of size tokens) the most recently used, inserting it and evicting the
 // least recently used blocks while over budget. A block larger than the budget is not kept.
 func (l *lru) touch(k uint64, size int64) {
-	if i, ok := l.idx.get(k); ok {
+	if i := l.lookup(k); i >= 0 {
 		l.moveFront(i)
 		return
 	}
@@ -363,7 +377,8 @@ func (l *lru) insert(k uint64, size int64) {
 	for l.used+size > l.capTokens && l.tail >= 0 {
 		t := l.tail
 		l.unlink(t)
-		l.idx.del(l.nodes[t].key)
+		l.stale++
+		l.live--
 		l.used -= int64(l.nodes[t].size)
 		l.nodes[t].live = false
 		l.nodes[t].next = l.free
@@ -379,6 +394,28 @@ func (l *lru) insert(k uint64, size int64) {
 	}
 	l.nodes[i].key, l.nodes[i].size, l.nodes[i].live = k, int32(size), true
 	l.pushFront(i)
-	l.idx.put(k, i)
+	if !l.idx.put(k, i) {
+		l.stale-- // k's stale entry now points at a live node again
+	}
+	l.live++
 	l.used += size
+	if l.stale > l.live+reindexSlack {
+		l.reindex()
+	}
+}
+
+// reindexSlack is how many stale entries beyond the live count the LRU's index tolerates
+// (a variable so that tests can make rebuilds frequent).
+var reindexSlack = 4096
+
+// reindex rebuilds the index from the live nodes, dropping stale entries.
+func (l *lru) reindex() {
+	clear(l.idx.e)
+	l.idx.n = 0
+	for i := range l.nodes {
+		if l.nodes[i].live {
+			l.idx.put(l.nodes[i].key, int32(i))
+		}
+	}
+	l.stale = 0
 }

@@ -51,6 +51,15 @@ func (c *naiveLRU) add(keys []uint64, sizes []int64) (hit int64) {
 // regenerations that keep fewer messages) through the optimized simulator and a naive one
 // that looks up every block.
 func TestReuseSimMatchesNaive(t *testing.T) {
+	for _, slack := range []int{4096, 0} {
+		old := reindexSlack
+		reindexSlack = slack
+		testReuseSimMatchesNaive(t)
+		reindexSlack = old
+	}
+}
+
+func testReuseSimMatchesNaive(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, bs := range []int{1, 7, 16, 64} {
 		for _, budget := range []int64{10, 100, 1000, 1 << 30} {
