@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,6 +180,9 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 		upstreamName = strings.Join(o.intercept, ",")
 	}
 	rcfg := recorder.Config{
+		// Parsing and token counting are CPU work: leave at least one CPU to the proxy's
+		// copy loops so that recording does not add latency under load.
+		Workers:        max(1, runtime.GOMAXPROCS(0)-1),
 		QueueSize:      o.queueSize,
 		SessionHeaders: o.sessionHeaders,
 		RedactHeaders:  o.redact,
