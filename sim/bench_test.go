@@ -104,7 +104,9 @@ func selfCPU() time.Duration {
 
 // streamTimes sends one streamed chat request and returns the client-side TTFT and the gaps
 // between content events. It does the least work a client can: read lines, look for content.
-func streamTimes(client *http.Client, url, body string) (ttft time.Duration, gaps []time.Duration, err error) {
+// With a stamping server and serverTTFT not nil, it also gives the server's send time of the
+// first event relative to the client's start (both wall clocks of this machine).
+func streamTimes(client *http.Client, url, body string, serverTTFT *time.Duration) (ttft time.Duration, gaps []time.Duration, err error) {
 	start := time.Now()
 	resp, err := client.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(body))
 	if err != nil {
@@ -127,11 +129,30 @@ func streamTimes(client *http.Client, url, body string) (ttft time.Duration, gap
 		}
 		if last.IsZero() {
 			ttft = now.Sub(start)
+			if sent := stampOf(line); sent > 0 && serverTTFT != nil {
+				*serverTTFT = time.Duration(sent - start.UnixNano())
+			}
 		} else {
 			gaps = append(gaps, now.Sub(last))
 		}
 		last = now
 	}
+}
+
+// stampOf returns the llmtape_sent_unix_ns of an event line, or 0.
+func stampOf(line []byte) int64 {
+	const key = `"llmtape_sent_unix_ns":`
+	i := bytes.Index(line, []byte(key))
+	if i < 0 {
+		return 0
+	}
+	rest := line[i+len(key):]
+	j := bytes.IndexAny(rest, ",}")
+	if j < 0 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(string(rest[:j]), 10, 64)
+	return n
 }
 
 func pct(d []time.Duration, p float64) time.Duration {
@@ -145,8 +166,9 @@ func pct(d []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
 // benchStreams runs b.N rounds of `streams` concurrent streams of `tokens` tokens each.
-func benchStreams(b *testing.B, cfg sim.Config, streams, tokens int) (ttfts, gaps []time.Duration, events int, serverCPU, clientCPU time.Duration) {
+func benchStreams(b *testing.B, cfg sim.Config, streams, tokens int) (ttfts, serverTTFTs, gaps []time.Duration, events int, serverCPU, clientCPU time.Duration) {
 	c := startChild(b, cfg)
+	lastChildURL = c.url
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: streams, MaxConnsPerHost: streams}}
 	// Warm up connections and the tokenizer.
 	var wg sync.WaitGroup
@@ -154,7 +176,7 @@ func benchStreams(b *testing.B, cfg sim.Config, streams, tokens int) (ttfts, gap
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			streamTimes(client, c.url, fmt.Sprintf(`{"messages":[{"role":"user","content":"warm %d"}],"stream":true,"max_tokens":2}`, i))
+			streamTimes(client, c.url, fmt.Sprintf(`{"messages":[{"role":"user","content":"warm %d"}],"stream":true,"max_tokens":2}`, i), nil)
 		}()
 	}
 	wg.Wait()
@@ -168,7 +190,8 @@ func benchStreams(b *testing.B, cfg sim.Config, streams, tokens int) (ttfts, gap
 			go func() {
 				defer wg.Done()
 				body := fmt.Sprintf(`{"messages":[{"role":"user","content":"round %d stream %d"}],"stream":true,"max_tokens":%d,"ignore_eos":true}`, n, i, tokens)
-				t, g, err := streamTimes(client, c.url, body)
+				var st time.Duration
+				t, g, err := streamTimes(client, c.url, body, &st)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil || len(g) != tokens-1 {
@@ -176,6 +199,9 @@ func benchStreams(b *testing.B, cfg sim.Config, streams, tokens int) (ttfts, gap
 					return
 				}
 				ttfts = append(ttfts, t)
+				if st > 0 {
+					serverTTFTs = append(serverTTFTs, st)
+				}
 				gaps = append(gaps, g...)
 				events += len(g) + 1
 			}()
@@ -183,7 +209,38 @@ func benchStreams(b *testing.B, cfg sim.Config, streams, tokens int) (ttfts, gap
 		wg.Wait()
 	}
 	b.StopTimer()
-	return ttfts, gaps, events, c.cpu() - s0, selfCPU() - c0
+	return ttfts, serverTTFTs, gaps, events, c.cpu() - s0, selfCPU() - c0
+}
+
+// lastChildURL is the URL of the child sim of the running benchmark.
+var lastChildURL string
+
+// metricMean returns the mean of a histogram of the sim's /metrics (sum/count).
+func metricMean(b *testing.B, url, name string) time.Duration {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum, count float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch {
+		case strings.HasPrefix(f[0], name+"_sum{"):
+			sum = v
+		case strings.HasPrefix(f[0], name+"_count{"):
+			count = v
+		}
+	}
+	if count == 0 {
+		return 0
+	}
+	return time.Duration(sum / count * 1e9)
 }
 
 func loadavg() string {
@@ -198,7 +255,10 @@ func loadavg() string {
 func BenchmarkStreams32(b *testing.B) {
 	cfg := sim.DefaultConfig()
 	cfg.TTFT, cfg.ITL = 50*time.Millisecond, 10*time.Millisecond
-	ttfts, gaps, events, scpu, ccpu := benchStreams(b, cfg, 32, 50)
+	cfg.Stamp = true
+	ttfts, sent, gaps, events, scpu, ccpu := benchStreams(b, cfg, 32, 50)
+	b.ReportMetric(ms(pct(sent, 0.50)), "server_sent_ttft_p50_ms")
+	b.ReportMetric(ms(metricMean(b, lastChildURL, "vllm:time_to_first_token_seconds")), "server_ttft_mean_ms")
 	b.ReportMetric(ms(pct(ttfts, 0.50)), "ttft_p50_ms")
 	b.ReportMetric(ms(pct(ttfts, 0.99)), "ttft_p99_ms")
 	b.ReportMetric(ms(pct(gaps, 0.50)), "itl_p50_ms")
@@ -214,7 +274,7 @@ func BenchmarkStreams32(b *testing.B) {
 func BenchmarkStreams100(b *testing.B) {
 	cfg := sim.DefaultConfig()
 	cfg.ITL = 10 * time.Millisecond
-	_, gaps, events, scpu, ccpu := benchStreams(b, cfg, 100, 100)
+	_, _, gaps, events, scpu, ccpu := benchStreams(b, cfg, 100, 100)
 	drift := make([]time.Duration, len(gaps))
 	for i, g := range gaps {
 		drift[i] = g - cfg.ITL
