@@ -25,18 +25,19 @@ type Config struct {
 	BatchSize int
 }
 
-// Stats count what a merge wrote into the destination.
+// Stats count what a merge wrote into the destination. The JSON keys are those of
+// "llmtape merge --format json".
 type Stats struct {
-	Recordings       int // recordings copied
-	SharedRecordings int // source recordings found already in the destination and merged once
-	Conversations    int // conversations copied
-	Turns            int // turns copied
-	Runs             int // runs copied
-	SkippedRuns      int // source runs already in the destination (same name, target, start, end, results)
-	Results          int // results copied
+	Recordings       int `json:"recordings"`        // recordings copied
+	SharedRecordings int `json:"shared_recordings"` // source recordings found already in the destination and merged once
+	Conversations    int `json:"conversations"`     // conversations copied
+	Turns            int `json:"turns"`             // turns copied
+	Runs             int `json:"runs"`              // runs copied
+	SkippedRuns      int `json:"skipped_runs"`      // source runs already in the destination (same name, target, start, end, results)
+	Results          int `json:"results"`           // results copied
 	// Unlinked counts results whose conversation is not in their source store; they are
 	// written with Conversation 0.
-	Unlinked int
+	Unlinked int `json:"unlinked"`
 }
 
 // Add adds o's counts to s.
