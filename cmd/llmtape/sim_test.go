@@ -122,3 +122,31 @@ func TestSimCommandHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestSimCommandFlags: the flags reach the server (fault flags, model, /metrics).
+func TestSimCommandFlags(t *testing.T) {
+	url, stop, code, _ := startSimCmd(t, "--fail-rate", "1", "--fail-status", "503", "--retry-after", "3s",
+		"--model", "flag-model", "--tokenizer", "approx", "--output-len", "5")
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "3" {
+		t.Fatalf("status %d, Retry-After %q; want 503 and 3", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	resp, err = http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `llmtape_sim_failed_total{model_name="flag-model",status="503"} 1`) {
+		t.Fatalf("metrics lack the injected failure:\n%s", body)
+	}
+	stop()
+	if st := <-code; st != 0 {
+		t.Fatalf("exit %d", st)
+	}
+}
