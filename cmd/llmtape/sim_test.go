@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -148,5 +153,61 @@ func TestSimCommandFlags(t *testing.T) {
 	stop()
 	if st := <-code; st != 0 {
 		t.Fatalf("exit %d", st)
+	}
+}
+
+// TestSimHelperProcess is not a test: TestSimCommandSIGTERM runs the test binary with
+// LLMTAPE_SIM_HELPER set, and this then runs `llmtape sim` as main does, with a context that
+// SIGTERM cancels.
+func TestSimHelperProcess(t *testing.T) {
+	if os.Getenv("LLMTAPE_SIM_HELPER") == "" {
+		t.Skip("helper process for TestSimCommandSIGTERM")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, []string{"sim", "--listen", "127.0.0.1:0", "--ttft", "1ms", "--itl", "5ms"}, os.Stdout, os.Stderr))
+}
+
+// TestSimCommandSIGTERM: a real SIGTERM to a process running `llmtape sim` lets the stream in
+// flight finish and exits 0.
+func TestSimCommandSIGTERM(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSimHelperProcess$")
+	cmd.Env = append(os.Environ(), "LLMTAPE_SIM_HELPER=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr simBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no address from the sim: %v, stderr %q", err, stderr.String())
+	}
+	m := simURLRe.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("first line %q", line)
+	}
+	resp, err := http.Post(m[1]+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":40}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.HasSuffix(body, []byte("data: [DONE]\n\n")) {
+		t.Fatalf("stream in flight did not finish after SIGTERM: %v", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v, stderr %q", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "stopped after 1 requests (1 completed") {
+		t.Fatalf("stderr %q", stderr.String())
 	}
 }
