@@ -327,6 +327,11 @@ func TestAnalysisHandWorked(t *testing.T) {
 			"itl_ms.count": 72.0, "output_tokens.mean": 79.0 / 7,
 			"runs.0.name": "slow", "duration_s": 5.0,
 		}},
+		// A new SLO is recomputed from the results: TTFT ≤ 1.5 ms holds for C1 (1.0) and A1 (1.5).
+		{[]string{"report", "--run", "slow", "--slo", "ttft=1500us"}, map[string]any{
+			"goodput.met": 2.0, "goodput.slo": "ttft=1.5ms", "goodput.ratio": 2.0 / 7, "goodput.requests_per_s": 0.4,
+			"ttft_ms.p50": 1.7, "requests.total": 7.0, "throughput.requests_per_s": 1.4,
+		}},
 		{[]string{"compare", "recording", "slow"}, map[string]any{
 			"base.kind": "recording", "target.kind": "run", "matched": 7.0,
 			"metrics.0.name": "requests.total",
@@ -343,7 +348,7 @@ func TestAnalysisHandWorked(t *testing.T) {
 		}},
 	}
 	for _, c := range cases {
-		t.Run(c.args[0], func(t *testing.T) {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			code, out, errs := runCmd(t, append([]string{"--store", store, "--format", "json"}, c.args...)...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errs)
@@ -451,5 +456,19 @@ func TestAnalysisCommandErrors(t *testing.T) {
 		if code != c.code || !strings.Contains(errs, c.msg) {
 			t.Errorf("%v: exit %d, stderr %q; want %d containing %q", c.args, code, errs, c.code, c.msg)
 		}
+	}
+}
+
+// TestAnalysisOutputFile: -o writes the file and nothing to stdout.
+func TestAnalysisOutputFile(t *testing.T) {
+	store := buildHandStore(t)
+	out := filepath.Join(t.TempDir(), "profile.html")
+	code, stdout, errs := runCmd(t, "--store", store, "analyze", "--format", "html", "-o", out)
+	if code != 0 || stdout != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, errs)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil || !bytes.HasPrefix(b, []byte("<!DOCTYPE html>")) || !bytes.Contains(b, []byte("<svg")) {
+		t.Fatalf("%s: %v, %d bytes", out, err, len(b))
 	}
 }
