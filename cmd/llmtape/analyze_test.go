@@ -16,7 +16,7 @@ import (
 	"github.com/llmtape/llmtape/tape"
 )
 
-var update = flag.Bool("update", false, "rewrite the testdata/*.golden files")
+var updateGolden = flag.Bool("update", false, "rewrite the testdata/*.golden files")
 
 // handT0 anchors the hand-built store's wall clock.
 var handT0 = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
@@ -50,7 +50,7 @@ var handTurns = []handTurn{
 	{conv: 11, index: 2, at: 5 * time.Second, kept: 5, added: [][2]int{{7, 202}}, in: 88, out: 7, ttft: 1500 * time.Microsecond, itl: 60 * time.Microsecond, slowOut: 9},
 }
 
-func chunks(ttft, itl time.Duration, n int) []tape.Chunk {
+func handChunks(ttft, itl time.Duration, n int) []tape.Chunk {
 	c := make([]tape.Chunk, n)
 	for i := range c {
 		c[i] = tape.Chunk{Offset: ttft + time.Duration(i)*itl, Tokens: 1}
@@ -103,7 +103,7 @@ func buildHandStore(t testing.TB) string {
 			} else {
 				tr.Response = tape.Response{Status: 200, Content: fmt.Sprintf("reply %d/%d", h.conv, h.index),
 					FinishReason: "stop", Streamed: true, Events: h.out + 2}
-				tr.Timing.Chunks = chunks(h.ttft, h.itl, h.out)
+				tr.Timing.Chunks = handChunks(h.ttft, h.itl, h.out)
 				tr.Timing.End = tr.Timing.Chunks[h.out-1].Offset
 			}
 			if err := tx.PutTurn(tr); err != nil {
@@ -136,7 +136,7 @@ func buildHandStore(t testing.TB) string {
 				if h.fail {
 					ttft, itl = 1000*time.Microsecond, 10*time.Microsecond
 				}
-				ch := chunks(ttft, itl, h.slowOut)
+				ch := handChunks(ttft, itl, h.slowOut)
 				r := &tape.Result{Run: run.ID, Seq: seq, Conversation: h.conv, Turn: h.index,
 					Scheduled: h.at, Sent: h.at + time.Duration(i+1)*100*time.Microsecond,
 					TTFT: ttft, Chunks: ch, E2E: ch[len(ch)-1].Offset, InputTokens: h.in,
@@ -167,17 +167,17 @@ func buildHandStore(t testing.TB) string {
 }
 
 // runCmd runs the real command tree and returns its exit status, stdout and stderr.
-func runCmd(t testing.TB, args ...string) (int, string, string) {
+func runAnalysisCmd(t testing.TB, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := run(context.Background(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
-func checkGolden(t *testing.T, name, got string) {
+func checkAnalysisGolden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
-	if *update {
+	if *updateGolden {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -191,12 +191,12 @@ func checkGolden(t *testing.T, name, got string) {
 		t.Fatalf("%v (run go test -update to create it)", err)
 	}
 	if got != string(want) {
-		t.Errorf("%s differs from %s (run go test -update after checking):\n%s", name, path, diffLines(string(want), got))
+		t.Errorf("%s differs from %s (run go test -update after checking):\n%s", name, path, firstDiff(string(want), got))
 	}
 }
 
 // diffLines shows the first differing lines.
-func diffLines(want, got string) string {
+func firstDiff(want, got string) string {
 	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
 	for i := 0; i < max(len(w), len(g)); i++ {
 		var a, b string
@@ -226,12 +226,12 @@ func TestAnalysisGolden(t *testing.T) {
 	for name, args := range cmds {
 		for _, f := range []string{"table", "json", "csv", "html"} {
 			t.Run(name+"_"+f, func(t *testing.T) {
-				code, out, errs := runCmd(t, append([]string{"--store", store, "--format", f}, args...)...)
+				code, out, errs := runAnalysisCmd(t, append([]string{"--store", store, "--format", f}, args...)...)
 				if code != 0 {
 					t.Fatalf("exit %d: %s", code, errs)
 				}
 				ext := map[string]string{"table": "txt", "json": "json", "csv": "csv", "html": "html"}[f]
-				checkGolden(t, name+"."+ext, out)
+				checkAnalysisGolden(t, name+"."+ext, out)
 				if f == "table" {
 					for i, l := range strings.Split(out, "\n") {
 						if n := len([]rune(l)); n > 100 {
@@ -245,7 +245,7 @@ func TestAnalysisGolden(t *testing.T) {
 }
 
 // lookup follows a dotted path ("prefix_reuse.0.hit_tokens") through decoded JSON.
-func lookup(t *testing.T, v any, path string) any {
+func jsonPath(t *testing.T, v any, path string) any {
 	t.Helper()
 	for _, k := range strings.Split(path, ".") {
 		switch x := v.(type) {
@@ -267,7 +267,7 @@ func lookup(t *testing.T, v any, path string) any {
 	return v
 }
 
-func decodeJSON(t *testing.T, s string) any {
+func decodeAnalysisJSON(t *testing.T, s string) any {
 	t.Helper()
 	var v any
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
@@ -349,16 +349,16 @@ func TestAnalysisHandWorked(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
-			code, out, errs := runCmd(t, append([]string{"--store", store, "--format", "json"}, c.args...)...)
+			code, out, errs := runAnalysisCmd(t, append([]string{"--store", store, "--format", "json"}, c.args...)...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errs)
 			}
-			v := decodeJSON(t, out)
+			v := decodeAnalysisJSON(t, out)
 			for path, want := range c.want {
-				got := lookup(t, v, path)
+				got := jsonPath(t, v, path)
 				if w, ok := want.(float64); ok {
 					g, ok := got.(float64)
-					if !ok || !near(g, w) {
+					if !ok || !nearlyEqual(g, w) {
 						t.Errorf("%s = %v, want %v", path, got, want)
 					}
 					continue
@@ -371,7 +371,7 @@ func TestAnalysisHandWorked(t *testing.T) {
 	}
 }
 
-func near(a, b float64) bool {
+func nearlyEqual(a, b float64) bool {
 	d := a - b
 	if d < 0 {
 		d = -d
@@ -383,16 +383,16 @@ func near(a, b float64) bool {
 // figures as the whole run.
 func TestReportShardsMergeExactly(t *testing.T) {
 	store := buildHandStore(t)
-	_, whole, _ := runCmd(t, "--store", store, "report", "--run", "slow", "--format", "json")
-	code, merged, errs := runCmd(t, "--store", store, "report", "--run", "shard0", "--run", "shard1", "--format", "json")
+	_, whole, _ := runAnalysisCmd(t, "--store", store, "report", "--run", "slow", "--format", "json")
+	code, merged, errs := runAnalysisCmd(t, "--store", store, "report", "--run", "shard0", "--run", "shard1", "--format", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	w, m := decodeJSON(t, whole), decodeJSON(t, merged)
+	w, m := decodeAnalysisJSON(t, whole), decodeAnalysisJSON(t, merged)
 	for _, k := range []string{"requests", "throughput", "ttft_ms", "tpot_ms", "itl_ms", "e2e_ms",
 		"schedule_lag_ms", "input_tokens", "output_tokens", "goodput", "errors_by_class", "by_turn", "duration_s"} {
-		a, _ := json.Marshal(lookup(t, w, k))
-		b, _ := json.Marshal(lookup(t, m, k))
+		a, _ := json.Marshal(jsonPath(t, w, k))
+		b, _ := json.Marshal(jsonPath(t, m, k))
 		if !bytes.Equal(a, b) {
 			t.Errorf("%s: whole %s, shards %s", k, a, b)
 		}
@@ -417,7 +417,7 @@ func TestCompareFailOn(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.cond, func(t *testing.T) {
-			code, _, errs := runCmd(t, "--store", store, "compare", "recording", "slow", "--fail-on", c.cond)
+			code, _, errs := runAnalysisCmd(t, "--store", store, "compare", "recording", "slow", "--fail-on", c.cond)
 			if code != c.code || !strings.Contains(errs, c.msg) {
 				t.Errorf("exit %d, stderr %q; want %d containing %q", code, errs, c.code, c.msg)
 			}
@@ -452,7 +452,7 @@ func TestAnalysisCommandErrors(t *testing.T) {
 		{[]string{"--store", filepath.Join(t.TempDir(), "missing.db"), "report"}, 1, "open store"},
 	}
 	for _, c := range cases {
-		code, _, errs := runCmd(t, c.args...)
+		code, _, errs := runAnalysisCmd(t, c.args...)
 		if code != c.code || !strings.Contains(errs, c.msg) {
 			t.Errorf("%v: exit %d, stderr %q; want %d containing %q", c.args, code, errs, c.code, c.msg)
 		}
@@ -463,7 +463,7 @@ func TestAnalysisCommandErrors(t *testing.T) {
 func TestAnalysisOutputFile(t *testing.T) {
 	store := buildHandStore(t)
 	out := filepath.Join(t.TempDir(), "profile.html")
-	code, stdout, errs := runCmd(t, "--store", store, "analyze", "--format", "html", "-o", out)
+	code, stdout, errs := runAnalysisCmd(t, "--store", store, "analyze", "--format", "html", "-o", out)
 	if code != 0 || stdout != "" {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, errs)
 	}

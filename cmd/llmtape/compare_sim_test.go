@@ -33,7 +33,7 @@ func TestCompareRecordingSlowerSim(t *testing.T) {
 			chat.Conversation.Arrival = time.Duration(c) * 50 * time.Millisecond
 			for _, tr := range chat.Turns {
 				tr.Timing.Start = rec.Started.Add(chat.Conversation.Arrival + time.Duration(tr.Index)*time.Second)
-				tr.Timing.Chunks = chunks(10*time.Millisecond, time.Millisecond, 5)
+				tr.Timing.Chunks = handChunks(10*time.Millisecond, time.Millisecond, 5)
 				tr.Timing.End = tr.Timing.Chunks[4].Offset
 				tr.Tokens.Completion = 5
 			}
@@ -71,15 +71,15 @@ func TestCompareRecordingSlowerSim(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	code, out, errs := runCmd(t, "--store", path, "compare", "recording", "slower", "--format", "json")
+	code, out, errs := runAnalysisCmd(t, "--store", path, "compare", "recording", "slower", "--format", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	v := decodeJSON(t, out)
-	if m := lookup(t, v, "matched").(float64); m != 24 {
+	v := decodeAnalysisJSON(t, out)
+	if m := jsonPath(t, v, "matched").(float64); m != 24 {
 		t.Fatalf("matched %v requests, want 24", m)
 	}
-	byTurn := lookup(t, v, "by_turn").([]any)
+	byTurn := jsonPath(t, v, "by_turn").([]any)
 	if len(byTurn) != 4 {
 		t.Fatalf("%d turn buckets, want 4 (1, 2, 3, 4-7)", len(byTurn))
 	}
@@ -104,15 +104,15 @@ func TestCompareRecordingSlowerSim(t *testing.T) {
 		}
 		t.Logf("turn %v: %v", bucket, b.(map[string]any)["changes"])
 	}
-	if n := len(lookup(t, v, "regressions.turns").([]any)); n != 10 {
+	if n := len(jsonPath(t, v, "regressions.turns").([]any)); n != 10 {
 		t.Errorf("%d turn regressions listed, want 10", n)
 	}
 	// The table says it too, and a CI gate on TTFT fails.
-	code, table, _ := runCmd(t, "--store", path, "compare", "recording", "slower")
+	code, table, _ := runAnalysisCmd(t, "--store", path, "compare", "recording", "slower")
 	if code != 0 || !strings.Contains(table, "ttft_ms.p50") {
 		t.Errorf("table: exit %d\n%s", code, table)
 	}
-	code, _, errs = runCmd(t, "--store", path, "compare", "recording", "slower", "--fail-on", "ttft_ms.p50>+100%")
+	code, _, errs = runAnalysisCmd(t, "--store", path, "compare", "recording", "slower", "--fail-on", "ttft_ms.p50>+100%")
 	if code != 1 || !strings.Contains(errs, "ttft_ms.p50 changed +") {
 		t.Errorf("fail-on: exit %d, stderr %q", code, errs)
 	}
