@@ -244,7 +244,7 @@ func TestAnalysisGolden(t *testing.T) {
 	}
 }
 
-// lookup follows a dotted path ("prefix_reuse.0.hit_tokens") through decoded JSON.
+// jsonPath follows a dotted path ("prefix_reuse.0.hit_tokens") through decoded JSON.
 func jsonPath(t *testing.T, v any, path string) any {
 	t.Helper()
 	for _, k := range strings.Split(path, ".") {
