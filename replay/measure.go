@@ -68,7 +68,7 @@ func (r *Replayer) attempt(ctx context.Context, url string, body []byte, x *exch
 		res.ErrorClass, res.Error = ClassConnect, err.Error()
 		return
 	}
-	req.Header = r.header.Clone()
+	req.Header = r.header // shared and never written: the transport only reads it
 	sent := time.Now()
 	res.Sent = sent.Sub(r.start)
 	resp, err := r.client.Do(req)

@@ -90,6 +90,15 @@ func New(st *tape.Store, cfg Config) (*Replayer, error) {
 	var planned int64
 	for _, p := range r.plans {
 		planned += int64(len(p.turns))
+		for i := range p.turns {
+			tp := &p.turns[i]
+			if tp.skip != "" {
+				continue
+			}
+			if tp.params, err = r.cfg.params(tp); err != nil {
+				tp.skip = err.Error()
+			}
+		}
 	}
 	if cfg.MaxRequests > 0 {
 		planned = min(planned, int64(cfg.MaxRequests))
@@ -128,6 +137,12 @@ func New(st *tape.Store, cfg Config) (*Replayer, error) {
 		r.synth = func(s *tape.Synthetic) ([]json.RawMessage, error) {
 			return synth.Default().Messages(s)
 		}
+	}
+	if cfg.Arrival == ArrivalAll && cfg.MaxConversations == 0 && cfg.MaxConcurrency > 0 {
+		// "As soon as a slot is free": with only a request limit, a conversation starts when a
+		// request slot could take it, rather than all waiting at once.
+		r.cfg.MaxConversations = cfg.MaxConcurrency
+		cfg.MaxConversations = cfg.MaxConcurrency
 	}
 	if cfg.MaxConversations > 0 {
 		r.convSlots = make(chan struct{}, cfg.MaxConversations)
@@ -309,6 +324,9 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	return rep, nil
 }
 
+// dispatchLead is how long before its arrival a conversation's goroutine is started.
+const dispatchLead = 5 * time.Millisecond
+
 // dispatch starts each conversation at its arrival (and when a conversation slot is free)
 // and waits for all of them.
 func (r *Replayer) dispatch() map[string]string {
@@ -330,7 +348,9 @@ loop:
 		if r.stopped() {
 			break
 		}
-		if d := time.Until(r.start.Add(p.arrival)); d > 0 {
+		// Start the conversation's goroutine a little early: it builds its first body and
+		// waits on its own timer, so the send is not late by the dispatcher's work.
+		if d := time.Until(r.start.Add(p.arrival - dispatchLead)); d > 0 {
 			timer.Reset(d)
 			select {
 			case <-timer.C:
@@ -382,7 +402,7 @@ func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind
 		}
 		// Build the body before waiting, so the wait ends with the send.
 		if tp.skip != "" {
-			skip("truncated", fmt.Sprintf("conversation %d turn %d: %s", p.id, tp.index, tp.skip))
+			skip("recorded", fmt.Sprintf("conversation %d turn %d: %s", p.id, tp.index, tp.skip))
 			continue
 		}
 		msgs, err := r.messages(tp, live)
@@ -522,28 +542,28 @@ func (r *Replayer) messages(tp *turnPlan, live []json.RawMessage) ([]json.RawMes
 	return append(out, tp.added...), nil
 }
 
-// body builds the request body: the recorded params with streaming, usage, the model and the
-// output length set, and returns it with the prompt of a completion request.
-func (r *Replayer) body(tp *turnPlan, msgs []json.RawMessage) ([]byte, json.RawMessage, error) {
+// params returns the recorded params with streaming, usage, the model and the output length
+// set: computed once per turn when the replayer is made.
+func (c *Config) params(tp *turnPlan) (json.RawMessage, error) {
 	req, err := openai.ParseRequest(paramsOrEmpty(tp.params))
 	if err != nil {
-		return nil, nil, fmt.Errorf("recorded params: %w", err)
+		return nil, fmt.Errorf("recorded params: %w", err)
 	}
 	_ = req.Set("stream", true)
 	_ = req.Set("stream_options", json.RawMessage(`{"include_usage":true}`))
-	if r.cfg.Model != "" {
-		req.Model = r.cfg.Model
+	if c.Model != "" {
+		req.Model = c.Model
 	}
 	limit := 0
-	switch r.cfg.Output {
+	switch c.Output {
 	case OutputRecorded:
 		limit = tp.completion
 	case OutputFixed:
-		limit = r.cfg.OutputTokens
+		limit = c.OutputTokens
 	case OutputRequest:
 		limit = req.MaxOutputTokens()
 	}
-	if limit > 0 && r.cfg.Output != OutputRequest {
+	if limit > 0 && c.Output != OutputRequest {
 		n := limit
 		if req.MaxCompletionTokens != nil {
 			req.MaxCompletionTokens = &n
@@ -551,14 +571,20 @@ func (r *Replayer) body(tp *turnPlan, msgs []json.RawMessage) ([]byte, json.RawM
 			req.MaxTokens = &n
 		}
 	}
-	if r.cfg.IgnoreEOS && limit > 0 {
+	if c.IgnoreEOS && limit > 0 {
 		t, n := true, limit
 		req.IgnoreEOS, req.MinTokens = &t, &n
 	}
 	params, err := req.Params()
 	if err != nil {
-		return nil, nil, fmt.Errorf("recorded params: %w", err)
+		return nil, fmt.Errorf("recorded params: %w", err)
 	}
+	return params, nil
+}
+
+// body builds the request body from the turn's prepared params and the messages (or the
+// prompt of a completion request, which it returns).
+func (r *Replayer) body(tp *turnPlan, msgs []json.RawMessage) ([]byte, json.RawMessage, error) {
 	var prompt json.RawMessage
 	if msgs == nil {
 		prompt = tp.prompt
@@ -566,7 +592,7 @@ func (r *Replayer) body(tp *turnPlan, msgs []json.RawMessage) ([]byte, json.RawM
 			prompt = json.RawMessage(`""`)
 		}
 	}
-	b, err := openai.BuildRequest(params, msgs, prompt)
+	b, err := openai.BuildRequest(tp.params, msgs, prompt)
 	if err != nil {
 		return nil, nil, err
 	}
