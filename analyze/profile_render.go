@@ -47,7 +47,7 @@ func (p *Profile) sections() []section {
 			{txt("burstiness_cv"), num(p.Arrivals.CV)},
 		}},
 		{title: "distributions", cols: distCols, rows: [][]cell{
-			distRow("turns/conversation", p.TurnsPerConversation),
+			distRow("turns/conv", p.TurnsPerConversation),
 			distRow("input_tokens", p.InputTokens),
 			distRow("output_tokens", p.OutputTokens),
 			distRow("think_time_ms", p.ThinkTime),

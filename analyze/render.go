@@ -55,19 +55,29 @@ type section struct {
 	keyCols int
 }
 
-// fmtNum formats a number for the table: integers as such, else about four significant
-// digits with at most three decimals.
+// fmtNum formats a number for the table in at most 7 characters where it can: integers below
+// 10⁷ as such, larger values with an SI suffix (12.3M), others with about four significant
+// digits and at most three decimals.
 func fmtNum(f float64) string {
+	a := math.Abs(f)
 	switch {
 	case math.IsNaN(f) || math.IsInf(f, 0):
 		return "-"
-	case f == math.Trunc(f) && math.Abs(f) < 1e15:
+	case a >= 1e7:
+		for _, u := range []struct {
+			div float64
+			sfx string
+		}{{1e12, "T"}, {1e9, "G"}, {1e6, "M"}} {
+			if a >= u.div {
+				return strconv.FormatFloat(f/u.div, 'f', 1, 64) + u.sfx
+			}
+		}
+	case f == math.Trunc(f):
 		return strconv.FormatInt(int64(f), 10)
 	}
-	a := math.Abs(f)
 	d := 3
 	switch {
-	case a >= 100000:
+	case a >= 10000:
 		d = 0
 	case a >= 100:
 		d = 1
@@ -132,11 +142,20 @@ func writeTable(w io.Writer, title string, secs []section) error {
 				}
 			}
 		}
+		// Two spaces between columns, one when that keeps a wide table within 100 columns.
+		sep := "  "
+		total := 2 * (len(width) - 1)
+		for _, w := range width {
+			total += w
+		}
+		if total > 100 {
+			sep = " "
+		}
 		line := func(cells []string) {
 			var l strings.Builder
 			for i, c := range cells {
 				if i > 0 {
-					l.WriteString("  ")
+					l.WriteString(sep)
 				}
 				pad := strings.Repeat(" ", width[i]-len([]rune(c)))
 				if right[i] {
