@@ -56,6 +56,17 @@ func SyntheticSegments(s *tape.Synthetic, dst []Segment) []Segment {
 	dst = dst[:0]
 	left := int64(s.InputTokens)
 	bs := int64(s.BlockSize)
+	if bs <= 0 && len(s.HashIDs) > 0 {
+		// No block size: one segment identified by all the ids.
+		h := uint64(syntheticTag)
+		for _, id := range s.HashIDs {
+			h = mix64(h ^ id)
+		}
+		if left > 0 {
+			dst = append(dst, Segment{Tokens: left, Hash: h})
+		}
+		return dst
+	}
 	for i, id := range s.HashIDs {
 		n := bs
 		if i == len(s.HashIDs)-1 || n > left {
@@ -106,6 +117,9 @@ func (p *prompt) truncate(n int) {
 }
 
 func (p *prompt) push(s Segment) {
+	if s.Tokens < 0 {
+		s.Tokens = 0 // a damaged record; never let the token count run backwards
+	}
 	var h uint64
 	var c int64
 	if n := len(p.segs); n > 0 {
