@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"path/filepath"
 	"strings"
@@ -370,33 +369,6 @@ func describeToken(tok json.Token) string {
 	return fmt.Sprint(tok)
 }
 
-// messageHash is the store's content hash of a message (tape.MessageMeta.Hash): FNV-1a 64 of
-// its canonical JSON (object keys sorted, no insignificant white space, numbers as written),
-// the same as the recorder computes, so imported and recorded messages compare.
-func messageHash(raw []byte) uint64 {
-	h := fnv.New64a()
-	h.Write(canonical(raw))
-	return h.Sum64()
-}
-
-// canonical re-encodes JSON with sorted object keys and no insignificant white space. It
-// returns raw unchanged when raw is not valid JSON.
-func canonical(raw []byte) []byte {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return raw
-	}
-	var buf bytes.Buffer
-	e := json.NewEncoder(&buf)
-	e.SetEscapeHTML(false)
-	if err := e.Encode(v); err != nil {
-		return raw
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n")
-}
-
 // chatParams is the Params object of imported chat requests.
 func chatParams(model string, extra map[string]any) json.RawMessage {
 	m := map[string]any{"stream": true}
@@ -449,7 +421,7 @@ func textTurns(msgs []message, model string, start time.Time) []tape.Turn {
 		for i := from; i < end; i++ {
 			n := int32(openai.CountTokens(openai.MessageText(msgs[i].raw)))
 			req.Messages = append(req.Messages, msgs[i].raw)
-			req.MessageMeta = append(req.MessageMeta, tape.MessageMeta{Tokens: n, Hash: messageHash(msgs[i].raw)})
+			req.MessageMeta = append(req.MessageMeta, tape.MessageMeta{Tokens: n, Hash: tape.MessageHash(msgs[i].raw)})
 			fullTokens = append(fullTokens, n)
 		}
 		var prompt int

@@ -3,6 +3,7 @@ package tape
 import (
 	"bytes"
 	"encoding/json"
+	"hash/fnv"
 	"math/big"
 	"strconv"
 	"strings"
@@ -91,6 +92,36 @@ func JSONEqual(a, b []byte) bool {
 		return false
 	}
 	return jsonValueEqual(va, vb)
+}
+
+// MessageHash is the content hash of one message stored in MessageMeta.Hash: FNV-1a 64 of the
+// message's canonical JSON (object keys sorted, no insignificant white space, strings
+// re-escaped minimally, numbers as written). Messages that differ only in key order, white
+// space or string escapes hash equally; numbers are compared as written (1 and 1.0 differ).
+// raw that is not exactly one JSON value (invalid, empty, or with trailing data) is hashed as
+// its bytes.
+//
+// Stored hashes depend on this function: its value for a given input must never change.
+func MessageHash(raw json.RawMessage) uint64 {
+	h := fnv.New64a()
+	h.Write(canonicalJSON(raw))
+	return h.Sum64()
+}
+
+// canonicalJSON re-encodes raw with sorted object keys and no insignificant white space,
+// keeping numbers as written. It returns raw when raw is not exactly one JSON value.
+func canonicalJSON(raw []byte) []byte {
+	v, ok := decodeJSON(raw)
+	if !ok {
+		return raw
+	}
+	var buf bytes.Buffer
+	e := json.NewEncoder(&buf)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(v); err != nil {
+		return raw
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 func decodeJSON(b []byte) (any, bool) {

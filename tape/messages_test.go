@@ -89,3 +89,30 @@ func FuzzJSONEqual(f *testing.F) {
 		}
 	})
 }
+
+// TestMessageHashPinned pins MessageHash: stored MessageMeta.Hash values depend on it, so a
+// change here is a change of the store format.
+func TestMessageHashPinned(t *testing.T) {
+	tests := []struct {
+		raw  string
+		want uint64
+	}{
+		{`{"role":"user","content":"hi"}`, 0x9e6012d7d285137e},
+		{` { "content": "hi",` + "\n" + `"role": "user" } `, 0x9e6012d7d285137e}, // key order, white space
+		{`{"role":"user","content":"\u0068i"}`, 0x9e6012d7d285137e},              // escapes
+		{`{"role":"assistant","content":"a <b> & \u00e9","n":1.50}`, 0x507ec6e6524f746b},
+		{`{"role":"tool","tool_call_id":"c1","content":"{\"x\":1}"}`, 0x7d6e84e4bc0eb1b6},
+		{`{"a":1}`, 0x9c3e82dd6fcae8b1},
+		{`not json`, 0x5cf74153161a1a88},        // raw bytes
+		{``, 0xcbf29ce484222325},                // FNV-1a offset basis
+		{`{"a":1} {"b":2}`, 0xdd32f157332c8069}, // trailing data: raw bytes, not {"a":1}
+	}
+	for _, tt := range tests {
+		if got := tape.MessageHash(json.RawMessage(tt.raw)); got != tt.want {
+			t.Errorf("MessageHash(%q) = %#x, want %#x", tt.raw, got, tt.want)
+		}
+	}
+	if tape.MessageHash(json.RawMessage(`{"a":1}`)) == tape.MessageHash(json.RawMessage(`{"a":1.0}`)) {
+		t.Error("numbers must hash as written")
+	}
+}
