@@ -76,6 +76,7 @@ type received struct {
 	tag      string // the last user message's content
 	reply    string // what the target answered
 	header   http.Header
+	path     string
 	at, end  time.Time
 }
 
@@ -104,7 +105,7 @@ func newTarget(t testing.TB, delay time.Duration) *target {
 }
 
 func (tg *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rc := &received{at: time.Now(), header: r.Header.Clone()}
+	rc := &received{at: time.Now(), header: r.Header.Clone(), path: r.URL.Path}
 	rc.body, _ = io.ReadAll(r.Body)
 	req, err := openai.ParseRequest(rc.body)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/llmtape/llmtape/replay"
 	"github.com/llmtape/llmtape/sim"
 	"github.com/llmtape/llmtape/tape"
+	"github.com/llmtape/llmtape/tape/tapetest"
 )
 
 func mustRun(t testing.TB, st *tape.Store, cfg replay.Config) *replay.Report {
@@ -516,3 +517,47 @@ func TestParseShard(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+func TestSyntheticAndCompletionTurns(t *testing.T) {
+	st := tapetest.MustOpen(t)
+	rec := tapetest.Recording(t, st)
+	syn := &tape.Synthetic{BlockSize: 16, HashIDs: []uint64{7, 8}, InputTokens: 30}
+	err := st.Update(func(tx *tape.Tx) error {
+		c := &tape.Conversation{ID: st.NextConversationID(), Recording: rec.ID, Grouping: tape.GroupImport}
+		if err := tx.PutConversation(c); err != nil {
+			return err
+		}
+		turns := []*tape.Turn{
+			{Conversation: c.ID, Index: 0, Request: tape.Request{Path: "/v1/chat/completions",
+				Params: json.RawMessage(`{"model":"m"}`), Synthetic: syn}, Tokens: tape.Tokens{Completion: 3}},
+			{Conversation: c.ID, Index: 1, Request: tape.Request{Path: "/v1/completions",
+				Params: json.RawMessage(`{"model":"m","max_tokens":9}`), Prompt: json.RawMessage(`"once upon"`)}},
+			{Conversation: c.ID, Index: 2, Request: tape.Request{Path: "/v1/chat/completions", Truncated: true}},
+		}
+		for _, turn := range turns {
+			if err := tx.PutTurn(turn); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := newTarget(t, 0)
+	rep := mustRun(t, st, replay.Config{Target: tg.url + "/v1", Think: replay.ThinkNone, Output: replay.OutputRequest})
+	rcv := tg.received()
+	if len(rcv) != 2 || rep.Skipped != 1 || rep.Summary.Requests.OK != 2 {
+		t.Fatalf("received %d, skipped %d (%v), summary %+v", len(rcv), rep.Skipped, rep.SkipReasons, rep.Summary.Requests)
+	}
+	if rcv[0].path != "/v1/chat/completions" || rcv[1].path != "/v1/completions" {
+		t.Errorf("paths %q %q", rcv[0].path, rcv[1].path)
+	}
+	if len(rcv[0].messages) != 1 || rcv[0].tag == "" {
+		t.Errorf("synthetic turn sent %s", rcv[0].body)
+	}
+	req, _ := openai.ParseRequest(rcv[1].body)
+	if string(req.Prompt) != `"once upon"` || req.MaxTokens == nil || *req.MaxTokens != 9 {
+		t.Errorf("completion turn sent %s", rcv[1].body)
+	}
+}

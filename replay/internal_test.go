@@ -1,0 +1,190 @@
+package replay
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/llmtape/llmtape/tape"
+)
+
+func TestApportion(t *testing.T) {
+	tests := []struct {
+		name  string
+		sizes []int
+		total int
+		want  []int32
+	}{
+		{"one each", []int{3, 5, 1}, 3, []int32{1, 1, 1}},
+		{"by bytes", []int{4, 8, 4}, 8, []int32{2, 4, 2}},
+		{"remainder to largest fraction", []int{1, 1, 2}, 5, []int32{1, 1, 3}},
+		{"fewer tokens than events", []int{5, 5, 5, 5}, 2, []int32{1, 1, 0, 0}},
+		{"no bytes", []int{0, 0}, 5, []int32{3, 2}},
+		{"no tokens", []int{3, 3}, 0, []int32{0, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chunks := make([]tape.Chunk, len(tt.sizes))
+			apportion(chunks, tt.sizes, tt.total)
+			sum := 0
+			for i, c := range chunks {
+				sum += int(c.Tokens)
+				if c.Tokens != tt.want[i] {
+					t.Errorf("chunk %d has %d tokens, want %d (all %v)", i, c.Tokens, tt.want[i], chunks)
+				}
+			}
+			if tt.total > 0 && sum != tt.total {
+				t.Errorf("sum %d, want %d", sum, tt.total)
+			}
+		})
+	}
+}
+
+func TestJoinPath(t *testing.T) {
+	for _, tt := range []struct{ base, p, want string }{
+		{"", "/v1/chat/completions", "/v1/chat/completions"},
+		{"/v1", "/v1/chat/completions", "/chat/completions"},
+		{"/proxy", "/v1/completions", "/v1/completions"},
+	} {
+		if got := joinPath(tt.base, tt.p); got != tt.want {
+			t.Errorf("joinPath(%q, %q) = %q, want %q", tt.base, tt.p, got, tt.want)
+		}
+	}
+}
+
+func TestScheduleRates(t *testing.T) {
+	convs := make([]*tape.Conversation, 20000)
+	for i := range convs {
+		convs[i] = &tape.Conversation{ID: uint64(i + 1), Arrival: time.Duration(i) * time.Second}
+	}
+	for _, tt := range []struct {
+		arrival    Arrival
+		burstiness float64
+		wantCV     float64 // coefficient of variation of the gaps: 1/sqrt(shape)
+	}{
+		{ArrivalPoisson, 1, 1},
+		{ArrivalGamma, 0.25, 2},
+		{ArrivalGamma, 4, 0.5},
+	} {
+		cfg := Config{Arrival: tt.arrival, Rate: 50, Burstiness: tt.burstiness, Seed: 3}
+		out := schedule(convs, &cfg)
+		var gaps []float64
+		for i := 1; i < len(out); i++ {
+			gaps = append(gaps, (out[i] - out[i-1]).Seconds())
+		}
+		var sum, sq float64
+		for _, g := range gaps {
+			sum += g
+		}
+		mean := sum / float64(len(gaps))
+		for _, g := range gaps {
+			sq += (g - mean) * (g - mean)
+		}
+		cv := math.Sqrt(sq/float64(len(gaps))) / mean
+		if math.Abs(1/mean-50) > 2.5 || math.Abs(cv-tt.wantCV) > 0.1*tt.wantCV {
+			t.Errorf("%s(%v): rate %.2f/s cv %.2f, want 50/s cv %.2f", tt.arrival, tt.burstiness, 1/mean, cv, tt.wantCV)
+		}
+		again := schedule(convs, &cfg)
+		for i := range out {
+			if out[i] != again[i] {
+				t.Fatalf("%s: schedule is not deterministic for a seed", tt.arrival)
+			}
+		}
+	}
+	cfg := Config{Arrival: ArrivalOriginal, Speed: 4}
+	out := schedule(convs[5:8], &cfg)
+	if out[0] != 0 || out[1] != 250*time.Millisecond || out[2] != 500*time.Millisecond {
+		t.Errorf("original at speed 4: %v", out)
+	}
+}
+
+// newStreamReplayer is a replayer with only what readStream needs.
+func newStreamReplayer() *Replayer {
+	r := &Replayer{}
+	r.abortCtx, r.abort = context.WithCancel(context.Background())
+	return r
+}
+
+func TestReadStream(t *testing.T) {
+	tests := []struct {
+		name      string
+		in        string
+		class     string
+		chunks    int
+		out, tok  int
+		wantReply string
+	}{
+		{"usage", "data: {\"choices\":[{\"delta\":{\"content\":\"ab\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"cd\"}}]}\n\n" +
+			"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":3}}}\n\ndata: [DONE]\n\n",
+			"", 2, 2, 7, `{"role":"assistant","content":"abcd"}`},
+		{"no done but finish", "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\n\n", "", 1, 0, 0, ""},
+		{"cut", "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n", "stream", 1, 0, 0, ""},
+		{"malformed", "data: {nope\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: [DONE]\n\n", "stream", 1, 0, 0, ""},
+		{"error object", "data: {\"error\":{\"message\":\"overloaded\"}}\n\ndata: [DONE]\n\n", "stream", 0, 0, 0, ""},
+		{"comments and role", ": ping\n\ndata: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n", "", 1, 0, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newStreamReplayer()
+			x := &exchange{}
+			r.readStream(context.Background(), bytes.NewReader([]byte(tt.in)), time.Now(), x)
+			if x.res.ErrorClass != tt.class || len(x.res.Chunks) != tt.chunks {
+				t.Errorf("class %q (%s), %d chunks; want %q, %d", x.res.ErrorClass, x.res.Error,
+					len(x.res.Chunks), tt.class, tt.chunks)
+			}
+			if tt.out > 0 && (x.res.OutputTokens != tt.out || x.res.InputTokens != tt.tok || x.res.CachedTokens != 3 ||
+				x.res.TokenSource != tape.TokensServer) {
+				t.Errorf("tokens %+v", x.res)
+			}
+			if tt.wantReply != "" && !tape.JSONEqual(x.reply, []byte(tt.wantReply)) {
+				t.Errorf("reply %s", x.reply)
+			}
+		})
+	}
+}
+
+func TestTokensWithoutUsage(t *testing.T) {
+	r := newStreamReplayer()
+	x := &exchange{msgs: nil, prompt: []byte(`"count these words please"`)}
+	in := "data: {\"choices\":[{\"text\":\"hello\"}]}\n\ndata: {\"choices\":[{\"text\":\" there, friend\"}]}\n\ndata: [DONE]\n\n"
+	r.readStream(context.Background(), bytes.NewReader([]byte(in)), time.Now(), x)
+	r.tokens(x)
+	if x.res.TokenSource != tape.TokensCounted || x.res.InputTokens == 0 || x.res.OutputTokens < 2 {
+		t.Errorf("counted tokens: %+v", x.res)
+	}
+	var sum int32
+	for _, c := range x.res.Chunks {
+		sum += c.Tokens
+	}
+	if int(sum) != x.res.OutputTokens {
+		t.Errorf("chunk tokens sum %d, output %d", sum, x.res.OutputTokens)
+	}
+}
+
+// FuzzReadStream: any bytes from a server give a result with a class, never a panic.
+func FuzzReadStream(f *testing.F) {
+	f.Add([]byte("data: {\"choices\":[{\"delta\":{\"content\":\"ab\"}}]}\n\ndata: [DONE]\n\n"))
+	f.Add([]byte("data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"f\",\"arguments\":\"{\"}}]}}]}\n\n"))
+	f.Add([]byte("event: x\r\ndata: {\"usage\":{\"completion_tokens\":\"7\"}}\r\n\r\n"))
+	f.Add([]byte("data: {\"choices\":null,\"error\":\"boom\"}\n\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := newStreamReplayer()
+		x := &exchange{}
+		r.readStream(context.Background(), bytes.NewReader(in), time.Now(), x)
+		if x.res.ErrorClass == "" {
+			r.tokens(x)
+			var sum int32
+			for _, c := range x.res.Chunks {
+				if c.Tokens < 0 {
+					t.Fatalf("negative tokens %v", x.res.Chunks)
+				}
+				sum += c.Tokens
+			}
+			if len(x.res.Chunks) > 0 && x.res.OutputTokens > 0 && int(sum) != x.res.OutputTokens {
+				t.Fatalf("chunk tokens sum %d, output %d", sum, x.res.OutputTokens)
+			}
+		}
+	})
+}
