@@ -28,7 +28,7 @@ type source struct {
 }
 
 // newSource writes a store with n chats of turns each, plus a fork of the first chat.
-func newSource(t *testing.T, n, turns int) *source {
+func newSource(t testing.TB, n, turns int) *source {
 	t.Helper()
 	s := tapetest.MustOpen(t)
 	rec := tapetest.Recording(t, s)
@@ -77,7 +77,7 @@ func newSource(t *testing.T, n, turns int) *source {
 
 // addRun replays nothing: it writes a run named name with one result per turn of the
 // conversations for which keep returns true, and stores its histograms.
-func (src *source) addRun(t *testing.T, name string, keep func(i int) bool) *tape.Run {
+func (src *source) addRun(t testing.TB, name string, keep func(i int) bool) *tape.Run {
 	t.Helper()
 	started := time.Unix(1_800_000_000, 0).Add(time.Duration(len(name)) * time.Minute)
 	run := &tape.Run{Name: name, Target: "http://127.0.0.1:1", Recording: src.rec.ID, Started: started,

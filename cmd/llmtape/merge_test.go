@@ -371,9 +371,28 @@ func TestMergeShardsEndToEnd(t *testing.T) {
 			t.Errorf("conversation %d replayed by the shards, not by the unsharded run", c)
 		}
 	}
-	// Its latencies are another measurement (other moments, other goroutines, the race
-	// detector's overhead, three shards sharing the CPUs), so they are compared loosely: the
-	// sim's fixed model makes the medians alike, well inside a factor of two plus 5 ms.
+	// The simulator's answers depend on the request only (seeded text, lengths capped by the
+	// recorded max_tokens), so the unsharded run and the shards did the same work: equal
+	// token counts turn by turn.
+	type work struct{ in, out int }
+	did := map[[2]uint64]work{}
+	for _, r := range res["full"] {
+		if metrics.OK(r) {
+			did[[2]uint64{r.Conversation, uint64(r.Turn)}] = work{r.InputTokens, r.OutputTokens}
+		}
+	}
+	for _, r := range union {
+		w, ok := did[[2]uint64{r.Conversation, uint64(r.Turn)}]
+		if ok && metrics.OK(r) && w != (work{r.InputTokens, r.OutputTokens}) {
+			t.Errorf("conversation %d turn %d: unsharded %+v tokens, sharded %+v", r.Conversation, r.Turn,
+				w, work{r.InputTokens, r.OutputTokens})
+		}
+	}
+	// Their latencies are two separate measurements (other moments, other goroutines, the race
+	// detector, three shards at once, and a test machine shared with other builds: a load of 15
+	// on 2 cores once made one median 6 times the other). So they are compared loosely: no
+	// request beats the simulator's fixed TTFT, and the medians agree within a factor of 10
+	// plus 50 ms. The exact comparison is the one above, of merged and direct histograms.
 	code, out, errOut = mergeExec(ctx, "report", "--store", merged, "--run", "full", "--format", "json")
 	if code != 0 {
 		t.Fatalf("report full: exit %d: %s", code, errOut)
@@ -385,11 +404,14 @@ func TestMergeShardsEndToEnd(t *testing.T) {
 	if fullRep.Requests.Total != rep.Requests.Total {
 		t.Errorf("unsharded report: %d requests, sharded %d", fullRep.Requests.Total, rep.Requests.Total)
 	}
+	if fullRep.TTFT.Min < 2 || rep.TTFT.Min < 2 {
+		t.Errorf("ttft min: unsharded %.3f ms, sharded %.3f ms; the simulator waits 2 ms", fullRep.TTFT.Min, rep.TTFT.Min)
+	}
 	for _, m := range []struct {
 		name     string
 		full, sh float64
 	}{{"ttft p50", fullRep.TTFT.P50, rep.TTFT.P50}, {"e2e p50", fullRep.E2E.P50, rep.E2E.P50}} {
-		if hi, lo := max(m.full, m.sh), min(m.full, m.sh); hi > 2*lo+5 {
+		if hi, lo := max(m.full, m.sh), min(m.full, m.sh); hi > 10*lo+50 {
 			t.Errorf("%s: unsharded %.2f ms, sharded %.2f ms", m.name, m.full, m.sh)
 		}
 		t.Logf("%s: unsharded %.2f ms, sharded %.2f ms", m.name, m.full, m.sh)
@@ -490,4 +512,26 @@ func TestMergeHelp(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "llmtape merge --store merged.db") || !strings.Contains(out, "Examples:") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
+}
+
+// TestMergeCommandInterrupted: Ctrl-C (a canceled context) stops the merge with status 130 and
+// leaves no half-merged recording in the output.
+func TestMergeCommandInterrupted(t *testing.T) {
+	in := mergeRecordingStore(t, 3)
+	out := filepath.Join(t.TempDir(), "out.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	code, _, errOut := mergeExec(ctx, "merge", "--store", out, in)
+	if code != 130 || !strings.Contains(errOut, "interrupted") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+	s, err := tape.Open(out, &tape.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_ = s.Recordings(func(r *tape.Recording) error {
+		t.Errorf("recording %+v left in the output", r)
+		return nil
+	})
 }
