@@ -24,8 +24,8 @@
 //
 // # Caveats
 //
-// Analyze holds about 100 bytes per turn plus 8 bytes per distinct prompt block (at block size
-// 16, about one block per 16 new tokens) and hands the first pass's garbage back to the
+// Analyze holds about 150 bytes per turn plus about 14 bytes per distinct prompt block (at
+// block size 16, about one block per 16 new tokens) and hands the first pass's garbage back to the
 // operating system before the second pass. Compare holds every matched request's figures in
 // memory. The JSON keys are stable and documented in docs/json.md.
 package analyze
