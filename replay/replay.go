@@ -43,6 +43,7 @@ type Replayer struct {
 	results   chan *tape.Result
 
 	planned, done, failed, inflight, skipped, active atomic.Int64
+	cut                                              atomic.Int64 // conversations stopped before their end
 }
 
 // Report is what Run returns: the run as saved, its summary and its histograms.
@@ -284,6 +285,7 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	}()
 
 	skips := r.dispatch()
+	r.halt("done") // ends the goroutine above when nothing stopped the run early
 	close(r.results)
 	collect.Wait()
 	werr := w.Close()
@@ -299,7 +301,7 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	saved.Ended = time.Now()
 	reason, _ := r.stopReason.Load().(string)
 	saved.Partial = reason == "interrupted" || reason == "aborted" ||
-		(reason == "duration" && r.issued.Load() < r.planned.Load())
+		(reason == "duration" && r.cut.Load() > 0)
 	if saved.Summary, err = json.Marshal(sum); err != nil {
 		return nil, fmt.Errorf("encode summary: %w", err)
 	}
@@ -344,8 +346,9 @@ func (r *Replayer) dispatch() map[string]string {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 loop:
-	for _, p := range r.plans {
+	for i, p := range r.plans {
 		if r.stopped() {
+			r.cut.Add(int64(len(r.plans) - i))
 			break
 		}
 		// Start the conversation's goroutine a little early: it builds its first body and
@@ -356,6 +359,7 @@ loop:
 			case <-timer.C:
 			case <-r.stop:
 				timer.Stop()
+				r.cut.Add(int64(len(r.plans) - i))
 				break loop
 			}
 		}
@@ -364,6 +368,7 @@ loop:
 			select {
 			case r.convSlots <- struct{}{}:
 			case <-r.stop:
+				r.cut.Add(int64(len(r.plans) - i))
 				break loop
 			}
 			if r.cfg.Arrival == ArrivalAll {
@@ -420,16 +425,19 @@ func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind
 			select {
 			case <-timer.C:
 			case <-r.stop:
+				r.cut.Add(1)
 				return
 			}
 		}
 		if r.stopped() {
+			r.cut.Add(1)
 			return
 		}
 		if r.reqSlots != nil {
 			select {
 			case r.reqSlots <- struct{}{}:
 			case <-r.stop:
+				r.cut.Add(1)
 				return
 			}
 		}

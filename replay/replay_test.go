@@ -561,3 +561,30 @@ func TestSyntheticAndCompletionTurns(t *testing.T) {
 		t.Errorf("completion turn sent %s", rcv[1].body)
 	}
 }
+
+func TestDurationStopsScheduling(t *testing.T) {
+	rs := makeStore(t, specs(5, 3, 0, time.Second))
+	tg := newTarget(t, 0)
+	start := time.Now()
+	rep := mustRun(t, rs.store, replay.Config{Target: tg.url, Duration: 200 * time.Millisecond})
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("run took %v after a 200ms duration", el)
+	}
+	if rep.Summary.Requests.Total != 5 || !rep.Run.Partial {
+		t.Errorf("sent %d requests (want the 5 first turns), partial %v", rep.Summary.Requests.Total, rep.Run.Partial)
+	}
+	// A run that ends on its own within the duration is complete.
+	full := mustRun(t, rs.store, replay.Config{Target: tg.url, Think: replay.ThinkNone, Duration: time.Minute})
+	if full.Run.Partial || full.Summary.Requests.Total != 15 {
+		t.Errorf("partial %v, %d requests", full.Run.Partial, full.Summary.Requests.Total)
+	}
+}
+
+func TestWarmupByTime(t *testing.T) {
+	rs := makeStore(t, specs(4, 1, 100*time.Millisecond, 0))
+	tg := newTarget(t, 0)
+	rep := mustRun(t, rs.store, replay.Config{Target: tg.url, Warmup: 150 * time.Millisecond})
+	if rep.Summary.Warmup != 2 || rep.Summary.Requests.Total != 2 {
+		t.Errorf("warmup %d, counted %d; want 2 and 2", rep.Summary.Warmup, rep.Summary.Requests.Total)
+	}
+}
