@@ -227,7 +227,9 @@ func BenchmarkStreams(b *testing.B) {
 	// nginx runs in its own: the comparison is process against process.
 	rp := startRecordBinary(b, up)
 	targets := []struct{ name, base string }{{"direct", up}, {"llmtape", "http://" + rp.addr}}
-	if ng := startNginx(b, up); ng != "" {
+	if os.Getenv("LLMTAPE_BENCH_NGINX") == "0" {
+		b.Log("nginx column left out (LLMTAPE_BENCH_NGINX=0)")
+	} else if ng := startNginx(b, up); ng != "" {
 		targets = append(targets, struct{ name, base string }{"nginx", ng})
 	} else {
 		b.Log("nginx not installed: its column is left out")
@@ -239,10 +241,25 @@ func BenchmarkStreams(b *testing.B) {
 		clients[i] = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, DisableCompression: true}}
 		round(b, clients[i], targets[i].base, conc, 5, &streamTimes{}, -1) // warm connections
 	}
+	if f := os.Getenv("LLMTAPE_BENCH_PROFILE"); f != "" && b.N > 1 {
+		go func() { // CPU profile of the proxy process during the rounds
+			resp, err := http.Get("http://" + rp.admin + "/debug/pprof/profile?seconds=20")
+			if err == nil {
+				out, _ := os.Create(f)
+				io.Copy(out, resp.Body)
+				out.Close()
+				resp.Body.Close()
+			}
+		}()
+	}
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
 		for i, tg := range targets {
+			before := len(times[i].ttft)
 			round(b, clients[i], tg.base, conc, events, times[i], n*len(targets)+i)
+			if os.Getenv("LLMTAPE_BENCH_ROUNDS") != "" {
+				fmt.Printf("round %d %-8s TTFT p50 %8.0f µs\n", n, tg.name, pct(times[i].ttft[before:], 50))
+			}
 		}
 	}
 	b.StopTimer()

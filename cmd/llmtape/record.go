@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -329,6 +330,11 @@ func adminHandler(p *proxy.Proxy, rec *recorder.Recorder, store *tape.Store) htt
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 	})
+	// Go's profiler, for "why is the proxy slow" questions (the admin listener is off by
+	// default and meant for loopback).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /snapshot", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", `attachment; filename="llmtape-snapshot.db"`)
