@@ -276,6 +276,12 @@ func Analyze(src Source, recording uint64, cfg Config) (*Profile, error) {
 		ivs                           []interval
 		scratch                       []Segment
 	)
+	// The recording's turn counter sizes the per-turn slices (it may be off while a recording
+	// is still being written; append copes).
+	if n := rec.Turns; n > 0 && n < 1<<27 {
+		in, out, think = make([]float64, 0, n), make([]float64, 0, n), make([]float64, 0, n)
+		turns, ivs, arena = make([]turnRec, 0, n), make([]interval, 0, n), make([]Segment, 0, n+n/4)
+	}
 	for ci, c := range convs {
 		cr := convRec{parent: -1, first: int32(len(turns))}
 		if c.Parent != 0 {
