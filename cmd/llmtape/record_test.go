@@ -4,10 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +24,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/llmtape/llmtape/proxy/proxytest"
 	"github.com/llmtape/llmtape/sim"
 	"github.com/llmtape/llmtape/tape"
 )
@@ -390,5 +399,77 @@ func TestRecordSIGTERMKeepsEveryExchange(t *testing.T) {
 	}
 	if n := countTurns(t, store); n != 70 {
 		t.Errorf("store holds %d turns, want 70 (20 short + 50 drained streams)", n)
+	}
+}
+
+func TestRecordForwardModeThroughGeneratedCA(t *testing.T) {
+	up := httptest.NewTLSServer(&proxytest.Replay{})
+	defer up.Close()
+	dir := t.TempDir()
+	upCA := filepath.Join(dir, "upstream-ca.pem")
+	if err := os.WriteFile(upCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caDir := filepath.Join(dir, "ca")
+	store := filepath.Join(dir, "fwd.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, errb := &simBuffer{}, &simBuffer{}
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"record", "--mode", "forward", "--listen", "127.0.0.1:0", "--ca-dir", caDir,
+			"--upstream-ca", upCA, "--intercept", "127.0.0.1", "--store", store}, out, errb)
+	}()
+	var addr string
+	waitFor(t, "the proxy's address", func() bool {
+		select {
+		case c := <-code:
+			t.Fatalf("record exited with %d: %s", c, errb.String())
+		default:
+		}
+		if m := recordProxyRe.FindStringSubmatch(out.String()); m != nil {
+			addr = m[1]
+			return true
+		}
+		return false
+	})
+	for _, want := range []string{"created CA", "SSL_CERT_FILE=" + filepath.Join(caDir, "llmtape-ca.pem"), "NODE_EXTRA_CA_CERTS=", "REQUESTS_CA_BUNDLE="} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr lacks %q: %s", want, errb.String())
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(caDir, "llmtape-ca-key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("CA key: %v %v", err, fi)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(caDir, "llmtape-ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	pu, _ := url.Parse("http://" + addr)
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	client := openai.NewClient(option.WithBaseURL(up.URL+"/v1"), option.WithHTTPClient(hc), option.WithAPIKey("sk-secret-forward"), option.WithMaxRetries(0))
+	s := client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
+		Model:    "tiny-llama",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Plan a weekend trip to Lisbon.")},
+	})
+	n := 0
+	for s.Next() {
+		n++
+	}
+	if err := s.Err(); err != nil || n == 0 {
+		t.Fatalf("stream through forward proxy: %v (%d chunks)", err, n)
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Fatalf("record exited %d: %s", c, errb.String())
+	}
+	if got := countTurns(t, store); got != 1 {
+		t.Errorf("store holds %d turns, want 1", got)
+	}
+	raw, _ := os.ReadFile(store)
+	if bytes.Contains(raw, []byte("sk-secret")) {
+		t.Error("store holds the API key")
 	}
 }
