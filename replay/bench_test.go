@@ -393,3 +393,31 @@ func load1() float64 {
 	l, _ := strconv.ParseFloat(loadavg(), 64)
 	return l
 }
+
+// BenchmarkTimerBaseline measures how late the Go runtime wakes a goroutine from a 1 ms timer
+// on this machine right now (1,000 concurrent sleepers a second, as the open-loop benchmark
+// has): the floor under any schedule lag the replayer can show.
+func BenchmarkTimerBaseline(b *testing.B) {
+	var late []float64
+	var mu sync.Mutex
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for i := range 1000 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				due := time.Now().Add(time.Duration(i) * time.Millisecond)
+				time.Sleep(time.Until(due))
+				l := float64(time.Since(due)) / 1e6
+				mu.Lock()
+				late = append(late, l)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(pct(late, 50), "late_p50_ms")
+	b.ReportMetric(pct(late, 99), "late_p99_ms")
+	b.ReportMetric(pct(late, 100), "late_max_ms")
+	b.ReportMetric(load1(), "load1")
+}
