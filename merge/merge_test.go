@@ -573,3 +573,28 @@ func TestUnlinkedResult(t *testing.T) {
 		t.Errorf("conversations of the results %v, want one 0", convs)
 	}
 }
+
+// TestRunOfMissingRecording: a run whose recording is gone from its source is kept with
+// recording 0, and its results with conversation 0.
+func TestRunOfMissingRecording(t *testing.T) {
+	src := newSource(t, 2, 1)
+	run := src.addRun(t, "orphan", func(int) bool { return true })
+	if err := src.s.DeleteRecording(src.rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	dst := tapetest.MustOpen(t)
+	st, err := merge.Stores(context.Background(), dst, src.s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (merge.Stats{Runs: 1, Results: run.Requests, Unlinked: run.Requests}); st != want {
+		t.Errorf("stats %+v, want %+v", st, want)
+	}
+	got, err := dst.FindRun("orphan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Recording != 0 || !tape.JSONEqual(got.Options, run.Options) {
+		t.Errorf("run copied as recording %d, options %s", got.Recording, got.Options)
+	}
+}
