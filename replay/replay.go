@@ -3,6 +3,7 @@ package replay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -44,6 +45,7 @@ type Replayer struct {
 
 	planned, done, failed, inflight, skipped, active atomic.Int64
 	cut                                              atomic.Int64 // conversations stopped before their end
+	ran                                              atomic.Bool
 }
 
 // Report is what Run returns: the run as saved, its summary and its histograms.
@@ -209,6 +211,9 @@ func (r *Replayer) Progress() Progress {
 // they finish, so a crash loses at most the writer's last commit interval. Errors of single
 // requests never stop the run; Run returns an error only when the store fails.
 func (r *Replayer) Run(ctx context.Context) (*Report, error) {
+	if !r.ran.CompareAndSwap(false, true) {
+		return nil, errors.New("replay: Run called twice")
+	}
 	if !r.cfg.StartAt.IsZero() {
 		t := time.NewTimer(time.Until(r.cfg.StartAt))
 		select {
