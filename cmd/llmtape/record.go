@@ -235,7 +235,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 		fmt.Fprintf(stdout, "  admin on http://%s (/health, /stats, /snapshot)\n", adminAddr)
 	}
 	if ip := net.ParseIP(strings.Trim(hostOf(addr), "[]")); ip == nil || !ip.IsLoopback() {
-		fmt.Fprintf(logw, "llmtape record: warning: listening on %s, not only on this machine; anyone who can reach it can use your upstream credentials' sessions\n", addr)
+		fmt.Fprintf(logw, "llmtape record: warning: listening on %s, X", addr)
 	}
 
 	var serveErr error
