@@ -235,7 +235,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 		fmt.Fprintf(stdout, "  admin on http://%s (/health, /stats, /snapshot)\n", adminAddr)
 	}
 	if ip := net.ParseIP(strings.Trim(hostOf(addr), "[]")); ip == nil || !ip.IsLoopback() {
-		fmt.Fprintf(logw, "llmtape record: warning: listening on %s, X", addr)
+		fmt.Fprintf(logw, "llmtape record: warning: listening on %s, reachable from other machines; anyone who can connect can send requests through it to the upstream\n", addr)
 	}
 
 	var serveErr error
