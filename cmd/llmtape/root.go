@@ -61,7 +61,7 @@ goodput), and analyses recordings and replays offline.`,
 	if store == "" {
 		store = defaultStore
 	}
-	root.PersistentFlags().String("store", store, "store file (default from $LLMTAPE_STORE, else llmtape.db)")
+	root.PersistentFlags().String("store", store, "store file; $LLMTAPE_STORE sets the default")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
