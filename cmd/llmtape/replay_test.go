@@ -51,6 +51,11 @@ func replayStore(t *testing.T, n, turns int) string {
 }
 
 func replaySim(t *testing.T, cfg sim.Config) string {
+	_, url := replaySimServer(t, cfg)
+	return url
+}
+
+func replaySimServer(t *testing.T, cfg sim.Config) (*sim.Server, string) {
 	t.Helper()
 	cfg.Tokenizer = "approx"
 	srv, err := sim.New(cfg)
@@ -62,7 +67,7 @@ func replaySim(t *testing.T, cfg sim.Config) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	return url
+	return srv, url
 }
 
 func replayExec(ctx context.Context, args ...string) (int, string, string) {
@@ -140,10 +145,13 @@ func TestReplayUsageErrors(t *testing.T) {
 func TestReplayInterruptSavesPartialRun(t *testing.T) {
 	path := replayStore(t, 20, 5)
 	// 20 tokens × 5 ms ≈ 100 ms a request; 100 requests, 4 at a time: about 2.5 s in all.
-	url := replaySim(t, sim.Config{TTFT: time.Millisecond, ITL: 5 * time.Millisecond})
+	srv, url := replaySimServer(t, sim.Config{TTFT: time.Millisecond, ITL: 5 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		time.Sleep(700 * time.Millisecond) // the Ctrl-C, halfway; not an assertion
+		// The Ctrl-C, once the simulator has answered about a third of the requests.
+		for srv.Stats().Completed < 30 {
+			time.Sleep(5 * time.Millisecond)
+		}
 		cancel()
 	}()
 	code, out, errOut := replayExec(ctx, "replay", "--store", path, "--target", url, "--think", "none",
