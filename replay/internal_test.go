@@ -188,3 +188,15 @@ func FuzzReadStream(f *testing.F) {
 		}
 	})
 }
+
+func TestReplyMessageToolCalls(t *testing.T) {
+	in := "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"a\\\"\"}}]}}]}\n\n" +
+		"data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\":1}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n"
+	r := newStreamReplayer()
+	x := &exchange{}
+	r.readStream(context.Background(), bytes.NewReader([]byte(in)), time.Now(), x)
+	want := `{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"get","arguments":"{\"a\":1}"}}]}`
+	if x.res.ErrorClass != "" || !tape.JSONEqual(x.reply, []byte(want)) {
+		t.Errorf("reply %s (%s), want %s", x.reply, x.res.Error, want)
+	}
+}

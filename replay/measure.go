@@ -296,12 +296,29 @@ func outputBytes(c *openai.Chunk) int {
 	return n
 }
 
-// replyMessage is the target's reply as the assistant message a client echoes back.
+// replyMessage is the target's reply as the assistant message a client echoes back (tool
+// calls in their message form: id, type and function, without the stream's index).
 func replyMessage(content string, calls []openai.ToolCall) json.RawMessage {
 	t := tape.Turn{Response: tape.Response{Content: content}}
 	if len(calls) > 0 {
-		b, err := json.Marshal(calls)
-		if err == nil {
+		type fn struct {
+			Name      string `json:"name"`
+			Arguments string `json:"arguments"`
+		}
+		type call struct {
+			ID       string `json:"id,omitempty"`
+			Type     string `json:"type"`
+			Function fn     `json:"function"`
+		}
+		out := make([]call, len(calls))
+		for i, c := range calls {
+			typ := c.Type
+			if typ == "" {
+				typ = "function"
+			}
+			out[i] = call{ID: c.ID, Type: typ, Function: fn{c.Function.Name, c.Function.Arguments}}
+		}
+		if b, err := json.Marshal(out); err == nil {
 			t.Response.ToolCalls = b
 		}
 	}
