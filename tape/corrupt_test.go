@@ -67,3 +67,63 @@ func TestCorruptRecords(t *testing.T) {
 		t.Errorf("undamaged turn: %v", err)
 	}
 }
+
+// TestLostIndexEntries deletes index entries behind the store's back: a scan that would
+// silently skip records finds fewer than their parent counts and fails with ErrCorrupt.
+func TestLostIndexEntries(t *testing.T) {
+	path := storeWithData(t)
+	s, err := tape.Open(path, &tape.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv7, err := s.Conversation(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		// Conversation 7's arrival index entry (recording | arrival | id).
+		k := binary.BigEndian.AppendUint64(nil, conv7.Recording)
+		k = binary.BigEndian.AppendUint64(k, uint64(conv7.Arrival)^(1<<63)) // sign bit flipped: ordered
+		k = binary.BigEndian.AppendUint64(k, 7)
+		if tx.Bucket([]byte("arrivals")).Get(k) == nil {
+			t.Fatalf("no arrival key %x", k)
+		}
+		if err := tx.Bucket([]byte("arrivals")).Delete(k); err != nil {
+			return err
+		}
+		// The last turn of conversation 8: a scan ends one turn early.
+		return tx.Bucket([]byte("turns")).Delete(binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(nil, 8), 9))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = tape.Open(path, &tape.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n := 0
+	err = s.Conversations(conv7.Recording, func(*tape.Conversation) error { n++; return nil })
+	if !errors.Is(err, tape.ErrCorrupt) || n != 199 {
+		t.Errorf("Conversations without an index entry: %d conversations, err %v", n, err)
+	}
+	if err := s.Turns(8, func(*tape.Turn) error { return nil }); !errors.Is(err, tape.ErrCorrupt) {
+		t.Errorf("Turns without the last index entry: %v", err)
+	}
+	if err := s.TurnMessages(8, func(*tape.Turn, []json.RawMessage) error { return nil }); !errors.Is(err, tape.ErrCorrupt) {
+		t.Errorf("TurnMessages without the last index entry: %v", err)
+	}
+	if err := s.Turns(9, func(*tape.Turn) error { return nil }); err != nil {
+		t.Errorf("undamaged conversation: %v", err)
+	}
+	// A scan stopped early is not checked.
+	if err := s.Turns(8, func(*tape.Turn) error { return tape.ErrStop }); err != nil {
+		t.Errorf("stopped scan: %v", err)
+	}
+}

@@ -63,11 +63,14 @@ func (s *Store) Recording(id uint64) (*Recording, error) {
 }
 
 // Conversations calls fn with each conversation of a recording in arrival order (ties by ID).
+// A scan that ends with fewer or more conversations than the recording counts (a damaged
+// index) fails with ErrCorrupt after the last one.
 func (s *Store) Conversations(recording uint64, fn func(*Conversation) error) error {
 	return s.scan("conversations", func(tx *bolt.Tx) error {
 		convs := tx.Bucket(bucketConvs)
 		c := tx.Bucket(bucketArrival).Cursor()
 		prefix := u64key(recording)
+		n := 0
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			if len(k) != 24 {
 				return fmt.Errorf("conversations: bad index key: %w", ErrCorrupt)
@@ -81,12 +84,30 @@ func (s *Store) Conversations(recording uint64, fn func(*Conversation) error) er
 			if err := decodeConversation(v, conv); err != nil {
 				return fmt.Errorf("conversation %d: %w", id, err)
 			}
+			n++
 			if err := call(fn, conv); err != nil {
 				return err
 			}
 		}
+		if v := tx.Bucket(bucketRecs).Get(prefix); v != nil {
+			var r Recording
+			if err := decodeRecording(v, &r); err != nil {
+				return fmt.Errorf("recording %d: %w", recording, err)
+			}
+			return checkCount("recording", recording, "conversations", n, r.Conversations)
+		}
 		return nil
 	})
+}
+
+// checkCount reports a scan that found another number of records than their parent counts:
+// the store's counters are kept in the same transactions as the records, so a difference
+// means a damaged index.
+func checkCount(parent string, id uint64, what string, found, counted int) error {
+	if found != counted {
+		return fmt.Errorf("%s %d: %d %s found, %d counted: %w", parent, id, found, what, counted, ErrCorrupt)
+	}
+	return nil
 }
 
 // Conversation returns conversation id, or ErrNotFound.
@@ -100,18 +121,31 @@ func (s *Store) Conversation(id uint64) (*Conversation, error) {
 	return c, nil
 }
 
-// Turns calls fn with each turn of a conversation in order.
+// Turns calls fn with each turn of a conversation in order. A scan that ends with fewer or
+// more turns than the conversation counts (a damaged index) fails with ErrCorrupt.
 func (s *Store) Turns(conversation uint64, fn func(*Turn) error) error {
 	return s.scan("turns", func(tx *bolt.Tx) error {
-		return eachTurn(openBuckets(tx), conversation, func(t *Turn) error { return call(fn, t) })
+		b := openBuckets(tx)
+		want := -1
+		if v := b.convs.Get(u64key(conversation)); v != nil {
+			var conv Conversation
+			if err := decodeConversation(v, &conv); err != nil {
+				return fmt.Errorf("conversation %d: %w", conversation, err)
+			}
+			want = conv.Turns
+		}
+		return eachTurn(b, conversation, want, func(t *Turn) error { return call(fn, t) })
 	})
 }
 
-func eachTurn(b *buckets, conversation uint64, fn func(*Turn) error) error {
+// eachTurn calls fn with each turn of a conversation. When the scan is not stopped and want
+// is not negative, a number of turns other than want is ErrCorrupt.
+func eachTurn(b *buckets, conversation uint64, want int, fn func(*Turn) error) error {
 	c := b.turns.Cursor()
 	data := b.data.Cursor()
 	var dk []byte // data's position
 	prefix := u64key(conversation)
+	n := 0
 	for k, seq := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, seq = c.Next() {
 		// A conversation's turns are often stored one after another (imports, one client):
 		// step the data cursor rather than search for each.
@@ -136,9 +170,13 @@ func eachTurn(b *buckets, conversation uint64, fn func(*Turn) error) error {
 			return fmt.Errorf("turn %d/%d: %w", conversation, turnIndex(k), err)
 		}
 		t.Conversation, t.Index = conversation, turnIndex(k)
+		n++
 		if err := fn(t); err != nil {
 			return err
 		}
+	}
+	if want >= 0 {
+		return checkCount("conversation", conversation, "turns", n, want)
 	}
 	return nil
 }
@@ -193,7 +231,7 @@ func (s *Store) TurnMessages(conversation uint64, fn func(t *Turn, msgs []json.R
 		if err != nil {
 			return err
 		}
-		return eachTurn(b, conversation, func(t *Turn) error {
+		return eachTurn(b, conversation, conv.Turns, func(t *Turn) error {
 			msgs, next, err := rebuild(base, t)
 			if err != nil {
 				return err
@@ -234,7 +272,7 @@ func forkBase(b *buckets, conv *Conversation, depth int) ([]json.RawMessage, err
 		return nil, err
 	}
 	found := false
-	err = eachTurn(b, parent.ID, func(t *Turn) error {
+	err = eachTurn(b, parent.ID, parent.Turns, func(t *Turn) error {
 		if t.Index > conv.ForkTurn {
 			return errStop
 		}
@@ -327,20 +365,30 @@ func (s *Store) FindRun(ref string) (*Run, error) {
 	return found, nil
 }
 
-// Results calls fn with each result of a run in Seq order.
+// Results calls fn with each result of a run in Seq order. A scan that ends with fewer or
+// more results than the run counts (a damaged index) fails with ErrCorrupt.
 func (s *Store) Results(run uint64, fn func(*Result) error) error {
 	return s.scan("results", func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketResults).Cursor()
 		prefix := u64key(run)
+		n := 0
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			r := new(Result)
 			if err := decodeResult(v, r); err != nil {
 				return fmt.Errorf("result %d/%d: %w", run, idOf(k[8:]), err)
 			}
 			r.Run, r.Seq = run, idOf(k[8:])
+			n++
 			if err := call(fn, r); err != nil {
 				return err
 			}
+		}
+		if v := tx.Bucket(bucketRuns).Get(prefix); v != nil {
+			var r Run
+			if err := decodeRun(v, &r); err != nil {
+				return fmt.Errorf("run %d: %w", run, err)
+			}
+			return checkCount("run", run, "results", n, r.Requests)
 		}
 		return nil
 	})
