@@ -178,9 +178,12 @@ func exportConversations(ctx context.Context, st *tape.Store, r *tape.Recording,
 		first = false
 		w.WriteString("\n")
 		if cfg.Format == FormatVLLM {
-			writeVLLM(w, name, list)
+			err = writeVLLM(w, name, list)
 		} else {
-			writeShareGPT(w, name, list)
+			err = writeShareGPT(w, name, list)
+		}
+		if err != nil {
+			return fmt.Errorf("conversation %d: %w", c.ID, err)
 		}
 		stats.Conversations++
 		stats.Turns += turns
@@ -193,18 +196,24 @@ func exportConversations(ctx context.Context, st *tape.Store, r *tape.Recording,
 	return nil
 }
 
-func writeVLLM(w *bufio.Writer, id string, msgs []json.RawMessage) {
+// writeVLLM writes one conversation. Stored messages are written verbatim; one that is not
+// valid JSON (a damaged store) is an error rather than a broken output file.
+func writeVLLM(w *bufio.Writer, id string, msgs []json.RawMessage) error {
 	b, _ := json.Marshal(id)
 	w.WriteString(`{"id":`)
 	w.Write(b)
 	w.WriteString(`,"messages":[`)
 	for i, m := range msgs {
+		if !json.Valid(m) {
+			return fmt.Errorf("message %d: not valid JSON: %w", i, tape.ErrCorrupt)
+		}
 		if i > 0 {
 			w.WriteString(",")
 		}
 		w.Write(m)
 	}
 	w.WriteString("]}")
+	return nil
 }
 
 // shareGPTFrom maps a chat role to a ShareGPT speaker.
@@ -218,7 +227,7 @@ func shareGPTFrom(role string) string {
 	return role
 }
 
-func writeShareGPT(w *bufio.Writer, id string, msgs []json.RawMessage) {
+func writeShareGPT(w *bufio.Writer, id string, msgs []json.RawMessage) error {
 	type turn struct {
 		From  string `json:"from"`
 		Value string `json:"value"`
@@ -227,15 +236,22 @@ func writeShareGPT(w *bufio.Writer, id string, msgs []json.RawMessage) {
 		ID            string `json:"id"`
 		Conversations []turn `json:"conversations"`
 	}{ID: id}
-	for _, raw := range msgs {
+	for i, raw := range msgs {
+		if !json.Valid(raw) {
+			return fmt.Errorf("message %d: not valid JSON: %w", i, tape.ErrCorrupt)
+		}
 		m, err := openai.ParseMessage(raw)
 		if err != nil {
-			continue
+			continue // valid JSON but no chat message (a client's oddity): no ShareGPT turn
 		}
 		conv.Conversations = append(conv.Conversations, turn{From: shareGPTFrom(m.Role), Value: m.Content})
 	}
-	b, _ := json.Marshal(conv)
-	w.Write(b)
+	b, err := json.Marshal(conv)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
 }
 
 // turnRef is a turn waiting to be written in time order: its line, ready.

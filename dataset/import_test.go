@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -666,5 +667,34 @@ func TestExportMooncakeFromText(t *testing.T) {
 	}
 	if c1.HashIDs[len(c1.HashIDs)-1] == c0.HashIDs[len(c0.HashIDs)-1] {
 		t.Errorf("different last blocks share an id")
+	}
+}
+
+// TestExportDamagedMessage: a stored message that is not JSON (a damaged store) fails the
+// vllm and sharegpt exports instead of writing a broken file or dropping the message.
+func TestExportDamagedMessage(t *testing.T) {
+	st := mustStore(t)
+	rec := &tape.Recording{Name: "r"}
+	if err := st.CreateRecording(rec); err != nil {
+		t.Fatal(err)
+	}
+	err := st.Update(func(tx *tape.Tx) error {
+		c := &tape.Conversation{Recording: rec.ID}
+		if err := tx.PutConversation(c); err != nil {
+			return err
+		}
+		return tx.PutTurn(&tape.Turn{Conversation: c.ID, Request: tape.Request{
+			Messages:    []json.RawMessage{json.RawMessage(`{"role":"user","content":"hi"}`), json.RawMessage(`{"role":"us`)},
+			MessageMeta: make([]tape.MessageMeta, 2),
+		}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"vllm", "sharegpt"} {
+		_, err := dataset.Export(context.Background(), st, rec.ID, io.Discard, dataset.ExportConfig{Format: format})
+		if !errors.Is(err, tape.ErrCorrupt) || !strings.Contains(err.Error(), "message 1") {
+			t.Errorf("%s: err = %v, want ErrCorrupt naming message 1", format, err)
+		}
 	}
 }
