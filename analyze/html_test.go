@@ -106,6 +106,7 @@ func TestHTMLRendersInChromium(t *testing.T) {
 		}
 	}{{"analyze", p}, {"report", rep}, {"compare", cmp}} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			var b bytes.Buffer
 			if err := c.w.Write(&b, analyze.FormatHTML); err != nil {
 				t.Fatal(err)

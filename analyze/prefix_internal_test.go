@@ -61,7 +61,7 @@ func TestReuseSimMatchesNaive(t *testing.T) {
 
 func testReuseSimMatchesNaive(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, bs := range []int{1, 7, 16, 64} {
+	for _, bs := range []int{3, 7, 16, 64} {
 		for _, budget := range []int64{10, 100, 1000, 1 << 30} {
 			sim := newReuseSim(bs, true, budget)
 			naive := &naiveLRU{cap: budget, l: list.New(), m: map[uint64]*list.Element{}}
@@ -71,7 +71,7 @@ func testReuseSimMatchesNaive(t *testing.T) {
 			for i := range convs {
 				convs[i] = &prompt{}
 			}
-			for step := 0; step < 400; step++ {
+			for step := 0; step < 250; step++ {
 				p := convs[rng.IntN(len(convs))]
 				kept := len(p.segs) + 1
 				if rng.IntN(4) == 0 {

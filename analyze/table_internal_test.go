@@ -9,7 +9,7 @@ func TestU64TableMatchesMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	tab := newU64Table(4)
 	ref := map[uint64]int32{}
-	for step := 0; step < 100000; step++ {
+	for step := 0; step < 30000; step++ {
 		// Small key space and low bits only, to force long probe runs and wrap-around.
 		k := uint64(1+rng.IntN(3000)) | uint64(rng.IntN(2))<<63
 		switch rng.IntN(3) {
@@ -24,7 +24,7 @@ func TestU64TableMatchesMap(t *testing.T) {
 			tab.del(k)
 			delete(ref, k)
 		}
-		if step%2500 == 0 {
+		if step%3000 == 0 {
 			if tab.n != len(ref) {
 				t.Fatalf("step %d: %d entries, want %d", step, tab.n, len(ref))
 			}
@@ -41,7 +41,7 @@ func TestU64SetMatchesMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 9))
 	s := newU64Set(1)
 	ref := map[uint64]bool{}
-	for i := 0; i < 50000; i++ {
+	for i := 0; i < 20000; i++ {
 		k := uint64(1+rng.IntN(20000)) | uint64(rng.IntN(2))<<63
 		if isNew := s.add(k); isNew == ref[k] {
 			t.Fatalf("add %d: new=%v, map had=%v", k, isNew, ref[k])
