@@ -14,11 +14,37 @@ import (
 // [{"id": "…", "messages": [{"role": "…", "content": "…"}, …]}, …]. System messages and
 // conversations that end on a user message are kept.
 func parseVLLM(data []byte, file string, cfg *Config) (*Dataset, error) {
+	return parseConversations(data, file, cfg, "messages", `{"role", "content"}`, "only assistant messages, no request",
+		func(d *Dataset, elem string, arr []json.RawMessage, fail func(string, error) error) ([]message, error) {
+			if len(arr) == 0 {
+				d.Skipped = append(d.Skipped, Skip{Element: elem, Reason: "no messages"})
+				return nil, nil
+			}
+			msgs := make([]message, 0, len(arr))
+			for k, m := range arr {
+				msg, err := parseChatMessage(m)
+				if err != nil {
+					return nil, fail(fmt.Sprintf("messages[%d]", k), err)
+				}
+				msgs = append(msgs, msg)
+			}
+			return msgs, nil
+		})
+}
+
+// parseConversations reads a JSON array of conversations {"id", field: [...]} (the vllm and
+// sharegpt formats): element errors, ids (a repeated id is skipped, a missing one is the
+// element's index) and turns are handled here; parse turns one element's field array into
+// messages, adding to d.Skipped what it leaves out. An element without turns is skipped with
+// the reason noTurns (unless parse returned no messages: it has said why).
+func parseConversations(data []byte, file string, cfg *Config, field, fieldWant, noTurns string,
+	parse func(d *Dataset, elem string, arr []json.RawMessage, fail func(field string, err error) error) ([]message, error)) (*Dataset, error) {
 	d := &Dataset{}
 	start := cfg.now()
 	d.Recording.Started, d.Recording.Ended = start, start
 	seen := map[string]int{}
-	err := jsonArray(data, file, `a JSON array of conversations {"id", "messages"}`, func(i int, raw json.RawMessage, off int64) error {
+	want := fmt.Sprintf(`a JSON array of conversations {"id", %q}`, field)
+	err := jsonArray(data, file, want, func(i int, raw json.RawMessage, off int64) error {
 		elem := fmt.Sprintf("element %d", i)
 		fail := func(field string, err error) error {
 			return &InputError{File: file, Line: lineOf(data, off), Element: joinElem(elem, field), Err: err}
@@ -39,29 +65,21 @@ func parseVLLM(data []byte, file string, cfg *Config) (*Dataset, error) {
 			}
 			seen[id] = i
 		}
-		rawMsgs, ok := obj["messages"]
+		rawArr, ok := obj[field]
 		if !ok {
-			return fail("", errors.New(`missing field "messages", expected an array of {"role", "content"}`))
+			return fail("", fmt.Errorf("missing field %q, expected an array of %s", field, fieldWant))
 		}
 		var arr []json.RawMessage
-		if err := json.Unmarshal(rawMsgs, &arr); err != nil {
-			return fail("messages", errors.New(`expected an array of {"role", "content"}`))
+		if err := json.Unmarshal(rawArr, &arr); err != nil {
+			return fail(field, fmt.Errorf("expected an array of %s", fieldWant))
 		}
-		if len(arr) == 0 {
-			d.Skipped = append(d.Skipped, Skip{Element: elem, Reason: "no messages"})
-			return nil
-		}
-		msgs := make([]message, 0, len(arr))
-		for k, m := range arr {
-			msg, err := parseChatMessage(m)
-			if err != nil {
-				return fail(fmt.Sprintf("messages[%d]", k), err)
-			}
-			msgs = append(msgs, msg)
+		msgs, err := parse(d, elem, arr, fail)
+		if err != nil || msgs == nil {
+			return err
 		}
 		turns := textTurns(msgs, cfg.Model, start)
 		if len(turns) == 0 {
-			d.Skipped = append(d.Skipped, Skip{Element: elem, Reason: "only assistant messages, no request"})
+			d.Skipped = append(d.Skipped, Skip{Element: elem, Reason: noTurns})
 			return nil
 		}
 		if id == "" {
