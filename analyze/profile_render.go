@@ -15,9 +15,9 @@ func (p *Profile) Write(w io.Writer, f Format) error {
 	case FormatJSON:
 		err = writeJSON(w, p)
 	case FormatCSV:
-		err = writeCSV(w, p.sections())
+		err = writeCSV(w, append(p.sections(), timelineSection(p.Timeline)))
 	case FormatHTML:
-		err = writeHTML(w, p.title(), p.charts(), p.sections())
+		err = writeHTML(w, p.title(), p.charts(), append(p.sections(), timelineSection(p.Timeline)))
 	default:
 		err = writeTable(w, p.title(), p.sections())
 	}
@@ -93,7 +93,7 @@ func (p *Profile) charts() []string {
 	c := []string{latencyCDF("Recorded latency CDF", []*metrics.Set{p.Latency}, []string{""})}
 	c = append(c, byTurnCharts(p.ByTurn)...)
 	return append(c, timelineChart("Output throughput over time", p.Timeline),
-		concurrencyChart("Concurrency and request rate over time", p.Timeline))
+		concurrencyChart("Concurrency and arrivals over time", p.Timeline))
 }
 
 // latencyCDF draws the CDFs of TTFT, TPOT, ITL and E2E of each set (labelled by prefix).
@@ -143,10 +143,23 @@ func timelineChart(title string, tl Timeline) string {
 	}}.svg()
 }
 
-// concurrencyChart draws requests in flight and requests started per second over time.
+// concurrencyChart draws requests in flight, requests started per second and conversations
+// started per second over time.
 func concurrencyChart(title string, tl Timeline) string {
-	return chart{title: title, xlabel: "time (s)", ylabel: "requests", series: []series{
+	return chart{title: title, xlabel: "time (s)", ylabel: "requests, conversations", series: []series{
 		{name: "in flight (mean)", pts: timelinePoints(tl.BucketS, tl.Concurrency)},
-		{name: "started per second", pts: timelinePoints(tl.BucketS, tl.Requests)},
+		{name: "requests/s", pts: timelinePoints(tl.BucketS, tl.Requests)},
+		{name: "conversations/s", pts: timelinePoints(tl.BucketS, tl.Conversations)},
 	}}.svg()
+}
+
+// timelineSection lists the timeline, bucket by bucket (CSV and HTML only: it is long).
+func timelineSection(tl Timeline) section {
+	s := section{title: "timeline", cols: []string{"start_s", "requests_per_s", "conversations_per_s",
+		"output_tokens_per_s", "concurrency"}}
+	for i := range tl.Requests {
+		s.rows = append(s.rows, []cell{txt(strconv.FormatFloat(float64(i)*tl.BucketS, 'f', -1, 64)),
+			num(tl.Requests[i]), num(tl.Conversations[i]), num(tl.OutputTok[i]), num(tl.Concurrency[i])})
+	}
+	return s
 }

@@ -92,6 +92,8 @@ type Timeline struct {
 	Requests    []float64 `json:"requests_per_s"`      // requests started per second
 	OutputTok   []float64 `json:"output_tokens_per_s"` // output tokens per second, at each end
 	Concurrency []float64 `json:"concurrency"`         // mean requests in flight
+	// Conversations is conversations started per second (their first turn's start).
+	Conversations []float64 `json:"conversations_per_s"`
 }
 
 // Profile is what "llmtape analyze" reports about a recording.
@@ -223,6 +225,7 @@ type convRec struct {
 type interval struct {
 	start, end int64 // Unix ns
 	out        int32
+	first      bool // the first turn of its conversation
 }
 
 // Analyze profiles one recording: two passes over its turns, the first streaming every turn
@@ -330,7 +333,7 @@ func Analyze(src Source, recording uint64, cfg Config) (*Profile, error) {
 				think = append(think, float64(gap)/float64(time.Millisecond))
 			}
 			end := start + int64(t.Timing.End)
-			ivs = append(ivs, interval{start: start, end: end, out: int32(t.Tokens.Completion)})
+			ivs = append(ivs, interval{start: start, end: end, out: int32(t.Tokens.Completion), first: n == 1})
 
 			if start < lastStart {
 				start = lastStart
@@ -540,8 +543,8 @@ func niceWidth(span float64) float64 {
 	return 10 * mag
 }
 
-// timeline buckets requests over time: starts per second, output tokens per second (at each
-// request's end) and the mean number in flight.
+// timeline buckets requests over time: starts per second, conversations started per second,
+// output tokens per second (at each request's end) and the mean number in flight.
 func timeline(ivs []interval) Timeline {
 	if len(ivs) == 0 {
 		return Timeline{}
@@ -555,10 +558,13 @@ func timeline(ivs []interval) Timeline {
 	wn := int64(w * 1e9)
 	n := int((t1-t0)/wn) + 1
 	tl := Timeline{BucketS: w, Requests: make([]float64, n), OutputTok: make([]float64, n),
-		Concurrency: make([]float64, n)}
+		Concurrency: make([]float64, n), Conversations: make([]float64, n)}
 	for _, iv := range ivs {
 		s, e := iv.start-t0, max(iv.end, iv.start)-t0
 		tl.Requests[s/wn]++
+		if iv.first {
+			tl.Conversations[s/wn]++
+		}
 		tl.OutputTok[e/wn] += float64(iv.out)
 		// Spread the request's time in flight over the buckets it overlaps.
 		for b := s / wn; b <= e/wn && b < int64(n); b++ {
@@ -571,6 +577,7 @@ func timeline(ivs []interval) Timeline {
 	for i := range tl.Requests {
 		tl.Requests[i] /= w
 		tl.OutputTok[i] /= w
+		tl.Conversations[i] /= w
 	}
 	return tl
 }

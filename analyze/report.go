@@ -174,7 +174,7 @@ func scanReport(src Source, runs []*tape.Run, sums []metrics.Summary, rep *Repor
 			last = max(last, res.Sent+res.E2E)
 			if cfg.Timeline {
 				ivs = append(ivs, interval{start: base + int64(res.Sent), end: base + int64(res.Sent+res.E2E),
-					out: int32(res.OutputTokens)})
+					out: int32(res.OutputTokens), first: res.Turn == 0})
 			}
 			if cfg.ByConversation {
 				c := convs[res.Conversation]

@@ -116,6 +116,9 @@ func (r *Report) sections() []section {
 	if len(r.ByConversation) > 0 {
 		secs = append(secs, r.convSection())
 	}
+	if r.Timeline != nil {
+		secs = append(secs, timelineSection(*r.Timeline))
+	}
 	return secs
 }
 
@@ -133,7 +136,7 @@ func (r *Report) charts() []string {
 	c = append(c, byTurnCharts(turnStats(r.ByTurn))...)
 	if r.Timeline != nil {
 		c = append(c, timelineChart("Output throughput over time", *r.Timeline),
-			concurrencyChart("Concurrency and request rate over time", *r.Timeline))
+			concurrencyChart("Concurrency and arrivals over time", *r.Timeline))
 	}
 	return c
 }
