@@ -121,6 +121,7 @@ type driver struct {
 	sent    sync.Map // "conv/turn" -> sentTurn
 	started atomic.Int64
 	halfway int64 // restart the stack when this many turns have started; 0 never
+	stagger time.Duration // conversation i starts i*stagger after the run's start
 	wg      sync.WaitGroup
 	stats   []recorder.Stats // of each recorder stopped by a restart
 }
@@ -144,7 +145,11 @@ func (d *driver) run(t testing.TB, convs [][]string, clients int) {
 			}
 		}()
 	}
+	start := time.Now()
 	for ci := range convs {
+		if d.stagger > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(ci) * d.stagger)))
+		}
 		work <- ci
 	}
 	close(work)
@@ -393,7 +398,9 @@ func TestStitchFastChatThroughProxy(t *testing.T) {
 }
 
 // 50 conversations that share the system prompt and the first user message (so the simulator
-// gives them the same first reply), then diverge; run by 50 concurrent clients.
+// gives them the same first reply), then diverge, run by 50 concurrent clients: all starting at
+// once (the first turns end together, so which twin a second turn continues is a guess, right by
+// content), and arriving 20 ms apart as users do (each second turn finds its own first turn).
 func TestStitchSharedPrefix(t *testing.T) {
 	var convs [][]string
 	for i := range 50 {
@@ -403,16 +410,21 @@ func TestStitchSharedPrefix(t *testing.T) {
 		}
 		convs = append(convs, c)
 	}
-	s, _ := mustStore(t)
-	st := startStack(t, s, startSim(t), recorder.Config{})
-	d := &driver{st: st, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, system: "You are a helpful assistant."}
-	d.run(t, convs, 50)
-	stats := st.stop()
-	rep := checkStitching(t, st, d, convs)
-	if stats.NotRecorded != 0 || stats.Errors != 0 || stats.Open != 50 {
-		t.Errorf("recorder stats %+v", stats)
+	for _, stagger := range []time.Duration{0, 20 * time.Millisecond} {
+		t.Run(fmt.Sprint("arrivals ", stagger, " apart"), func(t *testing.T) {
+			s, _ := mustStore(t)
+			st := startStack(t, s, startSim(t), recorder.Config{})
+			d := &driver{st: st, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+				system: "You are a helpful assistant.", stagger: stagger}
+			d.run(t, convs, 50)
+			stats := st.stop()
+			rep := checkStitching(t, st, d, convs)
+			if stats.NotRecorded != 0 || stats.Errors != 0 || stats.Open != 50 {
+				t.Errorf("recorder stats %+v", stats)
+			}
+			t.Logf("%d turns in %d conversations; %d hold exactly one driver conversation; %d turns continue an identical twin", rep.turns, rep.convs, rep.exact, rep.switches)
+		})
 	}
-	t.Logf("%d turns in %d conversations; %d hold exactly one driver conversation; %d turns continue an identical twin", rep.turns, rep.convs, rep.exact, rep.switches)
 }
 
 // Failures seen through the real proxy become error turns: an unreachable upstream (502,
