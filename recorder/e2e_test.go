@@ -120,7 +120,7 @@ type driver struct {
 	system  string
 	sent    sync.Map // "conv/turn" -> sentTurn
 	started atomic.Int64
-	halfway int64 // restart the stack when this many turns have started; 0 never
+	halfway int64         // restart the stack when this many turns have started; 0 never
 	stagger time.Duration // conversation i starts i*stagger after the run's start
 	wg      sync.WaitGroup
 	stats   []recorder.Stats // of each recorder stopped by a restart
