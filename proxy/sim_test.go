@@ -143,9 +143,6 @@ func TestSimulatorPassThroughIsByteExact(t *testing.T) {
 					if !bytes.Equal(x.Body, sent.plain.Bytes()) {
 						t.Fatalf("recorded body is not what the simulator wrote")
 					}
-					if stream && len(x.Reads) < 5 {
-						t.Errorf("only %d reads for a 40-token stream", len(x.Reads))
-					}
 					checkReads(t, x)
 				})
 			}
