@@ -373,16 +373,6 @@ func (l *lru) pushFront(i int32) {
 	}
 }
 
-// touch makes block k (of size tokens) the most recently used, inserting it and evicting the
-// least recently used blocks while over budget. A block larger than the budget is not kept.
-func (l *lru) touch(k uint64, size int64) {
-	if i := l.lookup(k); i >= 0 {
-		l.moveFront(i)
-		return
-	}
-	l.insert(k, size)
-}
-
 // insert adds block k, which is not in the cache, as the most recently used.
 func (l *lru) insert(k uint64, size int64) {
 	if size > l.capTokens {

@@ -1,10 +1,9 @@
 package analyze
 
 // u64table is an open-addressing hash table from uint64 keys (already well mixed: block keys
-// are splitmix64 outputs) to int32 values, with linear probing and backward-shift deletion, so
-// that the many deletes of an LRU leave no tombstones behind to slow lookups down. The key 0
-// is stored as 1 (a 2⁻⁶⁴ collision). It stays at most half full, which keeps the runs that a
-// delete shifts short.
+// are splitmix64 outputs) to int32 values, with linear probing, at most half full. It has no
+// delete: the LRU checks entries against its nodes and rebuilds the table in place instead.
+// The key 0 is stored as 1 (a 2⁻⁶⁴ collision).
 type u64table struct {
 	e    []slot // key and value side by side: one cache line per probe
 	n    int
@@ -60,38 +59,6 @@ func (t *u64table) put(k uint64, v int32) bool {
 			t.n++
 			return true
 		}
-	}
-}
-
-// del removes k, shifting later entries of its probe run back into the gap.
-func (t *u64table) del(k uint64) {
-	k = fixKey(k)
-	i := k & t.mask
-	for {
-		switch t.e[i].key {
-		case 0:
-			return
-		case k:
-			t.n--
-			for {
-				t.e[i].key = 0
-				j := i
-				for {
-					j = (j + 1) & t.mask
-					if t.e[j].key == 0 {
-						return
-					}
-					// The entry at j may move to i if its home is not in (i, j].
-					home := t.e[j].key & t.mask
-					if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
-						t.e[i] = t.e[j]
-						i = j
-						break
-					}
-				}
-			}
-		}
-		i = (i + 1) & t.mask
 	}
 }
 
