@@ -25,6 +25,8 @@ type Source interface {
 	Results(run uint64, fn func(*tape.Result) error) error
 }
 
+var _ Source = (*tape.Store)(nil)
+
 // Defaults of Config.
 const (
 	// DefaultCacheTokens is the LRU prefix cache's budget in tokens.
