@@ -1,7 +1,9 @@
 package tape_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"sort"
 	"testing"
 
 	"github.com/llmtape/llmtape/tape"
@@ -81,6 +83,34 @@ func FuzzJSONEqual(f *testing.F) {
 		if json.Unmarshal(a, &v) == nil {
 			if !tape.JSONEqual(a, a) {
 				t.Fatalf("not equal to itself: %q", a)
+			}
+			// MessageHash ignores white space and key order.
+			var ind bytes.Buffer
+			if json.Indent(&ind, a, " ", "\t") == nil && tape.MessageHash(ind.Bytes()) != tape.MessageHash(a) {
+				t.Fatalf("MessageHash differs after indenting %q", a)
+			}
+			if m, ok := v.(map[string]any); ok && len(m) > 1 {
+				// Keys re-ordered (encoding/json sorts them; reverse them instead).
+				keys := make([]string, 0, len(m))
+				for k := range m {
+					keys = append(keys, k)
+				}
+				sort.Sort(sort.Reverse(sort.StringSlice(keys)))
+				var dec map[string]json.RawMessage
+				if json.Unmarshal(a, &dec) == nil && len(dec) == len(keys) {
+					r := []byte("{")
+					for i, k := range keys {
+						if i > 0 {
+							r = append(r, ',')
+						}
+						kb, _ := json.Marshal(k)
+						r = append(append(append(r, kb...), ':'), dec[k]...)
+					}
+					r = append(r, '}')
+					if tape.MessageHash(r) != tape.MessageHash(a) {
+						t.Fatalf("MessageHash differs with keys reversed: %q vs %q", a, r)
+					}
+				}
 			}
 		}
 		// ReplyMessage always gives valid JSON.
