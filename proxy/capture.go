@@ -154,16 +154,16 @@ func (t *respTee) Read(b []byte) (int, error) {
 		at := time.Since(x.Start)
 		x.RespSize += int64(n)
 		if !x.RespTruncated {
-			if int64(len(x.Body)+n) > t.c.p.cfg.MaxBody {
-				x.RespTruncated = true
-			} else {
-				if x.Body == nil {
-					x.Body = make([]byte, 0, 4096)
-					x.Reads = make([]Read, 0, 64)
-				}
-				x.Body = append(x.Body, b[:n]...)
-				x.Reads = append(x.Reads, Read{At: at, End: len(x.Body)})
+			keep := b[:n]
+			if room := t.c.p.cfg.MaxBody - int64(len(x.Body)); int64(n) > room {
+				keep, x.RespTruncated = b[:room], true // keep the first MaxBody bytes
 			}
+			if x.Body == nil {
+				x.Body = make([]byte, 0, 4096)
+				x.Reads = make([]Read, 0, 64)
+			}
+			x.Body = append(x.Body, keep...)
+			x.Reads = append(x.Reads, Read{At: at, End: len(x.Body)})
 		}
 	}
 	if err != nil {
