@@ -63,11 +63,14 @@ Prompts of imported traces (mooncake, azure) are materialized from the built-in 
 				}
 				m, err := synth.New(text, tokenizer)
 				if err != nil {
+					if textFile == "" {
+						return fmt.Errorf("export: %w", err)
+					}
 					return fmt.Errorf("export: text file %s: %w", textFile, err)
 				}
 				cfg.Materializer = m
 			}
-			st, err := openStoreRead(cmd)
+			st, err := openStoreReadOnly(cmd)
 			if err != nil {
 				return err
 			}
