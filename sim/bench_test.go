@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -96,11 +95,8 @@ func (c *child) cpu() time.Duration {
 	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
 }
 
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+// selfCPU is this process's CPU time (zero where the platform does not tell).
+func selfCPU() time.Duration { return sim.ProcessCPU() }
 
 // timing is what the benchmark client measured of one stream.
 type timing struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -309,65 +308,5 @@ func BenchmarkSleepers(b *testing.B) {
 			b.ReportMetric(float64(all[len(all)*99/100])/1e3, "late_p99_us")
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(len(all))/1e3, "cpu_us/wake")
 		})
-	}
-}
-
-func cpuNow() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// TestSleepers: both sleepers wake at (never before, beyond the pacer's coalescing) the
-// deadline, and a closed channel ends a wait early with false.
-func TestSleepers(t *testing.T) {
-	for _, kind := range []string{"timer", "pacer"} {
-		t.Run(kind, func(t *testing.T) {
-			mk := func() sleeper {
-				if kind == "timer" {
-					return newTimerSleeper()
-				}
-				return newSleeper()
-			}
-			var wg sync.WaitGroup
-			for i := range 50 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					sl := mk()
-					defer sl.stop()
-					d := time.Now()
-					for k := range 5 {
-						d = d.Add(time.Duration(i%7+k) * 300 * time.Microsecond)
-						if !sl.wait(d, nil, nil) {
-							t.Error("wait without channels returned false")
-						}
-						if early := time.Until(d); early > coalesce {
-							t.Errorf("woke %v before the deadline", early)
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			sl := mk()
-			stopc := make(chan struct{})
-			close(stopc)
-			if sl.wait(time.Now().Add(time.Hour), stopc, nil) {
-				t.Fatal("closed channel did not end the wait")
-			}
-			// The sleeper is usable after an interrupted wait.
-			if !sl.wait(time.Now().Add(time.Millisecond), nil, make(chan struct{})) {
-				t.Fatal("wait after an interrupted one failed")
-			}
-			sl.stop()
-		})
-	}
-	if p := sharedPacer; p != nil {
-		p.mu.Lock()
-		n := len(p.heap)
-		p.mu.Unlock()
-		if n != 0 {
-			t.Fatalf("pacer heap holds %d waiters after all waits ended", n)
-		}
 	}
 }
