@@ -58,7 +58,7 @@ func startSim(t *testing.T, ttft, itl time.Duration) string {
 
 // chat sends one chat request and returns the body, failing the test on a transport error.
 func chat(client *http.Client, base, prompt string, maxTokens int, hdr map[string]string) ([]byte, error) {
-	body := fmt.Sprintf(`{"model":"m","messages":[{"role":"user","content":%q}],"stream":true,"max_tokens":%d}`, prompt, maxTokens)
+	body := fmt.Sprintf(`{"model":"m","messages":[{"role":"user","content":%q}],"stream":true,"max_tokens":%d,"ignore_eos":true}`, prompt, maxTokens)
 	req, err := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -471,5 +471,47 @@ func TestRecordForwardModeThroughGeneratedCA(t *testing.T) {
 	raw, _ := os.ReadFile(store)
 	if bytes.Contains(raw, []byte("sk-secret")) {
 		t.Error("store holds the API key")
+	}
+}
+
+func TestRecordSecondSignalCutsStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	up := startSim(t, 0, 20*time.Millisecond)
+	store := filepath.Join(t.TempDir(), "cut.db")
+	cmd, addr, admin, errb := startRecordProcess(t, up, store)
+	wait := streamsInFlight(t, addr, admin, 5, 2000) // 40 s streams: only a cut ends them soon
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the drain to start", func() bool { return strings.Contains(errb.String(), "stopping;") })
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("record after a second signal: %v; stderr %s", err, errb.String())
+	}
+	if done := wait(); done != 0 {
+		t.Errorf("%d cut streams ended with [DONE]", done)
+	}
+	st, err := tape.Open(store, &tape.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	canceled := 0
+	_ = st.Recordings(func(r *tape.Recording) error {
+		return st.Conversations(r.ID, func(c *tape.Conversation) error {
+			return st.Turns(c.ID, func(tu *tape.Turn) error {
+				if tu.Response.ErrorClass == "canceled" && tu.Response.Content != "" {
+					canceled++
+				}
+				return nil
+			})
+		})
+	})
+	if canceled != 5 {
+		t.Errorf("%d cut turns recorded as canceled with their content so far, want 5", canceled)
 	}
 }
