@@ -94,8 +94,8 @@ func BenchmarkStitchManyOpen(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	warm := shortExchanges(10000 * 4)
-	xs := shortExchanges(len(warm) + b.N)[len(warm):]
+	all := shortExchanges(10000*4 + b.N)
+	warm, xs := all[:10000*4], all[10000*4:]
 	for _, x := range warm {
 		for r.Stats().QueueDepth > recorder.DefaultQueueSize/2 {
 			runtime.Gosched()
