@@ -73,6 +73,7 @@ func (p *Proxy) intercepts(host string) bool {
 		if h, _, err := net.SplitHostPort(pat); err == nil {
 			pat = h
 		}
+		pat = strings.TrimSuffix(strings.TrimPrefix(pat, "["), "]")
 		switch {
 		case pat == "*" || pat == host:
 			return true
