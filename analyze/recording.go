@@ -230,6 +230,154 @@ type interval struct {
 	first      bool // the first turn of its conversation
 }
 
+// scan is what the first pass gathers from a run of conversations.
+type scan struct {
+	in, out, think, tpc, arrivals []float64
+	byTurnIn, byTurnOut           [][]float64
+	turns                         []turnRec
+	crs                           []convRec // first is an index into turns
+	arena                         []Segment
+	ivs                           []interval
+	scratch                       []Segment
+	latency                       *metrics.Set
+	nturns                        int
+	cached                        int64
+	errors                        int
+	models, matches, sources      map[string]int
+	grouping, byClass, byStatus   map[string]int
+}
+
+func newScan(p *Profile, hint int) *scan {
+	s := &scan{
+		byTurnIn:  make([][]float64, len(metrics.TurnBuckets)),
+		byTurnOut: make([][]float64, len(metrics.TurnBuckets)),
+		latency:   metrics.NewSet(),
+		models:    map[string]int{}, matches: map[string]int{}, sources: map[string]int{},
+		grouping: map[string]int{}, byClass: map[string]int{}, byStatus: map[string]int{},
+	}
+	// The recording's turn counter sizes the per-turn slices (it may be off while a recording
+	// is still being written; append copes).
+	if hint > 0 && hint < 1<<27 {
+		s.in, s.out, s.think = make([]float64, 0, hint), make([]float64, 0, hint), make([]float64, 0, hint)
+		s.turns, s.ivs, s.arena = make([]turnRec, 0, hint), make([]interval, 0, hint), make([]Segment, 0, hint+hint/4)
+	}
+	return s
+}
+
+// conversation reads conversation c (index ci of the recording) and its turns.
+func (s *scan) conversation(src Source, ci int32, c *tape.Conversation, convIdx map[uint64]int32) error {
+	cr := convRec{parent: -1, first: int32(len(s.turns))}
+	if c.Parent != 0 {
+		if pi, ok := convIdx[c.Parent]; ok {
+			cr.parent, cr.forkTurn = pi, int32(c.ForkTurn)
+		}
+	}
+	s.grouping[string(c.Grouping)]++
+	s.arrivals = append(s.arrivals, float64(c.Arrival)/float64(time.Millisecond))
+	var prev *tape.Turn
+	var lastStart int64
+	n := 0
+	err := src.Turns(c.ID, func(t *tape.Turn) error {
+		n++
+		s.nturns++
+		s.models[t.Request.Model]++
+		s.matches[string(t.Match)]++
+		s.sources[string(t.Tokens.Source)]++
+		s.cached += int64(t.Tokens.Cached)
+		s.in = append(s.in, float64(t.Tokens.Prompt))
+		s.out = append(s.out, float64(t.Tokens.Completion))
+		if b := metrics.TurnBucketIndex(t.Index); b >= 0 {
+			s.byTurnIn[b] = append(s.byTurnIn[b], float64(t.Tokens.Prompt))
+			s.byTurnOut[b] = append(s.byTurnOut[b], float64(t.Tokens.Completion))
+		}
+		if TurnFailed(t) {
+			s.errors++
+			cls := t.Response.ErrorClass
+			if cls == "" {
+				cls = "http"
+			}
+			s.byClass[cls]++
+			if t.Response.Status > 0 {
+				s.byStatus[strconv.Itoa(t.Response.Status)]++
+			}
+		}
+		r := TurnResult(t)
+		recordLatency(s.latency, &r)
+		start := t.Timing.Start.UnixNano()
+		if prev != nil {
+			prevEnd := prev.Timing.Start.Add(prev.Timing.End)
+			gap := t.Timing.Start.Sub(prevEnd)
+			if gap < 0 {
+				gap = 0
+			}
+			s.think = append(s.think, float64(gap)/float64(time.Millisecond))
+		}
+		end := start + int64(t.Timing.End)
+		s.ivs = append(s.ivs, interval{start: start, end: end, out: int32(t.Tokens.Completion), first: n == 1})
+
+		if start < lastStart {
+			start = lastStart
+		}
+		lastStart = start
+		var replace bool
+		s.scratch, replace = addedSegments(t, s.scratch[:0])
+		s.turns = append(s.turns, turnRec{
+			start: start, conv: ci, kept: int32(t.Request.Kept), replace: replace,
+			segOff: int64(len(s.arena)), nseg: int32(len(s.scratch)),
+			reply: Segment{Tokens: int64(t.Tokens.Completion), Hash: replyHash(t)},
+		})
+		s.arena = append(s.arena, s.scratch...)
+		prev = t
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("analyze conversation %d: %w", c.ID, err)
+	}
+	cr.n = int32(n)
+	s.crs = append(s.crs, cr)
+	s.tpc = append(s.tpc, float64(n))
+	return nil
+}
+
+// join appends o (the scan of the conversations after s's) to s.
+func (s *scan) join(o *scan) {
+	turnOff, segOff := int32(len(s.turns)), int64(len(s.arena))
+	for _, cr := range o.crs {
+		cr.first += turnOff
+		s.crs = append(s.crs, cr)
+	}
+	for _, t := range o.turns {
+		t.segOff += segOff
+		s.turns = append(s.turns, t)
+	}
+	s.arena = append(s.arena, o.arena...)
+	s.in, s.out = append(s.in, o.in...), append(s.out, o.out...)
+	s.think, s.tpc = append(s.think, o.think...), append(s.tpc, o.tpc...)
+	s.arrivals, s.ivs = append(s.arrivals, o.arrivals...), append(s.ivs, o.ivs...)
+	for b := range s.byTurnIn {
+		s.byTurnIn[b] = append(s.byTurnIn[b], o.byTurnIn[b]...)
+		s.byTurnOut[b] = append(s.byTurnOut[b], o.byTurnOut[b]...)
+	}
+	s.latency.Merge(o.latency)
+	s.nturns += o.nturns
+	s.cached += o.cached
+	s.errors += o.errors
+	for _, m := range [][2]map[string]int{{s.models, o.models}, {s.matches, o.matches},
+		{s.sources, o.sources}, {s.grouping, o.grouping}, {s.byClass, o.byClass}, {s.byStatus, o.byStatus}} {
+		for k, v := range m[1] {
+			m[0][k] += v
+		}
+	}
+}
+
+// fill copies the counts into the profile.
+func (s *scan) fill(p *Profile) {
+	p.Turns, p.CachedTokens, p.Errors.Total = s.nturns, s.cached, s.errors
+	p.Models, p.Matches, p.TokenSources, p.Grouping = s.models, s.matches, s.sources, s.grouping
+	p.Errors.ByClass, p.Errors.ByStatus = s.byClass, s.byStatus
+	p.Latency = s.latency
+}
+
 // Analyze profiles one recording: two passes over its turns, the first streaming every turn
 // for the distributions, the second replaying every prompt in time order through prefix
 // caches of each block size.
@@ -272,93 +420,38 @@ func Analyze(src Source, recording uint64, cfg Config) (*Profile, error) {
 		convIdx[c.ID] = int32(i)
 	}
 
-	var (
-		in, out, think, tpc, arrivals []float64
-		byTurnIn, byTurnOut           = make([][]float64, len(metrics.TurnBuckets)), make([][]float64, len(metrics.TurnBuckets))
-		turns                         []turnRec
-		crs                           = make([]convRec, len(convs))
-		arena                         []Segment
-		ivs                           []interval
-		scratch                       []Segment
-	)
-	// The recording's turn counter sizes the per-turn slices (it may be off while a recording
-	// is still being written; append copes).
-	if n := rec.Turns; n > 0 && n < 1<<27 {
-		in, out, think = make([]float64, 0, n), make([]float64, 0, n), make([]float64, 0, n)
-		turns, ivs, arena = make([]turnRec, 0, n), make([]interval, 0, n), make([]Segment, 0, n+n/4)
+	// The first pass reads the conversations in two halves side by side (the store serves
+	// concurrent reads), each into a scan of its own, then joins them in order.
+	// The first scan is sized for every turn, so that joining the second needs no growing.
+	parts := []*scan{newScan(p, rec.Turns), newScan(p, rec.Turns/2+1)}
+	half := len(convs) / 2
+	bounds := [][2]int{{0, half}, {half, len(convs)}}
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, part := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ci := bounds[i][0]; ci < bounds[i][1] && errs[i] == nil; ci++ {
+				errs[i] = part.conversation(src, int32(ci), convs[ci], convIdx)
+			}
+		}()
 	}
-	for ci, c := range convs {
-		cr := convRec{parent: -1, first: int32(len(turns))}
-		if c.Parent != 0 {
-			if pi, ok := convIdx[c.Parent]; ok {
-				cr.parent, cr.forkTurn = pi, int32(c.ForkTurn)
-			}
-		}
-		p.Grouping[string(c.Grouping)]++
-		arrivals = append(arrivals, float64(c.Arrival)/float64(time.Millisecond))
-		var prev *tape.Turn
-		var lastStart int64
-		n := 0
-		err := src.Turns(c.ID, func(t *tape.Turn) error {
-			n++
-			p.Turns++
-			p.Models[t.Request.Model]++
-			p.Matches[string(t.Match)]++
-			p.TokenSources[string(t.Tokens.Source)]++
-			p.CachedTokens += int64(t.Tokens.Cached)
-			in = append(in, float64(t.Tokens.Prompt))
-			out = append(out, float64(t.Tokens.Completion))
-			if b := metrics.TurnBucketIndex(t.Index); b >= 0 {
-				byTurnIn[b] = append(byTurnIn[b], float64(t.Tokens.Prompt))
-				byTurnOut[b] = append(byTurnOut[b], float64(t.Tokens.Completion))
-			}
-			if TurnFailed(t) {
-				p.Errors.Total++
-				cls := t.Response.ErrorClass
-				if cls == "" {
-					cls = "http"
-				}
-				p.Errors.ByClass[cls]++
-				if t.Response.Status > 0 {
-					p.Errors.ByStatus[strconv.Itoa(t.Response.Status)]++
-				}
-			}
-			r := TurnResult(t)
-			recordLatency(p.Latency, &r)
-			start := t.Timing.Start.UnixNano()
-			if prev != nil {
-				prevEnd := prev.Timing.Start.Add(prev.Timing.End)
-				gap := t.Timing.Start.Sub(prevEnd)
-				if gap < 0 {
-					gap = 0
-				}
-				think = append(think, float64(gap)/float64(time.Millisecond))
-			}
-			end := start + int64(t.Timing.End)
-			ivs = append(ivs, interval{start: start, end: end, out: int32(t.Tokens.Completion), first: n == 1})
-
-			if start < lastStart {
-				start = lastStart
-			}
-			lastStart = start
-			var replace bool
-			scratch, replace = addedSegments(t, scratch[:0])
-			turns = append(turns, turnRec{
-				start: start, conv: int32(ci), kept: int32(t.Request.Kept), replace: replace,
-				segOff: int64(len(arena)), nseg: int32(len(scratch)),
-				reply: Segment{Tokens: int64(t.Tokens.Completion), Hash: replyHash(t)},
-			})
-			arena = append(arena, scratch...)
-			prev = t
-			return nil
-		})
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("analyze conversation %d: %w", c.ID, err)
+			return nil, err
 		}
-		cr.n = int32(n)
-		crs[ci] = cr
-		tpc = append(tpc, float64(n))
 	}
+	first := parts[0]
+	for _, part := range parts[1:] {
+		first.join(part)
+	}
+	crs := first.crs
+	in, out, think, tpc, arrivals := first.in, first.out, first.think, first.tpc, first.arrivals
+	byTurnIn, byTurnOut := first.byTurnIn, first.byTurnOut
+	turns, arena, ivs := first.turns, first.arena, first.ivs
+	first.fill(p)
 	p.Conversations = len(convs)
 	p.TurnsPerConversation = metrics.ValuesDist(tpc)
 	p.InputTokens = metrics.ValuesDist(in)
@@ -382,7 +475,7 @@ func Analyze(src Source, recording uint64, cfg Config) (*Profile, error) {
 	}
 	in, out, think, tpc, byTurnIn, byTurnOut = nil, nil, nil, nil, nil, nil
 	p.Timeline = timeline(ivs)
-	ivs, convs, convIdx = nil, nil, nil
+	ivs, convs, convIdx, parts, first = nil, nil, nil, nil, nil
 	// The first pass leaves a heap of decoded turns behind. Collect it and hand the pages back
 	// before the caches allocate their tables (hundreds of MB for a million turns), or the
 	// tables land on top of the first pass's peak instead of in its place.
