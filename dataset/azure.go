@@ -33,7 +33,7 @@ func parseAzure(data []byte, file string, cfg *Config) (*Dataset, error) {
 	}
 	col := map[string]int{"timestamp": -1, "contexttokens": -1, "generatedtokens": -1}
 	for i, h := range header {
-		k := strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+		k := strings.ToLower(strings.TrimSpace(h))
 		if _, ok := col[k]; ok {
 			col[k] = i
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"time"
@@ -144,8 +145,13 @@ func Parse(format string, r io.Reader, file string, cfg Config) (*Dataset, error
 	shown := displayName(file)
 	data, err := io.ReadAll(r)
 	if err != nil {
+		if _, ok := errors.AsType[*fs.PathError](err); ok {
+			return nil, err // it names the file
+		}
 		return nil, fmt.Errorf("read %s: %w", shown, err)
 	}
+	// A byte order mark (files saved by some Windows tools) is not part of the content.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, &InputError{File: shown, Err: errors.New("empty file, expected " + expected(format))}
 	}

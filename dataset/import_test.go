@@ -698,3 +698,30 @@ func TestExportDamagedMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestImportByteOrderMark: a leading UTF-8 byte order mark is not content.
+func TestImportByteOrderMark(t *testing.T) {
+	for format, in := range map[string]string{
+		"vllm":     `[{"id": "a", "messages": [{"role": "user", "content": "x"}]}]`,
+		"sharegpt": `[{"id": "a", "conversations": [{"from": "human", "value": "x"}]}]`,
+		"mooncake": `{"timestamp": 0, "input_length": 10, "output_length": 1}`,
+		"azure":    "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,12,3\n",
+	} {
+		d, err := dataset.Parse(format, strings.NewReader("\ufeff"+in), "f", dataset.Config{Now: fixedNow})
+		if err != nil || len(d.Conversations) != 1 {
+			t.Errorf("%s with a BOM: %v", format, err)
+		}
+	}
+}
+
+func TestImportReadError(t *testing.T) {
+	f, err := os.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_, err = dataset.Parse("vllm", f, f.Name(), dataset.Config{})
+	if err == nil || strings.Count(err.Error(), f.Name()) != 1 {
+		t.Errorf("error %v, want one naming the file once", err)
+	}
+}
