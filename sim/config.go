@@ -16,7 +16,7 @@ const (
 	DefaultTTFT            = 20 * time.Millisecond
 	DefaultPrefillPerToken = 20 * time.Microsecond
 	DefaultITL             = 10 * time.Millisecond
-	DefaultITLPerRunning   = 0
+	DefaultITLPerRunning   = time.Duration(0)
 	DefaultMaxRunning      = 256
 	DefaultBlockSize       = 16
 	DefaultCacheBlocks     = 16384
