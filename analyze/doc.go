@@ -10,7 +10,8 @@
 // replayed requests (TurnResult turns a turn into a result), so recorded and replayed figures
 // compare like with like.
 //
-// Analyze makes two passes: one over every turn for the distributions, then one that replays
+// Analyze makes two passes: one over every turn for the distributions (two halves of the
+// conversations read side by side), then one that replays
 // every prompt in time order through simulated prefix caches, one unbounded and one LRU of
 // Config.CacheTokens tokens per block size. Prompts are chains of segments (messages with their
 // stored token counts and hashes, the previous reply, or the hash_ids blocks of a synthetic
@@ -24,7 +25,7 @@
 //
 // # Caveats
 //
-// Analyze holds about 150 bytes per turn plus about 14 bytes per distinct prompt block (at
+// Analyze holds about 200 bytes per turn plus about 14 bytes per distinct prompt block (at
 // block size 16, about one block per 16 new tokens) and hands the first pass's garbage back to the
 // operating system before the second pass. Compare holds every matched request's figures in
 // memory. The JSON keys are stable and documented in docs/json.md.
