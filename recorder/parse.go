@@ -32,6 +32,9 @@ type parsed struct {
 	// state is true when the reply can be continued: a chat turn that was answered (fully, or
 	// partially before the client went away).
 	state bool
+	// complete is true when the stream reached its [DONE] sentinel: the response was whole,
+	// whatever happened to the connection afterwards.
+	complete bool
 }
 
 // isRecorded reports whether a request path is one the recorder turns into turns.
@@ -145,8 +148,12 @@ func (p *parser) response(out *parsed, x *proxy.Exchange) {
 	}
 
 	// A failure of the exchange itself (the client went away, the upstream broke off) wins
-	// over what the body said, but keeps what had arrived.
-	if x.ClientGone || x.ErrClass == "canceled" {
+	// over what the body said, but keeps what had arrived. A stream that had reached [DONE] was
+	// whole: clients commonly close the connection as soon as they read [DONE], before the
+	// proxy reads the end of the body from the upstream, and that is no failure.
+	if out.complete {
+		t.Timing.ClientGone = false
+	} else if x.ClientGone || x.ErrClass == "canceled" {
 		resp.ErrorClass = "canceled"
 		if resp.Error == "" {
 			resp.Error = x.Err
@@ -212,6 +219,7 @@ func (p *parser) stream(out *parsed, x *proxy.Exchange) {
 			break
 		}
 		if ev.Done {
+			out.complete = true
 			continue
 		}
 		resp.Events++

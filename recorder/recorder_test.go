@@ -125,6 +125,13 @@ func TestResponseKinds(t *testing.T) {
 			x.ClientGone, x.Err, x.ErrClass = true, "write to client: broken pipe", "canceled"
 			return x
 		}(), status: 200, class: "canceled", content: "one", errSubstr: "broken pipe", streamed: true, source: tape.TokensCounted},
+		{name: "client gone right after [DONE]", x: func() *proxy.Exchange {
+			// Clients close as soon as they read [DONE]; the proxy may still be waiting for the
+			// end of the upstream body. The response was whole: no error.
+			x := exchange(t0, chatPath, req, 200, "text/event-stream", sseOf("one two", false))
+			x.ClientGone, x.Err, x.ErrClass = true, "read upstream: context canceled", "canceled"
+			return x
+		}(), status: 200, content: "one two", streamed: true, source: tape.TokensCounted},
 		{name: "legacy completion stream", x: exchange(t0, "/v1/completions", []byte(`{"model":"m","prompt":"Once","stream":true}`), 200, "text/event-stream", readFile(t, "llamacpp_completions_stream.sse")),
 			status: 200, streamed: true, source: tape.TokensServer},
 	}
