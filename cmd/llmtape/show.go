@@ -36,7 +36,7 @@ type showTurn struct {
 	Start        time.Time     `json:"start"`
 	ThinkMs      *float64      `json:"think_ms"`
 	TTFTMs       *float64      `json:"ttft_ms"`
-	E2EMs        float64       `json:"e2e_ms"`
+	E2EMs        *float64      `json:"e2e_ms"`
 	Status       int           `json:"status"`
 	Error        string        `json:"error,omitempty"`
 	ErrorClass   string        `json:"error_class,omitempty"`
@@ -130,7 +130,7 @@ func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
 	err = s.Turns(id, func(t *tape.Turn) error {
 		st := showTurn{
 			Index: t.Index, Match: string(t.Match), Model: t.Request.Model, Path: t.Request.Path,
-			Start: t.Timing.Start.UTC(), E2EMs: ms(t.Timing.End - t.Timing.Sent),
+			Start:  t.Timing.Start.UTC(),
 			Status: t.Response.Status, Error: t.Response.Error, ErrorClass: t.Response.ErrorClass,
 			FinishReason: t.Response.FinishReason, Kept: t.Request.Kept, Messages: []showMessage{},
 			Reply: t.Response.Content,
@@ -142,6 +142,10 @@ func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
 			st.ThinkMs = &think
 		}
 		prevEnd = t.Timing.Start.Add(t.Timing.End)
+		if t.Timing.End > 0 { // imported and generated turns have no response timing
+			e2e := ms(t.Timing.End - t.Timing.Sent)
+			st.E2EMs = &e2e
+		}
 		if len(t.Timing.Chunks) > 0 {
 			ttft := ms(t.Timing.Chunks[0].Offset - t.Timing.Sent)
 			st.TTFTMs = &ttft
@@ -258,8 +262,8 @@ func writeShowText(w io.Writer, out *showOutput) error {
 	}
 	for _, t := range out.Turns {
 		fmt.Fprintf(w, "\nturn %d  %s  %s  status %d  think %s  ttft %s  e2e %s  tokens %d in (%d cached) / %d out (%s)\n",
-			t.Index, t.Start.Format("2006-01-02 15:04:05.000"), t.Model, t.Status, fmtMs(t.ThinkMs),
-			fmtMs(t.TTFTMs), fmtDurationMs(t.E2EMs), t.Tokens.Prompt, t.Tokens.Cached, t.Tokens.Completion,
+			t.Index, t.Start.Format("2006-01-02 15:04:05.000"), orDash(t.Model), t.Status, fmtMs(t.ThinkMs),
+			fmtMs(t.TTFTMs), fmtMs(t.E2EMs), t.Tokens.Prompt, t.Tokens.Cached, t.Tokens.Completion,
 			orDash(t.Tokens.Source))
 		if t.Kept > 0 {
 			fmt.Fprintf(w, "  … %d earlier messages\n", t.Kept)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,7 +52,7 @@ func TestShowJSON(t *testing.T) {
 		if len(turn.Messages) != len(want.Request.Messages) || !tape.JSONEqual(turn.Messages[0].JSON, want.Request.Messages[0]) {
 			t.Errorf("turn %d messages %+v", i, turn.Messages)
 		}
-		if turn.TTFTMs == nil || *turn.TTFTMs <= 0 || turn.E2EMs <= *turn.TTFTMs {
+		if turn.TTFTMs == nil || *turn.TTFTMs <= 0 || turn.E2EMs == nil || *turn.E2EMs <= *turn.TTFTMs {
 			t.Errorf("turn %d timing ttft %v e2e %v", i, turn.TTFTMs, turn.E2EMs)
 		}
 		if (i == 0) != (turn.ThinkMs == nil) {
@@ -94,5 +96,34 @@ func TestMessagePreview(t *testing.T) {
 		if role != tt.role || text != tt.text {
 			t.Errorf("messagePreview(%s) = %q, %q; want %q, %q", tt.msg, role, text, tt.role, tt.text)
 		}
+	}
+}
+
+// TestShowNoTiming: imported and generated turns have no response timing, and show says so
+// instead of printing a latency of 0.
+func TestShowNoTiming(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "s.db")
+	file := filepath.Join(dir, "c.json")
+	if err := os.WriteFile(file, []byte(`[{"id": "a", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := lsExec("import", "--format", "vllm", "--store", store, file); code != 0 {
+		t.Fatalf("import: exit %d: %s", code, errOut)
+	}
+	code, out, errOut := lsExec("show", "1", "--store", store, "--format", "json")
+	if code != 0 {
+		t.Fatalf("show: exit %d: %s", code, errOut)
+	}
+	var got showOutput
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.Turns) != 1 {
+		t.Fatalf("show json: %v\n%s", err, out)
+	}
+	if tr := got.Turns[0]; tr.E2EMs != nil || tr.TTFTMs != nil {
+		t.Errorf("imported turn has e2e %v ttft %v, want null", tr.E2EMs, tr.TTFTMs)
+	}
+	_, out, _ = lsExec("show", "1", "--store", store)
+	if !strings.Contains(out, "ttft -  e2e -") {
+		t.Errorf("show table:\n%s", out)
 	}
 }
