@@ -471,3 +471,33 @@ func TestOtherEndpoints(t *testing.T) {
 		t.Fatalf("first chunk has %d tokens, want 4", words)
 	}
 }
+
+// TestPrefixCacheKeepsReplies: a client that sends the reply back in its next turn (live
+// history) gets the reply's blocks from the cache too, not only the earlier prompt's.
+func TestPrefixCacheKeepsReplies(t *testing.T) {
+	s := MustStart(t, sim.Config{CacheBlocks: 1024, BlockSize: 4, Seed: 5})
+	msgs := []json.RawMessage{json.RawMessage(`{"role":"user","content":"Tell me about the sea and the harbour."}`)}
+	first := measure(http.DefaultClient, s.URL()+"/v1/chat/completions", chatBody(msgs, 40))
+	if first.err != nil || first.usage == nil {
+		t.Fatal(first.err)
+	}
+	// Rebuild the reply from a non-streamed copy of the same request (same prompt, same text).
+	resp := post(t, s.URL()+"/v1/chat/completions", `{"messages":[{"role":"user","content":"Tell me about the sea and the harbour."}],"max_tokens":40}`)
+	var whole struct {
+		Choices []struct {
+			Message json.RawMessage `json:"message"`
+		} `json:"choices"`
+	}
+	json.NewDecoder(resp.Body).Decode(&whole)
+	resp.Body.Close()
+	msgs = append(msgs, whole.Choices[0].Message, json.RawMessage(`{"role":"user","content":"And the boats?"}`))
+	second := measure(http.DefaultClient, s.URL()+"/v1/chat/completions", chatBody(msgs, 5))
+	if second.err != nil || second.usage == nil {
+		t.Fatal(second.err)
+	}
+	t.Logf("turn 1 prompt %d tokens; turn 2 prompt %d tokens, %d cached", first.usage.PromptTokens, second.usage.PromptTokens, second.usage.Cached())
+	if second.usage.Cached() < first.usage.PromptTokens+20 {
+		t.Errorf("turn 2 cached %d tokens: the reply's 40 tokens after the %d of turn 1's prompt were not reused",
+			second.usage.Cached(), first.usage.PromptTokens)
+	}
+}

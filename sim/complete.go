@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/llmtape/llmtape/openai"
 )
 
 // Salts keep the seeded random streams of one request independent.
@@ -378,7 +380,9 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 		cutAt = 1 + int(p.cutAt*float64(chunks))
 	}
 
-	st := newStream(chat, s.cfg.Stamp, !req.Stream, m, outRng)
+	// The text is kept for a non-streamed reply, and for a chat reply whose blocks go into the
+	// prefix cache at the end.
+	st := newStream(chat, s.cfg.Stamp, !req.Stream || (chat && s.cache != nil), m, outRng)
 	// The first token's deadline is waited for on the precise pacer (TTFT is the figure held
 	// to the tightest tolerance); the later ones on a time.Timer, which costs several times
 	// less CPU per wake-up and is late by at most about 1 ms, without accumulating (absolute
@@ -477,6 +481,13 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 		return
 	}
 	s.ctr.completed.Add(1)
+	if chat && s.cache != nil {
+		// As vLLM keeps the KV blocks of generated tokens, add the blocks of the prompt followed
+		// by this reply rendered as the assistant message that a client sends back in its next
+		// turn, so that turn reuses the reply too.
+		reply := openai.Message{Role: "assistant", Content: string(st.text)}
+		s.cache.insert(blockHashes(s.tokenize(tokens[:len(tokens):len(tokens)], reply.Text()), s.cfg.BlockSize))
+	}
 	if finish == "length" {
 		s.ctr.finishedLength.Add(1)
 	} else {

@@ -31,7 +31,8 @@
 //
 // # Caveats
 //
-// The prefix cache holds prompt blocks only (inserted when a request's prefill ends), not the
-// generated tokens. The text is random words; it is not a model. An injected disconnect aborts
+// The prefix cache gets a request's prompt blocks when its prefill ends and, for chat, the
+// blocks of the prompt plus the reply (rendered as the assistant message a client sends back)
+// when the reply is complete. The text is random words; it is not a model. An injected disconnect aborts
 // the handler with http.ErrAbortHandler, so the client sees the connection close mid-body.
 package sim
