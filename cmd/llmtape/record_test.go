@@ -37,8 +37,8 @@ var (
 	recordAdminRe = regexp.MustCompile(`admin on http://([0-9.:]+) `)
 )
 
-// startSim runs a simulator for the test and returns its base URL.
-func startSim(t *testing.T, ttft, itl time.Duration) string {
+// recStartSim runs a simulator for the test and returns its base URL.
+func recStartSim(t *testing.T, ttft, itl time.Duration) string {
 	t.Helper()
 	cfg := sim.DefaultConfig()
 	cfg.TTFT, cfg.ITL, cfg.ITLPerRunning, cfg.PrefillPerToken = ttft, itl, 0, 0
@@ -56,8 +56,8 @@ func startSim(t *testing.T, ttft, itl time.Duration) string {
 	return u
 }
 
-// chat sends one chat request and returns the body, failing the test on a transport error.
-func chat(client *http.Client, base, prompt string, maxTokens int, hdr map[string]string) ([]byte, error) {
+// recChat sends one streamed chat request and returns the body.
+func recChat(client *http.Client, base, prompt string, maxTokens int, hdr map[string]string) ([]byte, error) {
 	body := fmt.Sprintf(`{"model":"m","messages":[{"role":"user","content":%q}],"stream":true,"max_tokens":%d,"ignore_eos":true}`, prompt, maxTokens)
 	req, err := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
 	if err != nil {
@@ -79,8 +79,8 @@ func chat(client *http.Client, base, prompt string, maxTokens int, hdr map[strin
 	return b, err
 }
 
-// countTurns opens the store read-only and counts the turns of every recording.
-func countTurns(t *testing.T, path string) int {
+// recCountTurns opens the store read-only and counts the turns of every recording.
+func recCountTurns(t *testing.T, path string) int {
 	t.Helper()
 	st, err := tape.Open(path, &tape.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
@@ -99,8 +99,8 @@ func countTurns(t *testing.T, path string) int {
 	return n
 }
 
-// adminStatsOf fetches /stats.
-func adminStatsOf(t *testing.T, admin string) adminStats {
+// recAdminStats fetches /stats.
+func recAdminStats(t *testing.T, admin string) adminStats {
 	t.Helper()
 	resp, err := http.Get("http://" + admin + "/stats")
 	if err != nil {
@@ -114,8 +114,8 @@ func adminStatsOf(t *testing.T, admin string) adminStats {
 	return st
 }
 
-// waitFor polls cond (a condition on a running system, not a timing assertion) for up to 20 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// recWaitFor polls cond (a condition on a running system, not a timing assertion) for up to 20 s.
+func recWaitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -127,7 +127,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestRecordInProcessKeepsNoCredentials(t *testing.T) {
-	up := startSim(t, 0, 0)
+	up := recStartSim(t, 0, 0)
 	store := filepath.Join(t.TempDir(), "rec.db")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -137,7 +137,7 @@ func TestRecordInProcessKeepsNoCredentials(t *testing.T) {
 		code <- run(ctx, []string{"record", "--upstream", up, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--store", store}, out, errb)
 	}()
 	var addr, admin string
-	waitFor(t, "the proxy's address", func() bool {
+	recWaitFor(t, "the proxy's address", func() bool {
 		select {
 		case c := <-code:
 			t.Fatalf("record exited with %d: %s", c, errb.String())
@@ -152,7 +152,7 @@ func TestRecordInProcessKeepsNoCredentials(t *testing.T) {
 	})
 	hdr := map[string]string{"Authorization": "Bearer sk-secret-abc123", "Cookie": "sessionid=cookie-secret-xyz", "X-Api-Key": "xk-secret-1"}
 	for i := range 5 {
-		if _, err := chat(http.DefaultClient, "http://"+addr, fmt.Sprintf("question %d", i), 8, hdr); err != nil {
+		if _, err := recChat(http.DefaultClient, "http://"+addr, fmt.Sprintf("question %d", i), 8, hdr); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -161,8 +161,8 @@ func TestRecordInProcessKeepsNoCredentials(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	waitFor(t, "5 turns recorded", func() bool { return adminStatsOf(t, admin).Recorded >= 5 })
-	st := adminStatsOf(t, admin)
+	recWaitFor(t, "5 turns recorded", func() bool { return recAdminStats(t, admin).Recorded >= 5 })
+	st := recAdminStats(t, admin)
 	if st.ExchangesSeen != 5 || st.NotRecorded != 0 || st.Proxy.Passed != 1 {
 		t.Errorf("stats %+v", st)
 	}
@@ -172,7 +172,7 @@ func TestRecordInProcessKeepsNoCredentials(t *testing.T) {
 	}
 	resp.Body.Close()
 	snapPath := filepath.Join(t.TempDir(), "snap.db")
-	waitFor(t, "a snapshot with 5 turns", func() bool {
+	recWaitFor(t, "a snapshot with 5 turns", func() bool {
 		resp, err := http.Get("http://" + admin + "/snapshot")
 		if err != nil {
 			t.Fatal(err)
@@ -182,14 +182,14 @@ func TestRecordInProcessKeepsNoCredentials(t *testing.T) {
 		if err := os.WriteFile(snapPath, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		return countTurns(t, snapPath) == 5
+		return recCountTurns(t, snapPath) == 5
 	})
 
 	cancel() // SIGTERM
 	if c := <-code; c != 0 {
 		t.Fatalf("record exited %d: %s", c, errb.String())
 	}
-	if n := countTurns(t, store); n != 5 {
+	if n := recCountTurns(t, store); n != 5 {
 		t.Errorf("store holds %d turns, want 5", n)
 	}
 	raw, err := os.ReadFile(store)
@@ -238,36 +238,36 @@ func TestParseSize(t *testing.T) {
 }
 
 var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
+	recBinOnce sync.Once
+	recBinPath string
+	recBinErr  error
 )
 
-// llmtapeBinary builds the command once per test process.
-func llmtapeBinary(t *testing.T) string {
+// recBinary builds the command once per test process.
+func recBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
+	recBinOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "llmtape-bin")
 		if err != nil {
-			binErr = err
+			recBinErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "llmtape")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		recBinPath = filepath.Join(dir, "llmtape")
+		out, err := exec.Command("go", "build", "-o", recBinPath, ".").CombinedOutput()
 		if err != nil {
-			binErr = fmt.Errorf("go build: %v: %s", err, out)
+			recBinErr = fmt.Errorf("go build: %v: %s", err, out)
 		}
 	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	if recBinErr != nil {
+		t.Fatal(recBinErr)
 	}
-	return binPath
+	return recBinPath
 }
 
-// startRecordProcess runs the real binary and returns it with its proxy and admin addresses.
-func startRecordProcess(t *testing.T, upstream, store string) (*exec.Cmd, string, string, *simBuffer) {
+// recStartProcess runs the real binary and returns it with its proxy and admin addresses.
+func recStartProcess(t *testing.T, upstream, store string) (*exec.Cmd, string, string, *simBuffer) {
 	t.Helper()
-	cmd := exec.Command(llmtapeBinary(t), "record", "--upstream", upstream, "--listen", "127.0.0.1:0",
+	cmd := exec.Command(recBinary(t), "record", "--upstream", upstream, "--listen", "127.0.0.1:0",
 		"--admin", "127.0.0.1:0", "--store", store, "--commit-interval", "20ms", "--drain-timeout", "20s")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -296,11 +296,11 @@ func startRecordProcess(t *testing.T, upstream, store string) (*exec.Cmd, string
 	return cmd, addr, admin, errb
 }
 
-// streamsInFlight starts n long streams through the proxy and returns once the proxy reports
+// recStreamsInFlight starts n long streams through the proxy and returns once the proxy reports
 // them all in flight. The returned wait gives how many ended complete ([DONE]).
-func streamsInFlight(t *testing.T, addr, admin string, n, tokens int) (wait func() int) {
+func recStreamsInFlight(t *testing.T, addr, admin string, n, tokens int) (wait func() int) {
 	t.Helper()
-	base := adminStatsOf(t, admin).InFlight
+	base := recAdminStats(t, admin).InFlight
 	var wg sync.WaitGroup
 	var complete atomic.Int32
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
@@ -308,27 +308,27 @@ func streamsInFlight(t *testing.T, addr, admin string, n, tokens int) (wait func
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b, err := chat(client, "http://"+addr, fmt.Sprintf("long story %d", i), tokens, nil)
+			b, err := recChat(client, "http://"+addr, fmt.Sprintf("long story %d", i), tokens, nil)
 			if err == nil && bytes.HasSuffix(b, []byte("data: [DONE]\n\n")) {
 				complete.Add(1)
 			}
 		}()
 	}
-	waitFor(t, fmt.Sprintf("%d streams in flight", n), func() bool { return adminStatsOf(t, admin).InFlight >= base+int64(n) })
+	recWaitFor(t, fmt.Sprintf("%d streams in flight", n), func() bool { return recAdminStats(t, admin).InFlight >= base+int64(n) })
 	return func() int { wg.Wait(); return int(complete.Load()) }
 }
 
-// completeShort sends n short requests and waits until the store has committed them (seen in
+// recCompleteShort sends n short requests and waits until the store has committed them (seen in
 // an admin snapshot, which reads only committed data).
-func completeShort(t *testing.T, addr, admin string, n int, store string) {
+func recCompleteShort(t *testing.T, addr, admin string, n int, store string) {
 	t.Helper()
 	for i := range n {
-		if _, err := chat(http.DefaultClient, "http://"+addr, fmt.Sprintf("short %d", i), 3, nil); err != nil {
+		if _, err := recChat(http.DefaultClient, "http://"+addr, fmt.Sprintf("short %d", i), 3, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	snap := store + ".snap"
-	waitFor(t, "committed turns in a snapshot", func() bool {
+	recWaitFor(t, "committed turns in a snapshot", func() bool {
 		resp, err := http.Get("http://" + admin + "/snapshot")
 		if err != nil {
 			t.Fatal(err)
@@ -338,7 +338,7 @@ func completeShort(t *testing.T, addr, admin string, n int, store string) {
 		if err := os.WriteFile(snap, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		return countTurns(t, snap) >= n
+		return recCountTurns(t, snap) >= n
 	})
 }
 
@@ -346,10 +346,10 @@ func TestRecordSurvivesKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	up := startSim(t, 0, 20*time.Millisecond)
+	up := recStartSim(t, 0, 20*time.Millisecond)
 	store := filepath.Join(t.TempDir(), "kill.db")
-	cmd, addr, admin, errb := startRecordProcess(t, up, store)
-	completeShort(t, addr, admin, 20, store)
+	cmd, addr, admin, errb := recStartProcess(t, up, store)
+	recCompleteShort(t, addr, admin, 20, store)
 	// Keep exchanges completing (and being written) while 50 long streams are in flight.
 	stopBg := make(chan struct{})
 	bgDone := make(chan struct{})
@@ -361,12 +361,12 @@ func TestRecordSurvivesKill9(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := chat(http.DefaultClient, "http://"+addr, fmt.Sprintf("bg %d", i), 2, nil); err != nil {
+			if _, err := recChat(http.DefaultClient, "http://"+addr, fmt.Sprintf("bg %d", i), 2, nil); err != nil {
 				return // the proxy is gone
 			}
 		}
 	}()
-	wait := streamsInFlight(t, addr, admin, 50, 200)
+	wait := recStreamsInFlight(t, addr, admin, 50, 200)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +374,7 @@ func TestRecordSurvivesKill9(t *testing.T) {
 	close(stopBg)
 	<-bgDone
 	wait()
-	if n := countTurns(t, store); n < 20 {
+	if n := recCountTurns(t, store); n < 20 {
 		t.Fatalf("after kill -9 the store holds %d turns, want at least the 20 committed before; stderr %s", n, errb.String())
 	}
 }
@@ -383,11 +383,11 @@ func TestRecordSIGTERMKeepsEveryExchange(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	up := startSim(t, 0, 5*time.Millisecond)
+	up := recStartSim(t, 0, 5*time.Millisecond)
 	store := filepath.Join(t.TempDir(), "term.db")
-	cmd, addr, admin, errb := startRecordProcess(t, up, store)
-	completeShort(t, addr, admin, 20, store)
-	wait := streamsInFlight(t, addr, admin, 50, 300)
+	cmd, addr, admin, errb := recStartProcess(t, up, store)
+	recCompleteShort(t, addr, admin, 20, store)
+	wait := recStreamsInFlight(t, addr, admin, 50, 300)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func TestRecordSIGTERMKeepsEveryExchange(t *testing.T) {
 	if done := wait(); done != 50 {
 		t.Errorf("%d of 50 streams completed through the drain", done)
 	}
-	if n := countTurns(t, store); n != 70 {
+	if n := recCountTurns(t, store); n != 70 {
 		t.Errorf("store holds %d turns, want 70 (20 short + 50 drained streams)", n)
 	}
 }
@@ -421,7 +421,7 @@ func TestRecordForwardModeThroughGeneratedCA(t *testing.T) {
 			"--upstream-ca", upCA, "--intercept", "127.0.0.1", "--store", store}, out, errb)
 	}()
 	var addr string
-	waitFor(t, "the proxy's address", func() bool {
+	recWaitFor(t, "the proxy's address", func() bool {
 		select {
 		case c := <-code:
 			t.Fatalf("record exited with %d: %s", c, errb.String())
@@ -465,7 +465,7 @@ func TestRecordForwardModeThroughGeneratedCA(t *testing.T) {
 	if c := <-code; c != 0 {
 		t.Fatalf("record exited %d: %s", c, errb.String())
 	}
-	if got := countTurns(t, store); got != 1 {
+	if got := recCountTurns(t, store); got != 1 {
 		t.Errorf("store holds %d turns, want 1", got)
 	}
 	raw, _ := os.ReadFile(store)
@@ -478,14 +478,14 @@ func TestRecordSecondSignalCutsStreams(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	up := startSim(t, 0, 20*time.Millisecond)
+	up := recStartSim(t, 0, 20*time.Millisecond)
 	store := filepath.Join(t.TempDir(), "cut.db")
-	cmd, addr, admin, errb := startRecordProcess(t, up, store)
-	wait := streamsInFlight(t, addr, admin, 5, 2000) // 40 s streams: only a cut ends them soon
+	cmd, addr, admin, errb := recStartProcess(t, up, store)
+	wait := recStreamsInFlight(t, addr, admin, 5, 2000) // 40 s streams: only a cut ends them soon
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the drain to start", func() bool { return strings.Contains(errb.String(), "stopping;") })
+	recWaitFor(t, "the drain to start", func() bool { return strings.Contains(errb.String(), "stopping;") })
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
