@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/llmtape/llmtape/internal/jsonstr"
 )
 
 // FunctionCall is the function part of a tool call: its name and its
@@ -68,22 +70,22 @@ func (t ToolCall) appendJSON(b []byte, withIndex bool) []byte {
 	}
 	if t.ID != "" {
 		b = append(b, `"id":`...)
-		b = appendString(b, t.ID)
+		b = jsonstr.Append(b, t.ID)
 		b = append(b, ',')
 	}
 	if t.Type != "" {
 		b = append(b, `"type":`...)
-		b = appendString(b, t.Type)
+		b = jsonstr.Append(b, t.Type)
 		b = append(b, ',')
 	}
 	b = append(b, `"function":{`...)
 	if t.Function.Name != "" {
 		b = append(b, `"name":`...)
-		b = appendString(b, t.Function.Name)
+		b = jsonstr.Append(b, t.Function.Name)
 		b = append(b, ',')
 	}
 	b = append(b, `"arguments":`...)
-	b = appendString(b, t.Function.Arguments)
+	b = jsonstr.Append(b, t.Function.Arguments)
 	return append(b, "}}"...)
 }
 
@@ -108,16 +110,16 @@ type Message struct {
 // (without index) and tool_call_id.
 func (m Message) MarshalJSON() ([]byte, error) {
 	b := []byte(`{"role":`)
-	b = appendString(b, m.Role)
+	b = jsonstr.Append(b, m.Role)
 	b = append(b, `,"content":`...)
 	if m.Content == "" && len(m.ToolCalls) > 0 {
 		b = append(b, "null"...)
 	} else {
-		b = appendString(b, m.Content)
+		b = jsonstr.Append(b, m.Content)
 	}
 	if m.Name != "" {
 		b = append(b, `,"name":`...)
-		b = appendString(b, m.Name)
+		b = jsonstr.Append(b, m.Name)
 	}
 	if len(m.ToolCalls) > 0 {
 		b = append(b, `,"tool_calls":[`...)
@@ -131,7 +133,7 @@ func (m Message) MarshalJSON() ([]byte, error) {
 	}
 	if m.ToolCallID != "" {
 		b = append(b, `,"tool_call_id":`...)
-		b = appendString(b, m.ToolCallID)
+		b = jsonstr.Append(b, m.ToolCallID)
 	}
 	return append(b, '}'), nil
 }

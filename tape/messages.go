@@ -7,7 +7,8 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/llmtape/llmtape/internal/jsonstr"
 )
 
 // ReplyMessage returns a turn's reply as the assistant message a client echoes back in its
@@ -22,7 +23,7 @@ func ReplyMessage(t *Turn) json.RawMessage {
 	if hasTools && t.Response.Content == "" {
 		b = append(b, "null"...)
 	} else {
-		b = appendJSONString(b, t.Response.Content)
+		b = jsonstr.Append(b, t.Response.Content)
 	}
 	if hasTools {
 		b = append(b, `,"tool_calls":`...)
@@ -30,50 +31,6 @@ func ReplyMessage(t *Turn) json.RawMessage {
 	}
 	b = append(b, '}')
 	return b
-}
-
-// appendJSONString appends s as a JSON string, escaping only what JSON requires (unlike
-// encoding/json, it leaves <, > and & alone, as most clients send them).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // JSONEqual reports whether a and b are the same JSON value: object key order and
