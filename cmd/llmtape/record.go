@@ -114,7 +114,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	maxBody, err := parseSize(o.maxBody)
+	maxBody, err := parseByteSize(o.maxBody)
 	if err != nil {
 		return usageErrorf("--max-body %q: %v", o.maxBody, err)
 	}
@@ -152,7 +152,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 		}
 		cfg.UpstreamTLS = &tls.Config{RootCAs: roots}
 	}
-	logw := &lockedWriter{w: stderr}
+	logw := &recordLogWriter{w: stderr}
 	cfg.Logf = func(format string, args ...any) {
 		fmt.Fprintf(logw, "llmtape record: "+format+"\n", args...)
 	}
@@ -218,7 +218,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 			return fmt.Errorf("listen admin %s: %w", o.admin, err)
 		}
 		adminAddr = al.Addr()
-		adminSrv = &http.Server{Handler: adminHandler(p, rec, store), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: recordAdminHandler(p, rec, store), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = adminSrv.Serve(al) }()
 	}
 	errc := make(chan error, 1)
@@ -234,7 +234,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	if adminAddr != nil {
 		fmt.Fprintf(stdout, "  admin on http://%s (/health, /stats, /snapshot)\n", adminAddr)
 	}
-	if ip := net.ParseIP(strings.Trim(hostOf(addr), "[]")); ip == nil || !ip.IsLoopback() {
+	if ip := net.ParseIP(strings.Trim(recordListenHost(addr), "[]")); ip == nil || !ip.IsLoopback() {
 		fmt.Fprintf(logw, "llmtape record: warning: listening on %s, reachable from other machines; anyone who can connect can send requests through it to the upstream\n", addr)
 	}
 
@@ -284,7 +284,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	return nil
 }
 
-func hostOf(addr string) string {
+func recordListenHost(addr string) string {
 	h, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return addr
@@ -292,8 +292,8 @@ func hostOf(addr string) string {
 	return h
 }
 
-// adminStats is the JSON of GET /stats.
-type adminStats struct {
+// recordAdminStats is the JSON of GET /stats.
+type recordAdminStats struct {
 	ExchangesSeen     int64          `json:"exchanges_seen"`     // recordable exchanges the proxy captured
 	Recorded          uint64         `json:"recorded"`           // turns handed to the store and not lost
 	NotRecorded       uint64         `json:"not_recorded"`       // exchanges dropped because the recorder was behind
@@ -305,8 +305,8 @@ type adminStats struct {
 	Recorder          recorder.Stats `json:"recorder"`
 }
 
-// adminHandler serves /health, /stats and /snapshot.
-func adminHandler(p *proxy.Proxy, rec *recorder.Recorder, store *tape.Store) http.Handler {
+// recordAdminHandler serves /health, /stats and /snapshot.
+func recordAdminHandler(p *proxy.Proxy, rec *recorder.Recorder, store *tape.Store) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -314,7 +314,7 @@ func adminHandler(p *proxy.Proxy, rec *recorder.Recorder, store *tape.Store) htt
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		ps, rs := p.Stats(), rec.Stats()
-		st := adminStats{
+		st := recordAdminStats{
 			ExchangesSeen:     ps.Exchanges,
 			Recorded:          rs.Recorded,
 			NotRecorded:       rs.NotRecorded,
@@ -346,9 +346,9 @@ func adminHandler(p *proxy.Proxy, rec *recorder.Recorder, store *tape.Store) htt
 	return mux
 }
 
-// parseSize parses a byte size: "1048576", "32MiB", "512KiB", "1GB" (units case-insensitive;
+// parseByteSize parses a byte size: "1048576", "32MiB", "512KiB", "1GB" (units case-insensitive;
 // K, M and G alone are binary).
-func parseSize(s string) (int64, error) {
+func parseByteSize(s string) (int64, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	mult := int64(1)
 	for _, u := range []struct {
@@ -371,13 +371,13 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// lockedWriter serialises writes from the proxy's, the recorder's and the command's goroutines.
-type lockedWriter struct {
+// recordLogWriter serialises writes from the proxy's, the recorder's and the command's goroutines.
+type recordLogWriter struct {
 	mu sync.Mutex
 	w  io.Writer
 }
 
-func (l *lockedWriter) Write(b []byte) (int, error) {
+func (l *recordLogWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)

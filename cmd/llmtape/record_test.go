@@ -100,14 +100,14 @@ func recCountTurns(t *testing.T, path string) int {
 }
 
 // recAdminStats fetches /stats.
-func recAdminStats(t *testing.T, admin string) adminStats {
+func recAdminStats(t *testing.T, admin string) recordAdminStats {
 	t.Helper()
 	resp, err := http.Get("http://" + admin + "/stats")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st adminStats
+	var st recordAdminStats
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}
@@ -224,15 +224,15 @@ func TestRecordFlagErrors(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
+func TestParseByteSize(t *testing.T) {
 	for in, want := range map[string]int64{"1024": 1024, "32MiB": 32 << 20, "1k": 1024, "2MB": 2e6, "1GiB": 1 << 30, "10B": 10} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		if got, err := parseByteSize(in); err != nil || got != want {
+			t.Errorf("parseByteSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "-1", "MiB", "1.5M", "0"} {
-		if _, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q) accepted", in)
+		if _, err := parseByteSize(in); err == nil {
+			t.Errorf("parseByteSize(%q) accepted", in)
 		}
 	}
 }
