@@ -12,7 +12,6 @@ import (
 
 	"github.com/llmtape/llmtape/dataset"
 	"github.com/llmtape/llmtape/openai"
-	"github.com/llmtape/llmtape/tape"
 )
 
 func init() { register(newGenerateCmd) }
@@ -68,14 +67,7 @@ See docs/datasets.md.`,
 			if err != nil {
 				return err
 			}
-			st, err := tape.Open(storePath(cmd), nil)
-			if err != nil {
-				return fmt.Errorf("open store: %w", err)
-			}
-			rec, err := d.Write(cmd.Context(), st)
-			if cerr := st.Close(); err == nil && cerr != nil {
-				err = fmt.Errorf("close store: %w", cerr)
-			}
+			rec, err := storeDataset(cmd, d)
 			if err != nil {
 				return fmt.Errorf("generate: %w", err)
 			}

@@ -68,14 +68,7 @@ whole leaves nothing in the store. FILE "-" reads stdin. See docs/datasets.md.`,
 			if err != nil {
 				return fmt.Errorf("import %s: %w", format, err)
 			}
-			st, err := tape.Open(storePath(cmd), nil)
-			if err != nil {
-				return fmt.Errorf("open store: %w", err)
-			}
-			rec, err := d.Write(cmd.Context(), st)
-			if cerr := st.Close(); err == nil && cerr != nil {
-				err = fmt.Errorf("close store: %w", cerr)
-			}
+			rec, err := storeDataset(cmd, d)
 			if err != nil {
 				return fmt.Errorf("import %s: %w", format, err)
 			}
@@ -110,4 +103,18 @@ func displayFile(file string) string {
 		return "stdin"
 	}
 	return file
+}
+
+// storeDataset writes an imported or generated dataset to the --store file (created when
+// missing) as one recording.
+func storeDataset(cmd *cobra.Command, d *dataset.Dataset) (*tape.Recording, error) {
+	st, err := tape.Open(storePath(cmd), nil)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	rec, err := d.Write(cmd.Context(), st)
+	if cerr := st.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close store: %w", cerr)
+	}
+	return rec, err
 }
