@@ -323,10 +323,12 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 	}
 	m := &meta{created: arrival.Unix()}
 	m.model = appendJSONString(nil, model)
+	// Ids are unique per server instance (not seeded): two sims never hand out the same id.
+	idRng := rand.New(rand.NewPCG(s.idSeed, idx))
 	if chat {
-		m.id = makeID("chatcmpl-", jrng)
+		m.id = makeID("chatcmpl-", idRng)
 	} else {
-		m.id = makeID("cmpl-", jrng)
+		m.id = makeID("cmpl-", idRng)
 	}
 
 	flusher, _ := w.(http.Flusher)

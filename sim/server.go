@@ -24,7 +24,8 @@ type Server struct {
 	cache    *prefixCache
 	lim      *limiter
 	ctr      *counters
-	created  int64 // Unix seconds of New, the "created" of /v1/models
+	created  int64  // Unix seconds of New, the "created" of /v1/models
+	idSeed   uint64 // makes response ids unique to this instance
 	http     *http.Server
 	closing  chan struct{} // closed by Close: handlers stop waiting at once
 
@@ -50,6 +51,7 @@ func New(cfg Config) (*Server, error) {
 		lim:      newLimiter(cfg.MaxRunning),
 		ctr:      newCounters(),
 		created:  time.Now().Unix(),
+		idSeed:   uint64(time.Now().UnixNano()),
 		closing:  make(chan struct{}),
 	}
 	if cfg.CacheBlocks > 0 {
