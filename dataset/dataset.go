@@ -44,6 +44,7 @@ type InputError struct {
 	Err     error
 }
 
+// Error returns "file: line N: element: what was wrong", leaving out what is not known.
 func (e *InputError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
@@ -59,6 +60,7 @@ func (e *InputError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the underlying error (ErrEmpty, for instance).
 func (e *InputError) Unwrap() error { return e.Err }
 
 // Config says how to read an input file. The zero value reads with the defaults.
