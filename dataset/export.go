@@ -493,6 +493,7 @@ func (h *blockHasher) blocks(t *tape.Turn, msgs []json.RawMessage) (*tape.Synthe
 		in := s.InputTokens
 		n := (in + bs - 1) / bs
 		keys := make([]uint64, n)
+		chain, chained := h.salt, 0 // chain covers source blocks 0 .. chained-1
 		for j := range keys {
 			if s.BlockSize == bs {
 				// Same blocks: the trace's own ids, keyed.
@@ -500,13 +501,13 @@ func (h *blockHasher) blocks(t *tape.Turn, msgs []json.RawMessage) (*tape.Synthe
 				continue
 			}
 			// Other blocks: key by the source blocks up to the block's end and how far
-			// into the last one it reaches.
+			// into the last one it reaches. The block ends grow with j, so the chain is
+			// extended, not recomputed (linear in the blocks, even for tiny block sizes).
 			end := min((j+1)*bs, in)
 			k := (end - 1) / s.BlockSize
 			into := end - k*s.BlockSize
-			var chain uint64 = h.salt
-			for i := 0; i <= k; i++ {
-				chain = splitmix64(chain ^ splitmix64(syntheticBlockID(s, i)))
+			for ; chained <= k; chained++ {
+				chain = splitmix64(chain ^ splitmix64(syntheticBlockID(s, chained)))
 			}
 			keys[j] = splitmix64(chain ^ uint64(into)<<1 ^ 1)
 		}

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -723,5 +724,49 @@ func TestImportReadError(t *testing.T) {
 	_, err = dataset.Parse("vllm", f, f.Name(), dataset.Config{})
 	if err == nil || strings.Count(err.Error(), f.Name()) != 1 {
 		t.Errorf("error %v, want one naming the file once", err)
+	}
+}
+
+// TestExportMooncakeReblock: exporting a trace with another block size keeps its sharing: an
+// exported block is shared exactly when the source blocks up to its end are.
+func TestExportMooncakeReblock(t *testing.T) {
+	st := mustStore(t)
+	trace := `{"timestamp": 0, "input_length": 1500, "output_length": 1, "hash_ids": [1, 2, 3]}
+{"timestamp": 1, "input_length": 1500, "output_length": 1, "hash_ids": [1, 2, 4]}
+{"timestamp": 2, "input_length": 1500, "output_length": 1, "hash_ids": [1, 5, 3]}
+`
+	rec, _, err := dataset.Import(context.Background(), st, "mooncake", strings.NewReader(trace), "r.jsonl", dataset.Config{Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	export := func(bs int) [][]int {
+		var buf bytes.Buffer
+		if _, err := dataset.Export(context.Background(), st, rec.ID, &buf, dataset.ExportConfig{Format: "mooncake", BlockSize: bs, Salt: []byte("s")}); err != nil {
+			t.Fatal(err)
+		}
+		var out [][]int
+		for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+			var l struct {
+				HashIDs []int `json:"hash_ids"`
+			}
+			if err := json.Unmarshal([]byte(line), &l); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, l.HashIDs)
+		}
+		return out
+	}
+	// 256-token blocks: source block k covers exported blocks 2k and 2k+1; 1500 tokens are
+	// 6 blocks, the last reaching 220 tokens into source block 2.
+	got := export(256)
+	want := [][]int{{0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 6, 7}, {0, 1, 8, 9, 10, 11}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("block size 256: hash_ids %v, want %v", got, want)
+	}
+	// 1000-token blocks: the first ends inside source block 1, the second is the rest.
+	got = export(1000)
+	want = [][]int{{0, 1}, {0, 2}, {3, 4}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("block size 1000: hash_ids %v, want %v", got, want)
 	}
 }
