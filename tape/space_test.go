@@ -56,10 +56,6 @@ func TestSpaceLinear(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if p := os.Getenv("SPACE_KEEP"); p != "" {
-		data, _ := os.ReadFile(path)
-		os.WriteFile(p, data, 0o600)
-	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
