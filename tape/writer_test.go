@@ -121,10 +121,11 @@ func TestWriterBatchesByDelay(t *testing.T) {
 	if err := w.Put(&tape.Conversation{ID: id, Recording: rec.ID}); err != nil {
 		t.Fatal(err)
 	}
-	// Committed by the delay, without Flush: poll the store (bounded).
+	// Committed by the delay, without Flush: poll the counters (bounded). The record is
+	// visible in the store a moment before the counters move, so poll them, not the store.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := s.Conversation(id); err == nil {
+		if w.Stats().Committed == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -134,6 +135,9 @@ func TestWriterBatchesByDelay(t *testing.T) {
 	}
 	if st := w.Stats(); st.Batches != 1 {
 		t.Errorf("stats %+v", st)
+	}
+	if _, err := s.Conversation(id); err != nil {
+		t.Errorf("committed conversation: %v", err)
 	}
 }
 
