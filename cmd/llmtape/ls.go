@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -137,6 +139,20 @@ func listStore(s *tape.Store) (*lsOutput, error) {
 	return out, nil
 }
 
+// cell makes a name fit one table cell: control characters (a tab would start a new column,
+// a newline a new row) become spaces; "-" for an empty name.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
 // fmtTime prints a wall-clock time for tables ("-" when unset).
 func fmtTime(t *time.Time) string {
 	if t == nil {
@@ -156,7 +172,7 @@ func writeLsTable(w io.Writer, out *lsOutput) error {
 			if !r.Complete {
 				ended += " (incomplete)"
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\n", r.ID, r.Name, r.Source,
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\n", r.ID, cell(r.Name), cell(r.Source),
 				fmtTime(r.Started), ended, r.Conversations, r.Turns)
 		}
 	}
@@ -170,7 +186,7 @@ func writeLsTable(w io.Writer, out *lsOutput) error {
 			if r.Partial {
 				ended += " (partial)"
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%d\n", r.ID, r.Name, r.Target, r.Recording,
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%d\n", r.ID, cell(r.Name), cell(r.Target), r.Recording,
 				fmtTime(r.Started), ended, r.Requests)
 		}
 	}

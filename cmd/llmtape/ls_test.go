@@ -211,3 +211,25 @@ func TestLsBadFormat(t *testing.T) {
 		t.Errorf("ls with an argument: exit %d, want 2", code)
 	}
 }
+
+// TestLsTableControlCharacters: a name with a tab or a newline stays in its cell.
+func TestLsTableControlCharacters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ls.db")
+	s, err := tape.Open(path, &tape.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRecording(&tape.Recording{Name: "a\tb\nc"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	code, out, errOut := lsExec("ls", "--store", path)
+	if code != 0 {
+		t.Fatalf("ls: exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(out, "\n")
+	// Header, the recording's one row, a blank line, "no runs".
+	if len(lines) < 3 || !strings.Contains(lines[1], "a b c") || strings.TrimSpace(lines[2]) != "" {
+		t.Errorf("ls table:\n%s", out)
+	}
+}
