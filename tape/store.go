@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"io/fs"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -108,6 +109,9 @@ func Open(path string, opts *Options) (*Store, error) {
 		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
 			errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrInvalidMapping):
 			return nil, openErr(path, ErrCorrupt, "("+err.Error()+")")
+		}
+		if _, ok := errors.AsType[*fs.PathError](err); ok {
+			return nil, fmt.Errorf("open store: %w", err) // it names the file
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}

@@ -110,7 +110,7 @@ func displayFile(file string) string {
 func storeDataset(cmd *cobra.Command, d *dataset.Dataset) (*tape.Recording, error) {
 	st, err := tape.Open(storePath(cmd), nil)
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		return nil, err // it names the store
 	}
 	rec, err := d.Write(cmd.Context(), st)
 	if cerr := st.Close(); err == nil && cerr != nil {
