@@ -388,9 +388,12 @@ func exportTurns(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufi
 				buf = append(buf, `,"hash_ids":[`...)
 				keys = syn.HashIDs // numbered when written, in order of time
 			} else {
-				body, err := requestBody(t, msgs, cfg.Materializer)
-				if err != nil {
-					return fmt.Errorf("conversation %d turn %d: %w", t.Conversation, t.Index, err)
+				body := []byte("null") // a body the proxy did not keep (larger than --max-body)
+				if !t.Request.Truncated {
+					var err error
+					if body, err = requestBody(t, msgs, cfg.Materializer); err != nil {
+						return fmt.Errorf("conversation %d turn %d: %w", t.Conversation, t.Index, err)
+					}
 				}
 				buf = append(buf, `{"offset_ms":`...)
 				buf = appendMillis(buf, offset)
@@ -410,6 +413,9 @@ func exportTurns(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufi
 				buf = append(buf, b...)
 				buf = append(buf, `,"body":`...)
 				buf = append(buf, body...)
+				if t.Request.Truncated {
+					buf = append(buf, `,"truncated":true`...)
+				}
 				buf = append(buf, "}\n"...)
 			}
 			heap.Push(&pending, &turnRef{start: t.Timing.Start, seq: seq, conv: ci, line: buf, keys: keys})
@@ -549,6 +555,11 @@ func (h *blockHasher) blocks(t *tape.Turn, msgs []json.RawMessage) (*tape.Synthe
 	n := (in + bs - 1) / bs
 	keys := make([]uint64, n)
 	chain := h.salt
+	if t.Request.Truncated {
+		// The proxy did not keep the body: its blocks are unknown, so they share nothing
+		// (without this, all such prompts of one length would look identical).
+		chain = splitmix64(chain ^ splitmix64(t.Conversation) ^ uint64(t.Index))
+	}
 	var b [8]byte
 	for j := range keys {
 		f := fnv.New64a()

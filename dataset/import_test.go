@@ -770,3 +770,51 @@ func TestExportMooncakeReblock(t *testing.T) {
 		t.Errorf("block size 1000: hash_ids %v, want %v", got, want)
 	}
 }
+
+// TestExportTruncatedBody: a request whose body the proxy did not keep is exported as such,
+// not as an invented body, and its Mooncake blocks share nothing with other prompts.
+func TestExportTruncatedBody(t *testing.T) {
+	st := mustStore(t)
+	rec := &tape.Recording{Name: "r", Started: epoch}
+	if err := st.CreateRecording(rec); err != nil {
+		t.Fatal(err)
+	}
+	err := st.Update(func(tx *tape.Tx) error {
+		for i := range 2 {
+			c := &tape.Conversation{Recording: rec.ID, Arrival: time.Duration(i) * time.Second}
+			if err := tx.PutConversation(c); err != nil {
+				return err
+			}
+			err := tx.PutTurn(&tape.Turn{Conversation: c.ID, Request: tape.Request{Method: "POST", Path: "/v1/chat/completions", Truncated: true, BodySize: 1 << 30},
+				Timing: tape.Timing{Start: epoch.Add(time.Duration(i) * time.Second)}, Tokens: tape.Tokens{Prompt: 2000, Completion: 5}})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := dataset.Export(context.Background(), st, rec.ID, &buf, dataset.ExportConfig{Format: "requests"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var r struct {
+			Body      json.RawMessage `json:"body"`
+			Truncated bool            `json:"truncated"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil || string(r.Body) != "null" || !r.Truncated {
+			t.Errorf("requests line %s: %v", line, err)
+		}
+	}
+	buf.Reset()
+	if _, err := dataset.Export(context.Background(), st, rec.ID, &buf, dataset.ExportConfig{Format: "mooncake"}); err != nil {
+		t.Fatal(err)
+	}
+	want := "[0,1,2,3]}\n" + `{"timestamp":1000,"input_length":2000,"output_length":5,"hash_ids":[4,5,6,7]}`
+	if !strings.Contains(buf.String(), want) {
+		t.Errorf("mooncake export of two unknown 2000-token prompts:\n%s", buf.String())
+	}
+}
