@@ -146,6 +146,9 @@ func exportConversations(ctx context.Context, st *tape.Store, r *tape.Recording,
 		var list []json.RawMessage
 		turns := 0
 		err := fullMessages(st, c, cfg.Materializer, func(t *tape.Turn, msgs []json.RawMessage) error {
+			if t.Request.Truncated {
+				return nil // its messages were not kept: the conversation ends at the turn before
+			}
 			turns++
 			if t.Request.Synthetic != nil {
 				// Synthetic prompts are whole: each turn is a user message and a reply.

@@ -817,4 +817,10 @@ func TestExportTruncatedBody(t *testing.T) {
 	if !strings.Contains(buf.String(), want) {
 		t.Errorf("mooncake export of two unknown 2000-token prompts:\n%s", buf.String())
 	}
+	// vllm: no messages are known, so no conversation (not a lone assistant reply).
+	buf.Reset()
+	stats, err := dataset.Export(context.Background(), st, rec.ID, &buf, dataset.ExportConfig{Format: "vllm"})
+	if err != nil || stats.Conversations != 0 || strings.TrimSpace(buf.String()) != "[\n]" {
+		t.Errorf("vllm export: %+v %v\n%s", stats, err, buf.String())
+	}
 }
