@@ -157,6 +157,9 @@ func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
 		switch {
 		case t.Request.Prompt != nil:
 			st.Messages = append(st.Messages, showMessage{Role: "prompt", Preview: preview(promptText(t.Request.Prompt)), JSON: t.Request.Prompt})
+		case t.Request.Truncated:
+			st.Messages = append(st.Messages, showMessage{Role: "truncated",
+				Preview: fmt.Sprintf("request body of %d bytes not kept (larger than record --max-body)", t.Request.BodySize)})
 		case t.Request.Synthetic != nil:
 			st.Messages = append(st.Messages, showMessage{Role: "synthetic",
 				Preview: fmt.Sprintf("%d tokens in %d blocks", t.Request.Synthetic.InputTokens, len(t.Request.Synthetic.HashIDs))})

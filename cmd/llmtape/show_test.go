@@ -127,3 +127,30 @@ func TestShowNoTiming(t *testing.T) {
 		t.Errorf("show table:\n%s", out)
 	}
 }
+
+func TestShowTruncated(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := tape.Open(path, &tape.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &tape.Recording{Name: "r"}
+	if err := s.CreateRecording(rec); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(func(tx *tape.Tx) error {
+		c := &tape.Conversation{Recording: rec.ID}
+		if err := tx.PutConversation(c); err != nil {
+			return err
+		}
+		return tx.PutTurn(&tape.Turn{Conversation: c.ID, Request: tape.Request{Truncated: true, BodySize: 12345}})
+	})
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, out, errOut := lsExec("show", "1", "--store", path)
+	if !strings.Contains(out, "request body of 12345 bytes not kept") {
+		t.Errorf("show of a truncated turn:\n%s%s", out, errOut)
+	}
+}
