@@ -86,6 +86,7 @@ func TestReplayCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
+	t.Logf("stdout:\n%s\nstderr:\n%s", out, errOut)
 	for _, want := range []string{"ttft_ms", "itl_ms", "e2e_ms", "goodput", "schedule lag", `run 1 "cli test" saved (complete, 18 results)`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
