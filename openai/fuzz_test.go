@@ -264,3 +264,74 @@ func FuzzParseChunk(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseMessage: a client's chat message. What parses encodes to a message that parses back
+// to the same fields, and MessageText never panics.
+func FuzzParseMessage(f *testing.F) {
+	for _, s := range []string{
+		`{"role":"user","content":"hi"}`,
+		`{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"x"}}]}`,
+		`{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]}`,
+		`{"role":"tool","tool_call_id":"c","name":"f","content":"r"}`,
+		`{"role":1}`, `[]`, `{`, ``, `{"content":"\u2028\ud800"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		_ = openai.MessageText(raw)
+		m, err := openai.ParseMessage(raw)
+		if err != nil {
+			if err.Error() == "" || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q is not one line", err)
+			}
+			return
+		}
+		b, err := json.Marshal(m)
+		if err != nil || !json.Valid(b) {
+			t.Fatalf("Marshal(%+v) = %s, %v", m, b, err)
+		}
+		back, err := openai.ParseMessage(b)
+		if err != nil {
+			t.Fatalf("reparse %s: %v", b, err)
+		}
+		if back.Role != m.Role || back.Content != m.Content || back.Name != m.Name || back.ToolCallID != m.ToolCallID || len(back.ToolCalls) != len(m.ToolCalls) {
+			t.Fatalf("round trip of %s\n got %+v\nwant %+v", raw, back, m)
+		}
+	})
+}
+
+// FuzzParseResponse: a server's non-streamed response or error body.
+func FuzzParseResponse(f *testing.F) {
+	for _, name := range []string{"testdata/llamacpp_chat_nostream.json"} {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	for _, s := range []string{
+		`{"error":{"message":"m","type":"t","code":429,"param":null}}`, `{"error":"short"}`,
+		`{"object":"error","message":"m","type":"BadRequestError","code":400}`,
+		`{"choices":[{"text":"t","finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":2}}`,
+		`{"choices":null}`, `null`, `{"error":null}`, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if e, ok := openai.ParseError(body); ok {
+			if e == nil {
+				t.Fatal("ParseError: ok with a nil error")
+			}
+			_ = e.Error()
+			_ = e.CodeString()
+		}
+		r, err := openai.ParseResponse(body)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		_, _, _, _ = r.Content(), r.Reasoning(), r.ToolCalls(), r.FinishReason()
+	})
+}
