@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"math"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -586,5 +590,51 @@ func TestWarmupByTime(t *testing.T) {
 	rep := mustRun(t, rs.store, replay.Config{Target: tg.url, Warmup: 150 * time.Millisecond})
 	if rep.Summary.Warmup != 2 || rep.Summary.Requests.Total != 2 {
 		t.Errorf("warmup %d, counted %d; want 2 and 2", rep.Summary.Warmup, rep.Summary.Requests.Total)
+	}
+}
+
+// flaky answers 503 with Retry-After to every other request, and plain JSON (not a stream) to
+// the rest: retries are counted and a non-streamed answer is measured as one event.
+type flaky struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	f.mu.Lock()
+	f.n++
+	n := f.n
+	f.mu.Unlock()
+	if n%2 == 1 {
+		w.Header().Set("Retry-After", "0")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"error":{"message":"busy","type":"server_error"}}`))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"choices":[{"message":{"role":"assistant","content":"whole"},"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":2}}`))
+}
+
+func TestRetriesAndUnstreamedReplies(t *testing.T) {
+	rs := makeStore(t, specs(3, 2, 0, 0))
+	srv := httptest.NewServer(&flaky{})
+	defer srv.Close()
+	rep := mustRun(t, rs.store, replay.Config{Target: srv.URL, Think: replay.ThinkNone,
+		Arrival: replay.ArrivalAll, MaxConcurrency: 1, Retries: 2})
+	s := rep.Summary
+	if s.Requests.OK != 6 || s.Retries != 6 || s.OutputTokens.Max != 2 || s.TTFT.Count != 6 {
+		t.Errorf("summary %+v", s)
+	}
+	// Without retries the failures are counted as http errors with the server's message.
+	rep = mustRun(t, rs.store, replay.Config{Target: srv.URL, Think: replay.ThinkNone,
+		Arrival: replay.ArrivalAll, MaxConcurrency: 1})
+	if rep.Summary.ErrorsByClass["http"] != 3 || rep.Summary.Requests.OK != 3 {
+		t.Errorf("errors %v", rep.Summary.ErrorsByClass)
+	}
+	for _, r := range results(t, rs.store, rep.Run.ID) {
+		if r.ErrorClass == "http" && (r.Status != 503 || r.Error != "503: busy") {
+			t.Errorf("result %+v", r)
+		}
 	}
 }
