@@ -4,11 +4,16 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/llmtape/llmtape/tape"
+	"github.com/llmtape/llmtape/tape/tapetest"
 )
 
 // TestCorruptRecords damages single records (not pages) behind the store's back: every read
@@ -126,4 +131,62 @@ func TestLostIndexEntries(t *testing.T) {
 	if err := s.Turns(8, func(*tape.Turn) error { return tape.ErrStop }); err != nil {
 		t.Errorf("stopped scan: %v", err)
 	}
+}
+
+// FuzzOpenDamaged: a store file is outside input. Opening any damaged copy of a small store
+// and reading all of it must give data or an error, never a panic or a hang.
+func FuzzOpenDamaged(f *testing.F) {
+	dir := f.TempDir()
+	path := filepath.Join(dir, "seed.db")
+	s, err := tape.Open(path, &tape.Options{NoSync: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	rec := tapetest.Recording(f, s)
+	rng := rand.New(rand.NewPCG(5, 6))
+	err = s.Update(func(tx *tape.Tx) error {
+		for range 3 {
+			c := tapetest.NewChat(rng, rec.ID, s.NextConversationID(), tapetest.Config{Turns: 3, MessageBytes: 100})
+			if err := c.Write(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	s.Close()
+	seed, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	// Damage: at offset off (within the file), write the bytes of patch.
+	f.Add(uint32(0), []byte{0})
+	f.Add(uint32(2*32<<10+100), []byte{0xff, 0xff, 0xff})
+	f.Add(uint32(len(seed)-200), []byte("garbage"))
+	f.Fuzz(func(t *testing.T, off uint32, patch []byte) {
+		data := append([]byte(nil), seed...)
+		copy(data[int(off)%len(data):], patch)
+		p := filepath.Join(t.TempDir(), "d.db")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := tape.Open(p, &tape.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		var convs []uint64
+		_ = s.Recordings(func(r *tape.Recording) error {
+			return s.Conversations(r.ID, func(c *tape.Conversation) error {
+				convs = append(convs, c.ID)
+				return nil
+			})
+		})
+		for _, id := range convs {
+			_ = s.TurnMessages(id, func(*tape.Turn, []json.RawMessage) error { return nil })
+		}
+		_ = s.Runs(func(*tape.Run) error { return nil })
+	})
 }
