@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -195,4 +198,75 @@ func TestProgressBar(t *testing.T) {
 func replayProgress(done, planned int64) (p replay.Progress) {
 	p.Done, p.Planned = done, planned
 	return p
+}
+
+// TestReplayBinarySignals runs the real binary: the first SIGINT stops scheduling, the second
+// cancels the requests in flight; the partial run is saved and the exit status is 130.
+func TestReplayBinarySignals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := recBinary(t)
+	path := replayStore(t, 20, 5)
+	// 20 tokens × 20 ms: each request streams for about 400 ms.
+	srv, url := replaySimServer(t, sim.Config{TTFT: time.Millisecond, ITL: 20 * time.Millisecond})
+	cmd := exec.Command(bin, "replay", "--store", path, "--target", url, "--think", "none",
+		"--arrival", "all", "--max-concurrency", "4", "--name", "signals")
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	for srv.Stats().Completed < 4 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	var errText strings.Builder
+	for l := range lines {
+		errText.WriteString(l + "\n")
+		if strings.Contains(l, "interrupted") {
+			break
+		}
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	for l := range lines {
+		errText.WriteString(l + "\n")
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("exit %v, want 130; stderr:\n%s", err, errText.String())
+	}
+	if !strings.Contains(errText.String(), "canceling requests in flight") || !strings.Contains(stdout.String(), "partial") {
+		t.Errorf("stderr:\n%s\nstdout:\n%s", errText.String(), stdout.String())
+	}
+	s, err := tape.Open(path, &tape.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	run, err := s.FindRun("signals")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum struct {
+		Requests      struct{ Total int }
+		ErrorsByClass map[string]int `json:"errors_by_class"`
+	}
+	_ = json.Unmarshal(run.Summary, &sum)
+	if !run.Partial || run.Requests == 0 || run.Requests >= 100 || sum.ErrorsByClass["canceled"] == 0 {
+		t.Errorf("run partial %v, %d results, errors %v", run.Partial, run.Requests, sum.ErrorsByClass)
+	}
 }
