@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -69,14 +70,14 @@ func (u Usage) MarshalJSON() ([]byte, error) {
 
 func (u *Usage) appendJSON(b []byte) []byte {
 	b = append(b, `{"prompt_tokens":`...)
-	b = appendInt(b, int64(u.PromptTokens))
+	b = strconv.AppendInt(b, int64(u.PromptTokens), 10)
 	b = append(b, `,"completion_tokens":`...)
-	b = appendInt(b, int64(u.CompletionTokens))
+	b = strconv.AppendInt(b, int64(u.CompletionTokens), 10)
 	b = append(b, `,"total_tokens":`...)
-	b = appendInt(b, int64(u.TotalTokens))
+	b = strconv.AppendInt(b, int64(u.TotalTokens), 10)
 	if u.PromptTokensDetails != nil {
 		b = append(b, `,"prompt_tokens_details":{"cached_tokens":`...)
-		b = appendInt(b, int64(u.PromptTokensDetails.CachedTokens))
+		b = strconv.AppendInt(b, int64(u.PromptTokensDetails.CachedTokens), 10)
 		b = append(b, '}')
 	}
 	return append(b, '}')

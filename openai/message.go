@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/llmtape/llmtape/internal/jsonstr"
@@ -65,7 +66,7 @@ func (t ToolCall) appendJSON(b []byte, withIndex bool) []byte {
 	b = append(b, '{')
 	if withIndex {
 		b = append(b, `"index":`...)
-		b = appendInt(b, int64(t.Index))
+		b = strconv.AppendInt(b, int64(t.Index), 10)
 		b = append(b, ',')
 	}
 	if t.ID != "" {
