@@ -370,32 +370,18 @@ func (s *Store) Snapshot(w io.Writer) (int64, error) {
 
 // view runs fn in a read transaction, turning a fault or panic inside bbolt into ErrCorrupt.
 // A panic raised by a caller's callback (marked by callbackPanic) is passed on unchanged.
-func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return ErrClosed
-	}
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			if cp, ok := r.(callbackPanic); ok {
-				panic(cp.v)
-			}
-			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
-		}
-	}()
-	return s.db.View(fn)
-}
+func (s *Store) view(fn func(tx *bolt.Tx) error) error { return s.txn(false, fn) }
 
 // update runs fn in a write transaction, like view.
-func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
+func (s *Store) update(fn func(tx *bolt.Tx) error) error { return s.txn(true, fn) }
+
+func (s *Store) txn(write bool, fn func(tx *bolt.Tx) error) (err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return ErrClosed
 	}
-	if s.readOnly {
+	if write && s.readOnly {
 		return errors.New("store is open read-only")
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -407,7 +393,10 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
 			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
 		}
 	}()
-	return s.db.Update(fn)
+	if write {
+		return s.db.Update(fn)
+	}
+	return s.db.View(fn)
 }
 
 // callbackPanic wraps a panic raised by a caller's callback so that view does not mistake it
