@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/llmtape/llmtape/openai"
@@ -97,18 +98,44 @@ func (r *Replayer) attempt(ctx context.Context, url string, body []byte, x *exch
 		r.readWhole(ctx, resp.Body, sent, x)
 	} else {
 		r.readStream(ctx, resp.Body, sent, x)
+		drain(resp.Body, cancel)
 	}
 	if res.ErrorClass == "" {
 		r.tokens(x)
 	}
 }
 
+// Bounds of reading the rest of a body after its stream ended.
+const (
+	drainBytes = 64 << 10
+	drainWait  = 250 * time.Millisecond
+)
+
+// drain reads what follows the end of a stream (normally just the end of the chunked body)
+// after the measurement, so that the connection goes back to the pool instead of being closed,
+// and a proxy in between sees the response end rather than a client that went away. A server
+// that keeps the body open is cut after drainWait.
+func drain(body io.Reader, cancel context.CancelFunc) {
+	t := time.AfterFunc(drainWait, cancel)
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, drainBytes))
+	t.Stop()
+}
+
+// decoders reuses SSE decoders and their 32 KiB buffers across requests: a fresh buffer per
+// stream was most of the replayer's allocation.
+var decoders = sync.Pool{New: func() any { return openai.NewDecoder(nil) }}
+
 // readStream reads an SSE response. The arrival of an event is the stamp of the read that
 // completed it.
 func (r *Replayer) readStream(ctx context.Context, body io.Reader, sent time.Time, x *exchange) {
 	res := &x.res
 	sr := &stampReader{r: body, last: sent}
-	dec := openai.NewDecoder(sr)
+	dec := decoders.Get().(*openai.Decoder)
+	dec.Reset(sr)
+	defer func() {
+		dec.Reset(nil)
+		decoders.Put(dec)
+	}()
 	var (
 		chunk     openai.Chunk
 		acc       openai.Accumulator

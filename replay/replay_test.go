@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -636,5 +638,33 @@ func TestRetriesAndUnstreamedReplies(t *testing.T) {
 		if r.ErrorClass == "http" && (r.Status != 503 || r.Error != "503: busy") {
 			t.Errorf("result %+v", r)
 		}
+	}
+}
+
+// A replayer reads each response to its end after [DONE], so one conversation's turns reuse one
+// connection and the server (or a recording proxy in between) sees complete responses, not a
+// client that went away.
+func TestStreamsEndCleanlyAndConnectionsAreReused(t *testing.T) {
+	rs := makeStore(t, specs(1, 12, 0, 0))
+	tg := &target{}
+	var conns atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: tg, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	rep := mustRun(t, rs.store, replay.Config{Target: "http://" + ln.Addr().String(),
+		Arrival: replay.ArrivalAll, Think: replay.ThinkNone})
+	if rep.Summary.Requests.OK != 12 {
+		t.Fatalf("requests = %+v", rep.Summary.Requests)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("12 sequential turns used %d connections, want 1", n)
 	}
 }
