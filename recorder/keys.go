@@ -4,21 +4,21 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"hash/fnv"
 	"hash/maphash"
 	"strings"
 	"sync"
 	"unicode"
 
 	"github.com/llmtape/llmtape/openai"
+	"github.com/llmtape/llmtape/tape"
 )
 
 // Two hashes describe a message:
 //
-//   - the exact hash (MessageMeta.Hash) is FNV-1a 64 of the message's canonical JSON (object keys
-//     sorted, no insignificant whitespace). It is stable across processes and decides storage:
-//     two messages with equal exact hashes are JSON-equal, so an echoed message need not be
-//     stored again.
+//   - the exact hash (MessageMeta.Hash) is tape.MessageHash: FNV-1a 64 of the message's
+//     canonical JSON (object keys sorted, no insignificant whitespace). It is stable across
+//     processes, and the importers compute the same one, so analysis treats recorded and
+//     imported messages alike.
 //   - the match key hashes what stitching compares: role, content with whitespace runs collapsed
 //     and trimmed, tool calls (function name and arguments, arguments compacted when they are
 //     JSON), tool_call_id and name. It tolerates a client that re-renders the reply it echoes.
@@ -72,7 +72,7 @@ func (c *infoCache) info(raw json.RawMessage, withTokens bool) msgInfo {
 		return mi
 	}
 	if !ok {
-		mi = msgInfo{exact: exactHash(raw), key: matchKey(raw), tokens: -1}
+		mi = msgInfo{exact: tape.MessageHash(raw), key: matchKey(raw), tokens: -1}
 	}
 	if withTokens {
 		mi.tokens = int32(openai.CountTokens(openai.MessageText(raw)))
@@ -84,31 +84,6 @@ func (c *infoCache) info(raw json.RawMessage, withTokens bool) msgInfo {
 	c.m[h] = mi
 	c.mu.Unlock()
 	return mi
-}
-
-// exactHash is FNV-1a 64 of the canonical JSON of raw (raw bytes when raw is not JSON).
-func exactHash(raw []byte) uint64 {
-	h := fnv.New64a()
-	h.Write(canonical(raw))
-	return h.Sum64()
-}
-
-// canonical re-encodes JSON with sorted object keys and no insignificant whitespace, keeping
-// numbers as written. It returns raw unchanged when raw is not valid JSON.
-func canonical(raw []byte) []byte {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return raw
-	}
-	var buf bytes.Buffer
-	e := json.NewEncoder(&buf)
-	e.SetEscapeHTML(false)
-	if err := e.Encode(v); err != nil {
-		return raw
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n")
 }
 
 // matchKey hashes what stitching compares of a message. A message that does not parse is
