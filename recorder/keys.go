@@ -17,8 +17,8 @@ import (
 //
 //   - the exact hash (MessageMeta.Hash) is tape.MessageHash: FNV-1a 64 of the message's
 //     canonical JSON (object keys sorted, no insignificant whitespace). It is stable across
-//     processes, and the importers compute the same one, so analysis treats recorded and
-//     imported messages alike.
+//     processes (the importers compute the same one) and decides storage: two messages with
+//     equal exact hashes are JSON-equal, so an echoed message need not be stored again.
 //   - the match key hashes what stitching compares: role, content with whitespace runs collapsed
 //     and trimmed, tool calls (function name and arguments, arguments compacted when they are
 //     JSON), tool_call_id and name. It tolerates a client that re-renders the reply it echoes.
