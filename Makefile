@@ -4,7 +4,7 @@ PKGS     := ./...
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X main.version=$(VERSION) -X main.gitCommit=$(COMMIT)
-BENCHTIME ?= 1x
+BENCHTIME ?= 1s
 
 .PHONY: build test bench fmt vet lint cover demo clean
 
