@@ -109,6 +109,11 @@ func TestStreamChat(t *testing.T) {
 			t.Fatalf("chunk %d has no stamp", i)
 		}
 	}
+	// The client can read [DONE] before the handler has counted the request: Shutdown waits
+	// for the handler to return.
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	st := s.Stats()
 	if st.Requests != 1 || st.Completed != 1 || st.CompletionTokens != 7 {
 		t.Fatalf("stats %+v", st)
