@@ -19,11 +19,18 @@ const (
 	saltFault  = 0x9e3779b97f4a7c15
 	saltJitter = 0xbf58476d1ce4e5b9
 	saltOutput = 0x94d049bb133111eb
+	saltVary   = 0xd6e8feb86659fd93
 )
 
 // newOutputRand returns the random stream of a reply's length and text.
 func newOutputRand(seed int64, promptHash uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(uint64(seed)^saltOutput, promptHash))
+}
+
+// newVariedTextRand returns the random stream of a reply's text under Config.VaryOutput: a
+// function of the seed, the prompt and the request index.
+func newVariedTextRand(seed int64, promptHash, idx uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(uint64(seed)^saltVary^promptHash, idx))
 }
 
 // plan is what will happen to one request, decided before it runs.
@@ -311,6 +318,10 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 	outRng := newOutputRand(s.cfg.Seed, h.Sum64())
 	natural := s.cfg.OutputLen.Min + outRng.IntN(s.cfg.OutputLen.Max-s.cfg.OutputLen.Min+1)
 	n, finish := outputLen(req, natural)
+	textRng := outRng // the text continues the length's stream: the same prompt, the same text
+	if s.cfg.VaryOutput {
+		textRng = newVariedTextRand(s.cfg.Seed, h.Sum64(), idx)
+	}
 	jrng := rand.New(rand.NewPCG(uint64(s.cfg.Seed)^saltJitter, idx))
 	var hashes []uint64
 	if s.cache != nil {
@@ -384,7 +395,7 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 
 	// The text is kept for a non-streamed reply, and for a chat reply whose blocks go into the
 	// prefix cache at the end.
-	st := newStream(chat, s.cfg.Stamp, !req.Stream || (chat && s.cache != nil), m, outRng)
+	st := newStream(chat, s.cfg.Stamp, !req.Stream || (chat && s.cache != nil), m, textRng)
 	// The first token's deadline is waited for on the precise pacer (TTFT is the figure held
 	// to the tightest tolerance); the later ones on a time.Timer, which costs several times
 	// less CPU per wake-up and is late by at most about 1 ms, without accumulating (absolute

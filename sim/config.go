@@ -83,6 +83,12 @@ type Config struct {
 	Model string
 	// Seed makes the output text, output lengths, jitter and faults reproducible.
 	Seed int64
+	// VaryOutput makes the output text depend on the request's index (its arrival order among
+	// well-formed requests) as well as on the prompt and the seed, as a server that samples
+	// (temperature > 0) gives different replies to the same prompt. Still deterministic per
+	// seed and index. Output lengths and timing do not change. Default off: the same prompt
+	// gets the same text.
+	VaryOutput bool
 	// TokensPerChunk is the number of output tokens per stream event. Default 1.
 	TokensPerChunk int
 	// OutputLen is the natural output length, drawn per request (seeded by the prompt) when a

@@ -135,3 +135,52 @@ func TestShutdownWaitsForStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// replyText posts one non-streamed chat request and returns the reply's text.
+func replyText(t *testing.T, url, body string) string {
+	t.Helper()
+	resp := post(t, url+"/v1/chat/completions", body)
+	defer resp.Body.Close()
+	var r struct {
+		Choices []struct {
+			Message struct {
+				Content string `json:"content"`
+			} `json:"message"`
+		} `json:"choices"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || len(r.Choices) != 1 {
+		t.Fatalf("status %d: decode reply: %v", resp.StatusCode, err)
+	}
+	return r.Choices[0].Message.Content
+}
+
+// The same prompt three times: without VaryOutput the same text; with it three different texts
+// of the same length, and the same three texts again from a second server with the same seed.
+func TestVaryOutput(t *testing.T) {
+	const body = `{"messages":[{"role":"user","content":"say something"}]}`
+	texts := func(cfg sim.Config) []string {
+		s := MustStart(t, cfg)
+		var out []string
+		for range 3 {
+			out = append(out, replyText(t, s.URL(), body))
+		}
+		return out
+	}
+	same := texts(sim.Config{Seed: 3, Tokenizer: "approx"})
+	if same[0] != same[1] || same[1] != same[2] {
+		t.Errorf("without VaryOutput: replies differ: %q", same)
+	}
+	varied := texts(sim.Config{Seed: 3, Tokenizer: "approx", VaryOutput: true})
+	if varied[0] == varied[1] || varied[1] == varied[2] || varied[0] == varied[2] {
+		t.Errorf("with VaryOutput: equal replies: %q", varied)
+	}
+	for i, v := range varied {
+		if n, m := len(strings.Fields(v)), len(strings.Fields(same[0])); n != m {
+			t.Errorf("reply %d has %d tokens with VaryOutput, %d without: the length must not change", i, n, m)
+		}
+	}
+	again := texts(sim.Config{Seed: 3, Tokenizer: "approx", VaryOutput: true})
+	if strings.Join(again, "|") != strings.Join(varied, "|") {
+		t.Errorf("same seed, same request order: %q, then %q", varied, again)
+	}
+}

@@ -28,6 +28,7 @@ func (o *simOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8000", "address to listen on")
 	f.StringVar(&o.cfg.Model, "model", d.Model, "model id listed by /v1/models and used when a request names none (a request's model is echoed)")
 	f.Int64Var(&o.cfg.Seed, "seed", 0, "seed of the output text, lengths, jitter and faults")
+	f.BoolVar(&o.cfg.VaryOutput, "vary-output", false, "vary the text per request (seeded by request index too), as a sampling server does; lengths and timing unchanged")
 	f.IntVar(&o.cfg.TokensPerChunk, "tokens-per-chunk", d.TokensPerChunk, "output tokens per stream event")
 	f.StringVar(&o.outputLen, "output-len", d.OutputLen.String(), "natural output length in tokens, N or MIN-MAX (max_tokens stops it early; ignore_eos runs to max_tokens)")
 	f.DurationVar(&o.cfg.TTFT, "ttft", d.TTFT, "base time to first token")
