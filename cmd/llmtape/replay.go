@@ -228,7 +228,9 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 
 	// The first Ctrl-C (ctx) stops scheduling; a second one cancels requests in flight.
 	done := make(chan struct{})
+	watcher := make(chan struct{}) // closed when the watcher has stopped writing to stderr
 	go func() {
+		defer close(watcher)
 		select {
 		case <-ctx.Done():
 		case <-done:
@@ -250,6 +252,7 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 	rep, runErr := r.Run(ctx)
 	stopProgress()
 	close(done)
+	<-watcher
 	if rep == nil {
 		return fmt.Errorf("replay: %w", runErr)
 	}
