@@ -128,7 +128,8 @@ type Config struct {
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
 	// MaxConversations limits the active conversations; 0 means no limit.
 	MaxConversations int `json:"max_conversations,omitempty"`
-	// Duration stops scheduling after this long (in-flight requests finish); 0 means no limit.
+	// Duration stops scheduling this long after the run's time zero (in-flight requests
+	// finish); 0 means no limit.
 	Duration time.Duration `json:"duration,omitempty"`
 	// MaxRequests stops scheduling after this many requests; 0 means no limit.
 	MaxRequests int `json:"max_requests,omitempty"`
@@ -147,8 +148,10 @@ type Config struct {
 	// Shards 0 or 1 means no sharding.
 	Shard  int `json:"shard,omitempty"`
 	Shards int `json:"shards,omitempty"`
-	// StartAt is a wall-clock start time shared by shards on several machines; zero starts at
-	// once.
+	// StartAt is the run's time zero, a wall-clock time shared by shards on several machines;
+	// zero starts at once. Scheduled send times, Duration and Warmup count from it. Run waits
+	// for it when it lies ahead; when it has passed, Run starts at once without shifting the
+	// schedule, so the lateness shows as schedule lag.
 	StartAt time.Time `json:"start_at,omitempty"`
 	// Seed seeds the arrival process and sampling.
 	Seed int64 `json:"seed"`

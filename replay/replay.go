@@ -214,16 +214,23 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	if !r.ran.CompareAndSwap(false, true) {
 		return nil, errors.New("replay: Run called twice")
 	}
+	r.start = time.Now()
 	if !r.cfg.StartAt.IsZero() {
-		t := time.NewTimer(time.Until(r.cfg.StartAt))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("wait for start time: %w", ctx.Err())
+		// StartAt is the run's time zero, on the monotonic clock from here on. A replayer that
+		// gets here after StartAt does not shift its schedule: everything already due is sent
+		// at once and its lateness shows as schedule lag, as it does for shards that started
+		// on time.
+		r.start = r.start.Add(r.cfg.StartAt.Sub(r.start))
+		if d := time.Until(r.start); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("wait for start time: %w", ctx.Err())
+			}
 		}
 	}
-	r.start = time.Now()
 	start := r.start
 	r.started.Store(&start)
 	run := &tape.Run{
@@ -247,11 +254,12 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	}
 	w := r.store.NewWriter(wcfg)
 
-	// Stop scheduling on ctx (first Ctrl-C) or at the end of --duration.
+	// Stop scheduling on ctx (first Ctrl-C) or at the end of --duration, counted from the
+	// run's time zero.
 	go func() {
 		var timeout <-chan time.Time
 		if r.cfg.Duration > 0 {
-			t := time.NewTimer(r.cfg.Duration)
+			t := time.NewTimer(time.Until(r.start.Add(r.cfg.Duration)))
 			defer t.Stop()
 			timeout = t.C
 		}
@@ -372,16 +380,19 @@ loop:
 		if r.convSlots != nil {
 			select {
 			case r.convSlots <- struct{}{}:
-			case <-r.stop:
-				r.cut.Add(int64(len(r.plans) - i))
-				break loop
+			default:
+				// No free slot: wait for one. Under ArrivalAll the conversation is due when
+				// its slot frees; under a schedule the wait is schedule lag.
+				select {
+				case r.convSlots <- struct{}{}:
+				case <-r.stop:
+					r.cut.Add(int64(len(r.plans) - i))
+					break loop
+				}
+				if r.cfg.Arrival == ArrivalAll {
+					sched = max(sched, time.Since(r.start))
+				}
 			}
-			if r.cfg.Arrival == ArrivalAll {
-				sched = max(sched, time.Since(r.start))
-			}
-		}
-		if r.cfg.Arrival == ArrivalAll && r.convSlots == nil {
-			sched = time.Since(r.start) // all at once: due now
 		}
 		wg.Add(1)
 		r.active.Add(1)

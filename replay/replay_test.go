@@ -191,9 +191,14 @@ func TestTimingFidelity(t *testing.T) {
 					}
 				}
 			}
+			// On an overloaded machine no client meets the tight bound; a loose one still
+			// catches a replayer that falls behind its schedule by whole replies.
 			if p99 := rep.Summary.ScheduleLag.P99; p99 >= limit && overloaded() {
-				t.Logf("machine overloaded (load %s on %d cpus): schedule lag p99 %.3f ms not asserted",
-					loadavg(), runtime.NumCPU(), p99)
+				t.Logf("machine overloaded (load %s on %d cpus): schedule lag p99 %.3f ms checked against %.0f ms only",
+					loadavg(), runtime.NumCPU(), p99, overloadedLagLimit)
+				if p99 >= overloadedLagLimit {
+					t.Errorf("schedule lag p99 = %.3f ms, want < %.0f ms even overloaded", p99, overloadedLagLimit)
+				}
 			} else if p99 >= limit {
 				t.Errorf("schedule lag p99 = %.3f ms, want < %.0f ms", p99, limit)
 			}
@@ -584,6 +589,56 @@ func TestDurationStopsScheduling(t *testing.T) {
 	if full.Run.Partial || full.Summary.Requests.Total != 15 {
 		t.Errorf("partial %v, %d requests", full.Run.Partial, full.Summary.Requests.Total)
 	}
+}
+
+// overloadedLagLimit bounds the schedule lag p99 (ms) of timing tests on an overloaded machine:
+// below one recorded reply.
+const overloadedLagLimit = 100.0
+
+func TestStartAtIsTimeZero(t *testing.T) {
+	sp := []convSpec{{0, 1, 0}, {100 * time.Millisecond, 1, 0}, {700 * time.Millisecond, 1, 0}}
+	rs := makeStore(t, sp)
+	tg := newTarget(t, 0)
+	t.Run("late", func(t *testing.T) {
+		// The replayer reaches StartAt 400 ms after it passed: the first two conversations are
+		// late by at least 400 and 300 ms, and the third is still due 700 ms after StartAt
+		// (not 700 ms after the replayer started).
+		startAt := time.Now().Add(-400 * time.Millisecond)
+		rep := mustRun(t, rs.store, replay.Config{Target: tg.url, StartAt: startAt})
+		if !rep.Run.Started.Equal(startAt) {
+			t.Errorf("run started %v, want StartAt %v", rep.Run.Started, startAt)
+		}
+		res := results(t, rs.store, rep.Run.ID)
+		if len(res) != 3 {
+			t.Fatalf("%d results, want 3", len(res))
+		}
+		slices.SortFunc(res, func(a, b *tape.Result) int { return int(a.Scheduled - b.Scheduled) })
+		for i, min := range []time.Duration{400 * time.Millisecond, 300 * time.Millisecond} {
+			if lag := res[i].Sent - res[i].Scheduled; lag < min {
+				t.Errorf("conversation %d: schedule lag %v, want >= %v (the late start)", i, lag, min)
+			}
+		}
+		if res[2].Scheduled != 700*time.Millisecond || res[2].Sent < res[2].Scheduled ||
+			res[2].Sent-res[2].Scheduled >= 300*time.Millisecond {
+			t.Errorf("third conversation scheduled %v, sent %v: want sent at 700ms from StartAt, not shifted",
+				res[2].Scheduled, res[2].Sent)
+		}
+		if rep.Summary.ScheduleLag.Max < 400 {
+			t.Errorf("summary schedule lag max %.3f ms, want >= 400", rep.Summary.ScheduleLag.Max)
+		}
+	})
+	t.Run("ahead", func(t *testing.T) {
+		startAt := time.Now().Add(150 * time.Millisecond)
+		rep := mustRun(t, rs.store, replay.Config{Target: tg.url, StartAt: startAt, Speed: 10})
+		if !rep.Run.Started.Equal(startAt) {
+			t.Errorf("run started %v, want StartAt %v", rep.Run.Started, startAt)
+		}
+		for _, r := range results(t, rs.store, rep.Run.ID) {
+			if lag := r.Sent - r.Scheduled; lag < 0 || lag >= overloadedLagLimit*time.Millisecond {
+				t.Errorf("conversation %d: schedule lag %v", r.Conversation, lag)
+			}
+		}
+	})
 }
 
 func TestWarmupByTime(t *testing.T) {

@@ -65,7 +65,7 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.warmup, "warmup", "", "exclude from statistics the requests scheduled in this first duration (e.g. 30s), or the first N requests")
 	f.StringVar(&o.sample, "sample", "", "replay a fraction (0.1) or a number (500) of whole conversations, chosen by --seed")
 	f.StringVar(&o.shard, "shard", "", "replay shard i of n (i/n, e.g. 0/3), split by conversation id, for several machines")
-	f.StringVar(&o.startAt, "start-at", "", "start at this wall-clock time (RFC 3339 or Unix seconds), so shards on several machines start together")
+	f.StringVar(&o.startAt, "start-at", "", "the run's time zero as a wall-clock time (RFC 3339 or Unix seconds), so shards on several machines share one schedule; a late start shows as schedule lag")
 	f.Int64Var(&c.Seed, "seed", 0, "seed of poisson/gamma arrivals and of --sample")
 	f.StringArrayVar(&o.headers, "header", nil, "add a request header K:V (repeatable)")
 	f.StringVar(&o.apiKeyEnv, "api-key-env", replay.DefaultAPIKeyEnv, "environment variable holding the API key, sent as a bearer token and never stored")
