@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -200,8 +201,8 @@ func (c Config) withDefaults() (Config, error) {
 	switch c.Arrival {
 	case ArrivalOriginal, ArrivalAll:
 	case ArrivalPoisson, ArrivalGamma:
-		if !(c.Rate > 0) {
-			return c, cfgErr("arrival %s needs a rate above 0", c.Arrival)
+		if !(c.Rate > 0) || math.IsInf(c.Rate, 1) {
+			return c, cfgErr("arrival %s needs a finite rate above 0", c.Arrival)
 		}
 	default:
 		return c, cfgErr("unknown arrival %q (want original, poisson, gamma or all)", c.Arrival)
@@ -209,14 +210,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Burstiness == 0 {
 		c.Burstiness = DefaultBurstiness
 	}
-	if !(c.Burstiness > 0) {
-		return c, cfgErr("burstiness must be above 0")
+	if !(c.Burstiness > 0) || math.IsInf(c.Burstiness, 1) {
+		return c, cfgErr("burstiness must be a finite number above 0")
 	}
 	if c.Speed == 0 {
 		c.Speed = DefaultSpeed
 	}
-	if !(c.Speed > 0) {
-		return c, cfgErr("speed must be above 0")
+	if !(c.Speed > 0) || math.IsInf(c.Speed, 1) {
+		return c, cfgErr("speed must be a finite number above 0")
 	}
 	if c.Think == "" {
 		c.Think = ThinkOriginal
@@ -233,8 +234,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ThinkScale == nil {
 		s := 1 / c.Speed
 		c.ThinkScale = &s
-	} else if *c.ThinkScale < 0 {
-		return c, cfgErr("think scale must not be negative")
+	} else if !(*c.ThinkScale >= 0) || math.IsInf(*c.ThinkScale, 1) {
+		return c, cfgErr("think scale must be a finite number >= 0")
 	}
 	if c.History == "" {
 		c.History = HistoryRecorded

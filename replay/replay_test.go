@@ -480,8 +480,14 @@ func TestTimeout(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	rs := makeStore(t, specs(1, 1, 0, 0))
-	neg := -1.0
+	neg, nan, inf := -1.0, math.NaN(), math.Inf(1)
 	for _, cfg := range []replay.Config{
+		{Target: "http://x", Speed: nan},
+		{Target: "http://x", Speed: inf},
+		{Target: "http://x", Arrival: replay.ArrivalPoisson, Rate: inf},
+		{Target: "http://x", Arrival: replay.ArrivalGamma, Rate: 1, Burstiness: inf},
+		{Target: "http://x", ThinkScale: &nan},
+		{Target: "http://x", ThinkScale: &inf},
 		{},
 		{Target: "ftp://x"},
 		{Target: "http://x", Arrival: "sometimes"},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
@@ -84,6 +85,24 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 		return c, usageErrorf("--target is required (the base URL of the server to replay against)")
 	}
 	c.Arrival = replay.Arrival(o.arrival)
+	// The library reads a zero Speed, Burstiness or Timeout as "default": given on the
+	// command line, zero is a mistake.
+	flags := cmd.Flags()
+	if flags.Changed("speed") && !(c.Speed > 0) {
+		return c, usageErrorf("--speed %v: want a number above 0 (2 replays twice as fast)", c.Speed)
+	}
+	if flags.Changed("burstiness") && !(c.Burstiness > 0) {
+		return c, usageErrorf("--burstiness %v: want a number above 0 (1 is poisson)", c.Burstiness)
+	}
+	if flags.Changed("timeout") && c.Timeout <= 0 {
+		return c, usageErrorf("--timeout %v: want a duration above 0", c.Timeout)
+	}
+	if flags.Changed("rate") && c.Arrival != replay.ArrivalPoisson && c.Arrival != replay.ArrivalGamma {
+		return c, usageErrorf("--rate is for --arrival poisson or gamma, not %q (use --speed to scale original arrivals)", o.arrival)
+	}
+	if flags.Changed("burstiness") && c.Arrival != replay.ArrivalGamma {
+		return c, usageErrorf("--burstiness is for --arrival gamma, not %q", o.arrival)
+	}
 	switch o.think {
 	case "original":
 		c.Think = replay.ThinkOriginal
@@ -142,13 +161,11 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 		c.Shard, c.Shards = i, n
 	}
 	if o.startAt != "" {
-		if t, err := time.Parse(time.RFC3339Nano, o.startAt); err == nil {
-			c.StartAt = t
-		} else if s, err := strconv.ParseFloat(o.startAt, 64); err == nil {
-			c.StartAt = time.Unix(0, int64(s*1e9))
-		} else {
-			return c, usageErrorf("--start-at %q: want RFC 3339 (2026-01-02T15:04:05Z) or Unix seconds", o.startAt)
+		t, err := parseStartAt(o.startAt, time.Now())
+		if err != nil {
+			return c, usageErrorf("%v", err)
 		}
+		c.StartAt = t
 	}
 	if len(o.headers) > 0 {
 		c.Header = http.Header{}
@@ -169,6 +186,29 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 	}
 	c.SLO = slo
 	return c, nil
+}
+
+// maxStartAhead bounds how far ahead --start-at may lie: further is a typo (a wrong date or
+// Unix milliseconds), not a plan, and would leave the replayer waiting silently.
+const maxStartAhead = 24 * time.Hour
+
+// parseStartAt reads --start-at: RFC 3339 or Unix seconds (with a fraction), at most
+// maxStartAhead after now.
+func parseStartAt(s string, now time.Time) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		// Unix seconds up to the year 2286 (10 digits); NaN, infinities and milliseconds are out.
+		v, perr := strconv.ParseFloat(s, 64)
+		if perr != nil || !(v >= 0 && v < 1e10) {
+			return time.Time{}, fmt.Errorf("--start-at %q: want RFC 3339 (2026-01-02T15:04:05Z) or Unix seconds", s)
+		}
+		sec, frac := math.Modf(v)
+		t = time.Unix(int64(sec), int64(frac*1e9))
+	}
+	if t.Sub(now) > maxStartAhead {
+		return time.Time{}, fmt.Errorf("--start-at %q: more than %v ahead", s, maxStartAhead)
+	}
+	return t, nil
 }
 
 func newReplayCmd() *cobra.Command {

@@ -134,6 +134,20 @@ func TestReplayUsageErrors(t *testing.T) {
 		{"replay", "--store", path, "--target", "http://x", "--header", "novalue"},
 		{"replay", "--store", path, "--target", "http://x", "--arrival", "poisson"},
 		{"replay", "--store", path, "--target", "http://x", "--start-at", "tomorrow"},
+		{"replay", "--store", path, "--target", "http://x", "--start-at", "NaN"},
+		{"replay", "--store", path, "--target", "http://x", "--start-at", "Inf"},
+		{"replay", "--store", path, "--target", "http://x", "--start-at", "1e30"},
+		{"replay", "--store", path, "--target", "http://x", "--start-at", "1795791600000"},
+		{"replay", "--store", path, "--target", "http://x", "--start-at", "2999-01-01T00:00:00Z"},
+		{"replay", "--store", path, "--target", "http://x", "--speed", "0"},
+		{"replay", "--store", path, "--target", "http://x", "--speed", "Inf"},
+		{"replay", "--store", path, "--target", "http://x", "--burstiness", "0", "--arrival", "gamma", "--rate", "1"},
+		{"replay", "--store", path, "--target", "http://x", "--timeout", "0s"},
+		{"replay", "--store", path, "--target", "http://x", "--rate", "5"},
+		{"replay", "--store", path, "--target", "http://x", "--arrival", "all", "--rate", "5"},
+		{"replay", "--store", path, "--target", "http://x", "--arrival", "poisson", "--rate", "Inf"},
+		{"replay", "--store", path, "--target", "http://x", "--burstiness", "0.5"},
+		{"replay", "--store", path, "--target", "http://x", "--think-scale", "NaN"},
 	} {
 		code, _, errOut := replayExec(context.Background(), args...)
 		if code != 2 || !strings.HasPrefix(errOut, "llmtape: ") || strings.Count(errOut, "\n") != 1 {
@@ -143,6 +157,30 @@ func TestReplayUsageErrors(t *testing.T) {
 	code, _, errOut := replayExec(context.Background(), "replay", "--store", filepath.Join(t.TempDir(), "none.db"), "--target", "http://x")
 	if code != 1 || !strings.Contains(errOut, "open store") {
 		t.Errorf("missing store: exit %d %q", code, errOut)
+	}
+}
+
+func TestParseStartAt(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"2026-11-27T13:00:00Z", now.Add(time.Hour)},
+		{"2026-11-27T11:00:00.5Z", now.Add(-time.Hour + 500*time.Millisecond)},
+		{"1795791600", time.Unix(1795791600, 0)},
+		{"1795791600.25", time.Unix(1795791600, 250_000_000)},
+		{"0", time.Unix(0, 0)},
+	} {
+		got, err := parseStartAt(tt.in, now)
+		if err != nil || !got.Equal(tt.want) {
+			t.Errorf("parseStartAt(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	for _, in := range []string{"", "soon", "NaN", "-Inf", "-1", "1e10", "2026-11-29T12:00:01Z"} {
+		if _, err := parseStartAt(in, now); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("parseStartAt(%q): error %v, want one line", in, err)
+		}
 	}
 }
 
