@@ -136,7 +136,17 @@ func New(st *tape.Store, cfg Config) (*Replayer, error) {
 	}
 	r.synth = cfg.Synthesize
 	if r.synth == nil {
-		// synth.Default tokenizes its text once: only pay for it when a turn needs it.
+		// synth.Default tokenizes its text once (about 0.2 s): only pay for it when a turn
+		// needs it, and then here rather than in the first conversation's schedule.
+	warm:
+		for _, p := range r.plans {
+			for i := range p.turns {
+				if p.turns[i].synthetic != nil {
+					synth.Default()
+					break warm
+				}
+			}
+		}
 		r.synth = func(s *tape.Synthetic) ([]json.RawMessage, error) {
 			return synth.Default().Messages(s)
 		}
