@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -64,6 +66,9 @@ See docs/datasets.md.`,
 			}
 			begin := time.Now()
 			d, err := dataset.Generate(cfg, opts)
+			if errors.Is(err, fs.ErrNotExist) && textFile == "" {
+				return fmt.Errorf("%w (put it next to the config, or name a text with --text-file)", err)
+			}
 			if err != nil {
 				return err
 			}

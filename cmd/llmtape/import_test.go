@@ -118,6 +118,8 @@ func TestImportStdinAndErrors(t *testing.T) {
 		t.Errorf("stdout %q stderr %q", out, errOut)
 	}
 
+	noText := filepath.Join(t.TempDir(), "gen.json")
+	os.WriteFile(noText, []byte(`{"filetype":"generate_conversations","num_conversations":1,"text_files":["missing.txt"],"prompt_input":{"num_turns":{"distribution":"constant","value":2},"prefix_num_tokens":{"distribution":"constant","value":10},"num_tokens":{"distribution":"constant","value":10}},"prompt_output":{"num_tokens":{"distribution":"constant","value":5}}}`), 0o644)
 	bad := filepath.Join(t.TempDir(), "bad.jsonl")
 	os.WriteFile(bad, []byte("{\"timestamp\": 0, \"input_length\": 3, \"output_length\": 1}\n{\"timestamp\": 1, \"input_length\": 3, \"output_length\": [1]}\n"), 0o644)
 	tests := []struct {
@@ -133,6 +135,8 @@ func TestImportStdinAndErrors(t *testing.T) {
 		{[]string{"export", "--format", "csv"}, 2, `--format "csv": want one of vllm, sharegpt, mooncake, requests`},
 		{[]string{"export", "--format", "vllm", "--recording", "nope"}, 1, `find recording "nope"`},
 		{[]string{"generate", filepath.Join(t.TempDir(), "none.json")}, 1, "no such file"},
+		{[]string{"generate", noText}, 1, `"missing.txt"`},
+		{[]string{"generate", noText}, 1, "name a text with --text-file"},
 	}
 	for _, tc := range tests {
 		args := append([]string{tc.args[0], "--store", db}, tc.args[1:]...)
