@@ -1,6 +1,8 @@
 package analyze
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -16,11 +18,13 @@ import (
 // the other side's run replayed, matched to it turn by turn.
 const RecordingRef = "recording"
 
-// Side names one side of a comparison.
+// Side names one side of a comparison. A side of several runs (shards of one replay) has the
+// first run's ID, the names joined with "+" and every run's id in Runs.
 type Side struct {
-	Kind string `json:"kind"` // "run" or "recording"
-	ID   uint64 `json:"id"`
-	Name string `json:"name"`
+	Kind string   `json:"kind"` // "run" or "recording"
+	ID   uint64   `json:"id"`
+	Name string   `json:"name"`
+	Runs []uint64 `json:"runs,omitempty"` // the runs of a side of several runs
 }
 
 // Change is one figure on both sides: Abs = Target − Base, Rel = Abs / Base (nil when Base
@@ -138,31 +142,90 @@ func sampleOf(r *tape.Result) sample {
 	return sample{ttft: r.TTFT, e2e: r.E2E, in: r.InputTokens, out: r.OutputTokens, ok: metrics.OK(r)}
 }
 
-// readRun reads a run's results (warmup excluded).
-func readRun(src Source, ref string) (*sideData, *tape.Run, error) {
+// findRuns resolves a side's reference: one run (id, name, "latest"), or several separated
+// by commas ("shard-0,shard-1,shard-2") when no run has the whole reference as its name.
+func findRuns(src Source, ref string) ([]*tape.Run, error) {
 	run, err := src.FindRun(ref)
-	if err != nil {
-		return nil, nil, fmt.Errorf("find run %q: %w", ref, err)
+	if err == nil {
+		return []*tape.Run{run}, nil
 	}
-	d := &sideData{side: Side{Kind: "run", ID: run.ID, Name: run.Name}, samples: map[key]sample{}}
-	first, last := time.Duration(math.MaxInt64), time.Duration(0)
-	err = src.Results(run.ID, func(r *tape.Result) error {
-		d.acc.Add(r)
-		if r.Warmup {
-			return nil
+	if !strings.Contains(ref, ",") || !errors.Is(err, tape.ErrNotFound) {
+		return nil, err
+	}
+	var runs []*tape.Run
+	seen := map[uint64]bool{}
+	for _, part := range strings.Split(ref, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			return nil, fmt.Errorf("run list %q: empty run reference", ref)
 		}
-		first, last = min(first, r.Sent), max(last, r.Sent+r.E2E)
-		d.samples[key{r.Conversation, r.Turn}] = sampleOf(r)
-		return nil
-	})
+		r, err := src.FindRun(part)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[r.ID] {
+			seen[r.ID] = true
+			runs = append(runs, r)
+		}
+	}
+	return runs, nil
+}
+
+// readRuns reads the results of one or several runs (warmup excluded) as one side, as
+// "report --run A --run B" merges shards: shards run side by side, so the side's window is
+// the longest of the runs' windows. It returns the runs read.
+func readRuns(src Source, ref string) (*sideData, []*tape.Run, error) {
+	runs, err := findRuns(src, ref)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read run %d: %w", run.ID, err)
+		return nil, nil, err
 	}
-	if first > last {
-		first = 0
+	d := &sideData{side: Side{Kind: "run", ID: runs[0].ID, Name: runs[0].Name}, samples: map[key]sample{}}
+	if len(runs) > 1 {
+		names := make([]string, len(runs))
+		for i, r := range runs {
+			names[i] = r.Name
+			d.side.Runs = append(d.side.Runs, r.ID)
+		}
+		d.side.Name = strings.Join(names, "+")
 	}
-	d.window = runWindow(run, nil, first, last)
-	return d, run, nil
+	for _, run := range runs {
+		first, last := time.Duration(math.MaxInt64), time.Duration(0)
+		err = src.Results(run.ID, func(r *tape.Result) error {
+			d.acc.Add(r)
+			if r.Warmup {
+				return nil
+			}
+			first, last = min(first, r.Sent), max(last, r.Sent+r.E2E)
+			d.samples[key{r.Conversation, r.Turn}] = sampleOf(r)
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("read run %d: %w", run.ID, err)
+		}
+		if first > last {
+			first = 0
+		}
+		// The stored summary's window is the replayer's measurement window, as report uses.
+		var stored *metrics.Summary
+		var s metrics.Summary
+		if len(run.Summary) > 0 && json.Unmarshal(run.Summary, &s) == nil {
+			stored = &s
+		}
+		d.window = max(d.window, runWindow(run, stored, first, last))
+	}
+	return d, runs, nil
+}
+
+// recordingOf returns the recording the runs replayed; runs of different recordings cannot
+// stand against one recording.
+func recordingOf(runs []*tape.Run) (uint64, error) {
+	for _, r := range runs[1:] {
+		if r.Recording != runs[0].Recording {
+			return 0, fmt.Errorf("runs %d and %d replayed different recordings (%d and %d)",
+				runs[0].ID, r.ID, runs[0].Recording, r.Recording)
+		}
+	}
+	return runs[0].Recording, nil
 }
 
 // readRecording reads the recorded turns that match the other side's requests, as results.
@@ -203,8 +266,8 @@ func readRecording(src Source, recording uint64, want map[key]sample) (*sideData
 	return d, nil
 }
 
-// Compare compares base and target, each a run reference (id, name, "latest") or
-// RecordingRef. With RecordingRef on one side, the other must be a run: the recording it
+// Compare compares base and target, each a run reference (id, name, "latest"), several run
+// references separated by commas (shards of one replay, read as one side), or RecordingRef. With RecordingRef on one side, the other must be a run: the recording it
 // replayed is read, keeping only the turns the run replayed.
 func Compare(src Source, base, target string, cfg CompareConfig) (*Comparison, error) {
 	if cfg.Top <= 0 {
@@ -214,29 +277,35 @@ func Compare(src Source, base, target string, cfg CompareConfig) (*Comparison, e
 		return nil, fmt.Errorf("compare: at most one side can be %q", RecordingRef)
 	}
 	var b, t *sideData
+	var runs []*tape.Run
+	var rec uint64
 	var err error
 	switch {
 	case base == RecordingRef:
-		var run *tape.Run
-		if t, run, err = readRun(src, target); err != nil {
+		if t, runs, err = readRuns(src, target); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
-		if b, err = readRecording(src, run.Recording, t.samples); err != nil {
+		if rec, err = recordingOf(runs); err != nil {
+			return nil, fmt.Errorf("compare: %w", err)
+		}
+		if b, err = readRecording(src, rec, t.samples); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 	case target == RecordingRef:
-		var run *tape.Run
-		if b, run, err = readRun(src, base); err != nil {
+		if b, runs, err = readRuns(src, base); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
-		if t, err = readRecording(src, run.Recording, b.samples); err != nil {
+		if rec, err = recordingOf(runs); err != nil {
+			return nil, fmt.Errorf("compare: %w", err)
+		}
+		if t, err = readRecording(src, rec, b.samples); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 	default:
-		if b, _, err = readRun(src, base); err != nil {
+		if b, _, err = readRuns(src, base); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
-		if t, _, err = readRun(src, target); err != nil {
+		if t, _, err = readRuns(src, target); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/llmtape/llmtape/metrics"
 )
@@ -27,9 +28,17 @@ func (c *Comparison) Write(w io.Writer, f Format) error {
 	return nil
 }
 
-// String names the side: "run 3 (nightly)" or "recording 1 (prod)".
+// String names the side: "run 3 (nightly)", "recording 1 (prod)" or, for several runs,
+// "runs 3+4+5 (shard-0+shard-1+shard-2)".
 func (s Side) String() string {
 	out := s.Kind + " " + strconv.FormatUint(s.ID, 10)
+	if len(s.Runs) > 1 {
+		ids := make([]string, len(s.Runs))
+		for i, id := range s.Runs {
+			ids[i] = strconv.FormatUint(id, 10)
+		}
+		out = "runs " + strings.Join(ids, "+")
+	}
 	if s.Name != "" {
 		out += " (" + s.Name + ")"
 	}

@@ -26,7 +26,9 @@ func newCompareCmd() *cobra.Command {
 and relative change, per turn index, the requests and conversations that got slower the most,
 and the drift of input and output token counts. BASE and TARGET are runs (id, name or latest)
 or "recording": the recording the other run replayed, matched to it turn by turn (recorded TTFT
-is the first output event's offset, E2E the end of the response).
+is the first output event's offset, E2E the end of the response). A side can be several runs
+separated by commas, the shards of one replay in one store (see llmtape merge): they are read
+as one run, as "report --run A --run B" does.
 
 --fail-on makes compare exit with status 1 when any condition holds, for CI gates. A condition
 is FIGURE OP VALUE with OP one of > >= < <=; VALUE with % is the relative change, with a sign
@@ -34,7 +36,8 @@ is FIGURE OP VALUE with OP one of > >= < <=; VALUE with % is the relative change
 row's name: ttft_ms.p99, e2e_ms.mean, itl_ms.p50, requests.errors (or just errors), ...`,
 		Example: `  llmtape compare recording latest
   llmtape compare baseline candidate --fail-on 'ttft_ms.p99>+10%,errors>0'
-  llmtape compare 3 4 --format html -o compare.html`,
+  llmtape compare 3 4 --format html -o compare.html
+  llmtape compare recording shard-0,shard-1,shard-2`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := out.parse()

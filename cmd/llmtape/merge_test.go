@@ -417,6 +417,39 @@ func TestMergeShardsEndToEnd(t *testing.T) {
 		t.Logf("%s: unsharded %.2f ms, sharded %.2f ms", m.name, m.full, m.sh)
 	}
 
+	// "compare" takes the shards as one side, comma-separated: every request of the unsharded
+	// run is matched, and the shards' side counts what the merged report counts.
+	for _, args := range [][]string{{"full", "shard-0,shard-1,shard-2"}, {"recording", "shard-0, shard-1,shard-2"}} {
+		code, out, errOut = mergeExec(ctx, "compare", "--store", merged, args[0], args[1], "--format", "json")
+		if code != 0 {
+			t.Fatalf("compare %v: exit %d: %s", args, code, errOut)
+		}
+		var cmp struct {
+			Target  struct{ Runs []uint64 }
+			Matched int
+			Metrics []struct {
+				Name         string
+				Base, Target float64
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &cmp); err != nil {
+			t.Fatal(err)
+		}
+		if len(cmp.Target.Runs) != 3 || cmp.Matched != rep.Requests.Total {
+			t.Errorf("compare %v: target runs %v, %d matched; want 3 runs, %d matched", args, cmp.Target.Runs,
+				cmp.Matched, rep.Requests.Total)
+		}
+		for _, m := range cmp.Metrics {
+			if m.Name == "requests.total" && int(m.Target) != rep.Requests.Total {
+				t.Errorf("compare %v: target requests.total %v, report %d", args, m.Target, rep.Requests.Total)
+			}
+		}
+	}
+	if code, _, errOut = mergeExec(ctx, "compare", "--store", merged, "full", "shard-0,nope"); code != 1 ||
+		!strings.Contains(errOut, `"nope"`) {
+		t.Errorf("compare with an unknown shard: exit %d %q", code, errOut)
+	}
+
 	// Merging the same inputs again adds nothing.
 	code, out, errOut = mergeExec(ctx, append([]string{"merge", "--format", "json", "--store", merged, full}, shards...)...)
 	if code != 0 {
