@@ -443,6 +443,11 @@ func TestMergeShardsEndToEnd(t *testing.T) {
 			if m.Name == "requests.total" && int(m.Target) != rep.Requests.Total {
 				t.Errorf("compare %v: target requests.total %v, report %d", args, m.Target, rep.Requests.Total)
 			}
+			// A run's throughput is over its measurement window, as report shows it.
+			if want := fullRep.Throughput.RequestsPerS; m.Name == "throughput.requests_per_s" &&
+				args[0] == "full" && math.Abs(m.Base-want) > 1e-6*want {
+				t.Errorf("compare: base throughput %v req/s, report of the run %v", m.Base, want)
+			}
 		}
 	}
 	if code, _, errOut = mergeExec(ctx, "compare", "--store", merged, "full", "shard-0,nope"); code != 1 ||
