@@ -32,7 +32,9 @@ type RunInfo struct {
 	Started   time.Time `json:"started"`
 	Ended     time.Time `json:"ended"`
 	Requests  int       `json:"requests"`
-	Partial   bool      `json:"partial"`
+	// Partial is true for a run stopped early (Ctrl-C, --duration) and for one that never
+	// ended (the replayer died: no end time, summary or histograms).
+	Partial bool `json:"partial"`
 }
 
 // ConversationStats are one conversation's figures in a run (successful requests' latencies).
@@ -74,7 +76,7 @@ func BuildReport(src Source, runs []*tape.Run, cfg ReportConfig) (*Report, error
 	for _, r := range runs {
 		rep.Runs = append(rep.Runs, RunInfo{ID: r.ID, Name: r.Name, Target: r.Target,
 			Recording: r.Recording, Started: r.Started, Ended: r.Ended, Requests: r.Requests,
-			Partial: r.Partial})
+			Partial: r.Partial || r.Ended.IsZero()})
 		var s metrics.Summary
 		if len(r.Summary) == 0 || len(r.Histograms) == 0 {
 			needScan = true

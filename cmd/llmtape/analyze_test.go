@@ -399,6 +399,59 @@ func TestReportShardsMergeExactly(t *testing.T) {
 	}
 }
 
+// TestReportUnfinishedRun: a run whose replayer died (no end, summary or histograms, only its
+// results) is reported from its results, marked partial, and compares like the finished run
+// with the same results.
+func TestReportUnfinishedRun(t *testing.T) {
+	store := buildHandStore(t)
+	s, err := tape.Open(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, err := s.FindRun("slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := &tape.Run{Name: "dead", Target: slow.Target, Recording: slow.Recording, Started: slow.Started}
+	if err := s.CreateRun(dead); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(func(tx *tape.Tx) error {
+		return s.Results(slow.ID, func(r *tape.Result) error {
+			c := *r
+			c.Run = dead.ID
+			return tx.PutResult(&c)
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, whole, _ := runAnalysisCmd(t, "--store", store, "report", "--run", "slow", "--format", "json")
+	code, got, errs := runAnalysisCmd(t, "--store", store, "report", "--run", "dead", "--format", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	w, g := decodeAnalysisJSON(t, whole), decodeAnalysisJSON(t, got)
+	for _, k := range []string{"requests", "ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "schedule_lag_ms", "by_turn"} {
+		a, _ := json.Marshal(jsonPath(t, w, k))
+		b, _ := json.Marshal(jsonPath(t, g, k))
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s: finished %s, unfinished %s", k, a, b)
+		}
+	}
+	var runs struct {
+		Runs []struct{ Partial bool } `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(got), &runs); err != nil || len(runs.Runs) != 1 || !runs.Runs[0].Partial {
+		t.Errorf("unfinished run: runs %+v (%v), want one partial run", runs.Runs, err)
+	}
+	code, out, errs := runAnalysisCmd(t, "--store", store, "compare", "slow", "dead", "--fail-on", "ttft_ms.p99>+0%,errors>0")
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d matched requests", slow.Requests)) {
+		t.Errorf("compare with the unfinished run: exit %d %s\n%s", code, errs, out)
+	}
+}
+
 func TestCompareFailOn(t *testing.T) {
 	store := buildHandStore(t)
 	cases := []struct {
