@@ -50,6 +50,7 @@ type exchange struct {
 	retryAfter time.Duration
 	end        time.Duration // when the attempt ended, from the run's start
 	sizes      []int         // output bytes per output event, for apportioning tokens
+	events     int           // expected output events (the recorded completion tokens), 0 if unknown
 	// msgs and prompt are what was sent, counted only when the server gives no usage.
 	msgs   []json.RawMessage
 	prompt json.RawMessage
@@ -125,6 +126,9 @@ func drain(body io.Reader, cancel context.CancelFunc) {
 // stream was most of the replayer's allocation.
 var decoders = sync.Pool{New: func() any { return openai.NewDecoder(nil) }}
 
+// maxPresized bounds the expected events for which readStream sizes its slices up front.
+const maxPresized = 1 << 14
+
 // readStream reads an SSE response. The arrival of an event is the stamp of the read that
 // completed it.
 func (r *Replayer) readStream(ctx context.Context, body io.Reader, sent time.Time, x *exchange) {
@@ -136,6 +140,12 @@ func (r *Replayer) readStream(ctx context.Context, body io.Reader, sent time.Tim
 		dec.Reset(nil)
 		decoders.Put(dec)
 	}()
+	if n := min(x.events, maxPresized); n > 0 {
+		// One event per token is the usual case: size the per-event slices once, so that
+		// the loop below does not grow them.
+		res.Chunks = make([]tape.Chunk, 0, n)
+		x.sizes = make([]int, 0, n)
+	}
 	var (
 		chunk     openai.Chunk
 		acc       openai.Accumulator

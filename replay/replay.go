@@ -515,7 +515,7 @@ func (r *Replayer) send(tp *turnPlan, body []byte, msgs []json.RawMessage, promp
 	defer r.inflight.Add(-1)
 	var first time.Duration
 	for try := 0; ; try++ {
-		x := &exchange{msgs: msgs, prompt: prompt}
+		x := &exchange{msgs: msgs, prompt: prompt, events: tp.completion}
 		x.res.Scheduled = sched
 		r.attempt(r.abortCtx, target, body, x)
 		x.end = x.res.Sent + x.res.E2E // the reply's last byte
