@@ -126,8 +126,9 @@ func drain(body io.Reader, cancel context.CancelFunc) {
 // stream was most of the replayer's allocation.
 var decoders = sync.Pool{New: func() any { return openai.NewDecoder(nil) }}
 
-// maxPresized bounds the expected events for which readStream sizes its slices up front.
-const maxPresized = 1 << 14
+// maxPresized bounds the expected events for which readStream sizes its slices up front (a
+// reply that ends early wastes at most this many slots: 96 KiB).
+const maxPresized = 1 << 12
 
 // readStream reads an SSE response. The arrival of an event is the stamp of the read that
 // completed it.
