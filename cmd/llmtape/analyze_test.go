@@ -166,14 +166,6 @@ func buildHandStore(t testing.TB) string {
 	return path
 }
 
-// runCmd runs the real command tree and returns its exit status, stdout and stderr.
-func runAnalysisCmd(t testing.TB, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(context.Background(), args, &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 func checkAnalysisGolden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
@@ -226,7 +218,7 @@ func TestAnalysisGolden(t *testing.T) {
 	for name, args := range cmds {
 		for _, f := range []string{"table", "json", "csv", "html"} {
 			t.Run(name+"_"+f, func(t *testing.T) {
-				code, out, errs := runAnalysisCmd(t, append([]string{"--store", store, "--format", f}, args...)...)
+				code, out, errs := execCmd(context.Background(), append([]string{"--store", store, "--format", f}, args...)...)
 				if code != 0 {
 					t.Fatalf("exit %d: %s", code, errs)
 				}
@@ -349,7 +341,7 @@ func TestAnalysisHandWorked(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
-			code, out, errs := runAnalysisCmd(t, append([]string{"--store", store, "--format", "json"}, c.args...)...)
+			code, out, errs := execCmd(context.Background(), append([]string{"--store", store, "--format", "json"}, c.args...)...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errs)
 			}
@@ -383,8 +375,8 @@ func nearlyEqual(a, b float64) bool {
 // figures as the whole run.
 func TestReportShardsMergeExactly(t *testing.T) {
 	store := buildHandStore(t)
-	_, whole, _ := runAnalysisCmd(t, "--store", store, "report", "--run", "slow", "--format", "json")
-	code, merged, errs := runAnalysisCmd(t, "--store", store, "report", "--run", "shard0", "--run", "shard1", "--format", "json")
+	_, whole, _ := execCmd(context.Background(), "--store", store, "report", "--run", "slow", "--format", "json")
+	code, merged, errs := execCmd(context.Background(), "--store", store, "report", "--run", "shard0", "--run", "shard1", "--format", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -427,8 +419,8 @@ func TestReportUnfinishedRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	_, whole, _ := runAnalysisCmd(t, "--store", store, "report", "--run", "slow", "--format", "json")
-	code, got, errs := runAnalysisCmd(t, "--store", store, "report", "--run", "dead", "--format", "json")
+	_, whole, _ := execCmd(context.Background(), "--store", store, "report", "--run", "slow", "--format", "json")
+	code, got, errs := execCmd(context.Background(), "--store", store, "report", "--run", "dead", "--format", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -446,7 +438,7 @@ func TestReportUnfinishedRun(t *testing.T) {
 	if err := json.Unmarshal([]byte(got), &runs); err != nil || len(runs.Runs) != 1 || !runs.Runs[0].Partial {
 		t.Errorf("unfinished run: runs %+v (%v), want one partial run", runs.Runs, err)
 	}
-	code, out, errs := runAnalysisCmd(t, "--store", store, "compare", "slow", "dead", "--fail-on", "ttft_ms.p99>+0%,errors>0")
+	code, out, errs := execCmd(context.Background(), "--store", store, "compare", "slow", "dead", "--fail-on", "ttft_ms.p99>+0%,errors>0")
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d matched requests", slow.Requests)) {
 		t.Errorf("compare with the unfinished run: exit %d %s\n%s", code, errs, out)
 	}
@@ -470,7 +462,7 @@ func TestCompareFailOn(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.cond, func(t *testing.T) {
-			code, _, errs := runAnalysisCmd(t, "--store", store, "compare", "recording", "slow", "--fail-on", c.cond)
+			code, _, errs := execCmd(context.Background(), "--store", store, "compare", "recording", "slow", "--fail-on", c.cond)
 			if code != c.code || !strings.Contains(errs, c.msg) {
 				t.Errorf("exit %d, stderr %q; want %d containing %q", code, errs, c.code, c.msg)
 			}
@@ -505,7 +497,7 @@ func TestAnalysisCommandErrors(t *testing.T) {
 		{[]string{"--store", filepath.Join(t.TempDir(), "missing.db"), "report"}, 1, "open store"},
 	}
 	for _, c := range cases {
-		code, _, errs := runAnalysisCmd(t, c.args...)
+		code, _, errs := execCmd(context.Background(), c.args...)
 		if code != c.code || !strings.Contains(errs, c.msg) {
 			t.Errorf("%v: exit %d, stderr %q; want %d containing %q", c.args, code, errs, c.code, c.msg)
 		}
@@ -516,7 +508,7 @@ func TestAnalysisCommandErrors(t *testing.T) {
 func TestAnalysisOutputFile(t *testing.T) {
 	store := buildHandStore(t)
 	out := filepath.Join(t.TempDir(), "profile.html")
-	code, stdout, errs := runAnalysisCmd(t, "--store", store, "analyze", "--format", "html", "-o", out)
+	code, stdout, errs := execCmd(context.Background(), "--store", store, "analyze", "--format", "html", "-o", out)
 	if code != 0 || stdout != "" {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, errs)
 	}

@@ -71,7 +71,7 @@ func TestCompareRecordingSlowerSim(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	code, out, errs := runAnalysisCmd(t, "--store", path, "compare", "recording", "slower", "--format", "json")
+	code, out, errs := execCmd(context.Background(), "--store", path, "compare", "recording", "slower", "--format", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -108,11 +108,11 @@ func TestCompareRecordingSlowerSim(t *testing.T) {
 		t.Errorf("%d turn regressions listed, want 10", n)
 	}
 	// The table says it too, and a CI gate on TTFT fails.
-	code, table, _ := runAnalysisCmd(t, "--store", path, "compare", "recording", "slower")
+	code, table, _ := execCmd(context.Background(), "--store", path, "compare", "recording", "slower")
 	if code != 0 || !strings.Contains(table, "ttft_ms.p50") {
 		t.Errorf("table: exit %d\n%s", code, table)
 	}
-	code, _, errs = runAnalysisCmd(t, "--store", path, "compare", "recording", "slower", "--fail-on", "ttft_ms.p50>+100%")
+	code, _, errs = execCmd(context.Background(), "--store", path, "compare", "recording", "slower", "--fail-on", "ttft_ms.p50>+100%")
 	if code != 1 || !strings.Contains(errs, "ttft_ms.p50 changed +") {
 		t.Errorf("fail-on: exit %d, stderr %q", code, errs)
 	}

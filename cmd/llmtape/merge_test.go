@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,33 +26,10 @@ import (
 // returns its path.
 func mergeRecordingStore(t *testing.T, n int) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "recording.db")
-	s, err := tape.Open(path, &tape.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := tapetest.Recording(t, s)
-	rng := rand.New(rand.NewPCG(8, 3))
-	err = s.Update(func(tx *tape.Tx) error {
-		for i := range n {
-			c := tapetest.NewChat(rng, rec.ID, s.NextConversationID(), tapetest.Config{Turns: 1 + i%4, MessageBytes: 60})
-			c.Conversation.Arrival = time.Duration(i) * 10 * time.Millisecond
-			for _, turn := range c.Turns {
-				turn.Tokens.Completion = 8 + i%13
-			}
-			if err := c.Write(tx); err != nil {
-				return err
-			}
-		}
-		return nil
+	return chatStore(t, "recording.db", rand.NewPCG(8, 3), n, func(i int) chatSpec {
+		return chatSpec{chat: tapetest.Config{Turns: 1 + i%4, MessageBytes: 60},
+			arrival: time.Duration(i) * 10 * time.Millisecond, completion: 8 + i%13}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // copyFile copies a store file, as each shard's machine gets its own copy of the recording.
@@ -66,12 +42,6 @@ func copyFile(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func mergeExec(ctx context.Context, args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	code := run(ctx, args, &out, &errb)
-	return code, out.String(), errb.String()
 }
 
 // storeResults returns the results of the named runs in a store, and the ids of the
@@ -130,7 +100,7 @@ func TestMergeShardsEndToEnd(t *testing.T) {
 	// The unsharded baseline, in its own copy.
 	full := filepath.Join(dir, "full.db")
 	copyFile(t, orig, full)
-	if code, _, errOut := mergeExec(ctx, "replay", "--store", full, "--target", target, "--think", "none",
+	if code, _, errOut := execCmd(ctx, "replay", "--store", full, "--target", target, "--think", "none",
 		"--name", "full"); code != 0 {
 		t.Fatalf("unsharded replay: exit %d: %s", code, errOut)
 	}
@@ -147,7 +117,7 @@ func TestMergeShardsEndToEnd(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, _, errOut := mergeExec(ctx, "replay", "--store", shards[i], "--target", target, "--think", "none",
+			code, _, errOut := execCmd(ctx, "replay", "--store", shards[i], "--target", target, "--think", "none",
 				"--shard", fmt.Sprintf("%d/3", i), "--start-at", startAt.Format(time.RFC3339Nano),
 				"--name", fmt.Sprintf("shard-%d", i))
 			if code != 0 {
@@ -189,7 +159,7 @@ func TestMergeShardsEndToEnd(t *testing.T) {
 
 	merged := filepath.Join(dir, "merged.db")
 	args := append([]string{"merge", "--store", merged, full}, shards...)
-	code, out, errOut := mergeExec(ctx, args...)
+	code, out, errOut := execCmd(ctx, args...)
 	if code != 0 {
 		t.Fatalf("merge: exit %d: %s", code, errOut)
 	}
@@ -241,7 +211,7 @@ func TestMergeShardsEndToEnd(t *testing.T) {
 
 	// "llmtape report" over the three shards: counts are the union's, and the merged
 	// histograms equal ones built from all the shards' results directly.
-	code, out, errOut = mergeExec(ctx, "report", "--store", merged, "--run", "shard-0", "--run", "shard-1",
+	code, out, errOut = execCmd(ctx, "report", "--store", merged, "--run", "shard-0", "--run", "shard-1",
 		"--run", "shard-2", "--format", "json")
 	if code != 0 {
 		t.Fatalf("report: exit %d: %s", code, errOut)
@@ -393,7 +363,7 @@ func TestMergeShardsEndToEnd(t *testing.T) {
 	// on 2 cores once made one median 6 times the other). So they are compared loosely: no
 	// request beats the simulator's fixed TTFT, and the medians agree within a factor of 10
 	// plus 50 ms. The exact comparison is the one above, of merged and direct histograms.
-	code, out, errOut = mergeExec(ctx, "report", "--store", merged, "--run", "full", "--format", "json")
+	code, out, errOut = execCmd(ctx, "report", "--store", merged, "--run", "full", "--format", "json")
 	if code != 0 {
 		t.Fatalf("report full: exit %d: %s", code, errOut)
 	}
@@ -420,7 +390,7 @@ func TestMergeShardsEndToEnd(t *testing.T) {
 	// "compare" takes the shards as one side, comma-separated: every request of the unsharded
 	// run is matched, and the shards' side counts what the merged report counts.
 	for _, args := range [][]string{{"full", "shard-0,shard-1,shard-2"}, {"recording", "shard-0, shard-1,shard-2"}} {
-		code, out, errOut = mergeExec(ctx, "compare", "--store", merged, args[0], args[1], "--format", "json")
+		code, out, errOut = execCmd(ctx, "compare", "--store", merged, args[0], args[1], "--format", "json")
 		if code != 0 {
 			t.Fatalf("compare %v: exit %d: %s", args, code, errOut)
 		}
@@ -450,13 +420,13 @@ func TestMergeShardsEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	if code, _, errOut = mergeExec(ctx, "compare", "--store", merged, "full", "shard-0,nope"); code != 1 ||
+	if code, _, errOut = execCmd(ctx, "compare", "--store", merged, "full", "shard-0,nope"); code != 1 ||
 		!strings.Contains(errOut, `"nope"`) {
 		t.Errorf("compare with an unknown shard: exit %d %q", code, errOut)
 	}
 
 	// Merging the same inputs again adds nothing.
-	code, out, errOut = mergeExec(ctx, append([]string{"merge", "--format", "json", "--store", merged, full}, shards...)...)
+	code, out, errOut = execCmd(ctx, append([]string{"merge", "--format", "json", "--store", merged, full}, shards...)...)
 	if code != 0 {
 		t.Fatalf("second merge: exit %d: %s", code, errOut)
 	}
@@ -491,7 +461,7 @@ func TestMergeCommandErrors(t *testing.T) {
 		{"bad format", []string{"merge", "--store", out, "--format", "xml", good}, 2, "--format"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, errOut := mergeExec(context.Background(), tc.args...)
+			code, _, errOut := execCmd(context.Background(), tc.args...)
 			if code != tc.code || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 				t.Errorf("exit %d, stderr %q; want exit %d with %q on one line", code, errOut, tc.code, tc.want)
 			}
@@ -509,7 +479,7 @@ func TestMergeCommandLockedInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	code, _, errOut := mergeExec(context.Background(), "merge", "--store", filepath.Join(t.TempDir(), "out.db"), path)
+	code, _, errOut := execCmd(context.Background(), "merge", "--store", filepath.Join(t.TempDir(), "out.db"), path)
 	if code != 1 || !strings.Contains(errOut, "in use by another process") || !strings.Contains(errOut, "snapshot") {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
@@ -522,14 +492,14 @@ func TestMergeCommandTableAndDuplicates(t *testing.T) {
 	b := filepath.Join(t.TempDir(), "b.db")
 	copyFile(t, a, b)
 	for _, p := range []string{a, b} {
-		if code, _, errOut := mergeExec(context.Background(), "replay", "--store", p, "--target", target,
+		if code, _, errOut := execCmd(context.Background(), "replay", "--store", p, "--target", target,
 			"--think", "none", "--arrival", "all", "--name", "nightly"); code != 0 {
 			t.Fatalf("replay: exit %d: %s", code, errOut)
 		}
 	}
 	dup := a // the same file twice is merged once
 	out := filepath.Join(t.TempDir(), "out.db")
-	code, stdout, errOut := mergeExec(context.Background(), "merge", "--store", out, a, b, dup)
+	code, stdout, errOut := execCmd(context.Background(), "merge", "--store", out, a, b, dup)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -546,7 +516,7 @@ func TestMergeCommandTableAndDuplicates(t *testing.T) {
 }
 
 func TestMergeHelp(t *testing.T) {
-	code, out, _ := mergeExec(context.Background(), "merge", "--help")
+	code, out, _ := execCmd(context.Background(), "merge", "--help")
 	if code != 0 || !strings.Contains(out, "llmtape merge --store merged.db") || !strings.Contains(out, "Examples:") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
@@ -559,7 +529,7 @@ func TestMergeCommandInterrupted(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out.db")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	code, _, errOut := mergeExec(ctx, "merge", "--store", out, in)
+	code, _, errOut := execCmd(ctx, "merge", "--store", out, in)
 	if code != 130 || !strings.Contains(errOut, "interrupted") {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}

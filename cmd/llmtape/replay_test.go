@@ -20,37 +20,14 @@ import (
 	"github.com/llmtape/llmtape/tape/tapetest"
 )
 
-// replayStore writes a store of n conversations of turns each (recorded think time 1 s) and
+// replayStore writes a store of n conversations of turns each, arriving 10 ms apart, and
 // returns its path.
 func replayStore(t *testing.T, n, turns int) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "replay.db")
-	s, err := tape.Open(path, &tape.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := tapetest.Recording(t, s)
-	rng := rand.New(rand.NewPCG(5, 6))
-	err = s.Update(func(tx *tape.Tx) error {
-		for i := range n {
-			c := tapetest.NewChat(rng, rec.ID, s.NextConversationID(), tapetest.Config{Turns: turns, MessageBytes: 80})
-			c.Conversation.Arrival = time.Duration(i) * 10 * time.Millisecond
-			for _, turn := range c.Turns {
-				turn.Tokens.Completion = 20
-			}
-			if err := c.Write(tx); err != nil {
-				return err
-			}
-		}
-		return nil
+	return chatStore(t, "replay.db", rand.NewPCG(5, 6), n, func(i int) chatSpec {
+		return chatSpec{chat: tapetest.Config{Turns: turns, MessageBytes: 80},
+			arrival: time.Duration(i) * 10 * time.Millisecond, completion: 20}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func replaySim(t *testing.T, cfg sim.Config) string {
@@ -73,17 +50,11 @@ func replaySimServer(t *testing.T, cfg sim.Config) (*sim.Server, string) {
 	return srv, url
 }
 
-func replayExec(ctx context.Context, args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	code := run(ctx, args, &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 func TestReplayCommand(t *testing.T) {
 	path := replayStore(t, 6, 3)
 	url := replaySim(t, sim.Config{TTFT: time.Millisecond, ITL: 100 * time.Microsecond})
 	jsonPath := filepath.Join(t.TempDir(), "summary.json")
-	code, out, errOut := replayExec(context.Background(), "replay", "--store", path, "--target", url,
+	code, out, errOut := execCmd(context.Background(), "replay", "--store", path, "--target", url,
 		"--think", "none", "--speed", "10", "--name", "cli test", "--slo", "ttft=1s", "--json", jsonPath,
 		"--header", "X-Test: 1", "--max-concurrency", "4")
 	if code != 0 {
@@ -115,7 +86,7 @@ func TestReplayCommand(t *testing.T) {
 		t.Errorf("requests %+v", req)
 	}
 	// The run is listed.
-	code, out, errOut = replayExec(context.Background(), "ls", "--store", path)
+	code, out, errOut = execCmd(context.Background(), "ls", "--store", path)
 	if code != 0 || !strings.Contains(out, "cli test") {
 		t.Errorf("ls: exit %d %s\n%s", code, errOut, out)
 	}
@@ -149,12 +120,12 @@ func TestReplayUsageErrors(t *testing.T) {
 		{"replay", "--store", path, "--target", "http://x", "--burstiness", "0.5"},
 		{"replay", "--store", path, "--target", "http://x", "--think-scale", "NaN"},
 	} {
-		code, _, errOut := replayExec(context.Background(), args...)
+		code, _, errOut := execCmd(context.Background(), args...)
 		if code != 2 || !strings.HasPrefix(errOut, "llmtape: ") || strings.Count(errOut, "\n") != 1 {
 			t.Errorf("%v: exit %d, stderr %q", args[3:], code, errOut)
 		}
 	}
-	code, _, errOut := replayExec(context.Background(), "replay", "--store", filepath.Join(t.TempDir(), "none.db"), "--target", "http://x")
+	code, _, errOut := execCmd(context.Background(), "replay", "--store", filepath.Join(t.TempDir(), "none.db"), "--target", "http://x")
 	if code != 1 || !strings.Contains(errOut, "open store") {
 		t.Errorf("missing store: exit %d %q", code, errOut)
 	}
@@ -196,7 +167,7 @@ func TestReplayInterruptSavesPartialRun(t *testing.T) {
 		}
 		cancel()
 	}()
-	code, out, errOut := replayExec(ctx, "replay", "--store", path, "--target", url, "--think", "none",
+	code, out, errOut := execCmd(ctx, "replay", "--store", path, "--target", url, "--think", "none",
 		"--arrival", "all", "--max-concurrency", "4", "--name", "halfway")
 	if code != 130 {
 		t.Fatalf("exit %d, want 130: %s", code, errOut)
@@ -204,7 +175,7 @@ func TestReplayInterruptSavesPartialRun(t *testing.T) {
 	if !strings.Contains(errOut, "interrupted") || !strings.Contains(out, "partial") {
 		t.Errorf("stderr %q\nstdout %s", errOut, out)
 	}
-	code, out, errOut = replayExec(context.Background(), "ls", "--store", path, "--format", "json")
+	code, out, errOut = execCmd(context.Background(), "ls", "--store", path, "--format", "json")
 	if code != 0 {
 		t.Fatalf("ls: %d %s", code, errOut)
 	}

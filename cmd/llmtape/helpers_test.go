@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/llmtape/llmtape/tape"
+	"github.com/llmtape/llmtape/tape/tapetest"
+)
+
+// Helpers shared by the tests of replay, analyze, report, compare and merge.
+
+// execCmd runs the real command tree and returns its exit status, stdout and stderr.
+func execCmd(ctx context.Context, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// chatSpec shapes the i-th conversation of chatStore: its tapetest chat, its arrival offset
+// and the recorded completion tokens of each of its turns.
+type chatSpec struct {
+	chat       tapetest.Config
+	arrival    time.Duration
+	completion int
+}
+
+// chatStore writes a store (in a temporary directory, file name name) with one recording of
+// n tapetest chats drawn from src and shaped by spec, and returns its path.
+func chatStore(t *testing.T, name string, src rand.Source, n int, spec func(i int) chatSpec) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	s, err := tape.Open(path, &tape.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := tapetest.Recording(t, s)
+	rng := rand.New(src)
+	err = s.Update(func(tx *tape.Tx) error {
+		for i := range n {
+			sp := spec(i)
+			c := tapetest.NewChat(rng, rec.ID, s.NextConversationID(), sp.chat)
+			c.Conversation.Arrival = sp.arrival
+			for _, turn := range c.Turns {
+				turn.Tokens.Completion = sp.completion
+			}
+			if err := c.Write(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
