@@ -161,7 +161,8 @@ type Config struct {
 	Header http.Header `json:"-"`
 	// APIKey is sent as a bearer token; never stored.
 	APIKey string `json:"-"`
-	// Timeout bounds each request attempt, headers to last byte; default DefaultTimeout.
+	// Timeout bounds each request attempt, from sending it to the last byte of the reply;
+	// default DefaultTimeout.
 	Timeout time.Duration `json:"timeout"`
 	// Retries is how many times a failed request is tried again (not after cancellation).
 	Retries int `json:"retries,omitempty"`
