@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/llmtape/llmtape/metrics"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -229,4 +231,55 @@ func BenchmarkReadStream(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/events, "ns/event")
+}
+
+// TestStreamMeasurement: TTFT runs to the first event that carries output (not the role-only
+// first event), and an event of several tokens gives one ITL sample per token, its gap split
+// evenly.
+func TestStreamMeasurement(t *testing.T) {
+	const gap = 30 * time.Millisecond
+	pr, pw := io.Pipe()
+	go func() {
+		defer pw.Close()
+		_, _ = io.WriteString(pw, "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n")
+		for i := range 3 {
+			time.Sleep(gap) // the server's pace, not an assertion
+			fmt.Fprintf(pw, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ab%d\"}}]}\n\n", i)
+		}
+		_, _ = io.WriteString(pw, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":9}}\n\ndata: [DONE]\n\n")
+	}()
+	r := newStreamReplayer()
+	x := &exchange{}
+	sent := time.Now()
+	r.readStream(context.Background(), pr, sent, x)
+	r.tokens(x)
+	res := &x.res
+	if res.ErrorClass != "" || len(res.Chunks) != 3 || res.OutputTokens != 9 {
+		t.Fatalf("class %q %s, %d chunks, %d tokens", res.ErrorClass, res.Error, len(res.Chunks), res.OutputTokens)
+	}
+	if res.TTFT < gap {
+		t.Errorf("TTFT %v, want >= %v: the role-only event carries no output", res.TTFT, gap)
+	}
+	for i, c := range res.Chunks {
+		if c.Tokens != 3 {
+			t.Errorf("chunk %d has %d tokens, want 3 (9 over 3 equal events)", i, c.Tokens)
+		}
+	}
+	var acc metrics.Accumulator
+	res.Status = 200
+	acc.Add(res)
+	s := acc.Summary(time.Second, metrics.SLO{})
+	if s.ITL.Count != 6 {
+		t.Errorf("ITL samples %d, want 6: 3 per later event", s.ITL.Count)
+	}
+	// Each later event's gap is split over its 3 tokens: the samples add up to the time from
+	// the first output event to the last (within HDR precision).
+	span := float64(res.Chunks[2].Offset-res.Chunks[0].Offset) / 1e6
+	if sum := s.ITL.Mean * 6; math.Abs(sum-span) > 0.005*span {
+		t.Errorf("ITL samples sum to %.3f ms, want the %.3f ms between first and last event", sum, span)
+	}
+	wantTPOT := (res.E2E - res.TTFT) / 8
+	if s.TPOT.Count != 1 || math.Abs(s.TPOT.Max-float64(wantTPOT)/1e6) > 0.01*float64(wantTPOT)/1e6+0.001 {
+		t.Errorf("TPOT %+v, want (E2E-TTFT)/8 = %v", s.TPOT, wantTPOT)
+	}
 }
