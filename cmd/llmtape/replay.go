@@ -265,6 +265,14 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 	full := r.Config()
 	fmt.Fprintf(stderr, "replaying %d conversations (%d requests) of recording %d against %s\n",
 		len(r.Conversations()), r.Progress().Planned, full.Recording, full.Target)
+	if !full.StartAt.IsZero() {
+		if d := time.Until(full.StartAt); d > 0 {
+			fmt.Fprintf(stderr, "waiting for --start-at %s (%v)\n", full.StartAt.UTC().Format(time.RFC3339Nano), d.Round(time.Millisecond))
+		} else {
+			fmt.Fprintf(stderr, "warning: --start-at %s passed %v ago: what is due is sent at once (see schedule lag)\n",
+				full.StartAt.UTC().Format(time.RFC3339Nano), (-d).Round(time.Millisecond))
+		}
+	}
 
 	// The first Ctrl-C (ctx) stops scheduling; a second one cancels requests in flight.
 	done := make(chan struct{})
@@ -294,6 +302,10 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 	close(done)
 	<-watcher
 	if rep == nil {
+		if ctx.Err() != nil {
+			// Ctrl-C before --start-at: nothing was sent and no run was created.
+			return exitError{130, "replay: interrupted before the start time; no run was created"}
+		}
 		return fmt.Errorf("replay: %w", runErr)
 	}
 	out := cmd.OutOrStdout()

@@ -131,6 +131,24 @@ func TestReplayUsageErrors(t *testing.T) {
 	}
 }
 
+// TestReplayInterruptBeforeStartAt: Ctrl-C while waiting for --start-at exits with 130 and
+// leaves no run.
+func TestReplayInterruptBeforeStartAt(t *testing.T) {
+	path := replayStore(t, 2, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	code, _, errOut := execCmd(ctx, "replay", "--store", path, "--target", "http://127.0.0.1:1",
+		"--start-at", time.Now().Add(time.Hour).Format(time.RFC3339))
+	if code != 130 || !strings.Contains(errOut, "waiting for --start-at") ||
+		!strings.Contains(errOut, "llmtape: replay: interrupted before the start time; no run was created\n") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+	code, out, _ := execCmd(context.Background(), "ls", "--store", path)
+	if code != 0 || !strings.Contains(out, "no runs") {
+		t.Errorf("ls after the interrupted wait: exit %d\n%s", code, out)
+	}
+}
+
 func TestParseStartAt(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
