@@ -95,7 +95,7 @@ type Config struct {
 	Target string `json:"target"`
 	// Recording is the recording to replay; 0 means the latest complete one.
 	Recording uint64 `json:"recording"`
-	// Name names the run; default "replay <start time>".
+	// Name names the run; default "replay <start time>", plus " shard i/n" for a shard.
 	Name string `json:"name"`
 
 	// Arrival is the arrival process; default ArrivalOriginal.

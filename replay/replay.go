@@ -249,6 +249,10 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	}
 	if run.Name == "" {
 		run.Name = "replay " + r.start.UTC().Format("2006-01-02 15:04:05")
+		if r.cfg.Shards > 1 {
+			// Shards share their start (StartAt): the shard tells their runs apart.
+			run.Name += fmt.Sprintf(" shard %d/%d", r.cfg.Shard, r.cfg.Shards)
+		}
 	}
 	if err := r.store.CreateRun(run); err != nil {
 		return nil, fmt.Errorf("create run: %w", err)

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -243,6 +244,9 @@ func TestShardsTogetherEqualUnsharded(t *testing.T) {
 		}
 		if n == 0 || n == 60 {
 			t.Errorf("shard %d/3 sent %d requests", i, n)
+		}
+		if want := fmt.Sprintf(" shard %d/3", i); !strings.HasSuffix(rep.Run.Name, want) {
+			t.Errorf("shard run named %q, want a name ending in %q", rep.Run.Name, want)
 		}
 	}
 	for id, n := range unsharded {

@@ -48,7 +48,7 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	c := &o.cfg
 	f.StringVar(&c.Target, "target", "", "base URL of the server to replay against, e.g. http://127.0.0.1:8000 (required)")
 	f.Uint64Var(&c.Recording, "recording", 0, "recording id to replay (default: the latest complete one)")
-	f.StringVar(&c.Name, "name", "", `name of the run (default "replay <start time>")`)
+	f.StringVar(&c.Name, "name", "", `name of the run (default "replay <start time>", plus " shard i/n" with --shard)`)
 	f.StringVar(&o.arrival, "arrival", "original", "conversation arrivals: original (recorded offsets / --speed), poisson, gamma (at --rate) or all (as slots free up)")
 	f.Float64Var(&c.Rate, "rate", 0, "conversations per second for --arrival poisson or gamma")
 	f.Float64Var(&c.Burstiness, "burstiness", replay.DefaultBurstiness, "gamma shape for --arrival gamma (1 = poisson, < 1 burstier)")
