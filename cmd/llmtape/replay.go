@@ -116,6 +116,9 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 		c.Think, c.ThinkTime = replay.ThinkFixed, d
 	}
 	if cmd.Flags().Changed("think-scale") {
+		if c.Think != replay.ThinkOriginal {
+			return c, usageErrorf("--think-scale is for --think original, not %q", o.think)
+		}
 		s := o.thinkScale
 		c.ThinkScale = &s
 	}

@@ -119,6 +119,7 @@ func TestReplayUsageErrors(t *testing.T) {
 		{"replay", "--store", path, "--target", "http://x", "--arrival", "poisson", "--rate", "Inf"},
 		{"replay", "--store", path, "--target", "http://x", "--burstiness", "0.5"},
 		{"replay", "--store", path, "--target", "http://x", "--think-scale", "NaN"},
+		{"replay", "--store", path, "--target", "http://x", "--think", "none", "--think-scale", "0.5"},
 	} {
 		code, _, errOut := execCmd(context.Background(), args...)
 		if code != 2 || !strings.HasPrefix(errOut, "llmtape: ") || strings.Count(errOut, "\n") != 1 {
