@@ -283,3 +283,30 @@ func TestStreamMeasurement(t *testing.T) {
 		t.Errorf("TPOT %+v, want (E2E-TTFT)/8 = %v", s.TPOT, wantTPOT)
 	}
 }
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestReadWholeBadBodies: a body that is not a reply (HTML, an endless download) is a stream
+// error with a one-line message, read no further than maxWholeBody.
+func TestReadWholeBadBodies(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		body io.Reader
+		msg  string
+	}{
+		{"html", strings.NewReader("<html><body>502 Bad Gateway</body></html>"), "malformed response"},
+		{"endless", zeros{}, "larger than 64 MiB"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newStreamReplayer()
+			x := &exchange{}
+			r.readWhole(context.Background(), tt.body, time.Now(), x)
+			if x.res.ErrorClass != ClassStream || !strings.Contains(x.res.Error, tt.msg) ||
+				strings.Contains(x.res.Error, "\n") {
+				t.Errorf("class %q, error %q; want %q containing %q", x.res.ErrorClass, x.res.Error, ClassStream, tt.msg)
+			}
+		})
+	}
+}

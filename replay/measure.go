@@ -201,14 +201,22 @@ func (r *Replayer) readStream(ctx context.Context, body io.Reader, sent time.Tim
 	}
 }
 
+// maxWholeBody bounds a response that was not streamed: a reply is a few MB at most, and a
+// server that sends more (a wrong target, a download) must not take the replayer's memory.
+const maxWholeBody = 64 << 20
+
 // readWhole reads a response that was not streamed (a server that ignores "stream").
 func (r *Replayer) readWhole(ctx context.Context, body io.Reader, sent time.Time, x *exchange) {
 	res := &x.res
-	b, err := io.ReadAll(body)
+	b, err := io.ReadAll(io.LimitReader(body, maxWholeBody+1))
 	end := time.Since(sent)
 	res.E2E = end
 	if err != nil {
 		res.ErrorClass, res.Error = r.classify(ctx, err, ClassStream), "read response: "+oneLine(err.Error())
+		return
+	}
+	if len(b) > maxWholeBody {
+		res.ErrorClass, res.Error = ClassStream, fmt.Sprintf("response larger than %d MiB and not a stream", maxWholeBody>>20)
 		return
 	}
 	resp, err := openai.ParseResponse(b)
