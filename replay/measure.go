@@ -203,12 +203,13 @@ func (r *Replayer) readStream(ctx context.Context, body io.Reader, sent time.Tim
 
 // maxWholeBody bounds a response that was not streamed: a reply is a few MB at most, and a
 // server that sends more (a wrong target, a download) must not take the replayer's memory.
-const maxWholeBody = 64 << 20
+// A variable so that a test can lower it.
+var maxWholeBody = 64 << 20
 
 // readWhole reads a response that was not streamed (a server that ignores "stream").
 func (r *Replayer) readWhole(ctx context.Context, body io.Reader, sent time.Time, x *exchange) {
 	res := &x.res
-	b, err := io.ReadAll(io.LimitReader(body, maxWholeBody+1))
+	b, err := io.ReadAll(io.LimitReader(body, int64(maxWholeBody)+1))
 	end := time.Since(sent)
 	res.E2E = end
 	if err != nil {
