@@ -25,11 +25,19 @@ func (o *outputOptions) bind(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&o.output, "output", "o", "-", "write to this file instead of stdout (-)")
 }
 
-// parse checks the format before anything is read.
-func (o *outputOptions) parse() (analyze.Format, error) {
+// parse checks the format and the output file before anything is read. The output must not
+// be the store: creating it would truncate the file being read.
+func (o *outputOptions) parse(cmd *cobra.Command) (analyze.Format, error) {
 	f, err := analyze.ParseFormat(o.format)
 	if err != nil {
 		return "", usageErrorf("--format: %v", err)
+	}
+	if o.output != "" && o.output != "-" {
+		out, err1 := os.Stat(o.output)
+		st, err2 := os.Stat(storePath(cmd))
+		if err1 == nil && err2 == nil && os.SameFile(out, st) {
+			return "", usageErrorf("--output %s is the store: write to another file", o.output)
+		}
 	}
 	return f, nil
 }
@@ -83,7 +91,7 @@ store (computed once when a turn was recorded or imported); nothing is tokenized
   llmtape analyze --format html -o profile.html`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := out.parse()
+			f, err := out.parse(cmd)
 			if err != nil {
 				return err
 			}

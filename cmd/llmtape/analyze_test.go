@@ -495,12 +495,19 @@ func TestAnalysisCommandErrors(t *testing.T) {
 		{[]string{"--store", store, "compare", "recording", "recording"}, 1, "at most one side"},
 		{[]string{"--store", store, "compare", "slow"}, 2, "accepts 2 arg"},
 		{[]string{"--store", filepath.Join(t.TempDir(), "missing.db"), "report"}, 1, "open store"},
+		{[]string{"--store", store, "report", "-o", store}, 2, "is the store"},
+		{[]string{"--store", store, "analyze", "--format", "html", "-o", store}, 2, "is the store"},
+		{[]string{"--store", store, "compare", "recording", "slow", "-o", store}, 2, "is the store"},
 	}
 	for _, c := range cases {
 		code, _, errs := execCmd(context.Background(), c.args...)
 		if code != c.code || !strings.Contains(errs, c.msg) {
 			t.Errorf("%v: exit %d, stderr %q; want %d containing %q", c.args, code, errs, c.code, c.msg)
 		}
+	}
+	// The store survived the attempts to write over it.
+	if code, _, errs := execCmd(context.Background(), "--store", store, "report", "--run", "slow"); code != 0 {
+		t.Errorf("report after -o STORE: exit %d %s", code, errs)
 	}
 }
 

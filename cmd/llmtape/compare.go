@@ -40,7 +40,7 @@ row's name: ttft_ms.p99, e2e_ms.mean, itl_ms.p50, requests.errors (or just error
   llmtape compare recording shard-0,shard-1,shard-2`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := out.parse()
+			f, err := out.parse(cmd)
 			if err != nil {
 				return err
 			}

@@ -36,7 +36,7 @@ conversation and --slo recomputes goodput; both read the run's results.`,
   llmtape report --format html -o report.html`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := out.parse()
+			f, err := out.parse(cmd)
 			if err != nil {
 				return err
 			}
