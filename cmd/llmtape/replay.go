@@ -245,8 +245,14 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	path := storePath(cmd)
-	if _, err := os.Stat(path); err != nil {
+	sfi, err := os.Stat(path)
+	if err != nil {
 		return fmt.Errorf("open store: %w", err)
+	}
+	if o.jsonFile != "" && o.jsonFile != "-" {
+		if jfi, err := os.Stat(o.jsonFile); err == nil && os.SameFile(jfi, sfi) {
+			return usageErrorf("--json %s is the store: write the summary to another file", o.jsonFile)
+		}
 	}
 	st, err := tape.Open(path, nil)
 	if err != nil {

@@ -126,7 +126,11 @@ func TestReplayUsageErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q", args[3:], code, errOut)
 		}
 	}
-	code, _, errOut := execCmd(context.Background(), "replay", "--store", filepath.Join(t.TempDir(), "none.db"), "--target", "http://x")
+	code, _, errOut := execCmd(context.Background(), "replay", "--store", path, "--target", "http://x", "--json", path)
+	if code != 2 || !strings.Contains(errOut, "is the store") {
+		t.Errorf("--json naming the store: exit %d %q", code, errOut)
+	}
+	code, _, errOut = execCmd(context.Background(), "replay", "--store", filepath.Join(t.TempDir(), "none.db"), "--target", "http://x")
 	if code != 1 || !strings.Contains(errOut, "open store") {
 		t.Errorf("missing store: exit %d %q", code, errOut)
 	}
