@@ -26,6 +26,7 @@ type Replayer struct {
 	client *http.Client
 	header http.Header
 	base   *url.URL
+	urls   map[string]string // request URL by recorded path, made once
 	synth  func(*tape.Synthetic) ([]json.RawMessage, error)
 
 	plans   []*convPlan
@@ -91,10 +92,14 @@ func New(st *tape.Store, cfg Config) (*Replayer, error) {
 		return nil, err
 	}
 	var planned int64
+	r.urls = map[string]string{}
 	for _, p := range r.plans {
 		planned += int64(len(p.turns))
 		for i := range p.turns {
 			tp := &p.turns[i]
+			if _, ok := r.urls[tp.path]; !ok {
+				r.urls[tp.path] = r.base.String() + joinPath(r.base.Path, tp.path)
+			}
 			if tp.skip != "" {
 				continue
 			}
@@ -514,7 +519,7 @@ func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind
 // send makes the attempts of one request (1 + Config.Retries at most) and returns the last.
 // The result's Sent is the first attempt's.
 func (r *Replayer) send(tp *turnPlan, body []byte, msgs []json.RawMessage, prompt json.RawMessage, sched time.Duration) *exchange {
-	target := r.base.String() + joinPath(r.base.Path, tp.path)
+	target := r.urls[tp.path]
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
 	var first time.Duration
