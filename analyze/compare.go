@@ -109,7 +109,9 @@ type CompareConfig struct {
 	Top int
 	// FailOn are conditions that fail the comparison (see ParseConditions).
 	FailOn []Condition
-	// SLO is used for both sides' goodput; zero counts every successful request.
+	// SLO is used for both sides' goodput. Zero takes the SLO the runs were replayed with
+	// when they all used the same one (as report shows their goodput), else counts every
+	// successful request.
 	SLO metrics.SLO
 }
 
@@ -216,6 +218,33 @@ func readRuns(src Source, ref string) (*sideData, []*tape.Run, error) {
 	return d, runs, nil
 }
 
+// sharedSLO returns the SLO that every run was replayed with (from its stored summary), or
+// the zero SLO when they differ or none was given.
+func sharedSLO(runs []*tape.Run) metrics.SLO {
+	var slo string
+	for i, r := range runs {
+		var s struct {
+			Goodput struct {
+				SLO string `json:"slo"`
+			} `json:"goodput"`
+		}
+		if len(r.Summary) > 0 {
+			if json.Unmarshal(r.Summary, &s) != nil {
+				return metrics.SLO{}
+			}
+		}
+		if i > 0 && s.Goodput.SLO != slo {
+			return metrics.SLO{}
+		}
+		slo = s.Goodput.SLO
+	}
+	o, err := metrics.ParseSLO(slo)
+	if err != nil {
+		return metrics.SLO{}
+	}
+	return o
+}
+
 // recordingOf returns the recording the runs replayed; runs of different recordings cannot
 // stand against one recording.
 func recordingOf(runs []*tape.Run) (uint64, error) {
@@ -277,7 +306,7 @@ func Compare(src Source, base, target string, cfg CompareConfig) (*Comparison, e
 		return nil, fmt.Errorf("compare: at most one side can be %q", RecordingRef)
 	}
 	var b, t *sideData
-	var runs []*tape.Run
+	var runs, other []*tape.Run
 	var rec uint64
 	var err error
 	switch {
@@ -302,12 +331,15 @@ func Compare(src Source, base, target string, cfg CompareConfig) (*Comparison, e
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 	default:
-		if b, _, err = readRuns(src, base); err != nil {
+		if b, runs, err = readRuns(src, base); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
-		if t, _, err = readRuns(src, target); err != nil {
+		if t, other, err = readRuns(src, target); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
+	}
+	if cfg.SLO.IsZero() {
+		cfg.SLO = sharedSLO(append(runs, other...))
 	}
 	c := &Comparison{Base: b.side, Target: t.side}
 	c.BaseSummary = b.acc.Summary(b.window, cfg.SLO)

@@ -74,7 +74,7 @@ row's name: ttft_ms.p99, e2e_ms.mean, itl_ms.p50, requests.errors (or just error
 		},
 	}
 	cmd.Flags().StringVar(&failOn, "fail-on", "", "exit 1 when a condition holds, e.g. 'ttft_ms.p99>+10%,errors>0'")
-	cmd.Flags().StringVar(&slo, "slo", "", "goodput objectives for both sides, e.g. ttft=500ms,tpot=50ms")
+	cmd.Flags().StringVar(&slo, "slo", "", "goodput objectives for both sides, e.g. ttft=500ms,tpot=50ms (default: the runs' own --slo when they agree)")
 	cmd.Flags().IntVar(&top, "top", 10, "regressions to list, per turn and per conversation")
 	out.bind(cmd)
 	return cmd
