@@ -17,6 +17,10 @@
 // adds it to a metrics.Accumulator and hands it to the store's batched writer, so results are
 // stored as they finish.
 //
+// Every time of a run counts from its time zero: Config.StartAt when set (shards on several
+// machines share it; a replayer that gets there late sends what is due at once, and its
+// lateness shows as schedule lag), else the moment Run starts.
+//
 // Measurement follows DESIGN.md's "Metrics": the send time is taken just before the request
 // is written, and the goroutine that reads the response stamps every read with the monotonic
 // clock as soon as it returns; an SSE event's arrival is the stamp of the read that completed
