@@ -235,7 +235,9 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 		// gets here after StartAt does not shift its schedule: everything already due is sent
 		// at once and its lateness shows as schedule lag, as it does for shards that started
 		// on time.
-		r.start = r.start.Add(r.cfg.StartAt.Sub(r.start))
+		// Round(0) drops a monotonic reading of StartAt, so that the offset is taken on the
+		// wall clock, where StartAt was agreed, and r.start's wall time is StartAt exactly.
+		r.start = r.start.Add(r.cfg.StartAt.Round(0).Sub(r.start))
 		if d := time.Until(r.start); d > 0 {
 			t := time.NewTimer(d)
 			select {
