@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/llmtape/llmtape/metrics"
 )
@@ -114,7 +115,17 @@ func (c cell) table() string {
 	if c.isNum {
 		return fmtNum(c.num)
 	}
-	return c.text
+	return oneLine(c.text)
+}
+
+// oneLine keeps a name on one table line: a newline or tab in a run's name would break the
+// row, so text with control characters is shown quoted, Go style ("a\nb").
+func oneLine(s string) string {
+	if strings.IndexFunc(s, unicode.IsControl) < 0 {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }
 
 // writeTable writes the sections as aligned text, two spaces apart: columns holding numbers
@@ -122,7 +133,7 @@ func (c cell) table() string {
 func writeTable(w io.Writer, title string, secs []section) error {
 	var b strings.Builder
 	if title != "" {
-		b.WriteString(title)
+		b.WriteString(oneLine(title))
 		b.WriteString("\n")
 	}
 	for _, s := range secs {
