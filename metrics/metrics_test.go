@@ -237,6 +237,7 @@ func TestParseSLO(t *testing.T) {
 		{"ttft=fast", metrics.SLO{}, true},
 		{"ttft=-1s", metrics.SLO{}, true},
 		{"itl=1ms", metrics.SLO{}, true},
+		{"ttft=1s,ttft=2s", metrics.SLO{}, true},
 	}
 	for _, tt := range tests {
 		got, err := metrics.ParseSLO(tt.in)
@@ -250,6 +251,28 @@ func TestParseSLO(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzParseSLO: any --slo value gives an SLO that String writes back as the same SLO, or a
+// one-line error; never a panic.
+func FuzzParseSLO(f *testing.F) {
+	for _, s := range []string{"", "ttft=500ms,tpot=50ms,e2e=10s", " E2E = 2s ", "ttft", "ttft=-1s",
+		"ttft=1s,ttft=2s", "tpot=1e3h", ",", "ttft=9223372036854775807ns"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		got, err := metrics.ParseSLO(in)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") && !strings.Contains(in, "\n") {
+				t.Fatalf("ParseSLO(%q): error of several lines: %v", in, err)
+			}
+			return
+		}
+		again, err := metrics.ParseSLO(got.String())
+		if err != nil || again != got {
+			t.Fatalf("ParseSLO(%q) = %+v; String %q reads back as %+v, %v", in, got, got.String(), again, err)
+		}
+	})
 }
 
 func TestSLOMet(t *testing.T) {

@@ -32,16 +32,21 @@ func ParseSLO(s string) (SLO, error) {
 		if err != nil || d <= 0 {
 			return SLO{}, fmt.Errorf("parse slo %q: want a positive duration such as 500ms", part)
 		}
+		var field *time.Duration
 		switch strings.ToLower(strings.TrimSpace(k)) {
 		case "ttft":
-			o.TTFT = d
+			field = &o.TTFT
 		case "tpot":
-			o.TPOT = d
+			field = &o.TPOT
 		case "e2e":
-			o.E2E = d
+			field = &o.E2E
 		default:
 			return SLO{}, fmt.Errorf("parse slo %q: unknown objective %q (want ttft, tpot or e2e)", part, k)
 		}
+		if *field != 0 {
+			return SLO{}, fmt.Errorf("parse slo %q: %s is given twice", s, strings.TrimSpace(k))
+		}
+		*field = d
 	}
 	return o, nil
 }
