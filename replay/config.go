@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -286,7 +287,10 @@ func (c Config) withDefaults() (Config, error) {
 func ParseShard(s string) (i, n int, err error) {
 	a, b, ok := strings.Cut(s, "/")
 	if ok {
-		_, err = fmt.Sscanf(a+" "+b, "%d %d", &i, &n)
+		i, err = strconv.Atoi(a)
+		if err == nil {
+			n, err = strconv.Atoi(b)
+		}
 	}
 	if !ok || err != nil || n < 1 || i < 0 || i >= n {
 		return 0, 0, fmt.Errorf("parse shard %q: want i/n with 0 <= i < n, e.g. 0/3", s)

@@ -519,7 +519,9 @@ func TestParseShard(t *testing.T) {
 		i, n int
 		ok   bool
 	}{{"0/3", 0, 3, true}, {"2/3", 2, 3, true}, {"3/3", 0, 0, false}, {"1", 0, 0, false},
-		{"-1/2", 0, 0, false}, {"a/b", 0, 0, false}, {"0/0", 0, 0, false}} {
+		{"-1/2", 0, 0, false}, {"a/b", 0, 0, false}, {"0/0", 0, 0, false},
+		{"1 2/3", 0, 0, false}, {"0/3x", 0, 0, false}, {"0x1/3", 0, 0, false}, {" 1/3", 0, 0, false},
+		{"1/3/5", 0, 0, false}} {
 		i, n, err := replay.ParseShard(tt.in)
 		if (err == nil) != tt.ok || i != tt.i || n != tt.n {
 			t.Errorf("ParseShard(%q) = %d, %d, %v", tt.in, i, n, err)
