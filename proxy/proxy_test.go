@@ -646,3 +646,61 @@ func TestForwardClientGoneCancelsUpstream(t *testing.T) {
 		})
 	}
 }
+
+// An upstream that starts its answer before it has read the request body, and a client that
+// sends the rest of its body only once it has those headers: the proxy passes the headers on
+// at once and the rest of the body upstream (full duplex). Without full duplex, net/http
+// first reads the rest of the client's body itself and closes it when the handler writes the
+// headers: here that stalls the response until the client gives up; with a body that had just
+// ended, the transport's last read of it fails, the transport closes the upstream connection,
+// and the response breaks off with "read upstream: ... use of closed network connection" and
+// no events (as once seen in a demo run).
+func TestFullDuplexBodyAfterHeaders(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(w, "data: {\"got\":%d}\n\ndata: [DONE]\n\n", len(b))
+	}))
+	defer up.Close()
+	col := &proxytest.Collector{}
+	_, addr := proxytest.MustStart(t, proxy.Config{Upstream: up.URL, Sink: col})
+
+	first, rest := `{"stream":true,"pad":"`, strings.Repeat("x", 1000)+`"}`
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/chat/completions", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(len(first) + len(rest))
+	// A canceled request waits for its body write to end: end it with the context.
+	context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })
+	go pw.Write([]byte(first))
+	resp, err := rawClient().Do(req)
+	if err != nil {
+		t.Fatalf("no response headers before the whole body was sent: %v", err)
+	}
+	defer resp.Body.Close()
+	if _, err := pw.Write([]byte(rest)); err != nil {
+		t.Fatalf("send the rest of the body: %v", err)
+	}
+	pw.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read the response: %v (%q)", err, b)
+	}
+	if want := fmt.Sprintf("data: {\"got\":%d}\n\ndata: [DONE]\n\n", req.ContentLength); string(b) != want {
+		t.Errorf("client got %q, want %q", b, want)
+	}
+	x := col.Wait(t, 1)[0]
+	if x.Err != "" || x.ReqSize != req.ContentLength || string(x.Body) != string(b) {
+		t.Errorf("exchange err %q, request %d bytes, body %q", x.Err, x.ReqSize, x.Body)
+	}
+}
