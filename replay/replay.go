@@ -379,6 +379,7 @@ func (r *Replayer) dispatch() map[string]string {
 	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	slotsFull := false // a conversation has had to wait for a slot
 loop:
 	for i, p := range r.plans {
 		if r.stopped() {
@@ -402,17 +403,20 @@ loop:
 			select {
 			case r.convSlots <- struct{}{}:
 			default:
-				// No free slot: wait for one. Under ArrivalAll the conversation is due when
-				// its slot frees; under a schedule the wait is schedule lag.
+				// No free slot: wait for one. Under a schedule the wait is schedule lag.
 				select {
 				case r.convSlots <- struct{}{}:
 				case <-r.stop:
 					r.cut.Add(int64(len(r.plans) - i))
 					break loop
 				}
-				if r.cfg.Arrival == ArrivalAll {
-					sched = max(sched, time.Since(r.start))
-				}
+				slotsFull = true
+			}
+			if r.cfg.Arrival == ArrivalAll && slotsFull {
+				// Once the slots have run out, a conversation under ArrivalAll is due when
+				// a slot frees for it. Before that, it is due at time zero, so that a late
+				// start (StartAt) shows as schedule lag.
+				sched = max(sched, time.Since(r.start))
 			}
 		}
 		wg.Add(1)

@@ -603,6 +603,46 @@ func TestDurationStopsScheduling(t *testing.T) {
 	}
 }
 
+// TestArrivalAllDueWhenSlotFrees: under --arrival all with a conversation limit, once the
+// slots have run out every conversation is due when its slot frees, never at time zero (that
+// made a conversation that found a free slot without waiting look late by the whole run).
+func TestArrivalAllDueWhenSlotFrees(t *testing.T) {
+	const slots = 4
+	rs := makeStore(t, specs(300, 1, 0, 0))
+	// The first requests are held until all slots are taken and the dispatcher has had time
+	// to block on the next one; then every request is answered at once, so slots free in
+	// bursts, while the dispatcher is between two conversations.
+	var n atomic.Int64
+	held := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if n.Add(1) == slots {
+			time.AfterFunc(50*time.Millisecond, func() { close(held) })
+		}
+		<-held
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n"+
+			"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n")
+	}))
+	defer srv.Close()
+	rep := mustRun(t, rs.store, replay.Config{Target: srv.URL, Arrival: replay.ArrivalAll,
+		MaxConversations: slots, Timeout: 10 * time.Second})
+	res := results(t, rs.store, rep.Run.ID)
+	if len(res) != 300 || rep.Summary.Requests.OK != 300 {
+		t.Fatalf("%d results, %d ok", len(res), rep.Summary.Requests.OK)
+	}
+	zero := 0
+	for _, r := range res {
+		if r.Scheduled == 0 {
+			zero++
+		}
+	}
+	if zero != slots {
+		t.Errorf("%d conversations due at time zero, want the %d that found free slots (schedule lag max %.1f ms)",
+			zero, slots, rep.Summary.ScheduleLag.Max)
+	}
+}
+
 // overloadedLagLimit bounds the schedule lag p99 (ms) of timing tests on an overloaded machine:
 // below one recorded reply.
 const overloadedLagLimit = 100.0
