@@ -197,6 +197,10 @@ func (c Config) withDefaults() (Config, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return c, cfgErr("target %q is not an http(s) URL", c.Target)
 	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		// The recorded path is appended to the target: after a query it would land in it.
+		return c, cfgErr("target %q: want a base URL without ?query or #fragment", c.Target)
+	}
 	if c.Arrival == "" {
 		c.Arrival = ArrivalOriginal
 	}

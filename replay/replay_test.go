@@ -494,6 +494,8 @@ func TestConfigErrors(t *testing.T) {
 		{Target: "http://x", ThinkScale: &inf},
 		{},
 		{Target: "ftp://x"},
+		{Target: "http://x/v1?api-version=1"},
+		{Target: "http://x/v1#top"},
 		{Target: "http://x", Arrival: "sometimes"},
 		{Target: "http://x", Arrival: replay.ArrivalPoisson},
 		{Target: "http://x", Speed: -1},
