@@ -168,14 +168,38 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 		fmt.Fprint(logw, ca.TrustHint())
 	}
 
+	// Everything that can fail on bad input (the upstream URL, the listen addresses) is
+	// checked before the recorder creates a recording, so a failed start leaves no empty
+	// recording in the store.
+	sink := &lateSink{}
+	cfg.Sink = sink
+	p, err := proxy.New(cfg)
+	if err != nil {
+		if o.mode == proxy.ModeReverse { // the only reverse-mode error left is a bad URL
+			return usageErrorf("--upstream %q: want http://host[:port][/base] or https://host[:port][/base]", o.upstream)
+		}
+		return usageErrorf("%v", err)
+	}
 	store, err := tape.Open(storePath(cmd), nil)
 	if err != nil {
 		if errors.Is(err, tape.ErrLocked) {
-			return fmt.Errorf("open store %s: %w (is another llmtape record using it? use another --store, or its --admin /snapshot)", storePath(cmd), err)
+			return fmt.Errorf("open store: %w (is another llmtape record using it? use another --store, or its --admin /snapshot)", err)
 		}
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer store.Close()
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", o.listen, err)
+	}
+	defer ln.Close() // after Serve has closed it: a no-op
+	var al net.Listener
+	if o.admin != "" {
+		if al, err = net.Listen("tcp", o.admin); err != nil {
+			return fmt.Errorf("listen admin %s: %w", o.admin, err)
+		}
+		defer al.Close()
+	}
 	upstreamName := o.upstream
 	if o.mode == proxy.ModeForward {
 		upstreamName = strings.Join(o.intercept, ",")
@@ -197,26 +221,10 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return fmt.Errorf("start recorder: %w", err)
 	}
-	cfg.Sink = rec
-	p, err := proxy.New(cfg)
-	if err != nil {
-		_ = rec.Close()
-		return usageErrorf("%v", err)
-	}
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		_ = rec.Close()
-		return fmt.Errorf("listen %s: %w", o.listen, err)
-	}
+	sink.rec = rec // before Serve starts: no exchange can arrive earlier
 	var adminSrv *http.Server
 	var adminAddr net.Addr
-	if o.admin != "" {
-		al, err := net.Listen("tcp", o.admin)
-		if err != nil {
-			ln.Close()
-			_ = rec.Close()
-			return fmt.Errorf("listen admin %s: %w", o.admin, err)
-		}
+	if al != nil {
 		adminAddr = al.Addr()
 		adminSrv = &http.Server{Handler: recordAdminHandler(p, rec, store), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = adminSrv.Serve(al) }()
@@ -270,8 +278,8 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 		acancel()
 	}
 	ps, rs := p.Stats(), rec.Stats()
-	fmt.Fprintf(stdout, "llmtape record: %d exchanges, %d turns recorded, %d not recorded, %d errors, %d requests passed through\n",
-		ps.Exchanges, rs.Recorded, rs.NotRecorded, rs.Errors, ps.Passed)
+	fmt.Fprintf(stdout, "llmtape record: %d exchanges (%d failed upstream or client went away), %d turns recorded, %d not recorded, %d recording errors, %d requests passed through\n",
+		ps.Exchanges, ps.Errors, rs.Recorded, rs.NotRecorded, rs.Errors, ps.Passed)
 	if err := store.Close(); err != nil && cerr == nil {
 		cerr = fmt.Errorf("close store: %w", err)
 	}
@@ -283,6 +291,12 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	}
 	return nil
 }
+
+// lateSink hands exchanges to a recorder created after the proxy (see run). rec is set before
+// the proxy serves, so reading it needs no lock.
+type lateSink struct{ rec *recorder.Recorder }
+
+func (s *lateSink) Capture(x *proxy.Exchange) { s.rec.Capture(x) }
 
 func recordListenHost(addr string) string {
 	h, _, err := net.SplitHostPort(addr)

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -201,7 +202,7 @@ func TestRecordInProcessKeepsNoCredentials(t *testing.T) {
 			t.Errorf("store file contains %q", secret)
 		}
 	}
-	if !strings.Contains(out.String(), "5 exchanges, 5 turns recorded, 0 not recorded") {
+	if !strings.Contains(out.String(), "5 exchanges (0 failed upstream or client went away), 5 turns recorded, 0 not recorded") {
 		t.Errorf("summary: %s", out.String())
 	}
 }
@@ -221,6 +222,47 @@ func TestRecordFlagErrors(t *testing.T) {
 		if code != 2 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q (want 2 and %q)", tc.args, code, errb.String(), tc.want)
 		}
+	}
+}
+
+// A start that fails on bad input (the upstream URL, a port in use) creates no recording in the
+// store.
+func TestRecordFailedStartLeavesNoRecording(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	store := filepath.Join(t.TempDir(), "s.db")
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"--upstream", "ftp://x"}, 2},
+		{[]string{"--upstream", "http://[::1"}, 2},
+		{[]string{"--upstream", "http://127.0.0.1:1", "--listen", busy.Addr().String()}, 1},
+		{[]string{"--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--admin", busy.Addr().String()}, 1},
+	} {
+		var out, errb bytes.Buffer
+		args := append([]string{"record", "--store", store}, tc.args...)
+		if code := run(context.Background(), args, &out, &errb); code != tc.code {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", tc.args, code, tc.code, errb.String())
+		}
+	}
+	if _, err := os.Stat(store); err != nil {
+		return // not even created
+	}
+	s, err := tape.Open(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n := 0
+	if err := s.Recordings(func(*tape.Recording) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("failed starts left %d recordings in the store", n)
 	}
 }
 
