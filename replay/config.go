@@ -92,7 +92,8 @@ const (
 // doc says otherwise. Flags of "llmtape replay" bind to these fields.
 type Config struct {
 	// Target is the base URL of the server (e.g. http://127.0.0.1:8000 or .../v1); each
-	// request goes to its recorded path under it. Required.
+	// request goes to its recorded path under it, with the target's query (Azure's
+	// ?api-version=…) kept. Required.
 	Target string `json:"target"`
 	// Recording is the recording to replay; 0 means the latest complete one.
 	Recording uint64 `json:"recording"`
@@ -197,9 +198,8 @@ func (c Config) withDefaults() (Config, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return c, cfgErr("target %q is not an http(s) URL", c.Target)
 	}
-	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		// The recorded path is appended to the target: after a query it would land in it.
-		return c, cfgErr("target %q: want a base URL without ?query or #fragment", c.Target)
+	if u.Fragment != "" {
+		return c, cfgErr("target %q: want a base URL without #fragment", c.Target)
 	}
 	if c.Arrival == "" {
 		c.Arrival = ArrivalOriginal

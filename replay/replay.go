@@ -86,7 +86,9 @@ func New(st *tape.Store, cfg Config) (*Replayer, error) {
 		return nil, fmt.Errorf("find recording %d: %w", cfg.Recording, err)
 	}
 	r := &Replayer{cfg: cfg, store: st, stop: make(chan struct{})}
-	r.base, _ = url.Parse(strings.TrimRight(cfg.Target, "/"))
+	r.base, _ = url.Parse(cfg.Target)
+	r.base.Path = strings.TrimRight(r.base.Path, "/")
+	r.base.RawPath = ""
 	r.plans, err = load(st, &r.cfg)
 	if err != nil {
 		return nil, err
@@ -98,7 +100,9 @@ func New(st *tape.Store, cfg Config) (*Replayer, error) {
 		for i := range p.turns {
 			tp := &p.turns[i]
 			if _, ok := r.urls[tp.path]; !ok {
-				r.urls[tp.path] = r.base.String() + joinPath(r.base.Path, tp.path)
+				u := *r.base
+				u.Path += joinPath(r.base.Path, tp.path)
+				r.urls[tp.path] = u.String()
 			}
 			if tp.skip != "" {
 				continue
