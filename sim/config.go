@@ -194,10 +194,17 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("block size %d: want at least 1", c.BlockSize)
 	case c.CacheBlocks < 0:
 		return c, fmt.Errorf("cache blocks %d: want 0 or more", c.CacheBlocks)
-	case c.TTFT < 0, c.PrefillPerToken < 0, c.ITL < 0, c.ITLPerRunning < 0, c.Jitter < 0, c.Stall < 0, c.RetryAfter < 0:
-		return c, fmt.Errorf("durations must not be negative")
 	case c.FailStatus < 400 || c.FailStatus > 599:
 		return c, fmt.Errorf("fail status %d: want 400..599", c.FailStatus)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"ttft", c.TTFT}, {"prefill per token", c.PrefillPerToken}, {"itl", c.ITL}, {"itl per running", c.ITLPerRunning},
+		{"jitter", c.Jitter}, {"stall", c.Stall}, {"retry after", c.RetryAfter}} {
+		if d.v < 0 {
+			return c, fmt.Errorf("%s %v: must not be negative", d.name, d.v)
+		}
 	}
 	for _, r := range []struct {
 		name string

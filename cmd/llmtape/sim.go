@@ -89,6 +89,17 @@ func (o *simOptions) run(cmd *cobra.Command) error {
 	if o.shutdownTimeout < 0 {
 		return usageErrorf("--shutdown-timeout %v: must not be negative", o.shutdownTimeout)
 	}
+	// In a sim.Config zero means "default" for these; on the command line the default is
+	// shown in --help, so an explicit 0 or a negative value is a mistake.
+	for _, f := range []struct {
+		name string
+		v    int
+		min  int
+	}{{"--tokens-per-chunk", o.cfg.TokensPerChunk, 1}, {"--block-size", o.cfg.BlockSize, 1}, {"--max-running", o.cfg.MaxRunning, 0}} {
+		if f.v < f.min {
+			return usageErrorf("%s %d: want at least %d", f.name, f.v, f.min)
+		}
+	}
 	srv, err := sim.New(o.cfg)
 	if err != nil {
 		return usageErrorf("%v", err)

@@ -102,6 +102,10 @@ func TestSimCommandBadFlags(t *testing.T) {
 		{"sim", "--tokenizer", "nope"},
 		{"sim", "--fail-status", "200"},
 		{"sim", "extra-arg"},
+		{"sim", "--tokens-per-chunk", "0"},
+		{"sim", "--block-size", "0"},
+		{"sim", "--max-running", "-1"},
+		{"sim", "--itl", "-1ms"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
