@@ -312,6 +312,7 @@ func (c Config) options() json.RawMessage {
 		APIKey  bool     `json:"api_key"`
 	}
 	o := opts{Config: c, SLO: c.SLO.String(), APIKey: c.APIKey != ""}
+	o.Target = redactURL(c.Target)
 	for k, vs := range c.Header {
 		for _, v := range vs {
 			if secretHeader(k) {
@@ -325,6 +326,16 @@ func (c Config) options() json.RawMessage {
 		return json.RawMessage(`{}`)
 	}
 	return b
+}
+
+// redactURL hides the password of a URL's user info (http://user:pass@host): credentials
+// never reach the store.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
 }
 
 func secretHeader(k string) bool {

@@ -255,7 +255,7 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	start := r.start
 	r.started.Store(&start)
 	run := &tape.Run{
-		Name: r.cfg.Name, Target: r.cfg.Target, Recording: r.cfg.Recording,
+		Name: r.cfg.Name, Target: redactURL(r.cfg.Target), Recording: r.cfg.Recording,
 		Options: r.cfg.options(), Started: r.start,
 	}
 	if run.Name == "" {

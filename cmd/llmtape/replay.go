@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -272,8 +273,12 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 	}
 	stderr := cmd.ErrOrStderr()
 	full := r.Config()
+	target := full.Target
+	if u, err := url.Parse(target); err == nil {
+		target = u.Redacted() // no password on the terminal either
+	}
 	fmt.Fprintf(stderr, "replaying %d conversations (%d requests) of recording %d against %s\n",
-		len(r.Conversations()), r.Progress().Planned, full.Recording, full.Target)
+		len(r.Conversations()), r.Progress().Planned, full.Recording, target)
 	if !full.StartAt.IsZero() {
 		if d := time.Until(full.StartAt); d > 0 {
 			fmt.Fprintf(stderr, "waiting for --start-at %s (%v)\n", full.StartAt.UTC().Format(time.RFC3339Nano), d.Round(time.Millisecond))
