@@ -548,7 +548,6 @@ func TestParseShard(t *testing.T) {
 	}
 }
 
-var _ = fmt.Sprint
 
 func TestSyntheticAndCompletionTurns(t *testing.T) {
 	st := tapetest.MustOpen(t)
