@@ -548,7 +548,6 @@ func TestParseShard(t *testing.T) {
 	}
 }
 
-
 func TestSyntheticAndCompletionTurns(t *testing.T) {
 	st := tapetest.MustOpen(t)
 	rec := tapetest.Recording(t, st)
