@@ -2,7 +2,6 @@ package sim
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"hash/fnv"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/llmtape/llmtape/internal/jsonstr"
 	"github.com/llmtape/llmtape/openai"
 )
 
@@ -246,11 +246,6 @@ func makeID(prefix string, rng *rand.Rand) string {
 	return string(b)
 }
 
-func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
-}
-
 // jitter returns d plus a uniform offset in [-j, +j], never below zero.
 func jitter(d, j time.Duration, rng *rand.Rand) time.Duration {
 	if j <= 0 {
@@ -333,7 +328,7 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 		model = s.cfg.Model
 	}
 	m := &meta{created: arrival.Unix()}
-	m.model = appendJSONString(nil, model)
+	m.model = jsonstr.Append(nil, model)
 	// Ids are unique per server instance (not seeded): two sims never hand out the same id.
 	idRng := rand.New(rand.NewPCG(s.idSeed, idx))
 	if chat {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/llmtape/llmtape/internal/jsonstr"
 	"github.com/llmtape/llmtape/openai"
 )
 
@@ -184,7 +185,7 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b := []byte(`{"object":"list","data":[{"id":`)
-	b = appendJSONString(b, s.cfg.Model)
+	b = jsonstr.Append(b, s.cfg.Model)
 	b = append(b, `,"object":"model","created":`...)
 	b = strconv.AppendInt(b, s.created, 10)
 	b = append(b, `,"owned_by":"llmtape"}]}`...)

@@ -184,3 +184,21 @@ func TestVaryOutput(t *testing.T) {
 		t.Errorf("same seed, same request order: %q, then %q", varied, again)
 	}
 }
+
+// A request's model is echoed as a JSON string, whatever it holds.
+func TestModelEchoedAsJSON(t *testing.T) {
+	s := MustStart(t, sim.Config{Tokenizer: "approx"})
+	for _, model := range []string{`a"b\c`, "line\nbreak <&> é \u2028", "\x01"} {
+		body, _ := json.Marshal(map[string]any{"model": model, "max_tokens": 2,
+			"messages": []map[string]string{{"role": "user", "content": "hi"}}})
+		resp := post(t, s.URL()+"/v1/chat/completions", string(body))
+		var r struct {
+			Model string `json:"model"`
+		}
+		err := json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil || r.Model != model {
+			t.Errorf("model %q: echoed %q, %v", model, r.Model, err)
+		}
+	}
+}
