@@ -24,6 +24,7 @@ import (
 	"github.com/llmtape/llmtape/proxy/proxytest"
 	"github.com/llmtape/llmtape/recorder"
 	"github.com/llmtape/llmtape/sim"
+	"github.com/llmtape/llmtape/sim/simtest"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -42,16 +43,7 @@ func benchSim(b *testing.B, ttft, itl time.Duration) string {
 	cfg.MaxRunning = 0
 	cfg.Tokenizer = "approx"
 	cfg.Stamp = true
-	s, err := sim.New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	u, err := s.Start("")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	return u
+	return simtest.MustStart(b, cfg).URL()
 }
 
 // recordingProxy runs a reverse proxy that records into a fresh store through the recorder,

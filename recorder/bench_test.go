@@ -11,6 +11,7 @@ import (
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/recorder"
 	"github.com/llmtape/llmtape/sim"
+	"github.com/llmtape/llmtape/sim/simtest"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -175,15 +176,7 @@ func BenchmarkRecordThroughProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	srv, err := sim.New(sim.Config{Seed: 3, OutputLen: sim.LenRange{Min: 8, Max: 8}, Tokenizer: "approx"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	url, err := srv.Start("")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
+	url := simtest.MustStart(b, sim.Config{Seed: 3, OutputLen: sim.LenRange{Min: 8, Max: 8}, Tokenizer: "approx"}).URL()
 	st := startStack(b, s, url, recorder.Config{})
 	convs := make([][]string, (b.N+3)/4)
 	for i := range convs {

@@ -20,6 +20,7 @@ import (
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/recorder"
 	"github.com/llmtape/llmtape/sim"
+	"github.com/llmtape/llmtape/sim/simtest"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -28,17 +29,8 @@ import (
 // different replies to equal prompts; without, equal prompts get equal replies.
 func startSim(t testing.TB, vary bool) string {
 	t.Helper()
-	srv, err := sim.New(sim.Config{Seed: 7, OutputLen: sim.LenRange{Min: 3, Max: 12}, Tokenizer: "approx",
-		TTFT: 2 * time.Millisecond, ITL: 200 * time.Microsecond, VaryOutput: vary})
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, err := srv.Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return url
+	return simtest.MustStart(t, sim.Config{Seed: 7, OutputLen: sim.LenRange{Min: 3, Max: 12}, Tokenizer: "approx",
+		TTFT: 2 * time.Millisecond, ITL: 200 * time.Microsecond, VaryOutput: vary}).URL()
 }
 
 // stack is a running proxy and its recorder; restart replaces both on the same store, as a
@@ -481,24 +473,8 @@ func TestStitchSharedPrefix(t *testing.T) {
 // connect), an upstream 429 (http), and a client that goes away mid-stream (canceled, with the
 // part of the reply that had arrived).
 func TestErrorTurnsThroughProxy(t *testing.T) {
-	slow, err := sim.New(sim.Config{Seed: 1, TTFT: time.Millisecond, ITL: 20 * time.Millisecond, Tokenizer: "approx"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slowURL, err := slow.Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { slow.Close() })
-	failing, err := sim.New(sim.Config{Seed: 1, FailRate: 1, FailStatus: 429, Tokenizer: "approx"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	failURL, err := failing.Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { failing.Close() })
+	slowURL := simtest.MustStart(t, sim.Config{Seed: 1, TTFT: time.Millisecond, ITL: 20 * time.Millisecond, Tokenizer: "approx"}).URL()
+	failURL := simtest.MustStart(t, sim.Config{Seed: 1, FailRate: 1, FailStatus: 429, Tokenizer: "approx"}).URL()
 	// A port that was just free: nothing listens there.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

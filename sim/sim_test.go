@@ -12,21 +12,11 @@ import (
 	"time"
 
 	"github.com/llmtape/llmtape/sim"
+	"github.com/llmtape/llmtape/sim/simtest"
 )
 
 // MustStart starts a sim with cfg on a free port and closes it when the test ends.
-func MustStart(t testing.TB, cfg sim.Config) *sim.Server {
-	t.Helper()
-	s, err := sim.New(cfg)
-	if err != nil {
-		t.Fatalf("new sim: %v", err)
-	}
-	if _, err := s.Start(""); err != nil {
-		t.Fatalf("start sim: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+var MustStart = simtest.MustStart
 
 func post(t testing.TB, url, body string) *http.Response {
 	t.Helper()

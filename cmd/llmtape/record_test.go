@@ -30,6 +30,7 @@ import (
 
 	"github.com/llmtape/llmtape/proxy/proxytest"
 	"github.com/llmtape/llmtape/sim"
+	"github.com/llmtape/llmtape/sim/simtest"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -45,16 +46,7 @@ func recStartSim(t *testing.T, ttft, itl time.Duration) string {
 	cfg.TTFT, cfg.ITL, cfg.ITLPerRunning, cfg.PrefillPerToken = ttft, itl, 0, 0
 	cfg.MaxRunning = 0
 	cfg.Tokenizer = "approx"
-	s, err := sim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := s.Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return u
+	return simtest.MustStart(t, cfg).URL()
 }
 
 // recChat sends one streamed chat request and returns the body.
