@@ -176,7 +176,7 @@ func (p *Proxy) Serve(l net.Listener) error {
 }
 
 // Shutdown stops accepting connections and waits until every recordable exchange in flight
-// has finished and been handed to the Sink. When ctx ends first, the upstream requests still
+// has finished and been handed to the Sink, then closes the idle upstream connections. When ctx ends first, the upstream requests still
 // running are cancelled (their exchanges are captured with what had arrived, ErrClass
 // "canceled"), connections are closed, and ctx's error is returned.
 func (p *Proxy) Shutdown(ctx context.Context) error {
@@ -193,6 +193,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	err := p.waitIdle(ctx)
 	wg.Wait()
+	// The transport keeps idle upstream connections (two goroutines each) for IdleConnTimeout;
+	// nothing will use them now.
+	defer p.transport.CloseIdleConnections()
 	if err == nil {
 		return nil
 	}
