@@ -75,7 +75,7 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.IntVar(&c.Retries, "retries", 0, "retry a failed request up to N times (counted in the summary)")
 	f.StringVar((*string)(&c.OnError), "on-error", "continue", "after a failed request: continue (with the recorded reply in the history) or stop-conversation")
 	f.StringVar(&o.slo, "slo", "", "objectives for goodput, e.g. ttft=500ms,tpot=50ms,e2e=10s")
-	f.StringVar(&o.jsonFile, "json", "", "also write the summary as JSON to this file (- for stdout)")
+	f.StringVar(&o.jsonFile, "json", "", "also write the summary as JSON to this file (-: to stdout alone, the table then goes to stderr)")
 	f.DurationVar(&o.progress, "progress-interval", 10*time.Second, "interval of the plain progress lines when stderr is not a terminal (0: none)")
 }
 
@@ -323,6 +323,10 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 		return fmt.Errorf("replay: %w", runErr)
 	}
 	out := cmd.OutOrStdout()
+	if o.jsonFile == "-" {
+		// stdout carries the JSON alone, for a pipe into jq; the table goes to stderr.
+		out = stderr
+	}
 	if err := rep.Summary.WriteTable(out); err != nil {
 		return err
 	}
@@ -338,7 +342,7 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 		fmt.Fprintf(stderr, "warning: %d results could not be written to the store\n", rep.Lost)
 	}
 	if o.jsonFile != "" {
-		if err := writeSummaryJSON(o.jsonFile, out, rep.Summary); err != nil {
+		if err := writeSummaryJSON(o.jsonFile, cmd.OutOrStdout(), rep.Summary); err != nil {
 			return err
 		}
 	}

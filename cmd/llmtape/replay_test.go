@@ -136,6 +136,24 @@ func TestReplayUsageErrors(t *testing.T) {
 	}
 }
 
+// TestReplayJSONToStdout: with --json - stdout is the JSON summary alone.
+func TestReplayJSONToStdout(t *testing.T) {
+	path := replayStore(t, 2, 2)
+	url := replaySim(t, sim.Config{TTFT: time.Millisecond, ITL: 100 * time.Microsecond})
+	code, out, errOut := execCmd(context.Background(), "replay", "--store", path, "--target", url,
+		"--think", "none", "--json", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var sum struct{ Requests struct{ Total, OK int } }
+	if err := json.Unmarshal([]byte(out), &sum); err != nil || sum.Requests.OK != 4 {
+		t.Errorf("stdout is not the JSON summary of 4 requests (%v):\n%s", err, out)
+	}
+	if !strings.Contains(errOut, "ttft_ms") || !strings.Contains(errOut, "saved (complete, 4 results)") {
+		t.Errorf("stderr lacks the table:\n%s", errOut)
+	}
+}
+
 // TestReplayInterruptBeforeStartAt: Ctrl-C while waiting for --start-at exits with 130 and
 // leaves no run.
 func TestReplayInterruptBeforeStartAt(t *testing.T) {
