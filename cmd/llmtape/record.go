@@ -121,6 +121,9 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	if o.drainTimeout < 0 || o.commitInterval < 0 {
 		return usageErrorf("--drain-timeout and --commit-interval must not be negative")
 	}
+	if o.queueSize < 1 {
+		return usageErrorf("--queue %d: want at least 1", o.queueSize)
+	}
 	cfg := proxy.Config{Mode: o.mode, MaxBody: maxBody, RedactHeaders: o.redact, Intercept: o.intercept}
 	switch o.mode {
 	case proxy.ModeReverse:

@@ -207,7 +207,8 @@ func TestRecordFlagErrors(t *testing.T) {
 		{[]string{"record"}, "needs --upstream"},
 		{[]string{"record", "--upstream", "http://x", "--max-body", "lots"}, "--max-body"},
 		{[]string{"record", "--mode", "sideways"}, "--mode"},
-		{[]string{"record", "--upstream", "ftp://x"}, "upstream"},
+		{[]string{"record", "--upstream", "ftp://x"}, "--upstream"},
+		{[]string{"record", "--upstream", "http://x", "--queue", "0"}, "--queue"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), append(tc.args, "--store", filepath.Join(t.TempDir(), "s.db")), &out, &errb)
