@@ -432,7 +432,7 @@ func testStitchFastChat(t *testing.T, vary bool) {
 // 50 conversations that share the system prompt and the first user message, then diverge, run
 // by 50 concurrent clients, all starting at once and arriving 20 ms apart as users do. Against a
 // simulator that samples (VaryOutput) each first reply differs, so every second turn must find
-// its own first turn: exact ground truth. Against prompt-only replies the 50 first turns are
+// its own first turn: exact ground truth, with the proxy and recorder restarted halfway. Against prompt-only replies the 50 first turns are
 // identical, and when they end together which twin a second turn continues is a guess, right by
 // content only.
 func TestStitchSharedPrefix(t *testing.T) {
@@ -458,13 +458,25 @@ func TestStitchSharedPrefix(t *testing.T) {
 			st := startStack(t, s, startSim(t, tc.vary), recorder.Config{})
 			d := &driver{st: st, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 				system: "You are a helpful assistant.", stagger: stagger}
+			if tc.vary {
+				d.halfway = 102 // of 200 turns: restart the proxy and recorder halfway, mid-conversation
+			}
 			d.run(t, convs, 50)
 			stats := st.stop()
 			rep := checkStitching(t, st, d, convs, tc.vary)
+			for _, s := range d.stats {
+				if s.NotRecorded != 0 || s.Errors != 0 {
+					t.Errorf("recorder stats before the restart %+v", s)
+				}
+			}
 			if stats.NotRecorded != 0 || stats.Errors != 0 || stats.Open != 50 {
 				t.Errorf("recorder stats %+v", stats)
 			}
-			t.Logf("%d turns in %d conversations; %d hold exactly one driver conversation; %d turns continue an identical twin", rep.turns, rep.convs, rep.exact, rep.switches)
+			if tc.vary && (len(st.recs) != 2 || rep.acrossRestart == 0) {
+				t.Errorf("%d recordings, %d conversations across the restart; want 2 and some", len(st.recs), rep.acrossRestart)
+			}
+			t.Logf("%d turns in %d conversations; %d hold exactly one driver conversation; %d turns continue an identical twin; %d conversations continued across a restart",
+				rep.turns, rep.convs, rep.exact, rep.switches, rep.acrossRestart)
 		})
 	}
 }
