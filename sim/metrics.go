@@ -115,7 +115,9 @@ func (h *histogram) writeProm(w *bufio.Writer, name, help, labels string) {
 		w.WriteString(name + "_bucket{" + labels + ",le=\"" + strconv.FormatFloat(b, 'g', -1, 64) + "\"} ")
 		w.WriteString(strconv.FormatInt(cum, 10) + "\n")
 	}
-	count := h.count.Load()
+	// observe adds to a bucket before the count: a scrape in between would see fewer in +Inf
+	// than in the last bucket, which Prometheus rejects.
+	count := max(h.count.Load(), cum)
 	w.WriteString(name + "_bucket{" + labels + ",le=\"+Inf\"} " + strconv.FormatInt(count, 10) + "\n")
 	w.WriteString(name + "_sum{" + labels + "} " +
 		strconv.FormatFloat(time.Duration(h.sumNs.Load()).Seconds(), 'g', -1, 64) + "\n")
