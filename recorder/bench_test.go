@@ -61,14 +61,7 @@ func BenchmarkRecorder(b *testing.B) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	for _, x := range xs {
-		// A client cannot outrun the recorder by more than the queue: pace like live traffic
-		// that the recorder keeps up with.
-		for r.Stats().QueueDepth > recorder.DefaultQueueSize/2 {
-			runtime.Gosched()
-		}
-		r.Capture(x)
-	}
+	feed(r, xs, false)
 	if err := r.Close(); err != nil {
 		b.Fatal(err)
 	}
@@ -80,6 +73,21 @@ func BenchmarkRecorder(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/el.Seconds(), "exchanges/s")
 	b.ReportMetric(float64(st.NotRecorded), "not_recorded")
+}
+
+// feed captures xs, pacing like live traffic that the recorder keeps up with (a client cannot
+// outrun the recorder by more than the queue): the queue stays at most half full. With wait,
+// it then waits until the queue is empty.
+func feed(r *recorder.Recorder, xs []*proxy.Exchange, wait bool) {
+	for _, x := range xs {
+		for r.Stats().QueueDepth > recorder.DefaultQueueSize/2 {
+			runtime.Gosched()
+		}
+		r.Capture(x)
+	}
+	for wait && r.Stats().QueueDepth > 0 {
+		runtime.Gosched()
+	}
 }
 
 // BenchmarkStitchManyOpen measures one continuation while 10,000 conversations are open: the
@@ -97,26 +105,10 @@ func BenchmarkStitchManyOpen(b *testing.B) {
 	}
 	all := shortExchanges(10000*4 + b.N)
 	warm, xs := all[:10000*4], all[10000*4:]
-	for _, x := range warm {
-		for r.Stats().QueueDepth > recorder.DefaultQueueSize/2 {
-			runtime.Gosched()
-		}
-		r.Capture(x)
-	}
-	for r.Stats().QueueDepth > 0 {
-		runtime.Gosched()
-	}
+	feed(r, warm, true)
 	b.ResetTimer()
 	start := time.Now()
-	for _, x := range xs {
-		for r.Stats().QueueDepth > recorder.DefaultQueueSize/2 {
-			runtime.Gosched()
-		}
-		r.Capture(x)
-	}
-	for r.Stats().QueueDepth > 0 {
-		runtime.Gosched()
-	}
+	feed(r, xs, true)
 	el := time.Since(start)
 	b.StopTimer()
 	open := r.Stats().Open
@@ -140,12 +132,7 @@ func BenchmarkRebuild(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, x := range shortExchanges(2000 * 4) {
-		for r.Stats().QueueDepth > recorder.DefaultQueueSize/2 {
-			runtime.Gosched()
-		}
-		r.Capture(x)
-	}
+	feed(r, shortExchanges(2000*4), false)
 	if err := r.Close(); err != nil {
 		b.Fatal(err)
 	}
