@@ -24,7 +24,9 @@
 // # Determinism
 //
 // The output text and its natural length are drawn from Config.Seed and the prompt's tokens,
-// so the same request gets the same answer. Faults and jitter are drawn from Config.Seed and
+// so the same request gets the same answer. With Config.VaryOutput the text is drawn from the
+// seed, the prompt and the request's index instead, so equal prompts get different replies, as
+// from a server that samples (lengths and timing stay as without it). Faults and jitter are drawn from Config.Seed and
 // the request's index (its arrival order among well-formed requests), so a seed gives the same
 // faults to the same index whatever the goroutine order. Stats reports exactly what was
 // injected.
@@ -33,6 +35,7 @@
 //
 // The prefix cache gets a request's prompt blocks when its prefill ends and, for chat, the
 // blocks of the prompt plus the reply (rendered as the assistant message a client sends back)
-// when the reply is complete. The text is random words; it is not a model. An injected disconnect aborts
-// the handler with http.ErrAbortHandler, so the client sees the connection close mid-body.
+// when the reply is complete. The text is random words; it is not a model. An injected
+// disconnect aborts the handler with http.ErrAbortHandler, so the client sees the connection
+// close mid-body.
 package sim
