@@ -215,3 +215,30 @@ func TestSimCommandSIGTERM(t *testing.T) {
 		t.Fatalf("stderr %q", stderr.String())
 	}
 }
+
+// --vary-output reaches the server: the same prompt twice gets two different texts.
+func TestSimCommandVaryOutput(t *testing.T) {
+	url, stop, code, _ := startSimCmd(t, "--vary-output", "--tokenizer", "approx", "--ttft", "0s", "--itl", "0s", "--output-len", "8")
+	var texts []string
+	for range 2 {
+		resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		_, text, ok := strings.Cut(string(body), `"content":`)
+		if !ok {
+			t.Fatalf("status %d, no content: %s", resp.StatusCode, body)
+		}
+		texts = append(texts, text)
+	}
+	if texts[0] == texts[1] {
+		t.Errorf("same text twice with --vary-output: %s", texts[0])
+	}
+	stop()
+	if st := <-code; st != 0 {
+		t.Fatalf("exit %d", st)
+	}
+}
