@@ -501,3 +501,25 @@ func TestPrefixCacheKeepsReplies(t *testing.T) {
 			second.usage.Cached(), first.usage.PromptTokens)
 	}
 }
+
+// TestPacingModes: with the precise pacer (the default) and with CoarseTimers, a stream keeps
+// to its absolute deadlines: every token arrives, and the stream is never early.
+func TestPacingModes(t *testing.T) {
+	const itl = 3 * time.Millisecond
+	for _, coarse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("coarse=%v", coarse), func(t *testing.T) {
+			s := MustStart(t, sim.Config{ITL: itl, CoarseTimers: coarse})
+			m := measure(http.DefaultClient, s.URL()+"/v1/chat/completions",
+				`{"messages":[{"role":"user","content":"x"}],"stream":true,"max_tokens":21,"ignore_eos":true}`)
+			if m.err != nil || !m.done {
+				t.Fatalf("stream: %v", m.err)
+			}
+			if len(m.gaps) != 20 {
+				t.Fatalf("%d gaps, want 20", len(m.gaps))
+			}
+			if want := 20 * itl; m.e2e-m.ttft < want*9/10 {
+				t.Errorf("20 gaps took %v, want at least %v", m.e2e-m.ttft, want)
+			}
+		})
+	}
+}

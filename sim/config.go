@@ -136,6 +136,12 @@ type Config struct {
 	// Stamp adds "llmtape_sent_unix_ns" (the wall clock just before the write) to every
 	// stream event's JSON.
 	Stamp bool
+
+	// CoarseTimers waits for the tokens after the first on Go timers instead of the precise
+	// pacer (see pacer.go): about a third of the CPU per event, but each event up to about 1 ms
+	// late when the process is idle. The first token always uses the pacer. Ignored where the
+	// platform has no precise clock (timers are used throughout).
+	CoarseTimers bool
 }
 
 // DefaultConfig returns the defaults of `llmtape sim`.
