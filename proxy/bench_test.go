@@ -144,12 +144,16 @@ type streamTimes struct {
 }
 
 // round sends n concurrent streams of events each to base and records their timing.
-func round(b *testing.B, client *http.Client, base string, n, events int, into *streamTimes, tag int) {
+func round(b *testing.B, client *http.Client, base string, n, events int, into *streamTimes, tag int, stagger time.Duration) {
 	var wg sync.WaitGroup
+	start := time.Now()
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if stagger > 0 {
+				time.Sleep(time.Until(start.Add(time.Duration(i) * stagger)))
+			}
 			body := fmt.Sprintf(`{"model":"m","messages":[{"role":"user","content":"bench %d stream %d"}],"stream":true,"max_tokens":%d,"ignore_eos":true}`, tag, i, events)
 			req, _ := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
@@ -209,7 +213,18 @@ func pct(v []int64, p float64) float64 {
 
 // BenchmarkStreams: 64 concurrent streams of 200 events from the simulator (TTFT 20 ms, ITL
 // 10 ms), direct, through the recording proxy, and through nginx, interleaved round by round.
+//
+// "burst" starts the 64 streams of a round at the same instant, so their requests and their
+// events reach every hop together and the figures include the queueing of 64 of each on two
+// cores shared by client, proxy and simulator. "staggered" starts stream i of a round at
+// i × 10 ms: the 64 streams (2 s each) still all run at once for most of the round, but the
+// time to first token measures what one more hop costs a request, not a synchronized burst.
 func BenchmarkStreams(b *testing.B) {
+	b.Run("burst", func(b *testing.B) { benchStreamsThrough(b, 0) })
+	b.Run("staggered", func(b *testing.B) { benchStreamsThrough(b, 10*time.Millisecond) })
+}
+
+func benchStreamsThrough(b *testing.B, stagger time.Duration) {
 	conc, events := 64, 200
 	if v, err := strconv.Atoi(os.Getenv("LLMTAPE_BENCH_STREAMS")); err == nil && v > 0 {
 		conc = v // for a quick look: LLMTAPE_BENCH_STREAMS=1
@@ -231,7 +246,7 @@ func BenchmarkStreams(b *testing.B) {
 	for i := range targets {
 		times[i] = &streamTimes{}
 		clients[i] = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, DisableCompression: true}}
-		round(b, clients[i], targets[i].base, conc, 5, &streamTimes{}, -1) // warm connections
+		round(b, clients[i], targets[i].base, conc, 5, &streamTimes{}, -1, 0) // warm connections
 	}
 	if f := os.Getenv("LLMTAPE_BENCH_PROFILE"); f != "" && b.N > 1 {
 		go func() { // CPU profile of the proxy process during the rounds
@@ -248,7 +263,7 @@ func BenchmarkStreams(b *testing.B) {
 	for n := 0; n < b.N; n++ {
 		for i, tg := range targets {
 			before := len(times[i].ttft)
-			round(b, clients[i], tg.base, conc, events, times[i], n*len(targets)+i)
+			round(b, clients[i], tg.base, conc, events, times[i], n*len(targets)+i, stagger)
 			if os.Getenv("LLMTAPE_BENCH_ROUNDS") != "" {
 				fmt.Printf("round %d %-8s TTFT p50 %8.0f µs\n", n, tg.name, pct(times[i].ttft[before:], 50))
 			}
