@@ -502,13 +502,13 @@ func TestPrefixCacheKeepsReplies(t *testing.T) {
 	}
 }
 
-// TestPacingModes: with the precise pacer (the default) and with CoarseTimers, a stream keeps
+// TestPacingModes: with timers after the first token (the default) and with PreciseTimers, a stream keeps
 // to its absolute deadlines: every token arrives, and the stream is never early.
 func TestPacingModes(t *testing.T) {
 	const itl = 3 * time.Millisecond
-	for _, coarse := range []bool{false, true} {
-		t.Run(fmt.Sprintf("coarse=%v", coarse), func(t *testing.T) {
-			s := MustStart(t, sim.Config{ITL: itl, CoarseTimers: coarse})
+	for _, precise := range []bool{false, true} {
+		t.Run(fmt.Sprintf("precise=%v", precise), func(t *testing.T) {
+			s := MustStart(t, sim.Config{ITL: itl, PreciseTimers: precise})
 			m := measure(http.DefaultClient, s.URL()+"/v1/chat/completions",
 				`{"messages":[{"role":"user","content":"x"}],"stream":true,"max_tokens":21,"ignore_eos":true}`)
 			if m.err != nil || !m.done {

@@ -391,16 +391,16 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 	// The text is kept for a non-streamed reply, and for a chat reply whose blocks go into the
 	// prefix cache at the end.
 	st := newStream(chat, s.cfg.Stamp, !req.Stream || (chat && s.cache != nil), m, textRng)
-	// Every deadline is waited for on the precise pacer, so that inter-token gaps stay within
-	// a fraction of a millisecond of the model. With CoarseTimers the later ones wait on a
-	// time.Timer instead, which costs several times less CPU per wake-up and is late by at
-	// most about 1 ms, without accumulating (absolute deadlines).
+	// The first token's deadline is waited for on the precise pacer (TTFT is the figure held
+	// to the tightest tolerance); the later ones on a time.Timer, which costs several times
+	// less CPU per wake-up and is late by at most about 1 ms, without accumulating (absolute
+	// deadlines), unless PreciseTimers asks for the pacer throughout.
 	first := newSleeper()
 	var later sleeper
-	if s.cfg.CoarseTimers {
-		later = newTimerSleeper()
-	} else {
+	if s.cfg.PreciseTimers {
 		later = newSleeper()
+	} else {
+		later = newTimerSleeper()
 	}
 	defer first.stop()
 	defer later.stop()

@@ -15,8 +15,9 @@ import (
 // Go's netpoller like a socket), armed for the earliest deadline of a heap of waiting streams.
 // Each stream still has its own goroutine and absolute deadlines; only the wake-up source is
 // shared. A pacer wake-up costs several times the CPU of a timer's (a goroutine hop and two
-// or three syscalls); Config.CoarseTimers keeps it for the first token only and paces the rest
-// on timers. Where no timerfd is available, a time.Timer is used.
+// or three syscalls), so streams use it for their first token only, where precision matters
+// most, unless Config.PreciseTimers asks for it throughout. Where no timerfd is available, a
+// time.Timer is used.
 
 // sleeper waits for one stream; it is not safe for concurrent use.
 type sleeper interface {

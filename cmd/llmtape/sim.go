@@ -47,7 +47,7 @@ func (o *simOptions) bind(cmd *cobra.Command) {
 	f.DurationVar(&o.cfg.Stall, "stall", d.Stall, "length of an injected mid-stream pause")
 	f.Float64Var(&o.cfg.DisconnectRate, "disconnect-rate", 0, "fraction of requests whose connection is cut mid-stream")
 	f.BoolVar(&o.cfg.Stamp, "stamp", false, `add "llmtape_sent_unix_ns" (server send time) to every stream event`)
-	f.BoolVar(&o.cfg.CoarseTimers, "coarse-timers", false, "pace tokens after the first with Go timers: a third of the CPU per event, up to about 1 ms late each")
+	f.BoolVar(&o.cfg.PreciseTimers, "precise-timers", false, "pace every token on the precise clock, not only the first: less server-side drift, about twice the CPU per event")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", sim.DefaultShutdownTimeout, "on SIGTERM or Ctrl-C, how long to let streams in flight finish")
 }
 
