@@ -1,7 +1,6 @@
 package replay_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,81 +9,29 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/replay"
 	"github.com/llmtape/llmtape/sim"
+	"github.com/llmtape/llmtape/sim/simtest"
 	"github.com/llmtape/llmtape/tape"
 	"github.com/llmtape/llmtape/tape/tapetest"
 )
 
-// The benchmarks run the simulator in a child process (this test binary re-executed with
-// childEnv set), so that the client's CPU time (getrusage of this process) is the replayer's
-// alone and the server does not compete with the client's garbage collector.
-const childEnv = "LLMTAPE_REPLAY_BENCH_SIM"
-
+// The benchmarks run the simulator in a child process (simtest.StartChild), so that the
+// client's CPU time (getrusage of this process) is the replayer's alone and the server does
+// not compete with the client's garbage collector.
 func TestMain(m *testing.M) {
-	if cfg := os.Getenv(childEnv); cfg != "" {
-		os.Exit(runChild(cfg))
+	if code, served := simtest.ServeChild(); served {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
-}
-
-func runChild(cfgJSON string) int {
-	var cfg sim.Config
-	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "child config:", err)
-		return 2
-	}
-	s, err := sim.New(cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	url, err := s.Start("")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	fmt.Println(url)
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	_ = s.Close()
-	return 0
-}
-
-// childSim starts a simulator in a child process and returns its URL.
-func childSim(b *testing.B, cfg sim.Config) string {
-	b.Helper()
-	cfgJSON, _ := json.Marshal(cfg)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(cfgJSON))
-	cmd.Stderr = os.Stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start child sim: %v", err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		b.Fatalf("child sim: %v", err)
-	}
-	b.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
-	return strings.TrimSpace(line)
-}
-
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchStore writes n conversations of the given turns, arrivals spaced by gap, each turn's
@@ -187,9 +134,9 @@ func pct(v []float64, p float64) float64 {
 // 10ms, 50 tokens). ttft_err is the first event's error; itl_err is the error of each gap.
 func BenchmarkMeasurementError(b *testing.B) {
 	const streams, tokens = 200, 50
-	url := childSim(b, sim.Config{TTFT: 50 * time.Millisecond, ITL: 10 * time.Millisecond,
+	url := simtest.StartChild(b, sim.Config{TTFT: 50 * time.Millisecond, ITL: 10 * time.Millisecond,
 		Stamp: true, Tokenizer: "approx", OutputLen: sim.LenRange{Min: tokens, Max: tokens},
-		MaxRunning: streams})
+		MaxRunning: streams}).URL
 	st := benchStore(b, streams, 1, 0, 0, tokens)
 	var ttftErr, itlErr, eventErr []float64
 	b.ReportAllocs()
@@ -267,8 +214,8 @@ const eventsPerStream = 2
 
 func BenchmarkClientCPU(b *testing.B) {
 	n := envInt("LLMTAPE_BENCH_REQUESTS", 20000)
-	url := childSim(b, sim.Config{Tokenizer: "approx", OutputLen: sim.LenRange{Min: 1, Max: 1},
-		MaxRunning: 0, CacheBlocks: 0})
+	url := simtest.StartChild(b, sim.Config{Tokenizer: "approx", OutputLen: sim.LenRange{Min: 1, Max: 1},
+		MaxRunning: 0, CacheBlocks: 0}).URL
 	type point struct {
 		cpu              time.Duration
 		requests, events float64
@@ -281,9 +228,9 @@ func BenchmarkClientCPU(b *testing.B) {
 			b.Fatal(err)
 		}
 		runtime.GC()
-		c0 := selfCPU()
+		c0 := simtest.SelfCPU()
 		rep, err := r.Run(context.Background())
-		c1 := selfCPU()
+		c1 := simtest.SelfCPU()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -319,8 +266,8 @@ func BenchmarkClientCPU(b *testing.B) {
 func BenchmarkOpenLoop(b *testing.B) {
 	d := envDuration("LLMTAPE_BENCH_DURATION", 5*time.Second)
 	const rate = 1000
-	url := childSim(b, sim.Config{TTFT: 20 * time.Millisecond, ITL: time.Millisecond,
-		Tokenizer: "approx", OutputLen: sim.LenRange{Min: 8, Max: 8}, MaxRunning: 0, CacheBlocks: 0})
+	url := simtest.StartChild(b, sim.Config{TTFT: 20 * time.Millisecond, ITL: time.Millisecond,
+		Tokenizer: "approx", OutputLen: sim.LenRange{Min: 8, Max: 8}, MaxRunning: 0, CacheBlocks: 0}).URL
 	n := int(d.Seconds() * rate)
 	st := benchStore(b, n, 1, time.Second/rate, 0, 8)
 	for b.Loop() {
@@ -349,8 +296,8 @@ func BenchmarkOpenLoop(b *testing.B) {
 // (the message bytes), per conversation and in all.
 func BenchmarkActiveConversations(b *testing.B) {
 	n := envInt("LLMTAPE_BENCH_CONVERSATIONS", 10000)
-	url := childSim(b, sim.Config{Tokenizer: "approx", OutputLen: sim.LenRange{Min: 4, Max: 4},
-		MaxRunning: 0, CacheBlocks: 0})
+	url := simtest.StartChild(b, sim.Config{Tokenizer: "approx", OutputLen: sim.LenRange{Min: 4, Max: 4},
+		MaxRunning: 0, CacheBlocks: 0}).URL
 	st := benchStore(b, n, 3, 0, time.Hour, 4)
 	for b.Loop() {
 		runtime.GC()

@@ -3,13 +3,10 @@ package sim_test
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,85 +15,18 @@ import (
 	"time"
 
 	"github.com/llmtape/llmtape/sim"
+	"github.com/llmtape/llmtape/sim/simtest"
 )
 
-// The latency benchmarks run the sim in a child process (this test binary, re-executed with
-// childEnv set) so that the client's CPU and garbage collection do not disturb the server's
-// timing, and so that the server's CPU can be read on its own from /proc.
-const childEnv = "LLMTAPE_SIM_BENCH_CHILD"
-
+// The latency benchmarks run the sim in a child process (simtest.StartChild) so that the
+// client's CPU and garbage collection do not disturb the server's timing, and so that the
+// server's CPU can be read on its own.
 func TestMain(m *testing.M) {
-	if cfgJSON := os.Getenv(childEnv); cfgJSON != "" {
-		os.Exit(runChild(cfgJSON))
+	if code, served := simtest.ServeChild(); served {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
-
-// runChild serves a sim configured by cfgJSON until its stdin closes.
-func runChild(cfgJSON string) int {
-	var cfg sim.Config
-	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "child config:", err)
-		return 2
-	}
-	s, err := sim.New(cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	url, err := s.Start("")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	fmt.Println(url)
-	io.Copy(io.Discard, os.Stdin)
-	s.Close()
-	return 0
-}
-
-// child is a sim running in a child process.
-type child struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	url   string
-}
-
-func startChild(b *testing.B, cfg sim.Config) *child {
-	b.Helper()
-	cfgJSON, _ := json.Marshal(cfg)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(cfgJSON))
-	cmd.Stderr = os.Stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start child sim: %v", err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		b.Fatalf("child sim: %v", err)
-	}
-	c := &child{cmd: cmd, stdin: stdin, url: strings.TrimSpace(line)}
-	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	return c
-}
-
-// cpu returns the child's user+system CPU time so far, from /proc (0 where there is none).
-func (c *child) cpu() time.Duration {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(c.cmd.Process.Pid), "stat"))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name (which is in parentheses): utime is field 14, stime 15.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
-}
-
-// selfCPU is this process's CPU time (zero where the platform does not tell).
-func selfCPU() time.Duration { return sim.ProcessCPU() }
 
 // timing is what the benchmark client measured of one stream.
 type timing struct {
@@ -175,8 +105,8 @@ func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
 // benchStreams runs b.N rounds of `streams` concurrent streams of `tokens` tokens each.
 func benchStreams(b *testing.B, cfg sim.Config, streams, tokens int, stagger time.Duration) (all timing, events int, serverCPU, clientCPU time.Duration) {
-	c := startChild(b, cfg)
-	lastChildURL = c.url
+	c := simtest.StartChild(b, cfg)
+	lastChildURL = c.URL
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: streams, MaxConnsPerHost: streams}}
 	// Warm up connections and the tokenizer.
 	var wg sync.WaitGroup
@@ -184,13 +114,13 @@ func benchStreams(b *testing.B, cfg sim.Config, streams, tokens int, stagger tim
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			streamTimes(client, c.url, fmt.Sprintf(`{"messages":[{"role":"user","content":"warm %d"}],"stream":true,"max_tokens":2}`, i))
+			streamTimes(client, c.URL, fmt.Sprintf(`{"messages":[{"role":"user","content":"warm %d"}],"stream":true,"max_tokens":2}`, i))
 		}()
 	}
 	wg.Wait()
 	var mu sync.Mutex
 	var ttfts, sent []time.Duration
-	s0, c0 := c.cpu(), selfCPU()
+	s0, c0 := c.CPU(), simtest.SelfCPU()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for n := range b.N {
@@ -203,7 +133,7 @@ func benchStreams(b *testing.B, cfg sim.Config, streams, tokens int, stagger tim
 					time.Sleep(time.Until(round.Add(time.Duration(i) * stagger)))
 				}
 				body := fmt.Sprintf(`{"messages":[{"role":"user","content":"round %d stream %d"}],"stream":true,"max_tokens":%d,"ignore_eos":true}`, n, i, tokens)
-				tm, err := streamTimes(client, c.url, body)
+				tm, err := streamTimes(client, c.URL, body)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil || len(tm.gaps) != tokens-1 {
@@ -223,7 +153,7 @@ func benchStreams(b *testing.B, cfg sim.Config, streams, tokens int, stagger tim
 	}
 	b.StopTimer()
 	benchTTFTs, benchSent = ttfts, sent
-	return all, events, c.cpu() - s0, selfCPU() - c0
+	return all, events, c.CPU() - s0, simtest.SelfCPU() - c0
 }
 
 // benchTTFTs and benchSent are the client TTFTs and server send times of the last benchStreams.
@@ -330,7 +260,7 @@ func BenchmarkServeEvents(b *testing.B) {
 		b.Run(map[bool]string{false: "plain", true: "stamped"}[stamp], func(b *testing.B) {
 			s := MustStart(b, sim.Config{Stamp: stamp, Tokenizer: "approx"})
 			body := fmt.Sprintf(`{"messages":[{"role":"user","content":"x"}],"stream":true,"max_tokens":%d,"ignore_eos":true}`, b.N)
-			c0 := selfCPU()
+			c0 := simtest.SelfCPU()
 			b.ReportAllocs()
 			b.ResetTimer()
 			resp, err := http.Post(s.URL()+"/v1/chat/completions", "application/json", strings.NewReader(body))
@@ -341,7 +271,7 @@ func BenchmarkServeEvents(b *testing.B) {
 			resp.Body.Close()
 			b.StopTimer()
 			b.ReportMetric(float64(n)/float64(b.N), "bytes/event")
-			b.ReportMetric(float64((selfCPU()-c0).Nanoseconds())/float64(b.N), "cpu_ns/event")
+			b.ReportMetric(float64((simtest.SelfCPU()-c0).Nanoseconds())/float64(b.N), "cpu_ns/event")
 		})
 	}
 }
