@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/llmtape/llmtape/internal/randx"
 	"github.com/llmtape/llmtape/synth"
 	"github.com/llmtape/llmtape/tape"
 )
@@ -455,29 +456,7 @@ func gap(rng *rand.Rand, a *Arrival) float64 {
 			cv = 1
 		}
 		k := 1 / (cv * cv) // shape
-		return gammaSample(rng, k) * mean / k
+		return randx.Gamma(rng, k) * mean / k
 	}
 	return rng.ExpFloat64() * mean
-}
-
-// gammaSample samples Gamma(k, 1) by Marsaglia and Tsang's method.
-func gammaSample(rng *rand.Rand, k float64) float64 {
-	if k < 1 {
-		// Boost: Gamma(k) = Gamma(k+1) * U^(1/k).
-		return gammaSample(rng, k+1) * math.Pow(rng.Float64(), 1/k)
-	}
-	d := k - 1.0/3
-	c := 1 / math.Sqrt(9*d)
-	for {
-		x := rng.NormFloat64()
-		v := 1 + c*x
-		if v <= 0 {
-			continue
-		}
-		v = v * v * v
-		u := rng.Float64()
-		if u < 1-0.0331*x*x*x*x || math.Log(u) < 0.5*x*x+d*(1-v+math.Log(v)) {
-			return d * v
-		}
-	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,27 @@ func TestScheduleRates(t *testing.T) {
 	out := schedule(convs[5:8], &cfg)
 	if out[0] != 0 || out[1] != 250*time.Millisecond || out[2] != 500*time.Millisecond {
 		t.Errorf("original at speed 4: %v", out)
+	}
+}
+
+// TestScheduleSeeded pins the first gaps of seeded gamma schedules: a change to the order of
+// random draws would change every schedule made with a seed.
+func TestScheduleSeeded(t *testing.T) {
+	convs := make([]*tape.Conversation, 5)
+	for i := range convs {
+		convs[i] = &tape.Conversation{ID: uint64(i + 1)}
+	}
+	for _, tt := range []struct {
+		burstiness float64
+		want       []time.Duration
+	}{
+		{0.5, []time.Duration{0, 24810165, 32021049, 56894729, 641420053}},
+		{2, []time.Duration{0, 161815100, 325511356, 414292003, 727700018}},
+	} {
+		cfg := Config{Arrival: ArrivalGamma, Rate: 4, Burstiness: tt.burstiness, Seed: 11}
+		if got := schedule(convs, &cfg); !slices.Equal(got, tt.want) {
+			t.Errorf("gamma(%v) seed 11: %v, want %v", tt.burstiness, got, tt.want)
+		}
 	}
 }
 

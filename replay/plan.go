@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/llmtape/llmtape/internal/randx"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -167,26 +168,15 @@ func schedule(convs []*tape.Conversation, cfg *Config) []time.Duration {
 	return out
 }
 
-// gamma draws from Gamma(shape, 1) (Marsaglia and Tsang).
+// gamma draws from Gamma(shape, 1). Below shape 1 it draws the boost's uniform before the
+// Gamma(shape+1) variate (randx.Gamma draws it after), which keeps every seeded schedule as
+// it was.
 func gamma(rng *rand.Rand, shape float64) float64 {
 	if shape < 1 {
 		u := rng.Float64()
-		return gamma(rng, shape+1) * math.Pow(u, 1/shape)
+		return randx.Gamma(rng, shape+1) * math.Pow(u, 1/shape)
 	}
-	d := shape - 1.0/3
-	c := 1 / math.Sqrt(9*d)
-	for {
-		x := rng.NormFloat64()
-		v := 1 + c*x
-		if v <= 0 {
-			continue
-		}
-		v = v * v * v
-		u := rng.Float64()
-		if u < 1-0.0331*x*x*x*x || math.Log(u) < 0.5*x*x+d*(1-v+math.Log(v)) {
-			return d * v
-		}
-	}
+	return randx.Gamma(rng, shape)
 }
 
 var errTruncated = errors.New("request body was not recorded (larger than the proxy's --max-body)")
