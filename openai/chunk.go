@@ -226,6 +226,23 @@ func (c *Chunk) OutputText() string {
 	return sb.String()
 }
 
+// OutputBytes returns len(c.OutputText()) without building the text: the output bytes the
+// chunk carries, e.g. for sharing a stream's token count out over its events.
+func (c *Chunk) OutputBytes() int {
+	n := 0
+	for i := range c.Choices {
+		ch := &c.Choices[i]
+		n += len(ch.Delta.Content) + len(ch.Delta.ReasoningContent) + len(ch.Text)
+		if ch.Delta.ReasoningContent == "" {
+			n += len(ch.Delta.Reasoning)
+		}
+		for _, tc := range ch.Delta.ToolCalls {
+			n += len(tc.Function.Name) + len(tc.Function.Arguments)
+		}
+	}
+	return n
+}
+
 // Accumulator assembles a streamed response from its chunks: the text,
 // reasoning and tool calls of choice 0, the finish reason, the usage and
 // the first error object. The zero value is ready to use. It is not safe

@@ -344,3 +344,55 @@ func TestCountTokens(t *testing.T) {
 		t.Errorf("Tokenizer(nope) = %v", err)
 	}
 }
+
+func TestChunkOutputBytes(t *testing.T) {
+	for _, tt := range []struct {
+		name, data string
+		want       int
+	}{
+		{"role only", `{"choices":[{"delta":{"role":"assistant"}}]}`, 0},
+		{"content", `{"choices":[{"delta":{"content":"h\u00e9"}}]}`, 3},
+		{"reasoning_content wins over reasoning", `{"choices":[{"delta":{"reasoning_content":"ab","reasoning":"abc"}}]}`, 2},
+		{"reasoning alone", `{"choices":[{"delta":{"reasoning":"abc"}}]}`, 3},
+		{"completion text", `{"choices":[{"text":"abcd"}]}`, 4},
+		{"tool call name and arguments", `{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_1","function":{"name":"f","arguments":"{}"}}]}}]}`, 3},
+		{"two choices", `{"choices":[{"delta":{"content":"a"}},{"index":1,"delta":{"content":"bc"}}]}`, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var c openai.Chunk
+			if err := openai.ParseChunk([]byte(tt.data), &c); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.OutputBytes(); got != tt.want || got != len(c.OutputText()) {
+				t.Errorf("OutputBytes %d, want %d (OutputText %q)", got, tt.want, c.OutputText())
+			}
+		})
+	}
+}
+
+// TestMarshalToolCalls pins the bytes of the stored tool calls: the recorder stores them and
+// compares the replies that clients echo back with them, so they must never change.
+func TestMarshalToolCalls(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		calls []openai.ToolCall
+		want  string
+	}{
+		{"none", nil, ""},
+		{"escaping as encoding/json, empty id left out, empty type is function",
+			[]openai.ToolCall{
+				{Index: 0, ID: "call_1", Type: "function", Function: openai.FunctionCall{Name: "get<weather>",
+					Arguments: "{\"q\":\"a&b\",\"s\":\"\u2028é\\u00e9\xff\"}"}},
+				{Index: 1},
+			},
+			`[{"id":"call_1","type":"function","function":{"name":"get\u003cweather\u003e","arguments":"{\"q\":\"a\u0026b\",\"s\":\"\u2028é\\u00e9\ufffd\"}"}},{"type":"function","function":{"name":"","arguments":""}}]`},
+		{"other type kept", []openai.ToolCall{{Type: "custom", Function: openai.FunctionCall{Name: "x"}}},
+			`[{"type":"custom","function":{"name":"x","arguments":""}}]`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(openai.MarshalToolCalls(tt.calls)); got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}

@@ -244,6 +244,9 @@ func FuzzParseChunk(f *testing.F) {
 				t.Fatalf("round trip\n got %s\nwant %s", dump(&back), dump(&c))
 			}
 			_ = c.HasOutput()
+			if n, text := c.OutputBytes(), c.OutputText(); n != len(text) {
+				t.Fatalf("OutputBytes %d, OutputText %d bytes", n, len(text))
+			}
 			var acc openai.Accumulator
 			acc.Add(&c)
 		}

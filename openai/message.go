@@ -292,3 +292,38 @@ func (m *Message) Text() string {
 	}
 	return sb.String()
 }
+
+// MarshalToolCalls encodes calls as the "tool_calls" array of an assistant message, in the
+// form the recorder stores in tape.Response.ToolCalls and the replayer echoes back: "id"
+// (left out when empty), "type" ("function" when empty) and "function" with "name" and
+// "arguments" always present, no "index", strings escaped as encoding/json does (so <, > and
+// & become \u003c, \u003e and \u0026). Stored replies are compared to echoed ones byte for
+// byte, so this form must not change; it differs on purpose from Message.MarshalJSON. No
+// calls give nil.
+func MarshalToolCalls(calls []ToolCall) json.RawMessage {
+	if len(calls) == 0 {
+		return nil
+	}
+	type fn struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	}
+	type call struct {
+		ID       string `json:"id,omitempty"`
+		Type     string `json:"type"`
+		Function fn     `json:"function"`
+	}
+	out := make([]call, len(calls))
+	for i, c := range calls {
+		typ := c.Type
+		if typ == "" {
+			typ = "function"
+		}
+		out[i] = call{ID: c.ID, Type: typ, Function: fn{Name: c.Function.Name, Arguments: c.Function.Arguments}}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil // unreachable: strings and structs always encode
+	}
+	return b
+}

@@ -246,7 +246,7 @@ func (p *parser) stream(out *parsed, x *proxy.Exchange) {
 	resp.Reasoning = acc.Reasoning()
 	resp.FinishReason = acc.FinishReason()
 	if tcs := acc.ToolCalls(); len(tcs) > 0 {
-		resp.ToolCalls = toolCallsJSON(tcs)
+		resp.ToolCalls = openai.MarshalToolCalls(tcs)
 	}
 	if u := acc.Usage(); u != nil {
 		t.Tokens = tape.Tokens{Prompt: u.PromptTokens, Completion: u.CompletionTokens, Cached: u.Cached(), Source: tape.TokensServer}
@@ -269,39 +269,13 @@ func (p *parser) stream(out *parsed, x *proxy.Exchange) {
 	}
 }
 
-// toolCallsJSON encodes assembled tool calls as the OpenAI "tool_calls" array.
-func toolCallsJSON(tcs []openai.ToolCall) json.RawMessage {
-	type fn struct {
-		Name      string `json:"name"`
-		Arguments string `json:"arguments"`
-	}
-	type call struct {
-		ID       string `json:"id,omitempty"`
-		Type     string `json:"type"`
-		Function fn     `json:"function"`
-	}
-	calls := make([]call, len(tcs))
-	for i, tc := range tcs {
-		typ := tc.Type
-		if typ == "" {
-			typ = "function"
-		}
-		calls[i] = call{ID: tc.ID, Type: typ, Function: fn{Name: tc.Function.Name, Arguments: tc.Function.Arguments}}
-	}
-	b, err := json.Marshal(calls)
-	if err != nil {
-		return nil
-	}
-	return b
-}
-
 // fillFromResponse fills a turn's response from a non-streamed body.
 func fillFromResponse(resp *tape.Response, r *openai.Response, tok *tape.Tokens) {
 	resp.Content = r.Content()
 	resp.Reasoning = r.Reasoning()
 	resp.FinishReason = r.FinishReason()
 	if tcs := r.ToolCalls(); len(tcs) > 0 {
-		resp.ToolCalls = toolCallsJSON(tcs)
+		resp.ToolCalls = openai.MarshalToolCalls(tcs)
 	}
 	if r.Usage != nil {
 		*tok = tape.Tokens{Prompt: r.Usage.PromptTokens, Completion: r.Usage.CompletionTokens, Cached: r.Usage.Cached(), Source: tape.TokensServer}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -332,5 +333,25 @@ func TestReadWholeBadBodies(t *testing.T) {
 				t.Errorf("class %q, error %q; want %q containing %q", x.res.ErrorClass, x.res.Error, ClassStream, tt.msg)
 			}
 		})
+	}
+}
+
+// TestReplyMessageBytes pins the assistant message that live history sends back: it must stay
+// the message tape.ReplyMessage builds from a recorded turn (tool calls as
+// openai.MarshalToolCalls encodes them), byte for byte.
+func TestReplyMessageBytes(t *testing.T) {
+	calls := []openai.ToolCall{{Index: 0, ID: "call_1", Function: openai.FunctionCall{Name: "f<>", Arguments: `{"a":"&"}`}}}
+	for _, tt := range []struct {
+		content string
+		calls   []openai.ToolCall
+		want    string
+	}{
+		{"", calls, `{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f\u003c\u003e","arguments":"{\"a\":\"\u0026\"}"}}]}`},
+		{"hi <b>\u2028", calls, `{"role":"assistant","content":"hi <b>\u2028","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f\u003c\u003e","arguments":"{\"a\":\"\u0026\"}"}}]}`},
+		{"plain", nil, `{"role":"assistant","content":"plain"}`},
+	} {
+		if got := string(replyMessage(tt.content, tt.calls)); got != tt.want {
+			t.Errorf("got  %s\nwant %s", got, tt.want)
+		}
 	}
 }

@@ -177,7 +177,7 @@ func (r *Replayer) readStream(ctx context.Context, body io.Reader, sent time.Tim
 		acc.Add(&chunk)
 		if chunk.HasOutput() {
 			res.Chunks = append(res.Chunks, tape.Chunk{Offset: at.Sub(sent)})
-			x.sizes = append(x.sizes, outputBytes(&chunk))
+			x.sizes = append(x.sizes, chunk.OutputBytes())
 		}
 	}
 	res.E2E = sr.last.Sub(sent)
@@ -328,47 +328,10 @@ func apportion(chunks []tape.Chunk, sizes []int, total int) {
 	}
 }
 
-func outputBytes(c *openai.Chunk) int {
-	n := 0
-	for i := range c.Choices {
-		ch := &c.Choices[i]
-		n += len(ch.Delta.Content) + len(ch.Delta.ReasoningContent) + len(ch.Text)
-		if ch.Delta.ReasoningContent == "" {
-			n += len(ch.Delta.Reasoning)
-		}
-		for _, tc := range ch.Delta.ToolCalls {
-			n += len(tc.Function.Name) + len(tc.Function.Arguments)
-		}
-	}
-	return n
-}
-
 // replyMessage is the target's reply as the assistant message a client echoes back (tool
 // calls in their message form: id, type and function, without the stream's index).
 func replyMessage(content string, calls []openai.ToolCall) json.RawMessage {
-	t := tape.Turn{Response: tape.Response{Content: content}}
-	if len(calls) > 0 {
-		type fn struct {
-			Name      string `json:"name"`
-			Arguments string `json:"arguments"`
-		}
-		type call struct {
-			ID       string `json:"id,omitempty"`
-			Type     string `json:"type"`
-			Function fn     `json:"function"`
-		}
-		out := make([]call, len(calls))
-		for i, c := range calls {
-			typ := c.Type
-			if typ == "" {
-				typ = "function"
-			}
-			out[i] = call{ID: c.ID, Type: typ, Function: fn{c.Function.Name, c.Function.Arguments}}
-		}
-		if b, err := json.Marshal(out); err == nil {
-			t.Response.ToolCalls = b
-		}
-	}
+	t := tape.Turn{Response: tape.Response{Content: content, ToolCalls: openai.MarshalToolCalls(calls)}}
 	return tape.ReplyMessage(&t)
 }
 
