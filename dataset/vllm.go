@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/llmtape/llmtape/internal/jsonstr"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -110,26 +111,8 @@ func object(raw json.RawMessage) (map[string]json.RawMessage, error) {
 	return obj, nil
 }
 
-// kind names the JSON type of raw for error messages.
-func kind(raw json.RawMessage) string {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return "nothing"
-	}
-	switch raw[0] {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "a number"
-}
+// kind names the JSON type of raw for error messages, after any white space.
+func kind(raw json.RawMessage) string { return jsonstr.Kind(bytes.TrimSpace(raw)) }
 
 // idString reads a conversation id: a string or a number; missing or null gives "".
 func idString(raw json.RawMessage) (string, error) {

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/llmtape/llmtape/internal/jsonstr"
 )
 
 // PromptTokensDetails is usage's "prompt_tokens_details" object: how many
@@ -165,7 +167,7 @@ func ParseChunk(data []byte, c *Chunk) error {
 	keep := c.Choices[:0]
 	if p.peek() != '{' {
 		*c = Chunk{Choices: keep}
-		return fmt.Errorf("parse chunk: %w: data is %s", ErrNotChunk, jsonKind(p.b[p.i:]))
+		return fmt.Errorf("parse chunk: %w: data is %s", ErrNotChunk, jsonstr.Kind(p.b[p.i:]))
 	}
 	err := p.decodeChunk(c)
 	if p.ws(); err == nil && p.i < len(p.b) {
@@ -438,7 +440,7 @@ func ParseResponse(body []byte) (*Response, error) {
 	}
 	b := bytes.TrimSpace(body)
 	if len(b) == 0 || b[0] != '{' {
-		return nil, fmt.Errorf("parse response: body is %s, want a JSON object", jsonKind(b))
+		return nil, fmt.Errorf("parse response: body is %s, want a JSON object", jsonstr.Kind(b))
 	}
 	var j responseJSON
 	if err := json.Unmarshal(b, &j); err != nil {

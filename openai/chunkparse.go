@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/llmtape/llmtape/internal/jsonstr"
 )
 
 // This file holds ParseChunk's decoder: a hand-written JSON reader for the
@@ -327,7 +329,7 @@ func (p *jsonReader) number() ([]byte, error) {
 // 3.0 is accepted).
 func (p *jsonReader) integer(field string) (int64, error) {
 	if p.peek() != '-' && (p.peek() < '0' || p.peek() > '9') {
-		return 0, fmt.Errorf("%s: want an integer, got %s", field, jsonKind(p.b[p.i:]))
+		return 0, fmt.Errorf("%s: want an integer, got %s", field, jsonstr.Kind(p.b[p.i:]))
 	}
 	t, err := p.number()
 	if err != nil {
@@ -413,7 +415,7 @@ func (p *jsonReader) optStr(field, prev string) (string, error) {
 		return "", nil
 	}
 	if p.peek() != '"' {
-		return "", fmt.Errorf("%s: want a string, got %s", field, jsonKind(p.b[p.i:]))
+		return "", fmt.Errorf("%s: want a string, got %s", field, jsonstr.Kind(p.b[p.i:]))
 	}
 	s, err := p.str()
 	if err != nil {
@@ -508,7 +510,7 @@ func (p *jsonReader) choices(buf []ChunkChoice) ([]ChunkChoice, error) {
 		return buf[:0], nil
 	}
 	if p.peek() != '[' {
-		return nil, fmt.Errorf("choices: want an array, got %s", jsonKind(p.b[p.i:]))
+		return nil, fmt.Errorf("choices: want an array, got %s", jsonstr.Kind(p.b[p.i:]))
 	}
 	out := buf[:0]
 	err := p.array(func(i int) error {
@@ -524,7 +526,7 @@ func (p *jsonReader) choices(buf []ChunkChoice) ([]ChunkChoice, error) {
 			return nil
 		}
 		if p.peek() != '{' {
-			return fmt.Errorf("choices[%d]: want an object, got %s", i, jsonKind(p.b[p.i:]))
+			return fmt.Errorf("choices[%d]: want an object, got %s", i, jsonstr.Kind(p.b[p.i:]))
 		}
 		return p.object(func(key []byte) error {
 			var err error
@@ -561,7 +563,7 @@ func (p *jsonReader) delta(d *Delta, tcs []ToolCall) error {
 		return nil
 	}
 	if p.peek() != '{' {
-		return fmt.Errorf("delta: want an object, got %s", jsonKind(p.b[p.i:]))
+		return fmt.Errorf("delta: want an object, got %s", jsonstr.Kind(p.b[p.i:]))
 	}
 	return p.object(func(key []byte) error {
 		var err error
@@ -588,7 +590,7 @@ func (p *jsonReader) toolCalls(buf []ToolCall) ([]ToolCall, error) {
 		return nil, nil
 	}
 	if p.peek() != '[' {
-		return nil, fmt.Errorf("tool_calls: want an array, got %s", jsonKind(p.b[p.i:]))
+		return nil, fmt.Errorf("tool_calls: want an array, got %s", jsonstr.Kind(p.b[p.i:]))
 	}
 	out := buf[:0]
 	err := p.array(func(i int) error {
@@ -598,7 +600,7 @@ func (p *jsonReader) toolCalls(buf []ToolCall) ([]ToolCall, error) {
 			return nil
 		}
 		if p.peek() != '{' {
-			return fmt.Errorf("tool_calls[%d]: want an object, got %s", i, jsonKind(p.b[p.i:]))
+			return fmt.Errorf("tool_calls[%d]: want an object, got %s", i, jsonstr.Kind(p.b[p.i:]))
 		}
 		return p.object(func(key []byte) error {
 			var err error
@@ -621,7 +623,7 @@ func (p *jsonReader) toolCalls(buf []ToolCall) ([]ToolCall, error) {
 					return nil
 				}
 				if p.peek() != '{' {
-					return fmt.Errorf("function: want an object, got %s", jsonKind(p.b[p.i:]))
+					return fmt.Errorf("function: want an object, got %s", jsonstr.Kind(p.b[p.i:]))
 				}
 				err = p.object(func(key []byte) error {
 					var err error
@@ -652,7 +654,7 @@ func (p *jsonReader) usage() (*Usage, error) {
 		return nil, nil
 	}
 	if p.peek() != '{' {
-		return nil, fmt.Errorf("usage: want an object, got %s", jsonKind(p.b[p.i:]))
+		return nil, fmt.Errorf("usage: want an object, got %s", jsonstr.Kind(p.b[p.i:]))
 	}
 	u := &Usage{}
 	var details, hits *int
@@ -680,7 +682,7 @@ func (p *jsonReader) usage() (*Usage, error) {
 				return nil
 			}
 			if p.peek() != '{' {
-				return fmt.Errorf("usage.prompt_tokens_details: want an object, got %s", jsonKind(p.b[p.i:]))
+				return fmt.Errorf("usage.prompt_tokens_details: want an object, got %s", jsonstr.Kind(p.b[p.i:]))
 			}
 			v := 0
 			details = &v

@@ -152,7 +152,7 @@ type messageJSON struct {
 func ParseMessage(raw json.RawMessage) (Message, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
-		return Message{}, fmt.Errorf("parse message: want a JSON object, got %s", jsonKind(raw))
+		return Message{}, fmt.Errorf("parse message: want a JSON object, got %s", jsonstr.Kind(raw))
 	}
 	var j messageJSON
 	if err := json.Unmarshal(raw, &j); err != nil {
@@ -185,7 +185,7 @@ func parseToolCalls(raw json.RawMessage) ([]ToolCall, error) {
 		return nil, nil
 	}
 	if raw[0] != '[' {
-		return nil, fmt.Errorf("tool_calls: want an array, got %s", jsonKind(raw))
+		return nil, fmt.Errorf("tool_calls: want an array, got %s", jsonstr.Kind(raw))
 	}
 	var tcs []ToolCall
 	if err := json.Unmarshal(raw, &tcs); err != nil {
@@ -203,7 +203,7 @@ func optString(key string, raw json.RawMessage) (string, error) {
 		return "", nil
 	}
 	if raw[0] != '"' {
-		return "", fmt.Errorf("%s: want a string, got %s", key, jsonKind(raw))
+		return "", fmt.Errorf("%s: want a string, got %s", key, jsonstr.Kind(raw))
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
@@ -255,7 +255,7 @@ func contentText(raw json.RawMessage) (string, error) {
 		}
 		return sb.String(), nil
 	}
-	return "", fmt.Errorf("content: want a string or an array, got %s", jsonKind(raw))
+	return "", fmt.Errorf("content: want a string or an array, got %s", jsonstr.Kind(raw))
 }
 
 // MessageText returns the text of a message for token counting: its role,

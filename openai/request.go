@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/llmtape/llmtape/internal/jsonstr"
 )
 
 // ErrInvalidRequest is wrapped by every error that ParseRequest, Set and
@@ -125,7 +127,7 @@ func ParseRequest(body []byte) (*Request, error) {
 	body = bytes.Clone(body)
 	ms, err := splitObject(body)
 	if err != nil {
-		return nil, fmt.Errorf("%w: body is %s, want a JSON object", ErrInvalidRequest, jsonKind(bytes.TrimSpace(body)))
+		return nil, fmt.Errorf("%w: body is %s, want a JSON object", ErrInvalidRequest, jsonstr.Kind(bytes.TrimSpace(body)))
 	}
 	r := &Request{members: ms}
 	for _, m := range ms {
@@ -158,7 +160,7 @@ func (r *Request) setTyped(key string, v json.RawMessage) error {
 	switch key {
 	case "model":
 		if v[0] != '"' {
-			return fmt.Errorf("model: want a string, got %s", jsonKind(v))
+			return fmt.Errorf("model: want a string, got %s", jsonstr.Kind(v))
 		}
 		r.Model = decodeKey(v)
 	case "stream":
@@ -178,11 +180,11 @@ func (r *Request) setTyped(key string, v json.RawMessage) error {
 		}
 		elems, ok := splitArray(v)
 		if !ok {
-			return fmt.Errorf("messages: want an array, got %s", jsonKind(v))
+			return fmt.Errorf("messages: want an array, got %s", jsonstr.Kind(v))
 		}
 		for i, e := range elems {
 			if e[0] != '{' {
-				return fmt.Errorf("messages[%d]: want an object, got %s", i, jsonKind(e))
+				return fmt.Errorf("messages[%d]: want an object, got %s", i, jsonstr.Kind(e))
 			}
 		}
 		r.Messages = elems
@@ -192,7 +194,7 @@ func (r *Request) setTyped(key string, v json.RawMessage) error {
 			return nil
 		}
 		if v[0] != '"' && v[0] != '[' {
-			return fmt.Errorf("prompt: want a string or an array, got %s", jsonKind(v))
+			return fmt.Errorf("prompt: want a string or an array, got %s", jsonstr.Kind(v))
 		}
 		r.Prompt = v
 	case "max_tokens", "max_completion_tokens", "min_tokens":
@@ -229,7 +231,7 @@ func (r *Request) setTyped(key string, v json.RawMessage) error {
 		}
 		ms, err := splitObject(v)
 		if err != nil {
-			return fmt.Errorf("stream_options: want an object, got %s", jsonKind(v))
+			return fmt.Errorf("stream_options: want an object, got %s", jsonstr.Kind(v))
 		}
 		so := &StreamOptions{}
 		for _, m := range ms {
@@ -253,12 +255,12 @@ func parseBool(key string, v []byte) (bool, error) {
 	case "false":
 		return false, nil
 	}
-	return false, fmt.Errorf("%s: want a boolean, got %s", key, jsonKind(v))
+	return false, fmt.Errorf("%s: want a boolean, got %s", key, jsonstr.Kind(v))
 }
 
 func parseInt(key string, v []byte) (int, error) {
 	if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
-		return 0, fmt.Errorf("%s: want an integer, got %s", key, jsonKind(v))
+		return 0, fmt.Errorf("%s: want an integer, got %s", key, jsonstr.Kind(v))
 	}
 	if n, err := strconv.Atoi(string(v)); err == nil {
 		return n, nil
@@ -650,7 +652,7 @@ func BuildRequest(params json.RawMessage, messages []json.RawMessage, prompt jso
 		var err error
 		ms, err = splitObject(params)
 		if err != nil {
-			return nil, fmt.Errorf("build request: %w: params is %s, want an object", ErrInvalidRequest, jsonKind(bytes.TrimSpace(params)))
+			return nil, fmt.Errorf("build request: %w: params is %s, want an object", ErrInvalidRequest, jsonstr.Kind(bytes.TrimSpace(params)))
 		}
 	}
 	var add []member

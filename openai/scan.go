@@ -169,27 +169,6 @@ func splitArray(b []byte) (elems []json.RawMessage, ok bool) {
 	return nil, false
 }
 
-// jsonKind names the kind of a JSON value for error messages.
-func jsonKind(v []byte) string {
-	if len(v) == 0 {
-		return "nothing"
-	}
-	switch v[0] {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	default:
-		return "a number"
-	}
-}
-
 // quote returns s as a JSON string.
 func quote(s string) []byte {
 	b, err := json.Marshal(s)

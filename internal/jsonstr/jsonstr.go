@@ -1,5 +1,6 @@
 // Package jsonstr appends Go strings as JSON strings without reflection or allocation, for
-// the encoders of openai (request bodies, messages) and tape (reply messages).
+// the encoders of openai (request bodies, messages) and tape (reply messages), and names the
+// kind of a JSON value for the error messages of openai's and dataset's parsers.
 package jsonstr
 
 import "unicode/utf8"
@@ -56,4 +57,27 @@ func Append(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// Kind names the JSON type of the value that v starts with, for error messages: "an object",
+// "an array", "a string", "a boolean", "null", "a number" (anything else), or "nothing" when v
+// is empty. It looks at the first byte only, so trim leading white space first.
+func Kind(v []byte) string {
+	if len(v) == 0 {
+		return "nothing"
+	}
+	switch v[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
 }

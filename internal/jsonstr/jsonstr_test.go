@@ -39,3 +39,15 @@ func FuzzAppend(f *testing.F) {
 		}
 	})
 }
+
+func TestKind(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"", "nothing"}, {`{"a":1}`, "an object"}, {"[1]", "an array"}, {`"s"`, "a string"},
+		{"true", "a boolean"}, {"false", "a boolean"}, {"null", "null"}, {"-1.5", "a number"},
+		{"x", "a number"}, {" {}", "a number"},
+	} {
+		if got := jsonstr.Kind([]byte(tt.in)); got != tt.want {
+			t.Errorf("Kind(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
