@@ -134,7 +134,7 @@ func (ca *CA) Pool() *x509.CertPool {
 func (ca *CA) TrustHint() string {
 	f := ca.CertFile
 	return "to trust the llmtape CA for intercepted HTTPS, give clients its certificate " + f + ":\n" +
-		"  export SSL_CERT_FILE=" + f + "        # Go, OpenSSL-based tools, curl (replaces the system roots: add them to a bundle if other hosts matter)\n" +
+		"  export SSL_CERT_FILE=" + f + "        # Go, OpenSSL-based tools, curl, Python httpx and the openai SDK (replaces the roots: add them to a bundle if other hosts matter)\n" +
 		"  export NODE_EXTRA_CA_CERTS=" + f + "  # Node.js (added to the built-in roots)\n" +
-		"  export REQUESTS_CA_BUNDLE=" + f + "   # Python requests/httpx, the openai Python SDK (replaces certifi's roots)\n"
+		"  export REQUESTS_CA_BUNDLE=" + f + "   # Python requests (replaces certifi's roots)\n"
 }
