@@ -28,15 +28,13 @@ The demo replaces its own store file (--store, default llmtape-demo.db), never l
 			if cfg.Conversations < 0 || cfg.Speed < 0 {
 				return usageErrorf("--conversations and --speed must not be negative")
 			}
-			if !cmd.Flags().Changed("store") {
-				cfg.Store = demo.DefaultStore
-			} else {
-				cfg.Store = storePath(cmd)
-			}
 			return demo.Run(cmd.Context(), cfg, cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
+	// The demo's own --store shadows the global one: its default is the demo's file, so that
+	// the demo never replaces llmtape.db (or $LLMTAPE_STORE).
+	f.StringVar(&cfg.Store, "store", demo.DefaultStore, "the demo's store file (replaced by each run)")
 	f.IntVar(&cfg.Conversations, "conversations", demo.DefaultConversations, "number of generated conversations")
 	f.StringVar(&cfg.Report, "report", demo.DefaultReport, "HTML report to write")
 	f.Float64Var(&cfg.Speed, "speed", demo.DefaultSpeed, "replay speed against the candidate")
