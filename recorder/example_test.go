@@ -52,8 +52,8 @@ func ExampleNew() {
 	}
 	fmt.Printf("%+v\n", rec.Stats())
 	// Output:
-	// conversation: 2 turns, grouped single
+	// conversation: 2 turns, grouped prefix
 	// turn 0 (single): 1 messages, 1 stored, reply "Hello there."
 	// turn 1 (prefix): 3 messages, 1 stored, reply "Bye."
-	// {Seen:2 Recorded:2 NotRecorded:0 Ignored:0 Errors:0 Open:1 QueueDepth:0 Stored:3}
+	// {Seen:2 Recorded:2 NotRecorded:0 Ignored:0 Errors:0 Open:1 QueueDepth:0 Stored:4}
 }

@@ -44,6 +44,7 @@ func (r *Recorder) rebuild(max int) error {
 			session = tc.Session
 		}
 		c := r.ix.add(tc.ID, session)
+		c.meta = tc
 		byID[tc.ID] = c
 		if tc.Parent != 0 {
 			if p := byID[tc.Parent]; p != nil {

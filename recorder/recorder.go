@@ -318,7 +318,18 @@ func (r *Recorder) record(p *parsed) {
 			Parent:    pl.parent,
 			ForkTurn:  pl.forkTurn,
 		}
+		c.meta = conv
 		if err := r.w.Put(conv); err != nil {
+			r.errs.Add(1)
+			return
+		}
+	} else if pl.match == tape.GroupPrefix && c.meta != nil && c.meta.Grouping == tape.GroupSingle {
+		// A conversation that began on its own was continued by prefix matching: that is how
+		// its turns were found to belong together. (Forks and sessions keep their grouping.)
+		conv := *c.meta
+		conv.Grouping = tape.GroupPrefix
+		c.meta = &conv
+		if err := r.w.Put(&conv); err != nil {
 			r.errs.Add(1)
 			return
 		}

@@ -39,8 +39,8 @@ func TestLlamaCppThreeTurnConversation(t *testing.T) {
 		t.Fatalf("got %d conversations, want 1", len(convs))
 	}
 	for _, c := range convs {
-		if c.conv.Grouping != tape.GroupSingle || len(c.turns) != 3 {
-			t.Fatalf("conversation: grouping %q, %d turns; want single, 3", c.conv.Grouping, len(c.turns))
+		if c.conv.Grouping != tape.GroupPrefix || len(c.turns) != 3 {
+			t.Fatalf("conversation: grouping %q, %d turns; want prefix, 3", c.conv.Grouping, len(c.turns))
 		}
 		wantMatch := []tape.Grouping{tape.GroupSingle, tape.GroupPrefix, tape.GroupPrefix}
 		wantKept := []int{0, 3, 5}
@@ -473,7 +473,7 @@ func TestManyTwins(t *testing.T) {
 		t.Fatalf("%d conversations, want %d", len(convs), burst+serial)
 	}
 	for _, c := range convs {
-		if len(c.turns) != 2 || c.conv.Grouping != tape.GroupSingle || c.turns[1].turn.Match != tape.GroupPrefix {
+		if len(c.turns) != 2 || c.conv.Grouping != tape.GroupPrefix || c.turns[1].turn.Match != tape.GroupPrefix {
 			t.Fatalf("conversation %+v: %d turns", c.conv, len(c.turns))
 		}
 		// Serial conversations: turn 1 directly follows its own turn 0.

@@ -30,6 +30,9 @@ type conv struct {
 	states  []*state // every index entry of this conversation, for eviction
 	session string
 	elem    *list.Element // in index.lru
+	// meta is the conversation as last written to the store: the recorder re-writes it when a
+	// later turn changes how the conversation was grouped (single → prefix).
+	meta *tape.Conversation
 }
 
 // state is one entry of the index.

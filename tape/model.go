@@ -27,8 +27,9 @@ type Recording struct {
 // Grouping says how a conversation's turns were found to belong together.
 type Grouping string
 
-// The ways a turn is matched to a conversation (kept per turn in Turn.Match and, for the
-// conversation as a whole, as the way its first turn was matched).
+// The ways a turn is matched to a conversation, kept per turn in Turn.Match. A conversation's
+// Grouping is how its first turn was matched, except that a "single" conversation that a later
+// turn continued by prefix matching becomes "prefix".
 const (
 	GroupSession Grouping = "session" // an explicit session id from a header or body field
 	GroupPrefix  Grouping = "prefix"  // its messages extend an earlier turn's messages and reply
