@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -169,11 +168,7 @@ func runMerge(ctx context.Context, cmd *cobra.Command, outPath string, inPaths [
 
 	out := cmd.OutOrStdout()
 	if asJSON {
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return fmt.Errorf("encode output: %w", err)
-		}
-		if _, err := out.Write(append(b, '\n')); err != nil {
+		if err := writeJSON(out, res); err != nil {
 			return err
 		}
 	} else if err := writeMergeTable(out, &res); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -343,9 +342,7 @@ func recordAdminHandler(p *proxy.Proxy, rec *recorder.Recorder, store *tape.Stor
 			Recorder:          rs,
 		}
 		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
+		_ = writeJSON(w, st)
 	})
 	// Go's profiler, for "why is the proxy slow" questions (the admin listener is off by
 	// default and meant for loopback).

@@ -102,9 +102,7 @@ verbatim and the reply in full.`,
 				return fmt.Errorf("show: %w", err)
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(out)
+				return writeJSON(cmd.OutOrStdout(), out)
 			}
 			return writeShowText(cmd.OutOrStdout(), out)
 		},

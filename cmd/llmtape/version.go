@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -66,7 +65,7 @@ func newVersionCmd() *cobra.Command {
 			}
 			v := readBuildVersion()
 			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(v)
+				return writeJSON(cmd.OutOrStdout(), v)
 			}
 			commit := v.Commit
 			if v.Modified {
