@@ -325,6 +325,15 @@ func (p *jsonReader) number() ([]byte, error) {
 	return b[start:i], nil
 }
 
+// optInt reads an integer that may be null (read as 0).
+func (p *jsonReader) optInt(field string) (int, error) {
+	if p.null() {
+		return 0, nil
+	}
+	n, err := p.integer(field)
+	return int(n), err
+}
+
 // integer reads a number that must be an integer (an integral float such as
 // 3.0 is accepted).
 func (p *jsonReader) integer(field string) (int64, error) {
@@ -532,13 +541,7 @@ func (p *jsonReader) choices(buf []ChunkChoice) ([]ChunkChoice, error) {
 			var err error
 			switch string(key) {
 			case "index":
-				ch.Index = 0
-				if p.null() {
-					return nil
-				}
-				var n int64
-				n, err = p.integer("index")
-				ch.Index = int(n)
+				ch.Index, err = p.optInt("index")
 			case "delta":
 				ch.Delta = Delta{}
 				err = p.delta(&ch.Delta, tcs)
@@ -606,13 +609,7 @@ func (p *jsonReader) toolCalls(buf []ToolCall) ([]ToolCall, error) {
 			var err error
 			switch string(key) {
 			case "index":
-				tc.Index = 0
-				if p.null() {
-					return nil
-				}
-				var n int64
-				n, err = p.integer("tool_calls.index")
-				tc.Index = int(n)
+				tc.Index, err = p.optInt("tool_calls.index")
 			case "id":
 				tc.ID, err = p.looseStr("")
 			case "type":
@@ -659,14 +656,15 @@ func (p *jsonReader) usage() (*Usage, error) {
 	u := &Usage{}
 	var details, hits *int
 	err := p.object(func(key []byte) error {
-		field := (*int)(nil)
+		var field *int
+		var name string
 		switch string(key) {
 		case "prompt_tokens":
-			field = &u.PromptTokens
+			field, name = &u.PromptTokens, "usage.prompt_tokens"
 		case "completion_tokens":
-			field = &u.CompletionTokens
+			field, name = &u.CompletionTokens, "usage.completion_tokens"
 		case "total_tokens":
-			field = &u.TotalTokens
+			field, name = &u.TotalTokens, "usage.total_tokens"
 		case "prompt_cache_hit_tokens":
 			if p.null() {
 				hits = nil
@@ -690,23 +688,15 @@ func (p *jsonReader) usage() (*Usage, error) {
 				if string(key) != "cached_tokens" {
 					return p.skip()
 				}
-				v = 0
-				if p.null() {
-					return nil
-				}
-				n, err := p.integer("usage.prompt_tokens_details.cached_tokens")
-				v = int(n)
+				var err error
+				v, err = p.optInt("usage.prompt_tokens_details.cached_tokens")
 				return err
 			})
 		default:
 			return p.skip()
 		}
-		*field = 0
-		if p.null() {
-			return nil
-		}
-		n, err := p.integer("usage." + string(key))
-		*field = int(n)
+		var err error
+		*field, err = p.optInt(name)
 		return err
 	})
 	if err != nil {
