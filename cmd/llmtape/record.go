@@ -254,12 +254,13 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	case <-ctx.Done():
 	}
 
-	// Drain: stop accepting, let streams finish; a second signal cuts them.
+	// Drain: stop accepting, let streams finish; a second signal cuts them. The second signal is
+	// subscribed to before the line that announces the drain, so that one sent on seeing it counts.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	inFlight := p.Stats().InFlight
 	fmt.Fprintf(logw, "llmtape record: stopping; %d streams in flight (up to %v to finish)\n", inFlight, o.drainTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		select {
 		case <-sig:

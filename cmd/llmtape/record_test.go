@@ -51,6 +51,12 @@ func recStartSim(t *testing.T, ttft, itl time.Duration) string {
 
 // recChat sends one streamed chat request and returns the body.
 func recChat(client *http.Client, base, prompt string, maxTokens int, hdr map[string]string) ([]byte, error) {
+	return recChatNotify(client, base, prompt, maxTokens, hdr, nil)
+}
+
+// recChatNotify is recChat that calls streaming, if not nil, once the client has received two
+// stream events (so the proxy has passed on output of this stream).
+func recChatNotify(client *http.Client, base, prompt string, maxTokens int, hdr map[string]string, streaming func()) ([]byte, error) {
 	body := fmt.Sprintf(`{"model":"m","messages":[{"role":"user","content":%q}],"stream":true,"max_tokens":%d,"ignore_eos":true}`, prompt, maxTokens)
 	req, err := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
 	if err != nil {
@@ -65,7 +71,25 @@ func recChat(client *http.Client, base, prompt string, maxTokens int, hdr map[st
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	var b []byte
+	if streaming != nil {
+		br := bufio.NewReader(resp.Body)
+		for events := 0; events < 2; {
+			line, err := br.ReadBytes('\n')
+			b = append(b, line...)
+			if err != nil {
+				streaming()
+				return b, err
+			}
+			if bytes.HasPrefix(line, []byte("data: ")) {
+				events++
+			}
+		}
+		streaming()
+		resp.Body = io.NopCloser(br)
+	}
+	rest, err := io.ReadAll(resp.Body)
+	b = append(b, rest...)
 	if err == nil && resp.StatusCode != 200 {
 		err = fmt.Errorf("status %d: %s", resp.StatusCode, b)
 	}
@@ -331,24 +355,26 @@ func recStartProcess(t *testing.T, upstream, store string) (*exec.Cmd, string, s
 	return cmd, addr, admin, errb
 }
 
-// recStreamsInFlight starts n long streams through the proxy and returns once the proxy reports
-// them all in flight. The returned wait gives how many ended complete ([DONE]).
+// recStreamsInFlight starts n long streams through the proxy and returns once every client has
+// received output and the proxy reports them all in flight. The returned wait gives how many ended complete ([DONE]).
 func recStreamsInFlight(t *testing.T, addr, admin string, n, tokens int) (wait func() int) {
 	t.Helper()
 	base := recAdminStats(t, admin).InFlight
-	var wg sync.WaitGroup
+	var wg, streaming sync.WaitGroup
 	var complete atomic.Int32
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
 	for i := range n {
 		wg.Add(1)
+		streaming.Add(1)
 		go func() {
 			defer wg.Done()
-			b, err := recChat(client, "http://"+addr, fmt.Sprintf("long story %d", i), tokens, nil)
+			b, err := recChatNotify(client, "http://"+addr, fmt.Sprintf("long story %d", i), tokens, nil, streaming.Done)
 			if err == nil && bytes.HasSuffix(b, []byte("data: [DONE]\n\n")) {
 				complete.Add(1)
 			}
 		}()
 	}
+	streaming.Wait()
 	recWaitFor(t, fmt.Sprintf("%d streams in flight", n), func() bool { return recAdminStats(t, admin).InFlight >= base+int64(n) })
 	return func() int { wg.Wait(); return int(complete.Load()) }
 }

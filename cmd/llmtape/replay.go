@@ -288,7 +288,9 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 		}
 	}
 
-	// The first Ctrl-C (ctx) stops scheduling; a second one cancels requests in flight.
+	// The first Ctrl-C (ctx) stops scheduling; a second one cancels requests in flight. The
+	// second signal is subscribed to before the message that invites it is printed: a signal
+	// sent as soon as the message appears must not be lost.
 	done := make(chan struct{})
 	watcher := make(chan struct{}) // closed when the watcher has stopped writing to stderr
 	go func() {
@@ -298,11 +300,11 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 		case <-done:
 			return
 		}
-		p := r.Progress()
-		fmt.Fprintf(stderr, "\ninterrupted: letting %d requests in flight finish (Ctrl-C again to cancel them)\n", p.InFlight)
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 		defer signal.Stop(sig)
+		p := r.Progress()
+		fmt.Fprintf(stderr, "\ninterrupted: letting %d requests in flight finish (Ctrl-C again to cancel them)\n", p.InFlight)
 		select {
 		case <-sig:
 			fmt.Fprintln(stderr, "canceling requests in flight")

@@ -258,8 +258,9 @@ func TestReplayBinarySignals(t *testing.T) {
 	}
 	bin := recBinary(t)
 	path := replayStore(t, 20, 5)
-	// 20 tokens × 20 ms: each request streams for about 400 ms.
-	srv, url := replaySimServer(t, sim.Config{TTFT: time.Millisecond, ITL: 20 * time.Millisecond})
+	// 20 tokens × 250 ms: each request streams for about 5 s, so the requests in flight at the
+	// first signal are still streaming at the second even on a busy machine.
+	srv, url := replaySimServer(t, sim.Config{TTFT: time.Millisecond, ITL: 250 * time.Millisecond})
 	cmd := exec.Command(bin, "replay", "--store", path, "--target", url, "--think", "none",
 		"--arrival", "all", "--max-concurrency", "4", "--name", "signals")
 	var stdout bytes.Buffer
@@ -279,9 +280,8 @@ func TestReplayBinarySignals(t *testing.T) {
 		}
 		close(lines)
 	}()
-	for srv.Stats().Completed < 4 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	// The state the first signal needs: four requests streaming.
+	recWaitFor(t, "four requests in flight", func() bool { return srv.Stats().Running >= 4 })
 	_ = cmd.Process.Signal(os.Interrupt)
 	var errText strings.Builder
 	for l := range lines {
