@@ -436,8 +436,10 @@ func TestITLPerRunning(t *testing.T) {
 		slowest = max(slowest, r.e2e)
 	}
 	t.Logf("one stream %v, slowest of four together %v", alone.e2e.Round(time.Millisecond), slowest.Round(time.Millisecond))
-	if slowest < 2*alone.e2e {
-		t.Errorf("four decoding together took %v, want well above one alone (%v)", slowest, alone.e2e)
+	// Against the model's figure for one stream, not the measured one: timers are never early,
+	// so a busy machine only lengthens the four, while it may lengthen one alone just as much.
+	if slowest < 2*10*per {
+		t.Errorf("four decoding together took %v, want well above one alone (%v by the model)", slowest, 10*per)
 	}
 }
 
