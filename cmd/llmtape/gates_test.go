@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/llmtape/llmtape/replay"
 	"github.com/llmtape/llmtape/sim"
 	"github.com/llmtape/llmtape/tape"
+	"github.com/llmtape/llmtape/tape/tapetest"
 )
 
 // Tests of the gates: replay's exit status when the target is down or errs too often, and
@@ -67,7 +70,54 @@ func TestReplayDeadTargetFails(t *testing.T) {
 	if total, ok := runRequests(t, path, "dead"); total != 8 || ok != 0 {
 		t.Errorf("saved run: %d requests, %d ok; want 8, 0", total, ok)
 	}
+}
 
+// TestCompareDeadRunGate: compare of a recording with a run against a target that was down
+// warns, and as a CI gate fails with its own reason instead of reading the empty latencies as
+// zeros (a 100% improvement).
+func TestCompareDeadRunGate(t *testing.T) {
+	path := replayStore(t, 4, 2)
+	code, _, errOut := execCmd(context.Background(), "replay", "--store", path, "--target", deadTarget(t),
+		"--think", "none", "--name", "dead", "--progress-interval", "0")
+	if code != 1 {
+		t.Fatalf("replay: exit %d, stderr %q", code, errOut)
+	}
+	// Without --fail-on, compare shows the comparison and says loudly what is wrong.
+	code, out, errOut := execCmd(context.Background(), "--store", path, "compare", "recording", "dead")
+	const noOK = "target run has no successful requests: 8 of 8 failed (connect 8)"
+	if code != 0 || !strings.Contains(errOut, "llmtape: warning: "+noOK) || !strings.Contains(out, noOK) {
+		t.Errorf("compare: exit %d, stderr %q; want 0 and the warning on stderr and in the table:\n%s", code, errOut, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		// No figure of the dead side reads as a change: its latencies have no samples.
+		if f := strings.Fields(line); len(f) == 5 && f[0] == "ttft_ms.p99" && (f[2] != "n/a" || f[4] != "-") {
+			t.Errorf("ttft_ms.p99 row %q: want target n/a and no relative change", line)
+		}
+	}
+	code, out, errOut = execCmd(context.Background(), "--store", path, "compare", "recording", "dead", "--format", "json")
+	v := decodeAnalysisJSON(t, out)
+	if code != 0 || !strings.Contains(fmt.Sprint(jsonPath(t, v, "warnings")), noOK) {
+		t.Errorf("compare json: exit %d %s, warnings %v", code, errOut, jsonPath(t, v, "warnings"))
+	}
+	for _, m := range jsonPath(t, v, "metrics").([]any) {
+		m := m.(map[string]any)
+		if m["name"] == "ttft_ms.p99" && (m["missing"] != "target" || m["rel"] != nil) {
+			t.Errorf("ttft_ms.p99: %v; want missing target, rel null", m)
+		}
+	}
+
+	// As a gate it fails, whatever the condition.
+	for _, cond := range []string{"ttft_ms.p99>+10%", "errors>100", "e2e_ms.mean>+10%,requests.total<1"} {
+		code, _, errOut = execCmd(context.Background(), "--store", path, "compare", "recording", "dead", "--fail-on", cond)
+		if code != 1 || !strings.Contains(errOut, "llmtape: compare: fail-on: "+noOK) {
+			t.Errorf("--fail-on %s: exit %d, stderr %q; want 1 and %q", cond, code, errOut, noOK)
+		}
+	}
+	// The other way round too: the dead run as the base.
+	code, _, errOut = execCmd(context.Background(), "--store", path, "compare", "dead", "recording", "--fail-on", "ttft_ms.p99>+10%")
+	if code != 1 || !strings.Contains(errOut, "base run has no successful requests") {
+		t.Errorf("dead base: exit %d, stderr %q", code, errOut)
+	}
 }
 
 // TestReplayMaxErrorRate: with --max-error-rate a run whose share of failed requests is above
@@ -141,5 +191,121 @@ func TestReplayEmptySelectionFails(t *testing.T) {
 	}
 	if !strings.Contains(out, `"empty" saved (complete, 0 results)`) {
 		t.Errorf("the run is not saved:\n%s", out)
+	}
+}
+
+// unstreamedStore writes a store of n conversations of 2 turns, arriving 5 ms apart, whose
+// turns are recorded as not streamed (no output events, so no TTFT) when plain(i) holds for
+// the conversation's index i, and returns its path and the ids of those conversations.
+func unstreamedStore(t *testing.T, n int, plain func(i int) bool) (string, map[uint64]bool) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "plain.db")
+	st, err := tape.Open(path, &tape.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := tapetest.Recording(t, st)
+	rng := rand.New(rand.NewPCG(21, 22))
+	ids := map[uint64]bool{}
+	err = st.Update(func(tx *tape.Tx) error {
+		for i := range n {
+			chat := tapetest.NewChat(rng, rec.ID, st.NextConversationID(), tapetest.Config{Turns: 2, MessageBytes: 80, Chunks: 4})
+			chat.Conversation.Arrival = time.Duration(i) * 5 * time.Millisecond
+			for _, tr := range chat.Turns {
+				tr.Tokens.Completion = 8
+				if plain(i) {
+					ids[tr.Conversation] = true
+					tr.Request.Stream = false
+					tr.Request.Params = json.RawMessage(`{"model":"llama-3.1-8b","stream":false}`)
+					tr.Response.Streamed, tr.Response.Events = false, 0
+					tr.Response.Headers = map[string]string{"Content-Type": "application/json"}
+					tr.Timing.Chunks = nil
+				}
+			}
+			if err := chat.Write(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path, ids
+}
+
+// TestCompareUnstreamedRecording: recorded turns that were not streamed have no TTFT. compare
+// leaves them out of the TTFT figures and regressions (instead of reading a TTFT of 0, which
+// makes every such turn a regression), counts them and says so; a gate on a TTFT figure that
+// has no sample at all is an error, not a pass.
+func TestCompareUnstreamedRecording(t *testing.T) {
+	path, plain := unstreamedStore(t, 6, func(i int) bool { return i%2 == 0 })
+	url := replaySim(t, sim.Config{TTFT: 20 * time.Millisecond, ITL: 100 * time.Microsecond})
+	code, _, errOut := execCmd(context.Background(), "replay", "--store", path, "--target", url, "--name", "run",
+		"--arrival", "all", "--think", "none", "--progress-interval", "0")
+	if code != 0 {
+		t.Fatalf("replay: exit %d, stderr %q", code, errOut)
+	}
+	const note = "ttft not measured for 6 recorded turns"
+	code, out, errOut := execCmd(context.Background(), "--store", path, "compare", "recording", "run", "--format", "json")
+	if code != 0 || !strings.Contains(errOut, "llmtape: warning: "+note) {
+		t.Fatalf("compare: exit %d, stderr %q", code, errOut)
+	}
+	v := decodeAnalysisJSON(t, out)
+	if b, tg := jsonPath(t, v, "ttft_not_measured.base"), jsonPath(t, v, "ttft_not_measured.target"); b != 6.0 || tg != 0.0 {
+		t.Errorf("ttft_not_measured %v/%v, want 6/0", b, tg)
+	}
+	if w := fmt.Sprint(jsonPath(t, v, "warnings")); !strings.Contains(w, note) {
+		t.Errorf("warnings %s lack %q", w, note)
+	}
+	for _, m := range jsonPath(t, v, "metrics").([]any) {
+		m := m.(map[string]any)
+		switch m["name"] {
+		case "ttft_ms.count":
+			if m["base"] != 6.0 || m["target"] != 12.0 {
+				t.Errorf("ttft_ms.count %v -> %v, want the 6 streamed turns -> 12", m["base"], m["target"])
+			}
+		case "ttft_ms.min":
+			// The recorded streamed turns' first events came after at least 5 ms: a 0 read
+			// from a turn without TTFT would show here.
+			if m["base"].(float64) < 5 {
+				t.Errorf("recorded ttft_ms.min %v: a turn without TTFT was read as 0", m["base"])
+			}
+		case "e2e_ms.count":
+			if m["base"] != 12.0 {
+				t.Errorf("e2e_ms.count base %v, want every recorded turn (12)", m["base"])
+			}
+		}
+	}
+	for _, r := range jsonPath(t, v, "regressions.turns").([]any) {
+		r := r.(map[string]any)
+		if plain[uint64(r["conversation"].(float64))] || r["base_ttft_ms"].(float64) <= 0 {
+			t.Errorf("regression %v: a turn without recorded TTFT is ranked by TTFT", r)
+		}
+	}
+	code, table, _ := execCmd(context.Background(), "--store", path, "compare", "recording", "run")
+	if code != 0 || !strings.Contains(table, "== warnings ==") || !strings.Contains(table, note) {
+		t.Errorf("table: exit %d, want the note under warnings:\n%s", code, table)
+	}
+
+	// No recorded turn was streamed: TTFT has no samples on the recorded side.
+	path, _ = unstreamedStore(t, 3, func(int) bool { return true })
+	code, _, errOut = execCmd(context.Background(), "replay", "--store", path, "--target", url, "--name", "run",
+		"--arrival", "all", "--think", "none", "--progress-interval", "0")
+	if code != 0 {
+		t.Fatalf("replay: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = execCmd(context.Background(), "--store", path, "compare", "recording", "run",
+		"--fail-on", "ttft_ms.p99>+10%,e2e_ms.p99>+100000%")
+	want := "llmtape: compare: fail-on: ttft_ms.p99 has no samples on the base side (recording 1"
+	if code != 1 || !strings.Contains(errOut, want) || strings.Contains(errOut, "e2e_ms") {
+		t.Errorf("--fail-on on TTFT without recorded samples: exit %d, stderr %q; want 1 and %q", code, errOut, want)
+	}
+	code, _, errOut = execCmd(context.Background(), "--store", path, "compare", "recording", "run", "--fail-on", "e2e_ms.p99>+100000%")
+	if code != 0 {
+		t.Errorf("--fail-on on E2E, measured on both sides: exit %d, stderr %q; want 0", code, errOut)
 	}
 }
