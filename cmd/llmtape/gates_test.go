@@ -166,8 +166,8 @@ func TestReplayMaxErrorRate(t *testing.T) {
 	}
 }
 
-// TestReplayEmptySelectionFails: a shard that holds no conversation sends nothing; its run is
-// saved but the replay is no success.
+// TestReplayEmptySelectionFails: a shard that holds no conversation sends nothing, and a run
+// that is all warmup measures nothing; their runs are saved but the replay is no success.
 func TestReplayEmptySelectionFails(t *testing.T) {
 	path := replayStore(t, 1, 1)
 	s, err := tape.Open(path, nil)
@@ -191,6 +191,13 @@ func TestReplayEmptySelectionFails(t *testing.T) {
 	}
 	if !strings.Contains(out, `"empty" saved (complete, 0 results)`) {
 		t.Errorf("the run is not saved:\n%s", out)
+	}
+	// Every request sent was warmup: nothing was measured either.
+	code, out, errOut = execCmd(context.Background(), "replay", "--store", path, "--target", url, "--warmup", "5",
+		"--name", "warm", "--progress-interval", "0")
+	if code != 1 || !strings.Contains(errOut, "llmtape: replay: no request was measured: all 1 were warmup (--warmup)\n") ||
+		!strings.Contains(out, `"warm" saved (complete, 1 results)`) {
+		t.Errorf("all warmup: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
 	}
 }
 
