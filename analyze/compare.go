@@ -28,13 +28,18 @@ type Side struct {
 }
 
 // Change is one figure on both sides: Abs = Target − Base, Rel = Abs / Base (nil when Base
-// is 0).
+// is 0). A statistic of a distribution that has no samples on a side (the latencies of a side
+// without successful requests, the TTFT of turns that were not streamed) is not 0: Missing
+// names that side, Abs is 0 and Rel nil, and the side's Base or Target (0) means nothing.
 type Change struct {
 	Name   string   `json:"name"` // "ttft_ms.p99", "requests.errors", …
 	Base   float64  `json:"base"`
 	Target float64  `json:"target"`
 	Abs    float64  `json:"abs"`
 	Rel    *float64 `json:"rel"`
+	// Missing is "base", "target" or "both": the side whose distribution has no samples.
+	// Empty when both sides have the figure.
+	Missing string `json:"missing,omitempty"`
 }
 
 // TurnChange is one turn-index bucket's figures on both sides.
@@ -95,7 +100,19 @@ type Comparison struct {
 		Conversations []ConversationRegression `json:"conversations"`
 	} `json:"regressions"`
 	Drift Drift `json:"drift"`
-	// Failed lists the --fail-on conditions that hold, as readable reasons.
+	// TTFTNotMeasured counts, per side, the successful requests that have no TTFT: recorded
+	// turns that were not streamed (a whole reply has no first token) or streamed no output.
+	// They are left out of every TTFT figure and of the TTFT regressions, never read as 0.
+	TTFTNotMeasured struct {
+		Base   int `json:"base"`
+		Target int `json:"target"`
+	} `json:"ttft_not_measured"`
+	// Warnings say what leaves figures of the comparison empty or incomplete, as readable
+	// lines: a side with no successful requests, TTFT not measured.
+	Warnings []string `json:"warnings"`
+	// Failed says why the --fail-on gate fails, as readable reasons: a side with no successful
+	// requests (whatever the conditions), a condition whose figure has no samples on a side,
+	// and the conditions that hold.
 	Failed []string `json:"failed"`
 
 	BaseSummary, TargetSummary metrics.Summary `json:"-"`
@@ -115,12 +132,16 @@ type CompareConfig struct {
 	SLO metrics.SLO
 }
 
-// sample is one request's figures for matching.
+// sample is one request's figures for matching. A ttft of 0 is not measured (no output
+// event), as the accumulator reads it.
 type sample struct {
 	ttft, e2e time.Duration
 	in, out   int
 	ok        bool
 }
+
+// hasTTFT reports whether the request succeeded with a measured TTFT.
+func (s sample) hasTTFT() bool { return s.ok && s.ttft > 0 }
 
 type key struct {
 	conv uint64
@@ -138,6 +159,15 @@ type sideData struct {
 	acc     metrics.Accumulator
 	samples map[key]sample
 	window  time.Duration
+	noTTFT  int // successful requests without a TTFT
+}
+
+// add keeps one request's sample.
+func (d *sideData) add(k key, s sample) {
+	d.samples[k] = s
+	if s.ok && !s.hasTTFT() {
+		d.noTTFT++
+	}
 }
 
 func sampleOf(r *tape.Result) sample {
@@ -198,7 +228,7 @@ func readRuns(src Source, ref string) (*sideData, []*tape.Run, error) {
 				return nil
 			}
 			first, last = min(first, r.Sent), max(last, r.Sent+r.E2E)
-			d.samples[key{r.Conversation, r.Turn}] = sampleOf(r)
+			d.add(key{r.Conversation, r.Turn}, sampleOf(r))
 			return nil
 		})
 		if err != nil {
@@ -280,7 +310,7 @@ func readRecording(src Source, recording uint64, want map[key]sample) (*sideData
 			}
 			r := TurnResult(t)
 			d.acc.Add(&r)
-			d.samples[k] = sampleOf(&r)
+			d.add(k, sampleOf(&r))
 			s := t.Timing.Start.UnixNano()
 			first, last = min(first, s), max(last, s+int64(t.Timing.End))
 			return nil
@@ -347,6 +377,23 @@ func Compare(src Source, base, target string, cfg CompareConfig) (*Comparison, e
 	c.BaseSet, c.TargetSet = b.acc.Set(), t.acc.Set()
 	c.Metrics = summaryChanges(&c.BaseSummary, &c.TargetSummary)
 	c.ByTurn = turnChanges(c.BaseSummary.ByTurn, c.TargetSummary.ByTurn)
+	c.TTFTNotMeasured.Base, c.TTFTNotMeasured.Target = b.noTTFT, t.noTTFT
+	c.Warnings = []string{}
+	var unusable []string
+	for _, s := range []struct {
+		role string
+		d    *sideData
+		sum  *metrics.Summary
+	}{{"base", b, &c.BaseSummary}, {"target", t, &c.TargetSummary}} {
+		if s.sum.Requests.OK == 0 {
+			msg := noSuccess(s.role, s.d.side.Kind, s.sum)
+			c.Warnings = append(c.Warnings, msg)
+			unusable = append(unusable, msg)
+		}
+		if s.d.noTTFT > 0 {
+			c.Warnings = append(c.Warnings, ttftNotMeasured(s.role, s.d.side.Kind, s.d.noTTFT))
+		}
+	}
 	for k, bs := range b.samples {
 		if ts, ok := t.samples[k]; ok {
 			c.pairs = append(c.pairs, pair{k, bs, ts})
@@ -359,6 +406,11 @@ func Compare(src Source, base, target string, cfg CompareConfig) (*Comparison, e
 	c.Matched = len(c.pairs)
 	c.regressions(cfg.Top)
 	c.drift()
+	if len(cfg.FailOn) > 0 {
+		// A side without one successful request is no measurement: a gate on it fails, even
+		// when no condition names a latency.
+		c.Failed = append(c.Failed, unusable...)
+	}
 	for _, cond := range cfg.FailOn {
 		if reason, ok := cond.Eval(c); ok {
 			c.Failed = append(c.Failed, reason)
@@ -370,6 +422,24 @@ func Compare(src Source, base, target string, cfg CompareConfig) (*Comparison, e
 	return c, nil
 }
 
+// noSuccess says that a side (role "base" or "target", kind "run" or "recording") has no
+// successful requests, and what became of its requests.
+func noSuccess(role, kind string, s *metrics.Summary) string {
+	msg := fmt.Sprintf("%s %s has no successful requests", role, kind)
+	if s.Requests.Total == 0 {
+		return msg + ": it has no requests"
+	}
+	return fmt.Sprintf("%s: %d of %d failed (%s)", msg, s.Requests.Errors, s.Requests.Total, s.ErrorsText())
+}
+
+// ttftNotMeasured says that n successful requests of a side have no TTFT.
+func ttftNotMeasured(role, kind string, n int) string {
+	if kind == "recording" {
+		return fmt.Sprintf("ttft not measured for %d recorded turns (not streamed, or no output): left out of the ttft figures", n)
+	}
+	return fmt.Sprintf("ttft not measured for %d requests of the %s %s (no output): left out of the ttft figures", n, role, kind)
+}
+
 func change(name string, b, t float64) Change {
 	c := Change{Name: name, Base: b, Target: t, Abs: t - b}
 	if b != 0 {
@@ -379,21 +449,40 @@ func change(name string, b, t float64) Change {
 	return c
 }
 
+// statChange compares a statistic of two distributions of bn and tn samples: a side without
+// samples has no statistic, so the change is marked Missing instead of read from a 0.
+func statChange(name string, bn, tn int64, b, t float64) Change {
+	c := change(name, b, t)
+	switch {
+	case bn == 0 && tn == 0:
+		c.Missing = "both"
+	case bn == 0:
+		c.Missing = "base"
+	case tn == 0:
+		c.Missing = "target"
+	default:
+		return c
+	}
+	c.Abs, c.Rel = 0, nil
+	return c
+}
+
 // distChanges compares two distributions stat by stat.
 func distChanges(name string, b, t metrics.Dist) []Change {
+	stat := func(s string, bv, tv float64) Change { return statChange(name+"."+s, b.Count, t.Count, bv, tv) }
 	return []Change{
 		change(name+".count", float64(b.Count), float64(t.Count)),
-		change(name+".mean", b.Mean, t.Mean),
-		change(name+".std", b.Std, t.Std),
-		change(name+".min", b.Min, t.Min),
-		change(name+".p25", b.P25, t.P25),
-		change(name+".p50", b.P50, t.P50),
-		change(name+".p75", b.P75, t.P75),
-		change(name+".p90", b.P90, t.P90),
-		change(name+".p95", b.P95, t.P95),
-		change(name+".p99", b.P99, t.P99),
-		change(name+".p999", b.P999, t.P999),
-		change(name+".max", b.Max, t.Max),
+		stat("mean", b.Mean, t.Mean),
+		stat("std", b.Std, t.Std),
+		stat("min", b.Min, t.Min),
+		stat("p25", b.P25, t.P25),
+		stat("p50", b.P50, t.P50),
+		stat("p75", b.P75, t.P75),
+		stat("p90", b.P90, t.P90),
+		stat("p95", b.P95, t.P95),
+		stat("p99", b.P99, t.P99),
+		stat("p999", b.P999, t.P999),
+		stat("max", b.Max, t.Max),
 	}
 }
 
@@ -438,21 +527,25 @@ func turnChanges(b, t []metrics.TurnSummary) []TurnChange {
 		if bb.Requests == 0 && tt.Requests == 0 {
 			continue
 		}
+		stat := func(name string, b, t metrics.Dist, bv, tv float64) Change {
+			return statChange(name, b.Count, t.Count, bv, tv)
+		}
 		out = append(out, TurnChange{Bucket: name, Changes: []Change{
 			change("requests", float64(bb.Requests), float64(tt.Requests)),
-			change("ttft_ms.p50", bb.TTFT.P50, tt.TTFT.P50),
-			change("ttft_ms.p99", bb.TTFT.P99, tt.TTFT.P99),
-			change("itl_ms.p50", bb.ITL.P50, tt.ITL.P50),
-			change("tpot_ms.p50", bb.TPOT.P50, tt.TPOT.P50),
-			change("e2e_ms.p50", bb.E2E.P50, tt.E2E.P50),
-			change("e2e_ms.p99", bb.E2E.P99, tt.E2E.P99),
+			stat("ttft_ms.p50", bb.TTFT, tt.TTFT, bb.TTFT.P50, tt.TTFT.P50),
+			stat("ttft_ms.p99", bb.TTFT, tt.TTFT, bb.TTFT.P99, tt.TTFT.P99),
+			stat("itl_ms.p50", bb.ITL, tt.ITL, bb.ITL.P50, tt.ITL.P50),
+			stat("tpot_ms.p50", bb.TPOT, tt.TPOT, bb.TPOT.P50, tt.TPOT.P50),
+			stat("e2e_ms.p50", bb.E2E, tt.E2E, bb.E2E.P50, tt.E2E.P50),
+			stat("e2e_ms.p99", bb.E2E, tt.E2E, bb.E2E.P99, tt.E2E.P99),
 		}})
 	}
 	return out
 }
 
 // regressions keeps the matched successful turns with the largest TTFT increase and the
-// conversations with the largest summed E2E increase.
+// conversations with the largest summed E2E increase. A turn without TTFT on a side is not
+// ranked by TTFT and adds nothing to its conversation's TTFT delta.
 func (c *Comparison) regressions(top int) {
 	convs := map[uint64]*ConversationRegression{}
 	var turns []TurnRegression
@@ -463,9 +556,11 @@ func (c *Comparison) regressions(top int) {
 		tr := TurnRegression{Conversation: p.k.conv, Turn: p.k.turn,
 			BaseTTFT: ms(p.base.ttft), TargetTTFT: ms(p.target.ttft),
 			BaseE2E: ms(p.base.e2e), TargetE2E: ms(p.target.e2e)}
-		tr.TTFTDelta = tr.TargetTTFT - tr.BaseTTFT
 		tr.E2EDelta = tr.TargetE2E - tr.BaseE2E
-		turns = append(turns, tr)
+		if p.base.hasTTFT() && p.target.hasTTFT() {
+			tr.TTFTDelta = tr.TargetTTFT - tr.BaseTTFT
+			turns = append(turns, tr)
+		}
 		cr := convs[p.k.conv]
 		if cr == nil {
 			cr = &ConversationRegression{Conversation: p.k.conv}
@@ -611,11 +706,22 @@ func knownChange(name string) bool {
 	return false
 }
 
-// Eval reports whether the condition holds on the comparison, with a readable reason.
+// Eval reports whether the condition fails the comparison, with a readable reason: when it
+// holds, or when its figure has no samples on a side (an unmeasured figure passes no gate).
 func (cond Condition) Eval(c *Comparison) (string, bool) {
 	for _, ch := range c.Metrics {
 		if ch.Name != cond.Name {
 			continue
+		}
+		switch ch.Missing {
+		case "base", "target":
+			side := c.Base
+			if ch.Missing == "target" {
+				side = c.Target
+			}
+			return fmt.Sprintf("%s has no samples on the %s side (%s) [%s]", ch.Name, ch.Missing, side, cond.text), true
+		case "both":
+			return fmt.Sprintf("%s has no samples on either side [%s]", ch.Name, cond.text), true
 		}
 		var v float64
 		var what string

@@ -49,8 +49,21 @@ func (c *Comparison) title() string {
 	return fmt.Sprintf("llmtape compare: base %s -> target %s, %d matched requests", c.Base, c.Target, c.Matched)
 }
 
+// noSamples stands in the table for the figure of a side whose distribution has no samples.
+const noSamples = "n/a"
+
 func changeRow(ch Change) []cell {
-	return []cell{txt(ch.Name), num(ch.Base), num(ch.Target), num(ch.Abs), pctCell(ch.Rel)}
+	if ch.Missing == "" {
+		return []cell{txt(ch.Name), num(ch.Base), num(ch.Target), num(ch.Abs), pctCell(ch.Rel)}
+	}
+	b, t := num(ch.Base), num(ch.Target)
+	if ch.Missing != "target" {
+		b = txt(noSamples)
+	}
+	if ch.Missing != "base" {
+		t = txt(noSamples)
+	}
+	return []cell{txt(ch.Name), b, t, txt("-"), txt("-")}
 }
 
 func (c *Comparison) sections() []section {
@@ -87,6 +100,13 @@ func (c *Comparison) sections() []section {
 			num(d.td.MeanAbsDelta), num(d.td.ChangedRatio)})
 	}
 	secs := []section{m, bt, rt, rc, dr}
+	if len(c.Warnings) > 0 {
+		ws := section{title: "warnings", cols: []string{"warning"}}
+		for _, w := range c.Warnings {
+			ws.rows = append(ws.rows, []cell{txt(w)})
+		}
+		secs = append([]section{ws}, secs...)
+	}
 	if len(c.Failed) > 0 {
 		f := section{title: "failed conditions", cols: []string{"condition"}}
 		for _, r := range c.Failed {
@@ -120,8 +140,13 @@ func (c *Comparison) charts() []string {
 	for i, t := range c.ByTurn {
 		byTurn.xcats = append(byTurn.xcats, t.Bucket)
 		for _, ch := range t.Changes {
-			if ch.Name == "ttft_ms.p50" {
+			if ch.Name != "ttft_ms.p50" {
+				continue
+			}
+			if ch.Missing == "" || ch.Missing == "target" {
 				bs.pts = append(bs.pts, point{float64(i), ch.Base})
+			}
+			if ch.Missing == "" || ch.Missing == "base" {
 				ts.pts = append(ts.pts, point{float64(i), ch.Target})
 			}
 		}
@@ -138,7 +163,9 @@ func (c *Comparison) charts() []string {
 		if !p.base.ok || !p.target.ok {
 			continue
 		}
-		tp = append(tp, point{ms(p.base.ttft), ms(p.target.ttft)})
+		if p.base.hasTTFT() && p.target.hasTTFT() {
+			tp = append(tp, point{ms(p.base.ttft), ms(p.target.ttft)})
+		}
 		ep = append(ep, point{ms(p.base.e2e), ms(p.target.e2e)})
 	}
 	ttft.series = []series{{name: "matched requests", pts: tp}}

@@ -203,6 +203,20 @@ func (a *Accumulator) Summary(window time.Duration, slo SLO) Summary {
 	return sum
 }
 
+// ErrorsText lists the failed requests by class, sorted by class name, as in
+// "connect 20, http 2"; "" when none failed.
+func (s Summary) ErrorsText() string {
+	classes := make([]string, 0, len(s.ErrorsByClass))
+	for k := range s.ErrorsByClass {
+		classes = append(classes, k)
+	}
+	sort.Strings(classes)
+	for i, k := range classes {
+		classes[i] = fmt.Sprintf("%s %d", k, s.ErrorsByClass[k])
+	}
+	return strings.Join(classes, ", ")
+}
+
 // fnum formats a figure in at most 7 characters.
 func fnum(v float64) string {
 	switch {

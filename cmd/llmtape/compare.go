@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"strings"
 
@@ -33,7 +34,12 @@ as one run, as "report --run A --run B" does.
 --fail-on makes compare exit with status 1 when any condition holds, for CI gates. A condition
 is FIGURE OP VALUE with OP one of > >= < <=; VALUE with % is the relative change, with a sign
 (+20, -5) the absolute change, and a plain number the target's own value. FIGURE is a metric
-row's name: ttft_ms.p99, e2e_ms.mean, itl_ms.p50, requests.errors (or just errors), ...`,
+row's name: ttft_ms.p99, e2e_ms.mean, itl_ms.p50, requests.errors (or just errors), ...
+
+Nothing missing reads as 0: a side with no successful requests (a target that was down) gets a
+warning, and fails a --fail-on gate whatever the conditions; a figure without samples on a side
+shows n/a and fails a condition on it. Recorded turns that were not streamed have no TTFT: they
+are left out of the TTFT figures and counted. See docs/analyze.md.`,
 		Example: `  llmtape compare recording latest
   llmtape compare baseline candidate --fail-on 'ttft_ms.p99>+10%,errors>0'
   llmtape compare 3 4 --format html -o compare.html
@@ -66,6 +72,9 @@ row's name: ttft_ms.p99, e2e_ms.mean, itl_ms.p50, requests.errors (or just error
 			}
 			if err := out.write(cmd, func(w io.Writer) error { return c.Write(w, f) }); err != nil {
 				return err
+			}
+			for _, w := range c.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "llmtape: warning:", w)
 			}
 			if len(c.Failed) > 0 {
 				return exitError{1, "compare: fail-on: " + strings.Join(c.Failed, "; ")}

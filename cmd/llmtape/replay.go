@@ -42,6 +42,8 @@ type replayOptions struct {
 	slo        string
 	jsonFile   string
 	progress   time.Duration
+	// maxErrorRate is --max-error-rate, a share 0..1; below 0 (not given) it is off.
+	maxErrorRate float64
 }
 
 func (o *replayOptions) bind(cmd *cobra.Command) {
@@ -76,6 +78,7 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.StringVar((*string)(&c.OnError), "on-error", "continue", "after a failed request: continue (with the recorded reply in the history) or stop-conversation")
 	f.StringVar(&o.slo, "slo", "", "objectives for goodput, e.g. ttft=500ms,tpot=50ms,e2e=10s")
 	f.StringVar(&o.jsonFile, "json", "", "also write the summary as JSON to this file (-: to stdout alone, the table then goes to stderr)")
+	f.Float64Var(&o.maxErrorRate, "max-error-rate", -1, "exit 1 when the share of failed requests (0..1) is above this, e.g. 0.05 (default: off; a run with no successful request always exits 1)")
 	f.DurationVar(&o.progress, "progress-interval", 10*time.Second, "interval of the plain progress lines when stderr is not a terminal (0: none)")
 }
 
@@ -97,6 +100,9 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 	}
 	if flags.Changed("timeout") && c.Timeout <= 0 {
 		return c, usageErrorf("--timeout %v: want a duration above 0", c.Timeout)
+	}
+	if flags.Changed("max-error-rate") && !(o.maxErrorRate >= 0 && o.maxErrorRate <= 1) {
+		return c, usageErrorf("--max-error-rate %v: want a share from 0 to 1 (0.05 allows 5%% failed requests)", o.maxErrorRate)
 	}
 	if flags.Changed("rate") && c.Arrival != replay.ArrivalPoisson && c.Arrival != replay.ArrivalGamma {
 		return c, usageErrorf("--rate is for --arrival poisson or gamma, not %q (use --speed to scale original arrivals)", o.arrival)
@@ -228,7 +234,11 @@ errors by class. Results are written to the store as they finish; the run, its s
 HDR histograms are saved at the end. Errors never stop the run.
 
 Ctrl-C stops scheduling and lets requests in flight finish; a second Ctrl-C cancels them. The
-partial run is saved, the summary printed, and the exit status is 130. See docs/replay.md.`,
+partial run is saved, the summary printed, and the exit status is 130.
+
+The exit status is 1, after the run is saved and its summary printed, when no request was
+measured, when no request succeeded (a target that is down), or when the share of failed
+requests is above --max-error-rate. See docs/replay.md.`,
 		Example: `  llmtape replay --target http://127.0.0.1:8000
   llmtape replay --target http://gpu-2:8000/v1 --recording 3 --speed 2 --slo ttft=500ms,tpot=50ms
   llmtape replay --target http://127.0.0.1:8000 --arrival poisson --rate 5 --think none --history live
@@ -353,6 +363,35 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 	}
 	if ctx.Err() != nil {
 		return exitError{130, ""}
+	}
+	if err := replayVerdict(rep, len(r.Conversations()), o.maxErrorRate); err != nil {
+		return exitError{1, "replay: " + err.Error()}
+	}
+	return nil
+}
+
+// replayVerdict says why a saved run does not pass: no request was measured, none succeeded,
+// or the share of failed requests is above maxErrorRate (below 0: no limit). convs is the
+// number of conversations the selection held. The measurement window is judged (warmup
+// excluded), as report and compare read the run.
+func replayVerdict(rep *replay.Report, convs int, maxErrorRate float64) error {
+	s := rep.Summary
+	n := s.Requests
+	switch {
+	case n.Total == 0 && s.Warmup > 0:
+		return fmt.Errorf("no request was measured: all %d were warmup (--warmup)", s.Warmup)
+	case n.Total == 0:
+		msg := fmt.Sprintf("no request was sent: the selection holds %d conversations", convs)
+		if rep.Skipped > 0 {
+			msg += fmt.Sprintf(" and %d turns could not be sent", rep.Skipped)
+		}
+		return errors.New(msg)
+	case n.OK == 0:
+		return fmt.Errorf("no request succeeded: %d of %d failed (%s)", n.Errors, n.Total, s.ErrorsText())
+	}
+	if rate := float64(n.Errors) / float64(n.Total); maxErrorRate >= 0 && rate > maxErrorRate {
+		return fmt.Errorf("error rate %.4g%% above --max-error-rate %.4g%%: %d of %d failed (%s)",
+			100*rate, 100*maxErrorRate, n.Errors, n.Total, s.ErrorsText())
 	}
 	return nil
 }
