@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -197,11 +195,4 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Fields(string(b))[0]
-}
-
-// overloaded reports whether the machine runs more than twice as many runnable threads as it
-// has CPUs, when no timing bound can be met by any client.
-func overloaded() bool {
-	l, err := strconv.ParseFloat(loadavg(), 64)
-	return err == nil && l > 2*float64(runtime.NumCPU())
 }

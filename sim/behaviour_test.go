@@ -142,8 +142,16 @@ func TestPrefixCacheThreeTurns(t *testing.T) {
 			if a.usage.Cached() == 0 {
 				t.Errorf("pass %d turn %d: no cached tokens", pass, i+1)
 			}
-			if a.ttft >= b.ttft {
-				t.Errorf("pass %d turn %d: TTFT %v with cache is not below %v without", pass, i+1, a.ttft, b.ttft)
+			// One pair of TTFTs can swap on a busy machine (a late wake-up adds tens of ms to
+			// either); the least of a few, never below the model's figure since timers are
+			// never early, cannot.
+			minA, minB := a.ttft, b.ttft
+			for try := 1; try < 5 && minA >= minB; try++ {
+				minA = min(minA, measure(client, cached.URL()+"/v1/chat/completions", body).ttft)
+				minB = min(minB, measure(client, uncached.URL()+"/v1/chat/completions", body).ttft)
+			}
+			if minA >= minB {
+				t.Errorf("pass %d turn %d: TTFT %v with cache is not below %v without (least of 5)", pass, i+1, minA, minB)
 			}
 		}
 	}
@@ -180,7 +188,8 @@ func TestQueueFIFO(t *testing.T) {
 	// wrote their last event before its first one. A queue that let a later request jump ahead
 	// breaks this for the requests it passed.
 	const slots, n, tokens = 4, 16, 8
-	s := MustStart(t, sim.Config{TTFT: 10 * time.Millisecond, ITL: 20 * time.Millisecond, MaxRunning: slots, Stamp: true})
+	// 100 ms gaps hold each slot for 0.7 s, so the queue is still there when /metrics is read.
+	s := MustStart(t, sim.Config{TTFT: 10 * time.Millisecond, ITL: 100 * time.Millisecond, MaxRunning: slots, Stamp: true})
 	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 32, MaxIdleConnsPerHost: 32}}
 	type stamps struct {
 		first, last int64 // the sim's send stamps of the first output event and the last event
@@ -188,6 +197,7 @@ func TestQueueFIFO(t *testing.T) {
 	}
 	results := make([]stamps, n)
 	var wg sync.WaitGroup
+	waiting := 0 // the /metrics gauge once the first request is queued
 	for i := range results {
 		wg.Add(1)
 		go func() {
@@ -204,8 +214,10 @@ func TestQueueFIFO(t *testing.T) {
 		for st := s.Stats(); int64(st.Running+st.Waiting)+st.Completed < int64(i+1); st = s.Stats() {
 			time.Sleep(100 * time.Microsecond)
 		}
+		if i == slots {
+			waiting = scrapeWaiting(t, s.URL())
+		}
 	}
-	waiting := scrapeWaiting(t, s.URL())
 	wg.Wait()
 	if waiting == 0 {
 		t.Errorf("waiting gauge was 0 with %d requests on %d slots", n, slots)
