@@ -122,8 +122,11 @@ type Recorder struct {
 	// broken holds the conversations that lost a turn (set by the writer's OnLost, taken by
 	// the stitcher): their later turns cannot be stored after the gap, so the stitcher
 	// forgets such a conversation and places its next turn as a conversation of its own.
-	brokenMu sync.Mutex
-	broken   map[uint64]struct{}
+	// It holds at most maxBroken entries: beyond that it is cleared, and the store refuses
+	// the later turns of the conversations it forgot (counted as lost) instead.
+	brokenMu  sync.Mutex
+	broken    map[uint64]struct{}
+	maxBroken int
 
 	// Owned by the stitching goroutine.
 	// first is the start of the first exchange stitched: conversations' arrivals are measured
@@ -166,6 +169,9 @@ func New(store *tape.Store, cfg Config) (*Recorder, error) {
 		stitched: make(chan struct{}),
 		ix:       newIndex(cfg.MaxOpen),
 		broken:   make(map[uint64]struct{}),
+		// Twice the conversations the index keeps: a few MB at most, however long the
+		// store fails.
+		maxBroken: 2 * cfg.MaxOpen,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -203,6 +209,9 @@ func New(store *tape.Store, cfg Config) (*Recorder, error) {
 	wcfg.OnLost = func(rec tape.Record, err error) {
 		if t, ok := rec.(*tape.Turn); ok {
 			r.brokenMu.Lock()
+			if len(r.broken) >= r.maxBroken {
+				clear(r.broken)
+			}
 			r.broken[t.Conversation] = struct{}{}
 			r.brokenMu.Unlock()
 			r.lostTurns.Add(1)
