@@ -16,15 +16,23 @@ import (
 	"github.com/llmtape/llmtape/tape"
 )
 
+// errFull is the error of a write to a full disk.
+var errFull = fmt.Errorf("write full.db: %w", syscall.ENOSPC)
+
 // fullDiskStore opens a store whose writes fail with ENOSPC while *full is set.
 func fullDiskStore(t *testing.T, full *atomic.Bool) *tape.Store {
-	t.Helper()
-	s, err := tape.Open(filepath.Join(t.TempDir(), "full.db"), &tape.Options{NoSync: true, WriteFault: func() error {
+	return faultyStore(t, func() error {
 		if full.Load() {
-			return fmt.Errorf("write full.db: %w", syscall.ENOSPC)
+			return errFull
 		}
 		return nil
-	}})
+	})
+}
+
+// faultyStore opens a store whose write transactions fail when fault says so.
+func faultyStore(t *testing.T, fault func() error) *tape.Store {
+	t.Helper()
+	s, err := tape.Open(filepath.Join(t.TempDir(), "full.db"), &tape.Options{NoSync: true, WriteFault: fault})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +73,33 @@ func (c *chatClient) turn(t *testing.T, d *driver) {
 	c.next++
 }
 
+// chatters are driver conversations sent turn by turn, in the test's goroutine.
+type chatters struct {
+	d       *driver
+	clients []*chatClient
+	sent    int // turns sent
+}
+
+func newChatters(d *driver, n int) *chatters {
+	cs := &chatters{d: d, clients: make([]*chatClient, n)}
+	for i := range cs.clients {
+		cs.clients[i] = &chatClient{ci: i}
+	}
+	return cs
+}
+
+// send sends the given number of turns of conversations from to to-1, one conversation after
+// the other.
+func (cs *chatters) send(t *testing.T, from, to, turns int) {
+	t.Helper()
+	for _, c := range cs.clients[from:to] {
+		for range turns {
+			c.turn(t, cs.d)
+			cs.sent++
+		}
+	}
+}
+
 // shutdown drains the proxy and closes the recorder, returning Close's error.
 func (st *stack) shutdown(t *testing.T) error {
 	t.Helper()
@@ -89,19 +124,8 @@ func TestFullDiskRecordingIncomplete(t *testing.T) {
 	s := fullDiskStore(t, &full)
 	st := startStack(t, s, startSim(t, true), recorder.Config{})
 	d := &driver{st: st, client: &http.Client{}}
-	clients := make([]*chatClient, 15)
-	for i := range clients {
-		clients[i] = &chatClient{ci: i}
-	}
-	sent := 0
-	send := func(from, to, turns int) {
-		for _, c := range clients[from:to] {
-			for range turns {
-				c.turn(t, d)
-				sent++
-			}
-		}
-	}
+	cs := newChatters(d, 15)
+	send := func(from, to, turns int) { cs.send(t, from, to, turns) }
 	recording := func() *tape.Recording {
 		r, err := s.Recording(st.rec.Recording())
 		if err != nil {
@@ -130,31 +154,50 @@ func TestFullDiskRecordingIncomplete(t *testing.T) {
 		t.Errorf("recorder Close: %v; want the store's loss reported, and the recording's status written", err)
 	}
 	stats := st.rec.Stats()
-	if stats.Lost != 15 || stats.NotRecorded != 15 || stats.Dropped != 0 || stats.Recorded != uint64(sent-15) {
-		t.Errorf("recorder stats %+v; want 15 lost and not recorded, %d recorded", stats, sent-15)
+	if stats.Lost != 15 || stats.NotRecorded != 15 || stats.Dropped != 0 || stats.Recorded != uint64(cs.sent-15) {
+		t.Errorf("recorder stats %+v; want 15 lost and not recorded, %d recorded", stats, cs.sent-15)
 	}
-	if ps := st.prx.Stats(); ps.Errors != 0 || ps.Exchanges != int64(sent) {
-		t.Errorf("proxy stats %+v; want %d exchanges without errors", ps, sent)
+	if ps := st.prx.Stats(); ps.Errors != 0 || ps.Exchanges != int64(cs.sent) {
+		t.Errorf("proxy stats %+v; want %d exchanges without errors", ps, cs.sent)
 	}
 
-	rec := recording()
-	if rec.Status() != tape.StatusIncomplete || rec.Complete || rec.NotRecorded != 15 || rec.Ended.IsZero() {
-		t.Errorf("recording %+v: want status incomplete, not_recorded 15, and an end", rec)
+	rec := checkLost(t, s, d, st.rec.Recording(), cs.sent)
+	if rec.NotRecorded != 15 {
+		t.Errorf("recording %+v: want not_recorded 15", rec)
+	}
+	// Conversations 0-4 keep their two stored turns; their fourth turns and the third turns of
+	// 10-14 are conversations of their own; 5-9 have three turns.
+	if want := 5 + 5 + 5 + 5; rec.Conversations != want {
+		t.Errorf("%d conversations, want %d", rec.Conversations, want)
+	}
+}
+
+// checkLost checks a recording made while the store failed: it is marked incomplete and
+// ended; stored turns + not recorded = sent; every conversation has turns, in order, whose
+// messages and replies are what the driver sent. It returns the recording.
+func checkLost(t *testing.T, s *tape.Store, d *driver, id uint64, sent int) *tape.Recording {
+	t.Helper()
+	rec, err := s.Recording(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status() != tape.StatusIncomplete || rec.Complete || rec.NotRecorded == 0 || rec.Ended.IsZero() {
+		t.Errorf("recording %+v: want status incomplete, not_recorded > 0, and an end", rec)
 	}
 	stored := 0
-	for id, c := range readAll(t, s) {
+	for cid, c := range readAll(t, s) {
 		if len(c.turns) == 0 || c.conv.Turns != len(c.turns) {
-			t.Errorf("conversation %d: %d turns stored, counter %d", id, len(c.turns), c.conv.Turns)
+			t.Errorf("conversation %d: %d turns stored, counter %d", cid, len(c.turns), c.conv.Turns)
 		}
 		for i, ti := range c.turns {
 			key := ti.turn.Request.Headers["X-Test-Turn"]
 			v, ok := d.sent.Load(key)
 			if ti.turn.Index != i || !ok {
-				t.Errorf("conversation %d: turn %d is %d, sent as %q", id, i, ti.turn.Index, key)
+				t.Errorf("conversation %d: turn %d is %d, sent as %q", cid, i, ti.turn.Index, key)
 				continue
 			}
 			if !sameMessages(t, ti.msgs, v.(sentTurn).body) || ti.turn.Response.Content != v.(sentTurn).reply {
-				t.Errorf("conversation %d turn %d (%s): messages or reply differ from what was sent", id, i, key)
+				t.Errorf("conversation %d turn %d (%s): messages or reply differ from what was sent", cid, i, key)
 			}
 		}
 		stored += len(c.turns)
@@ -162,11 +205,41 @@ func TestFullDiskRecordingIncomplete(t *testing.T) {
 	if stored+rec.NotRecorded != sent || rec.Turns != stored {
 		t.Errorf("%d turns stored (recording says %d) + %d not recorded, want %d exchanges sent", stored, rec.Turns, rec.NotRecorded, sent)
 	}
-	// Conversations 0-4 keep their two stored turns; their fourth turns and the third turns of
-	// 10-14 are conversations of their own; 5-9 have three turns.
-	if want := 5 + 5 + 5 + 5; rec.Conversations != want {
-		t.Errorf("%d conversations, want %d", rec.Conversations, want)
+	return rec
+}
+
+// TestFlakyStoreNoConversationWithoutTurns: a store that fails every other write (as a full
+// disk does when some records still fit in free pages and others do not) never keeps a
+// conversation without its turns, nor a turn after a lost one.
+func TestFlakyStoreNoConversationWithoutTurns(t *testing.T) {
+	var flaky atomic.Bool
+	var writes atomic.Int64
+	s := faultyStore(t, func() error {
+		if flaky.Load() && writes.Add(1)%2 == 1 {
+			return errFull
+		}
+		return nil
+	})
+	st := startStack(t, s, startSim(t, true), recorder.Config{})
+	d := &driver{st: st, client: &http.Client{}}
+	cs := newChatters(d, 8)
+	round := func() { cs.send(t, 0, 8, 1) }
+	round()
+	flaky.Store(true)
+	for range 3 {
+		round()
 	}
+	waitFor(t, "turns lost", func() bool {
+		stats := st.rec.Stats()
+		return stats.QueueDepth == 0 && stats.Lost > 0
+	})
+	flaky.Store(false)
+	round()
+	if err := st.shutdown(t); err == nil || errors.Is(err, recorder.ErrStatusNotWritten) {
+		t.Errorf("recorder Close: %v; want the store's loss reported, and the recording's status written", err)
+	}
+	rec := checkLost(t, s, d, st.rec.Recording(), cs.sent)
+	t.Logf("%d exchanges: %d turns stored in %d conversations, %d not recorded", cs.sent, rec.Turns, rec.Conversations, rec.NotRecorded)
 }
 
 // TestFullDiskStatusNotWritten: when even the recording's final write fails, Close says so
