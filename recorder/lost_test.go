@@ -268,3 +268,39 @@ func TestFullDiskStatusNotWritten(t *testing.T) {
 		t.Errorf("recording %+v: want incomplete and empty", r)
 	}
 }
+
+// TestQueueFullRecordingIncomplete: exchanges dropped because the recorder was behind (its
+// queue full while the store stalls) make the recording incomplete too, with their count.
+func TestQueueFullRecordingIncomplete(t *testing.T) {
+	var stalled atomic.Bool
+	release := make(chan struct{})
+	s := faultyStore(t, func() error {
+		if stalled.Load() {
+			<-release
+		}
+		return nil
+	})
+	r := mustNew(t, s, recorder.Config{QueueSize: 1, Workers: 1, Writer: tape.WriterConfig{QueueSize: 1, MaxBatch: 1}})
+	stalled.Store(true)
+	start := time.Now()
+	for i := 0; r.Stats().Dropped == 0; i++ {
+		if i == 100_000 {
+			t.Fatalf("no exchange dropped: %+v", r.Stats())
+		}
+		req := chatBody(msg("user", fmt.Sprintf("question %d", i)))
+		r.Capture(exchange(start.Add(time.Duration(i)*time.Millisecond), "/v1/chat/completions", req, 200, "text/event-stream", sseOf("an answer", true)))
+	}
+	close(release)
+	mustClose(t, r)
+	stats := r.Stats()
+	rec, err := s.Recording(r.Recording())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.NotRecorded != stats.Dropped || stats.Lost != 0 || stats.Seen != stats.Recorded+stats.NotRecorded {
+		t.Errorf("stats %+v: want every exchange recorded or dropped", stats)
+	}
+	if rec.Status() != tape.StatusIncomplete || rec.NotRecorded != int(stats.Dropped) || rec.Turns != int(stats.Recorded) {
+		t.Errorf("recording %+v; want incomplete with %d not recorded, %d turns", rec, stats.Dropped, stats.Recorded)
+	}
+}
