@@ -24,6 +24,17 @@
 // request being sent) and token counts (the server's usage, else tiktoken). Other paths are
 // counted in Stats.Ignored.
 //
+// # When the store fails
+//
+// A store that cannot take records (disk full, an I/O error) never slows the proxy: the turns it
+// loses are counted (Stats.Lost, within Stats.NotRecorded) and logged at most once a second. A
+// new conversation is written together with its first turn (tape.Writer.PutTogether), so a
+// failure never leaves a conversation without turns. A conversation that lost a turn keeps the
+// turns stored before it and takes no more: its next turn starts a conversation of its own,
+// with every message. Close marks the recording incomplete with the number of exchanges not in
+// the store (tape.Recording.NotRecorded), trying that write again if it fails; when it never
+// succeeds, Close's error wraps ErrStatusNotWritten.
+//
 // # Stitching
 //
 // An explicit session id wins: the headers X-Session-ID, X-Conversation-ID, Helicone-Session-Id

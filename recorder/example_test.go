@@ -55,5 +55,5 @@ func ExampleNew() {
 	// conversation: 2 turns, grouped prefix
 	// turn 0 (single): 1 messages, 1 stored, reply "Hello there."
 	// turn 1 (prefix): 3 messages, 1 stored, reply "Bye."
-	// {Seen:2 Recorded:2 NotRecorded:0 Ignored:0 Errors:0 Open:1 QueueDepth:0 Stored:4}
+	// {Seen:2 Recorded:2 NotRecorded:0 Dropped:0 Lost:0 Ignored:0 Errors:0 Open:1 QueueDepth:0 Stored:4}
 }

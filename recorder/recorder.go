@@ -64,13 +64,23 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Stats are a recorder's counters, as the proxy's admin /stats serves them.
+// ErrStatusNotWritten is returned (wrapped) by Close when the recording's final state could
+// not be written to the store after several attempts: the store then shows the recording as
+// still being written, without its end or the count of exchanges it lacks.
+var ErrStatusNotWritten = errors.New("recording status not written")
+
+// Stats are a recorder's counters, as the proxy's admin /stats serves them. Once the recorder
+// is closed, Seen = Ignored + Recorded + NotRecorded.
 type Stats struct {
-	Seen        uint64 `json:"seen"`         // exchanges handed to Capture
-	Recorded    uint64 `json:"recorded"`     // turns handed to the store and not lost
-	NotRecorded uint64 `json:"not_recorded"` // exchanges dropped: queue full or recorder closed
-	Ignored     uint64 `json:"ignored"`      // exchanges of other paths (not completions)
-	Errors      uint64 `json:"errors"`       // exchanges that failed to parse + records the store lost
+	Seen     uint64 `json:"seen"`     // exchanges handed to Capture
+	Recorded uint64 `json:"recorded"` // turns handed to the store and not lost
+	// NotRecorded counts the exchanges that are not in the store: Dropped, Lost, and those
+	// that failed to parse.
+	NotRecorded uint64 `json:"not_recorded"`
+	Dropped     uint64 `json:"dropped"` // exchanges not queued: queue full or recorder closed
+	Lost        uint64 `json:"lost"`    // turns the store could not take (disk full, I/O error)
+	Ignored     uint64 `json:"ignored"` // exchanges of other paths (not completions)
+	Errors      uint64 `json:"errors"`  // exchanges that failed to parse + records the store lost
 	Open        int    `json:"open_conversations"`
 	QueueDepth  int    `json:"queue_depth"` // exchanges captured and not yet stitched
 	Stored      uint64 `json:"stored"`      // records committed by the store writer
@@ -98,6 +108,7 @@ type Recorder struct {
 	turnsPut   atomic.Uint64
 	lost       atomic.Uint64
 	lostTurns  atomic.Uint64
+	failed     atomic.Uint64 // recordable exchanges that failed to parse or to be put
 	dropped    atomic.Uint64
 	ignored    atomic.Uint64
 	errs       atomic.Uint64
@@ -107,6 +118,15 @@ type Recorder struct {
 
 	workers  sync.WaitGroup
 	stitched chan struct{}
+
+	// broken holds the conversations that lost a turn (set by the writer's OnLost, taken by
+	// the stitcher): their later turns cannot be stored after the gap, so the stitcher
+	// forgets such a conversation and places its next turn as a conversation of its own.
+	// It holds at most maxBroken entries: beyond that it is cleared, and the store refuses
+	// the later turns of the conversations it forgot (counted as lost) instead.
+	brokenMu  sync.Mutex
+	broken    map[uint64]struct{}
+	maxBroken int
 
 	// Owned by the stitching goroutine.
 	// first is the start of the first exchange stitched: conversations' arrivals are measured
@@ -148,6 +168,10 @@ func New(store *tape.Store, cfg Config) (*Recorder, error) {
 		order:    make(chan *job, cfg.QueueSize),
 		stitched: make(chan struct{}),
 		ix:       newIndex(cfg.MaxOpen),
+		broken:   make(map[uint64]struct{}),
+		// Twice the conversations the index keeps: a few MB at most, however long the
+		// store fails.
+		maxBroken: 2 * cfg.MaxOpen,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -183,10 +207,16 @@ func New(store *tape.Store, cfg Config) (*Recorder, error) {
 	wcfg := cfg.Writer
 	userLost := wcfg.OnLost
 	wcfg.OnLost = func(rec tape.Record, err error) {
-		r.lost.Add(1)
-		if _, ok := rec.(*tape.Turn); ok {
+		if t, ok := rec.(*tape.Turn); ok {
+			r.brokenMu.Lock()
+			if len(r.broken) >= r.maxBroken {
+				clear(r.broken)
+			}
+			r.broken[t.Conversation] = struct{}{}
+			r.brokenMu.Unlock()
 			r.lostTurns.Add(1)
 		}
+		r.lost.Add(1)
 		if r.rateOK(&r.lastStore) {
 			r.log.Error("recorder: the store lost records", "lost", r.lost.Load(), "err", err)
 		}
@@ -262,6 +292,7 @@ func (r *Recorder) parseOne(x *proxy.Exchange) (p *parsed) {
 	defer func() {
 		if v := recover(); v != nil {
 			r.errs.Add(1)
+			r.failed.Add(1)
 			r.log.Error("recorder: parse exchange", "path", x.Path, "panic", v, "stack", string(debug.Stack()))
 			p = nil
 		}
@@ -295,6 +326,23 @@ func (r *Recorder) record(p *parsed) {
 		r.last = end
 	}
 	pl := r.ix.place(p, r.store.NextConversationID)
+	for {
+		// A conversation that lost a turn takes no more turns, nor forks: they could not be
+		// stored after the gap. The turn is placed again without it, as a conversation of its
+		// own that keeps every message.
+		b := pl.c
+		if pl.isNew {
+			b = pl.from
+		}
+		if b == nil || !r.takeBroken(b.id) {
+			break
+		}
+		if pl.isNew {
+			r.ix.remove(pl.c)
+		}
+		r.ix.remove(b)
+		pl = r.ix.place(p, r.store.NextConversationID)
+	}
 	c := pl.c
 	t.Conversation = c.id
 	t.Index = c.turns
@@ -319,26 +367,41 @@ func (r *Recorder) record(p *parsed) {
 			ForkTurn:  pl.forkTurn,
 		}
 		c.meta = conv
-		if err := r.w.Put(conv); err != nil {
-			r.errs.Add(1)
-			return
-		}
+		// Together: a store that fails loses both, never leaving a conversation without turns.
+		r.put(conv, t)
 	} else if pl.match == tape.GroupPrefix && c.meta != nil && c.meta.Grouping == tape.GroupSingle {
 		// A conversation that began on its own was continued by prefix matching: that is how
 		// its turns were found to belong together. (Forks and sessions keep their grouping.)
 		conv := *c.meta
 		conv.Grouping = tape.GroupPrefix
 		c.meta = &conv
-		if err := r.w.Put(&conv); err != nil {
-			r.errs.Add(1)
-			return
-		}
+		r.put(&conv, t)
+	} else {
+		r.put(t)
 	}
-	if err := r.w.Put(t); err != nil {
+}
+
+// put hands a turn, with the conversation record it needs, to the writer.
+func (r *Recorder) put(recs ...tape.Record) {
+	if err := r.w.PutTogether(recs...); err != nil {
 		r.errs.Add(1)
+		r.failed.Add(1)
 		return
 	}
 	r.turnsPut.Add(1)
+}
+
+// takeBroken reports whether conversation id lost a turn since the stitcher last asked, and
+// forgets it.
+func (r *Recorder) takeBroken(id uint64) bool {
+	if r.lostTurns.Load() == 0 {
+		return false
+	}
+	r.brokenMu.Lock()
+	defer r.brokenMu.Unlock()
+	_, ok := r.broken[id]
+	delete(r.broken, id)
+	return ok
 }
 
 // Stats returns the recorder's counters. It is safe to call at any time, also after Close.
@@ -346,7 +409,9 @@ func (r *Recorder) Stats() Stats {
 	put, lostTurns := r.turnsPut.Load(), r.lostTurns.Load()
 	s := Stats{
 		Seen:        r.seen.Load(),
-		NotRecorded: r.dropped.Load(),
+		NotRecorded: r.dropped.Load() + lostTurns + r.failed.Load(),
+		Dropped:     r.dropped.Load(),
+		Lost:        lostTurns,
 		Ignored:     r.ignored.Load(),
 		Errors:      r.errs.Load() + r.lost.Load(),
 		Open:        int(r.open.Load()),
@@ -359,8 +424,12 @@ func (r *Recorder) Stats() Stats {
 	return s
 }
 
-// Close stops accepting exchanges, records every queued one, flushes the store writer and marks
-// the recording complete. It returns the first store error. Close does not close the store.
+// Close stops accepting exchanges, records every queued one, flushes the store writer and
+// writes the recording's end: complete, or, when exchanges are not in the store
+// (Stats.NotRecorded), incomplete with their count. That write is tried even after the store
+// lost records, and again a few times if it fails (a full disk may have room again once the
+// failed batches are dropped); if it never succeeds the error wraps ErrStatusNotWritten.
+// Close returns the first store error. It does not close the store.
 func (r *Recorder) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -381,12 +450,33 @@ func (r *Recorder) Close() error {
 	return errors.Join(errW, r.finish())
 }
 
-// finish writes the recording's start and end wall-clock times and marks it complete. It reads
-// the recording back first so the counters the writer kept are not overwritten.
+// finishRetries are the pauses before the second and later attempts to write the recording's
+// end, when the first fails.
+var finishRetries = []time.Duration{200 * time.Millisecond, time.Second}
+
+// finish writes the recording's start and end wall-clock times, whether it is complete and how
+// many exchanges it lacks, trying again after finishRetries.
 func (r *Recorder) finish() error {
+	var err error
+	for i := 0; ; i++ {
+		if err = r.finishOnce(); err == nil {
+			return nil
+		}
+		if i == len(finishRetries) {
+			break
+		}
+		r.log.Error("recorder: could not write the recording's end; trying again", "recording", r.rec.ID, "err", err)
+		time.Sleep(finishRetries[i])
+	}
+	return fmt.Errorf("close recorder: recording %d: %w after %d attempts: %w", r.rec.ID, ErrStatusNotWritten, len(finishRetries)+1, err)
+}
+
+// finishOnce reads the recording back first so the counters the writer kept are not
+// overwritten.
+func (r *Recorder) finishOnce() error {
 	rec, err := r.store.Recording(r.rec.ID)
 	if err != nil {
-		return fmt.Errorf("close recorder: read recording: %w", err)
+		return fmt.Errorf("read recording: %w", err)
 	}
 	if !r.first.IsZero() {
 		rec.Started = r.started
@@ -394,9 +484,10 @@ func (r *Recorder) finish() error {
 	} else {
 		rec.Ended = time.Now()
 	}
-	rec.Complete = true
+	rec.NotRecorded = int(r.Stats().NotRecorded)
+	rec.Complete = rec.NotRecorded == 0
 	if err := r.store.UpdateRecording(rec); err != nil {
-		return fmt.Errorf("close recorder: update recording: %w", err)
+		return fmt.Errorf("update recording: %w", err)
 	}
 	return nil
 }

@@ -182,14 +182,19 @@ func (ix *index) unlink(s *state) {
 // evict forgets the least recently active conversations beyond the limit.
 func (ix *index) evict() {
 	for ix.max > 0 && ix.lru.Len() > ix.max {
-		c := ix.lru.Remove(ix.lru.Back()).(*conv)
-		for _, s := range c.states {
-			ix.unlink(s)
-		}
-		c.states = nil
-		if c.session != "" && ix.sessions[c.session] == c {
-			delete(ix.sessions, c.session)
-		}
+		ix.remove(ix.lru.Back().Value.(*conv))
+	}
+}
+
+// remove forgets conversation c: no later request is placed in it.
+func (ix *index) remove(c *conv) {
+	ix.lru.Remove(c.elem)
+	for _, s := range c.states {
+		ix.unlink(s)
+	}
+	c.states = nil
+	if c.session != "" && ix.sessions[c.session] == c {
+		delete(ix.sessions, c.session)
 	}
 }
 
@@ -200,6 +205,7 @@ type placement struct {
 	grouping tape.Grouping // of a new conversation
 	match    tape.Grouping // of the turn
 	parent   uint64
+	from     *conv // the conversation a fork branched from; nil otherwise
 	forkTurn int
 	kept     int
 }
@@ -223,7 +229,7 @@ func (ix *index) place(p *parsed, newID func() uint64) placement {
 			// fork's appends never write into the parent's array.
 			c.base = s.base[:len(s.base):len(s.base)]
 			return placement{c: c, isNew: true, grouping: tape.GroupFork, match: tape.GroupFork,
-				parent: s.conv.id, forkTurn: s.turn, kept: commonPrefix(p.exact, s.base)}
+				parent: s.conv.id, from: s.conv, forkTurn: s.turn, kept: commonPrefix(p.exact, s.base)}
 		}
 	}
 	c := ix.add(newID(), "")

@@ -184,6 +184,10 @@ func (d *decoder) take(n uint64) []byte {
 	return p
 }
 
+// more reports whether bytes remain: a field appended to a record in a later release is read
+// only when present, so older records decode with its zero value.
+func (d *decoder) more() bool { return d.err == nil && len(d.b) > 0 }
+
 func (d *decoder) bytes() []byte { return d.take(d.uvarint()) }
 
 // str returns a string sharing the decoder's buffer, which nothing ever writes to (the byte
@@ -266,6 +270,7 @@ func encodeRecording(buf []byte, r *Recording) []byte {
 	e.bool(r.Complete)
 	e.int(r.Conversations)
 	e.int(r.Turns)
+	e.int(r.NotRecorded)
 	return e.b
 }
 
@@ -283,6 +288,9 @@ func decodeRecording(v []byte, r *Recording) error {
 	}
 	r.Conversations = d.int()
 	r.Turns = d.int()
+	if d.more() { // appended after the first release: absent in older records
+		r.NotRecorded = d.int()
+	}
 	return d.err
 }
 

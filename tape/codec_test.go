@@ -53,9 +53,31 @@ func TestCodecRoundTrip(t *testing.T) {
 			}
 		}
 	})
+	t.Run("recording of the first release", func(t *testing.T) {
+		// Written before NotRecorded existed: the record ends after Turns.
+		in := &Recording{ID: 7, Name: "n", Complete: true, Conversations: 3, Turns: 9}
+		e := encoder{[]byte{recordVersion}}
+		e.uvarint(in.ID)
+		e.str(in.Name)
+		e.str("")
+		e.str("")
+		e.str("")
+		e.time(time.Time{})
+		e.time(time.Time{})
+		e.bool(in.Complete)
+		e.int(in.Conversations)
+		e.int(in.Turns)
+		var out Recording
+		if err := decodeRecording(e.b, &out); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(in, &out) || out.Status() != StatusComplete {
+			t.Errorf("got %#v (%s), want %#v", out, out.Status(), *in)
+		}
+	})
 	t.Run("recording", func(t *testing.T) {
 		in := &Recording{ID: 7, Name: "n", Source: "s", Upstream: "u", Mode: "reverse",
-			Started: time.Unix(5, 0), Complete: true, Conversations: 3, Turns: -1}
+			Started: time.Unix(5, 0), Conversations: 3, Turns: -1, NotRecorded: 248}
 		var out Recording
 		if err := decodeRecording(encodeRecording(nil, in), &out); err != nil {
 			t.Fatal(err)

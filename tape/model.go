@@ -15,13 +15,33 @@ type Recording struct {
 	Mode     string    // proxy mode ("reverse" or "forward"); empty for imports
 	Started  time.Time // wall clock of the first exchange (or of the import)
 	Ended    time.Time // wall clock of the last exchange; zero while recording goes on
-	// Complete is false while a recording or import is being written; an import that fails
-	// leaves it false and is then deleted.
+	// Complete is true when the recording was closed with every exchange stored. It is false
+	// while a recording or import is being written, after a crash, and when exchanges were not
+	// stored (NotRecorded > 0); an import that fails leaves it false and is then deleted.
 	Complete bool
 	// Counters kept by the store: putting a new conversation or turn increments them in the
 	// same transaction; the values in a put or update of the recording are ignored.
 	Conversations int
 	Turns         int
+	// NotRecorded is how many captured exchanges are not in the store: dropped because the
+	// recorder was behind, or lost because the store could not take them (disk full, I/O
+	// error). The recorder writes it when it closes; 0 in stores written before it existed.
+	NotRecorded int
+}
+
+// Status values of a recording (Recording.Status).
+const (
+	StatusComplete   = "complete"   // closed with every exchange stored
+	StatusIncomplete = "incomplete" // still being written, cut short, or missing exchanges
+)
+
+// Status is StatusComplete for a complete recording, else StatusIncomplete: one that is still
+// being written, was cut short (crash, kill -9) or is missing NotRecorded exchanges.
+func (r *Recording) Status() string {
+	if r.Complete && r.NotRecorded == 0 {
+		return StatusComplete
+	}
+	return StatusIncomplete
 }
 
 // Grouping says how a conversation's turns were found to belong together.

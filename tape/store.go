@@ -49,6 +49,10 @@ type Options struct {
 	// NoSync skips fsync after each commit: for tests and benchmarks only (a crash can lose or
 	// corrupt the store).
 	NoSync bool
+	// WriteFault, if set, is called at the end of every write transaction, before its commit;
+	// an error it returns fails the transaction as a full disk or an I/O error would: nothing
+	// of it is committed and the error is returned. For tests of what a failing store does.
+	WriteFault func() error
 }
 
 // Store is an open llmtape store. Its methods are safe for concurrent use.
@@ -57,6 +61,7 @@ type Store struct {
 	path     string
 	readOnly bool
 	nextConv atomic.Uint64
+	fault    func() error // Options.WriteFault
 
 	mu     sync.RWMutex // guards closed against the methods that use db
 	closed bool
@@ -115,7 +120,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, readOnly: o.ReadOnly}
+	s := &Store{db: db, path: path, readOnly: o.ReadOnly, fault: o.WriteFault}
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -393,6 +398,14 @@ func (s *Store) txn(write bool, fn func(tx *bolt.Tx) error) (err error) {
 			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
 		}
 	}()
+	if write && s.fault != nil {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			if err := fn(tx); err != nil {
+				return err
+			}
+			return s.fault()
+		})
+	}
 	if write {
 		return s.db.Update(fn)
 	}

@@ -214,7 +214,8 @@ func (t *Tx) PutConversation(c *Conversation) error {
 	return nil
 }
 
-// PutTurn creates or replaces a turn. Its conversation must exist.
+// PutTurn creates or replaces a turn. Its conversation must exist, and so must the turn before
+// it (turns are added in order, so that none is stored without the turns its messages extend).
 func (t *Tx) PutTurn(turn *Turn) error {
 	return t.putTurn(turn, nil)
 }
@@ -237,6 +238,11 @@ func (t *Tx) putTurn(turn *Turn, enc []byte) error {
 	key := turnKey(turn.Conversation, turn.Index)
 	seq := t.b.turns.Get(key)
 	fresh := seq == nil
+	if fresh && turn.Index > 0 && t.b.turns.Get(turnKey(turn.Conversation, turn.Index-1)) == nil {
+		// A turn's messages are stored relative to the turn before it: without that turn they
+		// could not be rebuilt.
+		return fmt.Errorf("put turn %d/%d: turn %d: %w", turn.Conversation, turn.Index, turn.Index-1, ErrNotFound)
+	}
 	if fresh {
 		n, err := t.b.data.NextSequence()
 		if err != nil {

@@ -32,7 +32,8 @@ type WriterConfig struct {
 	MaxBatch int
 	// MaxDelay is the longest a record waits for its transaction; default 50ms.
 	MaxDelay time.Duration
-	// QueueSize is how many records may wait before Put blocks and TryPut fails; default 8192.
+	// QueueSize is how many units (a record of Put, the records of one PutTogether) may wait
+	// before Put blocks and TryPut fails; default 8192.
 	QueueSize int
 	// OnLost, if set, is called from the writer's goroutine for each record that could not be
 	// committed, with the reason. It must not call the Writer.
@@ -55,8 +56,9 @@ type WriterStats struct {
 // *Result once Put returns (OnLost gets the pointer that was put). Recordings, conversations
 // and runs are copied shallowly: do not modify their byte slices or maps after Put. A
 // conversation or recording put with ID 0 gets its ID in the writer's goroutine, not in the
-// value put: give conversations an ID from NextConversationID first. A batch that fails is retried record by record,
-// so that one bad record (say, a turn of an unknown conversation) loses only itself.
+// value put: give conversations an ID from NextConversationID first. A batch that fails is
+// retried unit by unit (a record of Put, or the records of one PutTogether), so that one bad
+// record (say, a turn of an unknown conversation) loses only its unit.
 type Writer struct {
 	s    *Store
 	cfg  WriterConfig
@@ -75,13 +77,18 @@ type Writer struct {
 	batches   atomic.Int64
 }
 
-// item is one queued record, or a flush marker (flush != nil).
+// item is one queued record, or a flush marker (flush != nil). The records of a PutTogether
+// travel as one item: the first, with the others in more.
 type item struct {
 	orig  Record // as put, for OnLost
 	rec   Record
 	enc   []byte // encoded turn or result
+	more  []item // committed in the same transaction as this one, or lost with it
 	flush chan error
 }
+
+// size is the number of records of a unit.
+func (it *item) size() int64 { return 1 + int64(len(it.more)) }
 
 // NewWriter starts a batched writer. Close it before closing the store.
 func (s *Store) NewWriter(cfg WriterConfig) *Writer {
@@ -150,12 +157,39 @@ func (w *Writer) Put(rec Record) error {
 	if err != nil {
 		return err
 	}
+	return w.send(it)
+}
+
+// PutTogether queues recs as one unit: they are committed in one transaction, in order, or
+// all reported lost. Use it for records that must not be stored apart, such as a new
+// conversation and its first turn: a failing store then never leaves a conversation without
+// its turns. The unit takes one place in the queue; PutTogether blocks while it is full. It
+// returns ErrClosed after Close.
+func (w *Writer) PutTogether(recs ...Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	it, err := prepare(recs[0])
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs[1:] {
+		m, err := prepare(rec)
+		if err != nil {
+			return err
+		}
+		it.more = append(it.more, m)
+	}
+	return w.send(it)
+}
+
+func (w *Writer) send(it item) error {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
 		return ErrClosed
 	}
-	w.queued.Add(1)
+	w.queued.Add(it.size())
 	w.ch <- it
 	return nil
 }
@@ -279,13 +313,17 @@ func (w *Writer) answerFlush(ch chan error) {
 	ch <- err
 }
 
-// commit writes batch in one transaction, or record by record when that fails.
+// commit writes batch in one transaction, or unit by unit when that fails.
 func (w *Writer) commit(batch []item) {
 	err := w.s.update(func(btx *bolt.Tx) error { return putItems(w.s, btx, batch) })
 	if err == nil {
+		var n int64
+		for i := range batch {
+			n += batch[i].size()
+		}
 		w.batches.Add(1)
-		w.committed.Add(int64(len(batch)))
-		w.queued.Add(-int64(len(batch)))
+		w.committed.Add(n)
+		w.queued.Add(-n)
 		return
 	}
 	if len(batch) == 1 || errors.Is(err, ErrClosed) {
@@ -299,9 +337,10 @@ func (w *Writer) commit(batch []item) {
 	}
 }
 
+// lose reports every record of a unit lost.
 func (w *Writer) lose(it item, err error) {
-	w.lost.Add(1)
-	w.queued.Add(-1)
+	w.lost.Add(it.size())
+	w.queued.Add(-it.size())
 	w.errMu.Lock()
 	if w.firstErr == nil {
 		w.firstErr = err
@@ -312,24 +351,33 @@ func (w *Writer) lose(it item, err error) {
 	w.errMu.Unlock()
 	if w.cfg.OnLost != nil {
 		w.cfg.OnLost(it.orig, err)
+		for _, m := range it.more {
+			w.cfg.OnLost(m.orig, err)
+		}
 	}
 }
 
 func putItems(s *Store, btx *bolt.Tx, batch []item) error {
 	tx := newTx(s, btx)
-	for _, it := range batch {
-		var err error
-		switch r := it.rec.(type) {
-		case *Turn:
-			err = tx.putTurn(r, it.enc)
-		case *Result:
-			err = tx.putResult(r, it.enc)
-		default:
-			err = tx.put(r)
-		}
-		if err != nil {
+	for i := range batch {
+		if err := tx.putItem(&batch[i]); err != nil {
 			return err
+		}
+		for j := range batch[i].more {
+			if err := tx.putItem(&batch[i].more[j]); err != nil {
+				return err
+			}
 		}
 	}
 	return tx.finish()
+}
+
+func (t *Tx) putItem(it *item) error {
+	switch r := it.rec.(type) {
+	case *Turn:
+		return t.putTurn(r, it.enc)
+	case *Result:
+		return t.putResult(r, it.enc)
+	}
+	return t.put(it.rec)
 }

@@ -2,9 +2,13 @@ package tape_test
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,5 +172,76 @@ func TestWriterReusedValues(t *testing.T) {
 	})
 	if n != 5 {
 		t.Errorf("%d turns", n)
+	}
+}
+
+// TestWriterPutTogetherOnFullDisk: a store that cannot write (WriteFault, as a full disk) loses
+// a new conversation and its first turn together, never the turn alone; an existing
+// conversation that loses a turn keeps the turns it had, and its later turns are refused
+// rather than stored after a gap.
+func TestWriterPutTogetherOnFullDisk(t *testing.T) {
+	var full atomic.Bool
+	s, err := tape.Open(filepath.Join(t.TempDir(), "full.db"), &tape.Options{NoSync: true, WriteFault: func() error {
+		if full.Load() {
+			return fmt.Errorf("write: %w", syscall.ENOSPC)
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rec := tapetest.Recording(t, s)
+	var mu sync.Mutex
+	var lost []tape.Record
+	w := s.NewWriter(tape.WriterConfig{MaxBatch: 100, MaxDelay: time.Hour, OnLost: func(r tape.Record, err error) {
+		mu.Lock()
+		lost = append(lost, r)
+		mu.Unlock()
+	}})
+	kept := &tape.Conversation{ID: s.NextConversationID(), Recording: rec.ID}
+	gone := &tape.Conversation{ID: s.NextConversationID(), Recording: rec.ID}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(w.PutTogether(kept, &tape.Turn{Conversation: kept.ID, Index: 0}))
+	must(w.Flush())
+
+	full.Store(true)
+	must(w.PutTogether(gone, &tape.Turn{Conversation: gone.ID, Index: 0}))
+	lostTurn := &tape.Turn{Conversation: kept.ID, Index: 1}
+	must(w.Put(lostTurn))
+	if err := w.Flush(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Flush on a full disk: %v, want ENOSPC", err)
+	}
+	full.Store(false)
+	// Room again: the turns after the lost ones cannot be stored, the store says why.
+	must(w.Put(&tape.Turn{Conversation: kept.ID, Index: 2}))
+	must(w.Put(&tape.Turn{Conversation: gone.ID, Index: 1}))
+	if err := w.Flush(); !errors.Is(err, tape.ErrNotFound) {
+		t.Errorf("Flush after the loss: %v, want ErrNotFound", err)
+	}
+	if err := w.Close(); err == nil || !strings.Contains(err.Error(), "5 records lost") {
+		t.Errorf("Close: %v, want 5 records lost", err)
+	}
+	if st := w.Stats(); st.Committed != 2 || st.Lost != 5 || st.Queued != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if len(lost) != 5 || lost[0] != tape.Record(gone) || lost[2] != tape.Record(lostTurn) {
+		t.Errorf("OnLost got %v", lost)
+	}
+	if _, err := s.Conversation(gone.ID); !errors.Is(err, tape.ErrNotFound) {
+		t.Errorf("conversation whose first turn was lost: %v, want ErrNotFound", err)
+	}
+	c, err := s.Conversation(kept.ID)
+	if err != nil || c.Turns != 1 {
+		t.Errorf("kept conversation: %+v, %v; want its 1 stored turn", c, err)
+	}
+	r, err := s.Recording(rec.ID)
+	if err != nil || r.Conversations != 1 || r.Turns != 1 {
+		t.Errorf("recording counters: %+v, %v", r, err)
 	}
 }

@@ -45,6 +45,8 @@ type lsRecording struct {
 	Started       *time.Time `json:"started"`
 	Ended         *time.Time `json:"ended"`
 	Complete      bool       `json:"complete"`
+	Status        string     `json:"status"`       // tape.StatusComplete or tape.StatusIncomplete
+	NotRecorded   int        `json:"not_recorded"` // captured exchanges that are not in the store
 	Conversations int        `json:"conversations"`
 	Turns         int        `json:"turns"`
 }
@@ -116,7 +118,8 @@ func listStore(s *tape.Store) (*lsOutput, error) {
 	err := s.Recordings(func(r *tape.Recording) error {
 		out.Recordings = append(out.Recordings, lsRecording{
 			ID: r.ID, Name: r.Name, Source: r.Source, Started: timePtr(r.Started), Ended: timePtr(r.Ended),
-			Complete: r.Complete, Conversations: r.Conversations, Turns: r.Turns,
+			Complete: r.Complete, Status: r.Status(), NotRecorded: r.NotRecorded,
+			Conversations: r.Conversations, Turns: r.Turns,
 		})
 		return nil
 	})
@@ -166,7 +169,10 @@ func writeLsTable(w io.Writer, out *lsOutput) error {
 		fmt.Fprintln(tw, "RECORDING\tNAME\tSOURCE\tSTARTED (UTC)\tENDED (UTC)\tCONVERSATIONS\tTURNS")
 		for _, r := range out.Recordings {
 			ended := fmtTime(r.Ended)
-			if !r.Complete {
+			switch {
+			case r.NotRecorded > 0:
+				ended += fmt.Sprintf(" (incomplete: %d not recorded)", r.NotRecorded)
+			case r.Status != tape.StatusComplete:
 				ended += " (incomplete)"
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\n", r.ID, cell(r.Name), cell(r.Source),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/llmtape/llmtape/recorder"
 	"github.com/llmtape/llmtape/tape"
 	"github.com/llmtape/llmtape/tape/tapetest"
 )
@@ -231,5 +233,73 @@ func TestLsTableControlCharacters(t *testing.T) {
 	// Header, the recording's one row, a blank line, "no runs".
 	if len(lines) < 3 || !strings.Contains(lines[1], "a b c") || strings.TrimSpace(lines[2]) != "" {
 		t.Errorf("ls table:\n%s", out)
+	}
+}
+
+func TestLsIncompleteRecording(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lost.db")
+	s, err := tape.Open(path, &tape.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*tape.Recording{
+		{Name: "lost some", Source: "record", Ended: time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC), NotRecorded: 248},
+		{Name: "still writing", Source: "record"},
+		{Name: "whole", Source: "record", Ended: time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC), Complete: true},
+	} {
+		if err := s.CreateRecording(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	code, out, errOut := lsExec("ls", "--store", path)
+	if code != 0 || !strings.Contains(out, "(incomplete: 248 not recorded)") || strings.Count(out, "(incomplete") != 2 {
+		t.Errorf("ls: exit %d: %s\n%s", code, errOut, out)
+	}
+	code, out, errOut = lsExec("ls", "--store", path, "--format", "json")
+	if code != 0 {
+		t.Fatalf("ls --format json: exit %d: %s", code, errOut)
+	}
+	var got lsOutput
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		status      string
+		notRecorded int
+	}{{"incomplete", 248}, {"incomplete", 0}, {"complete", 0}}
+	for i, r := range got.Recordings {
+		if r.Status != want[i].status || r.NotRecorded != want[i].notRecorded {
+			t.Errorf("recording %d: status %q, not_recorded %d; want %+v", r.ID, r.Status, r.NotRecorded, want[i])
+		}
+	}
+	for _, key := range []string{`"status": "incomplete"`, `"not_recorded": 248`} {
+		if !strings.Contains(out, key) {
+			t.Errorf("ls json lacks %s:\n%s", key, out)
+		}
+	}
+}
+
+func TestRecordSummaryStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rs   recorder.Stats
+		err  error
+		want string
+	}{
+		{"complete", recorder.Stats{Recorded: 5}, nil, ""},
+		{"dropped", recorder.Stats{NotRecorded: 3, Dropped: 3}, nil, "WARNING: recording 7 is marked incomplete: 3 exchanges were not recorded (0 lost by the store, 3 dropped"},
+		{"lost", recorder.Stats{NotRecorded: 2, Lost: 2}, errors.New("writer: 4 records lost"), "WARNING: recording 7 is marked incomplete: 2 exchanges"},
+		{"status not written", recorder.Stats{NotRecorded: 2, Lost: 2},
+			fmt.Errorf("close recorder: recording 7: %w: no space left on device", recorder.ErrStatusNotWritten),
+			"ERROR: recording 7 could not be marked in the store"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			recordSummaryStatus(&b, 7, tc.rs, tc.err)
+			if tc.want == "" && b.Len() != 0 || !strings.Contains(b.String(), tc.want) {
+				t.Errorf("got %q, want %q", b.String(), tc.want)
+			}
+		})
 	}
 }

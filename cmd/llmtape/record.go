@@ -283,6 +283,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	ps, rs := p.Stats(), rec.Stats()
 	fmt.Fprintf(stdout, "llmtape record: %d exchanges (%d failed upstream or client went away), %d turns recorded, %d not recorded, %d recording errors, %d requests passed through\n",
 		ps.Exchanges, ps.Errors, rs.Recorded, rs.NotRecorded, rs.Errors, ps.Passed)
+	recordSummaryStatus(logw, rec.Recording(), rs, cerr)
 	if err := store.Close(); err != nil && cerr == nil {
 		cerr = fmt.Errorf("close store: %w", err)
 	}
@@ -293,6 +294,19 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 		return fmt.Errorf("flush recording: %w", cerr)
 	}
 	return nil
+}
+
+// recordSummaryStatus says loudly, on stderr, when the recording is not complete: exchanges
+// were not recorded, or its final state could not even be written to the store.
+func recordSummaryStatus(w io.Writer, id uint64, rs recorder.Stats, closeErr error) {
+	switch {
+	case errors.Is(closeErr, recorder.ErrStatusNotWritten):
+		fmt.Fprintf(w, "llmtape record: ERROR: recording %d could not be marked in the store: it shows as incomplete, without its end and without saying that %d exchanges were not recorded (%d lost by the store)\n",
+			id, rs.NotRecorded, rs.Lost)
+	case rs.NotRecorded > 0:
+		fmt.Fprintf(w, "llmtape record: WARNING: recording %d is marked incomplete: %d exchanges were not recorded (%d lost by the store, %d dropped because the recorder was behind)\n",
+			id, rs.NotRecorded, rs.Lost, rs.Dropped)
+	}
 }
 
 // lateSink hands exchanges to a recorder created after the proxy (see run). rec is set before
@@ -313,7 +327,7 @@ func recordListenHost(addr string) string {
 type recordAdminStats struct {
 	ExchangesSeen     int64          `json:"exchanges_seen"`     // recordable exchanges the proxy captured
 	Recorded          uint64         `json:"recorded"`           // turns handed to the store and not lost
-	NotRecorded       uint64         `json:"not_recorded"`       // exchanges dropped because the recorder was behind
+	NotRecorded       uint64         `json:"not_recorded"`       // exchanges not in the store: recorder behind, or store lost them
 	Errors            uint64         `json:"errors"`             // exchanges that failed upstream or could not be recorded
 	OpenConversations int            `json:"open_conversations"` // conversations the stitcher keeps open
 	QueueDepth        int            `json:"queue_depth"`        // exchanges captured, not yet recorded
