@@ -43,7 +43,7 @@ func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 		Method:    req.Method,
 		Host:      req.URL.Host,
 		Path:      req.URL.Path,
-		ReqHeader: p.redactedCopy(req.Header),
+		ReqHeader: p.redact.Header(req.Header),
 	}
 	c := &capture{p: p, x: x, clientCtx: req.Context()}
 	ctx, cancel := context.WithCancel(req.Context())
@@ -71,7 +71,7 @@ func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 	c.sendAt = sendAt
 	x.HeadersAt = headersAt
 	x.Status = resp.StatusCode
-	x.RespHeader = p.redactedCopy(resp.Header)
+	x.RespHeader = p.redact.Header(resp.Header)
 	resp.Body = &respTee{rc: resp.Body, c: c}
 	return resp
 }

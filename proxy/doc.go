@@ -20,7 +20,8 @@
 //
 // # Caveats
 //
-//   - Credentials (CredentialHeaders and Config.RedactHeaders) never reach an Exchange, but
+//   - Secret headers (by the rule of internal/redact: names containing auth, key, token,
+//     secret, password, cookie or signature; and Config.RedactHeaders) never reach an Exchange, but
 //     are forwarded to the upstream untouched. Proxy-Authorization is hop-by-hop and is not
 //     forwarded in reverse mode.
 //   - The Sink is called on the goroutine that copied the response (or on a decoding goroutine

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/llmtape/llmtape/internal/redact"
 )
 
 // Modes of the proxy.
@@ -35,10 +37,14 @@ type Config struct {
 	// MaxBody is the largest request (and response) body kept in an Exchange, in bytes; bigger
 	// bodies pass through untouched and are recorded as truncated. Default DefaultMaxBody.
 	MaxBody int64
-	// RedactHeaders are header names dropped from the Exchange in addition to the credential
+	// RedactHeaders are header names dropped from the Exchange in addition to the secret
 	// headers that are always dropped (see Exchange). Case-insensitive. They still reach the
 	// upstream.
 	RedactHeaders []string
+	// KeepHeaders are header names kept in the Exchange although the redaction rule calls
+	// them secrets: the session headers that the recorder stitches conversations by.
+	// RedactHeaders wins over KeepHeaders. Case-insensitive.
+	KeepHeaders []string
 	// Intercept lists the hosts whose traffic is recorded in forward mode (TLS to them is
 	// intercepted with CA; CONNECTs to other hosts are tunnelled untouched). An entry is a host
 	// name ("api.openai.com"), a wildcard ("*.openai.com") or "*". Empty means every host.
@@ -81,7 +87,7 @@ type Proxy struct {
 	cfg        Config
 	upstream   *url.URL
 	recordable func(*http.Request) bool
-	redact     map[string]bool // canonical header names never copied into an Exchange
+	redact     redact.Rule // header names never copied into an Exchange
 	transport  *http.Transport
 	handler    http.Handler
 
@@ -106,7 +112,7 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
-	p := &Proxy{cfg: cfg, recordable: cfg.Recordable, redact: redactSet(cfg.RedactHeaders)}
+	p := &Proxy{cfg: cfg, recordable: cfg.Recordable, redact: redact.New(cfg.RedactHeaders, cfg.KeepHeaders)}
 	if p.recordable == nil {
 		p.recordable = DefaultRecordable
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/recorder"
 	"github.com/llmtape/llmtape/tape"
@@ -57,8 +58,8 @@ func (o *recordOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.caDir, "ca-dir", defaultCADir(), "forward mode: directory of the interception CA (generated on first use; key mode 0600)")
 	f.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of extra CA certificates to trust for HTTPS upstreams (added to the system roots)")
 	f.StringVar(&o.maxBody, "max-body", "32MiB", "largest request or response body kept (bigger bodies pass through and are recorded truncated); bytes, or with KiB/MiB/GiB/KB/MB/GB")
-	f.StringSliceVar(&o.redact, "redact-header", nil, "header never stored, repeatable (Authorization, Proxy-Authorization, Api-Key, X-Api-Key, Cookie and Set-Cookie always are)")
-	f.StringSliceVar(&o.sessionHeaders, "session-header", nil, "extra request header that names a conversation, repeatable (X-Session-ID, X-Conversation-ID and Helicone-Session-Id always do)")
+	f.StringSliceVar(&o.redact, "redact-header", nil, "header never stored, repeatable (any header whose name contains auth, key, token, secret, password, cookie or signature never is)")
+	f.StringSliceVar(&o.sessionHeaders, "session-header", nil, "extra request header that names a conversation, repeatable (X-Session-ID, X-Conversation-ID and Helicone-Session-Id always do); its value is stored")
 	f.StringVar(&o.name, "name", "", `name of the recording (default "record <start time>")`)
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or Ctrl-C, how long streams in flight may run before they are cut")
 	f.DurationVar(&o.commitInterval, "commit-interval", 0, "longest a recorded turn waits before its store transaction (0: the store's default, 50ms); a kill -9 loses at most this much")
@@ -90,9 +91,10 @@ Forward mode (--mode forward): clients set HTTPS_PROXY/HTTP_PROXY to the proxy; 
 --intercept hosts is decrypted with a CA generated once into --ca-dir, which clients must trust
 (the command prints how).
 
-Credentials (Authorization, Api-Key, X-Api-Key, cookies, --redact-header) reach the server but
-never the store. SIGTERM or Ctrl-C stops accepting, lets streams finish for --drain-timeout,
-writes everything captured and exits 0; a second Ctrl-C cuts the streams at once.
+Secret headers (any name containing auth, key, token, secret, password, cookie or signature,
+and --redact-header) reach the server but never the store; nor does the password of
+--upstream. SIGTERM or Ctrl-C stops accepting, lets streams finish for --drain-timeout, writes
+everything captured and exits 0; a second Ctrl-C cuts the streams at once.
 See docs/record.md and docs/https.md.`,
 		Example: `  llmtape record --upstream http://127.0.0.1:8000 --listen 127.0.0.1:8080 --store llmtape.db
   OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python chat.py
@@ -123,7 +125,14 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	if o.queueSize < 1 {
 		return usageErrorf("--queue %d: want at least 1", o.queueSize)
 	}
-	cfg := proxy.Config{Mode: o.mode, MaxBody: maxBody, RedactHeaders: o.redact, Intercept: o.intercept}
+	for _, s := range o.sessionHeaders {
+		for _, r := range o.redact {
+			if strings.EqualFold(strings.TrimSpace(s), strings.TrimSpace(r)) {
+				return usageErrorf("--session-header %s is also a --redact-header: a header that is never stored cannot name conversations", s)
+			}
+		}
+	}
+	cfg := proxy.Config{Mode: o.mode, MaxBody: maxBody, RedactHeaders: o.redact, KeepHeaders: o.sessionHeaders, Intercept: o.intercept}
 	switch o.mode {
 	case proxy.ModeReverse:
 		if o.upstream == "" {
@@ -178,7 +187,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	p, err := proxy.New(cfg)
 	if err != nil {
 		if o.mode == proxy.ModeReverse { // the only reverse-mode error left is a bad URL
-			return usageErrorf("--upstream %q: want http://host[:port][/base] or https://host[:port][/base]", o.upstream)
+			return usageErrorf("--upstream %q: want http://host[:port][/base] or https://host[:port][/base]", redact.URL(o.upstream))
 		}
 		return usageErrorf("%v", err)
 	}
@@ -202,7 +211,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 		}
 		defer al.Close()
 	}
-	upstreamName := o.upstream
+	upstreamName := redact.URL(o.upstream) // never the password, on the terminal or in the store
 	if o.mode == proxy.ModeForward {
 		upstreamName = strings.Join(o.intercept, ",")
 	}
@@ -237,7 +246,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	addr := ln.Addr().String()
 	fmt.Fprintf(stdout, "llmtape record: %s proxy listening on http://%s, recording %d into %s\n", o.mode, addr, rec.Recording(), storePath(cmd))
 	if o.mode == proxy.ModeReverse {
-		fmt.Fprintf(stdout, "  forwarding to %s; point clients at it: export OPENAI_BASE_URL=http://%s/v1\n", o.upstream, addr)
+		fmt.Fprintf(stdout, "  forwarding to %s; point clients at it: export OPENAI_BASE_URL=http://%s/v1\n", upstreamName, addr)
 	} else {
 		fmt.Fprintf(stdout, "  point clients at it: export HTTPS_PROXY=http://%s HTTP_PROXY=http://%s\n", addr, addr)
 	}
