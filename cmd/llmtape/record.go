@@ -47,6 +47,8 @@ type recordOptions struct {
 	commitInterval time.Duration
 	queueSize      int
 	admin          string
+	allowConnect   []string
+	bodyTimeout    time.Duration
 }
 
 func (o *recordOptions) bind(cmd *cobra.Command) {
@@ -65,6 +67,8 @@ func (o *recordOptions) bind(cmd *cobra.Command) {
 	f.DurationVar(&o.commitInterval, "commit-interval", 0, "longest a recorded turn waits before its store transaction (0: the store's default, 50ms); a kill -9 loses at most this much")
 	f.IntVar(&o.queueSize, "queue", recorder.DefaultQueueSize, "exchanges that may wait to be recorded; beyond it they are counted as not recorded and still served")
 	f.StringVar(&o.admin, "admin", "", "address of the admin listener (/health, /stats, /snapshot), e.g. 127.0.0.1:8081 (default off)")
+	f.StringSliceVar(&o.allowConnect, "allow-connect", nil, "forward mode: HOST[:PORT] (port 443 if not given, * for any) that a CONNECT may reach untouched besides the --intercept hosts, repeatable; other CONNECTs are refused with 403")
+	f.DurationVar(&o.bodyTimeout, "body-timeout", proxy.DefaultBodyTimeout, "longest a client may pause while sending a request body before its connection is cut (recorded as canceled)")
 }
 
 // defaultCADir is $XDG_CONFIG_HOME/llmtape (or the platform's config directory).
@@ -125,6 +129,9 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	if o.queueSize < 1 {
 		return usageErrorf("--queue %d: want at least 1", o.queueSize)
 	}
+	if o.bodyTimeout <= 0 {
+		return usageErrorf("--body-timeout %v: want a positive duration such as 60s", o.bodyTimeout)
+	}
 	for _, s := range o.sessionHeaders {
 		for _, r := range o.redact {
 			if strings.EqualFold(strings.TrimSpace(s), strings.TrimSpace(r)) {
@@ -132,7 +139,8 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 			}
 		}
 	}
-	cfg := proxy.Config{Mode: o.mode, MaxBody: maxBody, RedactHeaders: o.redact, KeepHeaders: o.sessionHeaders, Intercept: o.intercept}
+	cfg := proxy.Config{Mode: o.mode, MaxBody: maxBody, RedactHeaders: o.redact, KeepHeaders: o.sessionHeaders,
+		Intercept: o.intercept, AllowConnect: o.allowConnect, BodyTimeout: o.bodyTimeout}
 	switch o.mode {
 	case proxy.ModeReverse:
 		if o.upstream == "" {
@@ -145,6 +153,9 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 		}
 	default:
 		return usageErrorf("--mode %q: want reverse or forward", o.mode)
+	}
+	if len(o.allowConnect) > 0 && o.mode != proxy.ModeForward {
+		return usageErrorf("--allow-connect is for forward mode")
 	}
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return usageErrorf("--listen %q: want host:port", o.listen)
@@ -254,7 +265,11 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 		fmt.Fprintf(stdout, "  admin on http://%s (/health, /stats, /snapshot)\n", adminAddr)
 	}
 	if ip := net.ParseIP(strings.Trim(recordListenHost(addr), "[]")); ip == nil || !ip.IsLoopback() {
-		fmt.Fprintf(logw, "llmtape record: warning: listening on %s, reachable from other machines; anyone who can connect can send requests through it to the upstream\n", addr)
+		to := "the upstream"
+		if o.mode == proxy.ModeForward {
+			to = "the --intercept and --allow-connect hosts"
+		}
+		fmt.Fprintf(logw, "llmtape record: warning: listening on %s, reachable from other machines; anyone who can connect can send requests through it to %s\n", addr, to)
 	}
 
 	var serveErr error
