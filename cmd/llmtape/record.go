@@ -47,6 +47,7 @@ type recordOptions struct {
 	commitInterval time.Duration
 	queueSize      int
 	admin          string
+	adminTokenEnv  string
 	allowConnect   []string
 	bodyTimeout    time.Duration
 }
@@ -67,6 +68,7 @@ func (o *recordOptions) bind(cmd *cobra.Command) {
 	f.DurationVar(&o.commitInterval, "commit-interval", 0, "longest a recorded turn waits before its store transaction (0: the store's default, 50ms); a kill -9 loses at most this much")
 	f.IntVar(&o.queueSize, "queue", recorder.DefaultQueueSize, "exchanges that may wait to be recorded; beyond it they are counted as not recorded and still served")
 	f.StringVar(&o.admin, "admin", "", "address of the admin listener (/health, /stats, /snapshot), e.g. 127.0.0.1:8081 (default off)")
+	f.StringVar(&o.adminTokenEnv, "admin-token-env", "", "environment variable holding the admin listener's token: requests then need Authorization: Bearer <token> (required when --admin is not a loopback address)")
 	f.StringSliceVar(&o.allowConnect, "allow-connect", nil, "forward mode: HOST[:PORT] (port 443 if not given, * for any) that a CONNECT may reach untouched besides the --intercept hosts, repeatable; other CONNECTs are refused with 403")
 	f.DurationVar(&o.bodyTimeout, "body-timeout", proxy.DefaultBodyTimeout, "longest a client may pause while sending a request body before its connection is cut (recorded as canceled)")
 }
@@ -160,6 +162,15 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return usageErrorf("--listen %q: want host:port", o.listen)
 	}
+	var adminTok string
+	var adminPublic bool
+	if o.admin != "" {
+		if adminTok, adminPublic, err = adminToken(o.admin, o.adminTokenEnv); err != nil {
+			return err
+		}
+	} else if o.adminTokenEnv != "" {
+		return usageErrorf("--admin-token-env is for the --admin listener")
+	}
 	if o.upstreamCA != "" {
 		pem, err := os.ReadFile(o.upstreamCA)
 		if err != nil {
@@ -248,7 +259,8 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	var adminAddr net.Addr
 	if al != nil {
 		adminAddr = al.Addr()
-		adminSrv = &http.Server{Handler: recordAdminHandler(p, rec, store), ReadHeaderTimeout: 10 * time.Second}
+		h := adminGuard(recordAdminHandler(p, rec, store), o.admin, adminAddr, adminTok)
+		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = adminSrv.Serve(al) }()
 	}
 	errc := make(chan error, 1)
@@ -263,6 +275,9 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	}
 	if adminAddr != nil {
 		fmt.Fprintf(stdout, "  admin on http://%s (/health, /stats, /snapshot)\n", adminAddr)
+		if adminPublic {
+			fmt.Fprintf(logw, "llmtape record: warning: admin listener on %s is reachable from other machines; it serves the whole store to anyone holding the token, in clear text over HTTP\n", adminAddr)
+		}
 	}
 	if ip := net.ParseIP(strings.Trim(recordListenHost(addr), "[]")); ip == nil || !ip.IsLoopback() {
 		to := "the upstream"

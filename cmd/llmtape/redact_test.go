@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +17,9 @@ import (
 	"github.com/llmtape/llmtape/sim"
 	"github.com/llmtape/llmtape/tape"
 )
+
+// recAnyAdminRe finds the admin address also when it is "[::]:port" (--admin 0.0.0.0:0).
+var recAnyAdminRe = regexp.MustCompile(`admin on http://(\S+) `)
 
 // recProc is an in-process `llmtape record` started by recRun.
 type recProc struct {
@@ -44,7 +48,7 @@ func recRun(t *testing.T, args ...string) *recProc {
 			t.Fatalf("record exited with %d: %s", c, p.errb.String())
 		default:
 		}
-		m, a := recordProxyRe.FindStringSubmatch(p.out.String()), recordAdminRe.FindStringSubmatch(p.out.String())
+		m, a := recordProxyRe.FindStringSubmatch(p.out.String()), recAnyAdminRe.FindStringSubmatch(p.out.String())
 		if m == nil || (wantAdmin && a == nil) {
 			return false
 		}
