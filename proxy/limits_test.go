@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,45 +16,11 @@ import (
 	"github.com/llmtape/llmtape/proxy/proxytest"
 )
 
-// connectStatus sends CONNECT target through the forward proxy at addr and returns the status.
-func connectStatus(t *testing.T, addr, target string) int {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second)) // a hang fails, it does not time the test
-	if _, err := io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 // A CONNECT to a host that is neither intercepted nor allowed is refused with 403 and the proxy
 // makes no connection to it; an allowed one is tunnelled (which shows the listener counts).
 func TestForwardRefusesConnectNotAllowed(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accepts atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepts.Add(1)
-			c.Close()
-		}
-	}()
-	target := ln.Addr().String()
+	tg := proxytest.MustListen(t)
+	target := tg.Addr()
 	_, port, _ := net.SplitHostPort(target)
 	ca, err := proxy.LoadOrCreateCA(t.TempDir())
 	if err != nil {
@@ -64,29 +28,28 @@ func TestForwardRefusesConnectNotAllowed(t *testing.T) {
 	}
 	p, addr := proxytest.MustStart(t, proxy.Config{Mode: proxy.ModeForward, CA: &ca.Cert,
 		Intercept: []string{"api.openai.com"}, AllowConnect: []string{"127.0.0.1"}}) // port 443 only
-	if got := connectStatus(t, addr, target); got != http.StatusForbidden {
+	if got := proxytest.Connect(t, addr, target); got != http.StatusForbidden {
 		t.Errorf("CONNECT %s: %d, want 403", target, got)
 	}
 	if p.Stats().Refused != 1 {
 		t.Errorf("stats %+v, want 1 refused", p.Stats())
 	}
-	if n := accepts.Load(); n != 0 {
+	if n := tg.Accepts(); n != 0 {
 		t.Errorf("the refused target saw %d connections", n)
 	}
 
 	_, addr2 := proxytest.MustStart(t, proxy.Config{Mode: proxy.ModeForward, CA: &ca.Cert,
 		Intercept: []string{"api.openai.com"}, AllowConnect: []string{"localhost:1", "127.0.0.1:" + port}})
-	if got := connectStatus(t, addr2, target); got != http.StatusOK {
+	if got := proxytest.Connect(t, addr2, target); got != http.StatusOK {
 		t.Errorf("allowed CONNECT %s: %d, want 200", target, got)
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for accepts.Load() == 0 && time.Now().Before(deadline) {
+	for tg.Accepts() == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if accepts.Load() != 1 {
-		t.Errorf("the allowed target saw %d connections, want 1", accepts.Load())
+	if tg.Accepts() != 1 {
+		t.Errorf("the allowed target saw %d connections, want 1", tg.Accepts())
 	}
-	ln.Close()
 }
 
 // A client that sends its headers and half its body and then stalls is cut after the body
