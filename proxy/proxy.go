@@ -49,7 +49,8 @@ type Config struct {
 	// RedactHeaders wins over KeepHeaders. Case-insensitive.
 	KeepHeaders []string
 	// Intercept lists the hosts whose traffic is recorded in forward mode (TLS to them is
-	// intercepted with CA; CONNECTs to other hosts are tunnelled untouched). An entry is a host
+	// intercepted with CA; CONNECTs to other hosts are tunnelled untouched when AllowConnect
+	// lists them, refused otherwise). An entry is a host
 	// name ("api.openai.com"), a wildcard ("*.openai.com") or "*". Empty means every host.
 	// Ignored in reverse mode.
 	Intercept []string
