@@ -203,7 +203,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, cfgErr("target %q is not an http(s) URL", redact.URL(c.Target))
 	}
 	if u.Fragment != "" {
-		return c, cfgErr("target %q: want a base URL without #fragment", c.Target)
+		return c, cfgErr("target %q: want a base URL without #fragment", redact.URL(c.Target))
 	}
 	if c.Arrival == "" {
 		c.Arrival = ArrivalOriginal
