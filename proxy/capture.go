@@ -31,6 +31,9 @@ func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 	if !p.recordable(req) {
 		p.passed.Add(1)
 		resp, err := p.transport.RoundTrip(req)
+		if errors.Is(err, ErrBodyStalled) {
+			return stalledResponse(req)
+		}
 		if err != nil {
 			return errorResponse(req, err)
 		}
@@ -43,7 +46,7 @@ func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 		Method:    req.Method,
 		Host:      req.URL.Host,
 		Path:      req.URL.Path,
-		ReqHeader: p.redactedCopy(req.Header),
+		ReqHeader: p.redact.Header(req.Header),
 	}
 	c := &capture{p: p, x: x, clientCtx: req.Context()}
 	ctx, cancel := context.WithCancel(req.Context())
@@ -67,11 +70,14 @@ func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 			x.ClientGone = true
 		}
 		resp = errorResponse(req, err)
+		if c.req != nil && c.req.isStalled() {
+			resp = stalledResponse(req) // (the connection is closed after it: see stallBody)
+		}
 	}
 	c.sendAt = sendAt
 	x.HeadersAt = headersAt
 	x.Status = resp.StatusCode
-	x.RespHeader = p.redactedCopy(resp.Header)
+	x.RespHeader = p.redact.Header(resp.Header)
 	resp.Body = &respTee{rc: resp.Body, c: c}
 	return resp
 }
@@ -109,11 +115,18 @@ type reqTee struct {
 	c   *capture
 	max int64
 
-	mu     sync.Mutex
-	buf    []byte
-	size   int64
-	trunc  bool
-	sentAt time.Duration // when the body's end was read (0: not seen)
+	mu      sync.Mutex
+	buf     []byte
+	size    int64
+	trunc   bool
+	sentAt  time.Duration // when the body's end was read (0: not seen)
+	stalled bool          // the client paused mid-body over Config.BodyTimeout
+}
+
+func (t *reqTee) isStalled() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stalled
 }
 
 func (t *reqTee) Read(b []byte) (int, error) {
@@ -131,6 +144,8 @@ func (t *reqTee) Read(b []byte) (int, error) {
 	}
 	if err == io.EOF && t.sentAt == 0 {
 		t.sentAt = time.Since(t.c.x.Start)
+	} else if err != nil && errors.Is(err, ErrBodyStalled) {
+		t.stalled = true
 	}
 	t.mu.Unlock()
 	return n, err
@@ -212,8 +227,14 @@ func (t *respTee) Close() error {
 	if r := c.req; r != nil {
 		r.mu.Lock()
 		x.ReqSize, x.Truncated, x.Sent = r.size, r.trunc, r.sentAt
-		if !r.trunc {
+		if !r.trunc && !r.stalled {
 			x.ReqBody = r.buf
+		}
+		if r.stalled {
+			// Whatever failed upstream failed because the client stopped sending: the turn
+			// is the client's, canceled, without the half body.
+			x.Err = "read request body: " + ErrBodyStalled.Error()
+			x.ErrClass, x.ClientGone = "canceled", true
 		}
 		r.mu.Unlock()
 	}
@@ -247,12 +268,23 @@ func (c *capture) finish() {
 // errorResponse is the 502 answer the client gets when the upstream cannot be reached.
 func errorResponse(req *http.Request, err error) *http.Response {
 	body := openAIError("llmtape proxy: upstream unreachable: "+err.Error(), "upstream_error", "bad_gateway")
+	return jsonResponse(req, http.StatusBadGateway, body)
+}
+
+// stalledResponse is the answer to a client that paused mid-body over Config.BodyTimeout.
+func stalledResponse(req *http.Request) *http.Response {
+	body := openAIError("llmtape proxy: "+ErrBodyStalled.Error(), "invalid_request_error", "request_timeout")
+	return jsonResponse(req, http.StatusRequestTimeout, body)
+}
+
+// jsonResponse is a response of the proxy's own with a JSON body.
+func jsonResponse(req *http.Request, code int, body []byte) *http.Response {
 	h := make(http.Header, 2)
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	return &http.Response{
-		Status:        "502 Bad Gateway",
-		StatusCode:    http.StatusBadGateway,
+		Status:        strconv.Itoa(code) + " " + http.StatusText(code),
+		StatusCode:    code,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,

@@ -20,14 +20,21 @@
 //
 // # Caveats
 //
-//   - Credentials (CredentialHeaders and Config.RedactHeaders) never reach an Exchange, but
-//     are forwarded to the upstream untouched. Proxy-Authorization is hop-by-hop and is not
-//     forwarded in reverse mode.
+//   - Secret headers (by the rule of internal/redact: names containing auth, key, token,
+//     secret, password, cookie or signature; and Config.RedactHeaders) never reach an
+//     Exchange, but are forwarded to the upstream untouched. Proxy-Authorization is hop-by-hop
+//     and is not forwarded in reverse mode.
 //   - The Sink is called on the goroutine that copied the response (or on a decoding goroutine
 //     for compressed bodies); it must not block.
 //   - Exchange.End is when the last byte was handed to the client connection (or the failure).
 //     In forward mode the copy is goproxy's; timestamps are still taken when bytes arrive from
 //     the upstream.
+//   - Forward mode is no open relay: a CONNECT goes only to an intercepted host or one that
+//     Config.AllowConnect lists; others get 403 before any connection is made. The default
+//     Intercept (every host) intercepts, and so accepts, every CONNECT.
+//   - A client that pauses mid-body longer than Config.BodyTimeout gets a 408 and its
+//     connection is closed (not inside intercepted TLS connections, whose requests goproxy
+//     reads).
 //   - Bodies larger than Config.MaxBody pass through and are kept truncated (request: not kept,
 //     Truncated set; response: the first MaxBody bytes, RespTruncated set).
 package proxy

@@ -9,8 +9,9 @@ import (
 // monotonic timings, nothing parsed. The proxy hands each finished exchange to a Sink; the
 // recorder package turns it into a turn off the hot path.
 //
-// Credentials are already removed from ReqHeader and RespHeader (Authorization,
-// Proxy-Authorization, Api-Key, X-Api-Key, Cookie, Set-Cookie and the configured extra headers).
+// Secrets are already removed from ReqHeader and RespHeader: every header whose name contains
+// auth, key, token, secret, password, cookie or signature (package internal/redact), and
+// Config.RedactHeaders, except Config.KeepHeaders.
 type Exchange struct {
 	Start      time.Time   // wall clock when the request arrived at the proxy
 	Method     string      //

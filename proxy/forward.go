@@ -15,7 +15,8 @@ import (
 
 // newForward builds the forward-mode handler on goproxy: plain HTTP proxy requests and
 // intercepted CONNECTs go through the capture path (roundTrip); CONNECTs to hosts that are
-// not intercepted are tunnelled untouched.
+// not intercepted are tunnelled untouched when Config.AllowConnect lists them, and refused
+// with 403 otherwise (no connection is made).
 func (p *Proxy) newForward() (http.Handler, error) {
 	gp := goproxy.NewProxyHttpServer()
 	gp.Verbose = false
@@ -50,6 +51,12 @@ func (p *Proxy) newForward() (http.Handler, error) {
 	base := p.recordable
 	p.recordable = func(r *http.Request) bool { return p.intercepts(r.URL.Host) && base(r) }
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect && !p.intercepts(r.URL.Host) && !p.allowsConnect(r.URL.Host) {
+			// Not an open relay: a tunnel goes only where the user said.
+			p.refused.Add(1)
+			http.Error(w, "llmtape forward proxy: CONNECT to "+r.URL.Host+" is not allowed (see --intercept and --allow-connect)", http.StatusForbidden)
+			return
+		}
 		if r.Method != http.MethodConnect {
 			// See serveReverse: the request body may still be on its way upstream when the
 			// response headers are written.
@@ -67,19 +74,46 @@ func (p *Proxy) intercepts(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	for _, pat := range p.cfg.Intercept {
-		pat = strings.ToLower(pat)
 		if h, _, err := net.SplitHostPort(pat); err == nil {
 			pat = h
 		}
-		pat = strings.TrimSuffix(strings.TrimPrefix(pat, "["), "]")
-		switch {
-		case pat == "*" || pat == host:
-			return true
-		case strings.HasPrefix(pat, "*.") && strings.HasSuffix(host, pat[1:]):
+		if hostMatches(pat, host) {
 			return true
 		}
+	}
+	return false
+}
+
+// allowsConnect reports whether a CONNECT to hostport ("host:port") may be tunnelled
+// untouched: it matches an entry of Config.AllowConnect, whose port is 443 when not given.
+func (p *Proxy) allowsConnect(hostport string) bool {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	for _, pat := range p.cfg.AllowConnect {
+		ph, pp, err := net.SplitHostPort(pat)
+		if err != nil {
+			ph, pp = pat, "443"
+		}
+		if (pp == "*" || pp == port) && hostMatches(ph, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostMatches reports whether host (no port) matches a pattern: a name, "*.domain" or "*";
+// case-insensitive, a trailing dot and IPv6 brackets ignored.
+func hostMatches(pat, host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), "."))
+	pat = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(pat, "["), "]"))
+	switch {
+	case pat == "*" || pat == host:
+		return true
+	case strings.HasPrefix(pat, "*.") && strings.HasSuffix(host, pat[1:]):
+		return true
 	}
 	return false
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/llmtape/llmtape/internal/redact"
 )
 
 // Modes of the proxy.
@@ -22,6 +24,9 @@ const (
 
 // DefaultMaxBody is the default Config.MaxBody: 32 MiB.
 const DefaultMaxBody = 32 << 20
+
+// DefaultBodyTimeout is the default Config.BodyTimeout.
+const DefaultBodyTimeout = 60 * time.Second
 
 // Config configures a Proxy. The zero value of each field means its default.
 type Config struct {
@@ -35,15 +40,31 @@ type Config struct {
 	// MaxBody is the largest request (and response) body kept in an Exchange, in bytes; bigger
 	// bodies pass through untouched and are recorded as truncated. Default DefaultMaxBody.
 	MaxBody int64
-	// RedactHeaders are header names dropped from the Exchange in addition to the credential
+	// RedactHeaders are header names dropped from the Exchange in addition to the secret
 	// headers that are always dropped (see Exchange). Case-insensitive. They still reach the
 	// upstream.
 	RedactHeaders []string
+	// KeepHeaders are header names kept in the Exchange although the redaction rule calls
+	// them secrets: the session headers that the recorder stitches conversations by.
+	// RedactHeaders wins over KeepHeaders. Case-insensitive.
+	KeepHeaders []string
 	// Intercept lists the hosts whose traffic is recorded in forward mode (TLS to them is
-	// intercepted with CA; CONNECTs to other hosts are tunnelled untouched). An entry is a host
+	// intercepted with CA; CONNECTs to other hosts are tunnelled untouched when AllowConnect
+	// lists them, refused otherwise). An entry is a host
 	// name ("api.openai.com"), a wildcard ("*.openai.com") or "*". Empty means every host.
 	// Ignored in reverse mode.
 	Intercept []string
+	// AllowConnect lists where a CONNECT that is not intercepted may be tunnelled untouched
+	// in forward mode: "host" (port 443), "host:port" or "host:*", with host a name,
+	// "*.domain" or "*" as in Intercept. Other CONNECTs are refused with 403. Empty: none.
+	// Ignored in reverse mode.
+	AllowConnect []string
+	// BodyTimeout is the longest a client may pause while sending a request body: a pause
+	// longer than BodyTimeout (and at most 1.5 × BodyTimeout) cuts the connection, and a
+	// recordable exchange is recorded as canceled by the client. Default DefaultBodyTimeout;
+	// negative disables it. It does not apply inside intercepted (forward-mode TLS)
+	// connections.
+	BodyTimeout time.Duration
 	// CA signs the certificates presented to clients for intercepted hosts in forward mode
 	// (see LoadOrCreateCA). Required in forward mode; ignored in reverse mode.
 	CA *tls.Certificate
@@ -74,6 +95,8 @@ type Stats struct {
 	Errors     int64 `json:"errors"`      // recordable exchanges that ended with Err set
 	ClientGone int64 `json:"client_gone"` // recordable exchanges whose client went away early
 	InFlight   int64 `json:"in_flight"`   // recordable exchanges not finished yet
+	Refused    int64 `json:"refused"`     // forward mode: CONNECTs refused (not intercepted, not allowed)
+	Stalled    int64 `json:"stalled"`     // requests cut because the client paused mid-body over BodyTimeout
 }
 
 // Proxy is the recording HTTP(S) proxy. It is an http.Handler; Serve runs it on a listener.
@@ -81,7 +104,7 @@ type Proxy struct {
 	cfg        Config
 	upstream   *url.URL
 	recordable func(*http.Request) bool
-	redact     map[string]bool // canonical header names never copied into an Exchange
+	redact     redact.Rule // header names never copied into an Exchange
 	transport  *http.Transport
 	handler    http.Handler
 
@@ -90,7 +113,7 @@ type Proxy struct {
 	abortCtx context.Context
 	abort    context.CancelFunc
 
-	exchanges, passed, errs, gone atomic.Int64
+	exchanges, passed, errs, gone, refused, stalled atomic.Int64
 
 	mu       sync.Mutex
 	inflight int64
@@ -106,7 +129,10 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
-	p := &Proxy{cfg: cfg, recordable: cfg.Recordable, redact: redactSet(cfg.RedactHeaders)}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	p := &Proxy{cfg: cfg, recordable: cfg.Recordable, redact: redact.New(cfg.RedactHeaders, cfg.KeepHeaders)}
 	if p.recordable == nil {
 		p.recordable = DefaultRecordable
 	}
@@ -156,7 +182,21 @@ func New(cfg Config) (*Proxy, error) {
 }
 
 // ServeHTTP proxies one request.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.handler.ServeHTTP(w, r) }
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.cfg.BodyTimeout <= 0 || r.Body == nil || r.Body == http.NoBody || r.Method == http.MethodConnect {
+		p.handler.ServeHTTP(w, r)
+		return
+	}
+	sb := &stallBody{rc: r.Body, ctl: http.NewResponseController(w), d: p.cfg.BodyTimeout, p: p}
+	r.Body = sb
+	p.handler.ServeHTTP(w, r)
+	if sb.stalled.Load() {
+		// The rest of the body is not coming; net/http would keep the connection and wait
+		// for a next request on it. Send what was written (the 408) and close it.
+		_ = sb.ctl.Flush()
+		panic(http.ErrAbortHandler)
+	}
+}
 
 // Serve accepts connections on l until Shutdown. It returns nil after Shutdown.
 func (p *Proxy) Serve(l net.Listener) error {
@@ -221,6 +261,8 @@ func (p *Proxy) Stats() Stats {
 		Errors:     p.errs.Load(),
 		ClientGone: p.gone.Load(),
 		InFlight:   n,
+		Refused:    p.refused.Load(),
+		Stalled:    p.stalled.Load(),
 	}
 }
 

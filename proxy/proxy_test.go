@@ -448,7 +448,8 @@ func TestForwardTunnelsHostsNotIntercepted(t *testing.T) {
 		t.Fatal(err)
 	}
 	col := &proxytest.Collector{}
-	p, addr := proxytest.MustStart(t, proxy.Config{Mode: proxy.ModeForward, CA: &ca.Cert, Sink: col, Intercept: []string{"api.openai.com"}})
+	p, addr := proxytest.MustStart(t, proxy.Config{Mode: proxy.ModeForward, CA: &ca.Cert, Sink: col,
+		Intercept: []string{"api.openai.com"}, AllowConnect: []string{strings.TrimPrefix(up.URL, "https://")}})
 	pu, _ := url.Parse("http://" + addr)
 	tr := up.Client().Transport.(*http.Transport).Clone()
 	tr.Proxy = http.ProxyURL(pu) // trusts only the upstream's own certificate: no interception

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/proxy"
 )
 
@@ -31,7 +32,7 @@ func FuzzParseExchange(f *testing.F) {
 	f.Add([]byte(`{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{\"a\": 1}"}}]}]}`), []byte("data: {\"error\":{\"message\":\"boom\"}}\n\n"), 200, true, uint8(1))
 	f.Add([]byte(`not json`), []byte("data: [DONE]\r\n\r\n"), 0, true, uint8(2))
 
-	p := &parser{cache: newInfoCache(1024), sessionHeaders: []string{"X-Session-Id"}, redact: map[string]struct{}{"Authorization": {}}}
+	p := &parser{cache: newInfoCache(1024), sessionHeaders: []string{"X-Session-Id"}, redact: redact.New(nil, []string{"X-Session-Id"})}
 	f.Fuzz(func(t *testing.T, req, body []byte, status int, sse bool, split uint8) {
 		ct := "application/json"
 		if sse {

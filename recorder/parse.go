@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/tape"
@@ -49,8 +50,8 @@ func isRecorded(path string) bool {
 // parser turns exchanges into parsed turns. It is safe for concurrent use.
 type parser struct {
 	cache          *infoCache
-	sessionHeaders []string            // canonical header names, in priority order
-	redact         map[string]struct{} // canonical header names never stored
+	sessionHeaders []string    // canonical header names, in priority order
+	redact         redact.Rule // header names never stored
 }
 
 // parse turns one exchange into a parsed turn. Bodies that are not what they claim to be do not
@@ -337,7 +338,7 @@ func promptTokens(raw json.RawMessage) int {
 	return 0
 }
 
-// headers flattens a header map, dropping credentials and the configured extra headers.
+// headers flattens a header map, dropping secrets (see Config.RedactHeaders).
 func (p *parser) headers(h http.Header) map[string]string {
 	if len(h) == 0 {
 		return nil
@@ -349,7 +350,7 @@ func (p *parser) headers(h http.Header) map[string]string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if _, drop := p.redact[http.CanonicalHeaderKey(k)]; drop {
+		if p.redact.Secret(k) {
 			continue
 		}
 		out[k] = strings.Join(h[k], ", ")

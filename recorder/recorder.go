@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/tape"
 )
@@ -31,10 +32,6 @@ const infoCacheSize = 1 << 17
 // in priority order.
 var DefaultSessionHeaders = []string{"X-Session-ID", "X-Conversation-ID", "Helicone-Session-Id"}
 
-// DefaultRedactHeaders are the headers never stored. The proxy drops them before the recorder
-// sees them; the recorder drops them again so that no caller can store them by mistake.
-var DefaultRedactHeaders = []string{"Authorization", "Proxy-Authorization", "Api-Key", "X-Api-Key", "Cookie", "Set-Cookie"}
-
 // Config configures a Recorder. The zero value is usable.
 type Config struct {
 	// QueueSize is how many captured exchanges may wait to be parsed and stitched; when it is
@@ -45,11 +42,15 @@ type Config struct {
 	// SessionHeaders are request headers that name a session, tried after DefaultSessionHeaders
 	// (the --session-header flag).
 	SessionHeaders []string
-	// RedactHeaders are headers never stored, in addition to DefaultRedactHeaders
-	// (the --redact-header flag).
+	// RedactHeaders are headers never stored, in addition to those the redaction rule of
+	// package internal/redact calls secrets (names containing auth, key, token, secret,
+	// password, cookie or signature) (the --redact-header flag). The proxy drops them before
+	// the recorder sees them; the recorder drops them again so that no caller can store them
+	// by mistake. The session headers (DefaultSessionHeaders, SessionHeaders) are kept unless
+	// named here.
 	RedactHeaders []string
 	// Name, Upstream and Mode describe the recording this recorder creates. Name defaults to
-	// "record <start time>".
+	// "record <start time>". The password of a URL in Upstream is stored as "xxxxx".
 	Name     string
 	Upstream string
 	Mode     string
@@ -176,13 +177,11 @@ func New(store *tape.Store, cfg Config) (*Recorder, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	r.p = parser{cache: newInfoCache(infoCacheSize), redact: make(map[string]struct{})}
+	r.p = parser{cache: newInfoCache(infoCacheSize)}
 	for _, h := range append(append([]string{}, DefaultSessionHeaders...), cfg.SessionHeaders...) {
 		r.p.sessionHeaders = append(r.p.sessionHeaders, http.CanonicalHeaderKey(h))
 	}
-	for _, h := range append(append([]string{}, DefaultRedactHeaders...), cfg.RedactHeaders...) {
-		r.p.redact[http.CanonicalHeaderKey(h)] = struct{}{}
-	}
+	r.p.redact = redact.New(cfg.RedactHeaders, r.p.sessionHeaders)
 
 	if err := r.rebuild(cfg.MaxOpen); err != nil {
 		return nil, fmt.Errorf("new recorder: rebuild stitching index: %w", err)
@@ -193,7 +192,7 @@ func New(store *tape.Store, cfg Config) (*Recorder, error) {
 	r.rec = tape.Recording{
 		Name:     cfg.Name,
 		Source:   "record",
-		Upstream: cfg.Upstream,
+		Upstream: redact.URL(cfg.Upstream),
 		Mode:     cfg.Mode,
 		Started:  now,
 	}

@@ -1,9 +1,11 @@
 package recorder_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -364,21 +366,31 @@ func TestContinueAcrossRestart(t *testing.T) {
 	}
 }
 
-// Credentials never reach the store, also headers named in Config.RedactHeaders.
+// Secrets never reach the store: headers the rule calls secrets, headers named in
+// Config.RedactHeaders, and the password of the upstream URL. Session headers stay, also one
+// whose name the rule would catch when it is named in Config.SessionHeaders.
 func TestRedactHeaders(t *testing.T) {
-	s, _ := mustStore(t)
-	r := mustNew(t, s, recorder.Config{RedactHeaders: []string{"X-Internal-Token"}})
+	s, path := mustStore(t)
+	r := mustNew(t, s, recorder.Config{
+		RedactHeaders:  []string{"X-Tenant"},
+		SessionHeaders: []string{"X-Chat-Key"},
+		Upstream:       "http://user:upstream-pw@127.0.0.1:8000",
+	})
 	x := exchange(t0, chatPath, chatBody(msg("user", "hi")), 200, "text/event-stream", sseOf("ok", true))
 	x.ReqHeader.Set("Authorization", "Bearer sk-secret")
 	x.ReqHeader.Set("Cookie", "a=b")
-	x.ReqHeader.Set("X-Internal-Token", "tok")
+	x.ReqHeader.Set("X-Goog-Api-Key", "goog-secret")
+	x.ReqHeader.Set("X-My-Token", "tok-secret")
+	x.ReqHeader.Set("X-Tenant", "tenant-secret")
+	x.ReqHeader.Set("X-Session-ID", "sess-kept")
+	x.ReqHeader.Set("X-Chat-Key", "chat-kept")
 	x.ReqHeader.Set("User-Agent", "test")
 	x.RespHeader.Set("Set-Cookie", "c=d")
 	r.Capture(x)
 	mustClose(t, r)
 	for _, c := range readAll(t, s) {
 		tt := c.turns[0].turn
-		for _, h := range []string{"Authorization", "Cookie", "X-Internal-Token"} {
+		for _, h := range []string{"Authorization", "Cookie", "X-Goog-Api-Key", "X-My-Token", "X-Tenant"} {
 			if _, ok := tt.Request.Headers[h]; ok {
 				t.Errorf("request header %s stored", h)
 			}
@@ -386,8 +398,18 @@ func TestRedactHeaders(t *testing.T) {
 		if _, ok := tt.Response.Headers["Set-Cookie"]; ok {
 			t.Error("Set-Cookie stored")
 		}
-		if tt.Request.Headers["User-Agent"] != "test" {
+		if tt.Request.Headers["User-Agent"] != "test" || tt.Request.Headers["X-Session-Id"] != "sess-kept" || tt.Request.Headers["X-Chat-Key"] != "chat-kept" {
 			t.Errorf("headers %v", tt.Request.Headers)
+		}
+	}
+	s.Close()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"sk-secret", "goog-secret", "tok-secret", "tenant-secret", "upstream-pw"} {
+		if bytes.Contains(raw, []byte(secret)) {
+			t.Errorf("store file contains %q", secret)
 		}
 	}
 }

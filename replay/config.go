@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/metrics"
 	"github.com/llmtape/llmtape/tape"
 )
@@ -159,7 +161,9 @@ type Config struct {
 	// Seed seeds the arrival process and sampling.
 	Seed int64 `json:"seed"`
 
-	// Header is added to every request (after the recorded headers are dropped).
+	// Header is added to every request (after the recorded headers are dropped). The values
+	// of secret headers (names containing auth, key, token, secret, password, cookie or
+	// signature) are sent but stored in the run's options as "<redacted>".
 	Header http.Header `json:"-"`
 	// APIKey is sent as a bearer token; never stored.
 	APIKey string `json:"-"`
@@ -196,10 +200,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	u, err := url.Parse(c.Target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return c, cfgErr("target %q is not an http(s) URL", c.Target)
+		return c, cfgErr("target %q is not an http(s) URL", redact.URL(c.Target))
 	}
 	if u.Fragment != "" {
-		return c, cfgErr("target %q: want a base URL without #fragment", c.Target)
+		return c, cfgErr("target %q: want a base URL without #fragment", redact.URL(c.Target))
 	}
 	if c.Arrival == "" {
 		c.Arrival = ArrivalOriginal
@@ -302,8 +306,9 @@ func ParseShard(s string) (i, n int, err error) {
 	return i, n, nil
 }
 
-// options returns the JSON kept as tape.Run.Options: every option, with header values of
-// credentials removed and no API key.
+// options returns the JSON kept as tape.Run.Options: every option, with the password of the
+// target URL as "xxxxx", the values of secret headers (by the rule of internal/redact) as
+// "<redacted>", and no API key.
 func (c Config) options() json.RawMessage {
 	type opts struct {
 		Config
@@ -312,36 +317,20 @@ func (c Config) options() json.RawMessage {
 		APIKey  bool     `json:"api_key"`
 	}
 	o := opts{Config: c, SLO: c.SLO.String(), APIKey: c.APIKey != ""}
-	o.Target = redactURL(c.Target)
+	o.Target = redact.URL(c.Target)
 	for k, vs := range c.Header {
 		for _, v := range vs {
-			if secretHeader(k) {
-				v = "<redacted>"
+			if redact.SecretName(k) {
+				v = redact.Placeholder
 			}
 			o.Headers = append(o.Headers, k+": "+v)
 		}
 	}
-	b, err := json.Marshal(o)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // "<redacted>", not "\u003credacted\u003e"
+	if err := enc.Encode(o); err != nil {
 		return json.RawMessage(`{}`)
 	}
-	return b
-}
-
-// redactURL hides the password of a URL's user info (http://user:pass@host): credentials
-// never reach the store.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
-}
-
-func secretHeader(k string) bool {
-	switch strings.ToLower(k) {
-	case "authorization", "proxy-authorization", "api-key", "x-api-key", "cookie", "set-cookie":
-		return true
-	}
-	return false
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }

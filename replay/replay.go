@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/metrics"
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/synth"
@@ -255,7 +256,7 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	start := r.start
 	r.started.Store(&start)
 	run := &tape.Run{
-		Name: r.cfg.Name, Target: redactURL(r.cfg.Target), Recording: r.cfg.Recording,
+		Name: r.cfg.Name, Target: redact.URL(r.cfg.Target), Recording: r.cfg.Recording,
 		Options: r.cfg.options(), Started: r.start,
 	}
 	if run.Name == "" {

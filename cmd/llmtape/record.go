@@ -23,6 +23,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/recorder"
 	"github.com/llmtape/llmtape/tape"
@@ -46,6 +47,9 @@ type recordOptions struct {
 	commitInterval time.Duration
 	queueSize      int
 	admin          string
+	adminTokenEnv  string
+	allowConnect   []string
+	bodyTimeout    time.Duration
 }
 
 func (o *recordOptions) bind(cmd *cobra.Command) {
@@ -57,13 +61,16 @@ func (o *recordOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.caDir, "ca-dir", defaultCADir(), "forward mode: directory of the interception CA (generated on first use; key mode 0600)")
 	f.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of extra CA certificates to trust for HTTPS upstreams (added to the system roots)")
 	f.StringVar(&o.maxBody, "max-body", "32MiB", "largest request or response body kept (bigger bodies pass through and are recorded truncated); bytes, or with KiB/MiB/GiB/KB/MB/GB")
-	f.StringSliceVar(&o.redact, "redact-header", nil, "header never stored, repeatable (Authorization, Proxy-Authorization, Api-Key, X-Api-Key, Cookie and Set-Cookie always are)")
-	f.StringSliceVar(&o.sessionHeaders, "session-header", nil, "extra request header that names a conversation, repeatable (X-Session-ID, X-Conversation-ID and Helicone-Session-Id always do)")
+	f.StringSliceVar(&o.redact, "redact-header", nil, "header never stored, repeatable (any header whose name contains auth, key, token, secret, password, cookie or signature never is)")
+	f.StringSliceVar(&o.sessionHeaders, "session-header", nil, "extra request header that names a conversation, repeatable (X-Session-ID, X-Conversation-ID and Helicone-Session-Id always do); its value is stored")
 	f.StringVar(&o.name, "name", "", `name of the recording (default "record <start time>")`)
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or Ctrl-C, how long streams in flight may run before they are cut")
 	f.DurationVar(&o.commitInterval, "commit-interval", 0, "longest a recorded turn waits before its store transaction (0: the store's default, 50ms); a kill -9 loses at most this much")
 	f.IntVar(&o.queueSize, "queue", recorder.DefaultQueueSize, "exchanges that may wait to be recorded; beyond it they are counted as not recorded and still served")
 	f.StringVar(&o.admin, "admin", "", "address of the admin listener (/health, /stats, /snapshot), e.g. 127.0.0.1:8081 (default off)")
+	f.StringVar(&o.adminTokenEnv, "admin-token-env", "", "environment variable holding the admin listener's token: requests then need Authorization: Bearer <token> (required when --admin is not a loopback address)")
+	f.StringSliceVar(&o.allowConnect, "allow-connect", nil, "forward mode: HOST[:PORT] (port 443 if not given, * for any) that a CONNECT may reach untouched besides the --intercept hosts, repeatable; other CONNECTs are refused with 403")
+	f.DurationVar(&o.bodyTimeout, "body-timeout", proxy.DefaultBodyTimeout, "longest a client may pause while sending a request body before its connection is cut (recorded as canceled)")
 }
 
 // defaultCADir is $XDG_CONFIG_HOME/llmtape (or the platform's config directory).
@@ -90,9 +97,10 @@ Forward mode (--mode forward): clients set HTTPS_PROXY/HTTP_PROXY to the proxy; 
 --intercept hosts is decrypted with a CA generated once into --ca-dir, which clients must trust
 (the command prints how).
 
-Credentials (Authorization, Api-Key, X-Api-Key, cookies, --redact-header) reach the server but
-never the store. SIGTERM or Ctrl-C stops accepting, lets streams finish for --drain-timeout,
-writes everything captured and exits 0; a second Ctrl-C cuts the streams at once.
+Secret headers (any name containing auth, key, token, secret, password, cookie or signature,
+and --redact-header) reach the server but never the store; nor does the password of
+--upstream. SIGTERM or Ctrl-C stops accepting, lets streams finish for --drain-timeout, writes
+everything captured and exits 0; a second Ctrl-C cuts the streams at once.
 See docs/record.md and docs/https.md.`,
 		Example: `  llmtape record --upstream http://127.0.0.1:8000 --listen 127.0.0.1:8080 --store llmtape.db
   OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python chat.py
@@ -123,7 +131,18 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	if o.queueSize < 1 {
 		return usageErrorf("--queue %d: want at least 1", o.queueSize)
 	}
-	cfg := proxy.Config{Mode: o.mode, MaxBody: maxBody, RedactHeaders: o.redact, Intercept: o.intercept}
+	if o.bodyTimeout <= 0 {
+		return usageErrorf("--body-timeout %v: want a positive duration such as 60s", o.bodyTimeout)
+	}
+	for _, s := range o.sessionHeaders {
+		for _, r := range o.redact {
+			if strings.EqualFold(strings.TrimSpace(s), strings.TrimSpace(r)) {
+				return usageErrorf("--session-header %s is also a --redact-header: a header that is never stored cannot name conversations", s)
+			}
+		}
+	}
+	cfg := proxy.Config{Mode: o.mode, MaxBody: maxBody, RedactHeaders: o.redact, KeepHeaders: o.sessionHeaders,
+		Intercept: o.intercept, AllowConnect: o.allowConnect, BodyTimeout: o.bodyTimeout}
 	switch o.mode {
 	case proxy.ModeReverse:
 		if o.upstream == "" {
@@ -137,8 +156,20 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	default:
 		return usageErrorf("--mode %q: want reverse or forward", o.mode)
 	}
+	if len(o.allowConnect) > 0 && o.mode != proxy.ModeForward {
+		return usageErrorf("--allow-connect is for forward mode")
+	}
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return usageErrorf("--listen %q: want host:port", o.listen)
+	}
+	var adminTok string
+	var adminPublic bool
+	if o.admin != "" {
+		if adminTok, adminPublic, err = adminToken(o.admin, o.adminTokenEnv); err != nil {
+			return err
+		}
+	} else if o.adminTokenEnv != "" {
+		return usageErrorf("--admin-token-env is for the --admin listener")
 	}
 	if o.upstreamCA != "" {
 		pem, err := os.ReadFile(o.upstreamCA)
@@ -178,7 +209,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	p, err := proxy.New(cfg)
 	if err != nil {
 		if o.mode == proxy.ModeReverse { // the only reverse-mode error left is a bad URL
-			return usageErrorf("--upstream %q: want http://host[:port][/base] or https://host[:port][/base]", o.upstream)
+			return usageErrorf("--upstream %q: want http://host[:port][/base] or https://host[:port][/base]", redact.URL(o.upstream))
 		}
 		return usageErrorf("%v", err)
 	}
@@ -202,7 +233,7 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 		}
 		defer al.Close()
 	}
-	upstreamName := o.upstream
+	upstreamName := redact.URL(o.upstream) // never the password, on the terminal or in the store
 	if o.mode == proxy.ModeForward {
 		upstreamName = strings.Join(o.intercept, ",")
 	}
@@ -228,7 +259,8 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	var adminAddr net.Addr
 	if al != nil {
 		adminAddr = al.Addr()
-		adminSrv = &http.Server{Handler: recordAdminHandler(p, rec, store), ReadHeaderTimeout: 10 * time.Second}
+		h := adminGuard(recordAdminHandler(p, rec, store), o.admin, adminAddr, adminTok)
+		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = adminSrv.Serve(al) }()
 	}
 	errc := make(chan error, 1)
@@ -237,15 +269,22 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	addr := ln.Addr().String()
 	fmt.Fprintf(stdout, "llmtape record: %s proxy listening on http://%s, recording %d into %s\n", o.mode, addr, rec.Recording(), storePath(cmd))
 	if o.mode == proxy.ModeReverse {
-		fmt.Fprintf(stdout, "  forwarding to %s; point clients at it: export OPENAI_BASE_URL=http://%s/v1\n", o.upstream, addr)
+		fmt.Fprintf(stdout, "  forwarding to %s; point clients at it: export OPENAI_BASE_URL=http://%s/v1\n", upstreamName, addr)
 	} else {
 		fmt.Fprintf(stdout, "  point clients at it: export HTTPS_PROXY=http://%s HTTP_PROXY=http://%s\n", addr, addr)
 	}
 	if adminAddr != nil {
 		fmt.Fprintf(stdout, "  admin on http://%s (/health, /stats, /snapshot)\n", adminAddr)
+		if adminPublic {
+			fmt.Fprintf(logw, "llmtape record: warning: admin listener on %s is reachable from other machines; it serves the whole store to anyone holding the token, in clear text over HTTP\n", adminAddr)
+		}
 	}
 	if ip := net.ParseIP(strings.Trim(recordListenHost(addr), "[]")); ip == nil || !ip.IsLoopback() {
-		fmt.Fprintf(logw, "llmtape record: warning: listening on %s, reachable from other machines; anyone who can connect can send requests through it to the upstream\n", addr)
+		to := "the upstream"
+		if o.mode == proxy.ModeForward {
+			to = "the --intercept and --allow-connect hosts"
+		}
+		fmt.Fprintf(logw, "llmtape record: warning: listening on %s, reachable from other machines; anyone who can connect can send requests through it to %s\n", addr, to)
 	}
 
 	var serveErr error

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/metrics"
 	"github.com/llmtape/llmtape/replay"
 	"github.com/llmtape/llmtape/tape"
@@ -283,10 +283,7 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 	}
 	stderr := cmd.ErrOrStderr()
 	full := r.Config()
-	target := full.Target
-	if u, err := url.Parse(target); err == nil {
-		target = u.Redacted() // no password on the terminal either
-	}
+	target := redact.URL(full.Target) // no password on the terminal either
 	fmt.Fprintf(stderr, "replaying %d conversations (%d requests) of recording %d against %s\n",
 		len(r.Conversations()), r.Progress().Planned, full.Recording, target)
 	if !full.StartAt.IsZero() {

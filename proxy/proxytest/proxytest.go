@@ -8,11 +8,13 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,4 +267,60 @@ func SplitEvents(b []byte) [][]byte {
 		b = b[i+2:]
 	}
 	return out
+}
+
+// Target is a TCP listener on 127.0.0.1 that counts the connections it accepts (and closes
+// them): a destination the proxy must or must not reach.
+type Target struct {
+	ln      net.Listener
+	accepts atomic.Int64
+}
+
+// MustListen starts a Target that is closed at the end of the test.
+func MustListen(t testing.TB) *Target {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &Target{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tg.accepts.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return tg
+}
+
+// Addr is the target's "127.0.0.1:port".
+func (tg *Target) Addr() string { return tg.ln.Addr().String() }
+
+// Accepts is how many connections the target has accepted.
+func (tg *Target) Accepts() int64 { return tg.accepts.Load() }
+
+// Connect sends "CONNECT target" to the forward proxy at proxyAddr on a new connection and
+// returns the status of the answer. A proxy that does not answer within 30 s fails the test.
+func Connect(t testing.TB, proxyAddr, target string) int {
+	t.Helper()
+	c, err := net.Dial("tcp", proxyAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second)) // stops a hang; not a timing assertion
+	if _, err := io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
