@@ -21,12 +21,13 @@ func execCmd(ctx context.Context, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-// chatSpec shapes the i-th conversation of chatStore: its tapetest chat, its arrival offset
-// and the recorded completion tokens of each of its turns.
+// chatSpec shapes the i-th conversation of chatStore: its tapetest chat, its arrival offset,
+// the recorded completion tokens of each of its turns and, when set, their model.
 type chatSpec struct {
 	chat       tapetest.Config
 	arrival    time.Duration
 	completion int
+	model      string
 }
 
 // chatStore writes a store (in a temporary directory, file name name) with one recording of
@@ -47,6 +48,9 @@ func chatStore(t *testing.T, name string, src rand.Source, n int, spec func(i in
 			c.Conversation.Arrival = sp.arrival
 			for _, turn := range c.Turns {
 				turn.Tokens.Completion = sp.completion
+				if sp.model != "" {
+					turn.Request.Model = sp.model
+				}
 			}
 			if err := c.Write(tx); err != nil {
 				return err
