@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -14,27 +16,6 @@ import (
 
 // The rules of package output, through the real commands: the store is never written over,
 // by any name; devices, FIFOs and symlinks stay what they are; a file keeps its mode.
-
-// unchanged fails the test if the file at path no longer holds want.
-func unchanged(t *testing.T, path string, want []byte) {
-	t.Helper()
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s changed (%d bytes, was %d)", path, len(got), len(want))
-	}
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestExportNeverWritesTheStore(t *testing.T) {
 	store := replayStore(t, 2, 2)
