@@ -14,8 +14,9 @@
 //   - a regular file, or a path where nothing is, is written atomically: the bytes go to a
 //     temporary file in the same directory, which Commit renames over the path. A failed or
 //     abandoned write (Close without Commit) leaves the old file as it was and removes the
-//     temporary file. An existing file keeps its permission bits; a new one gets Options.Perm
-//     (0644 by default) less the umask;
+//     temporary file. An existing file keeps its permission bits, and one this process may
+//     not write is refused as the shell would refuse it; a new one gets Options.Perm (0644
+//     by default) less the umask;
 //   - a symlink is never replaced: it is followed, and its final target is written as above
 //     (a link to a regular file stays a link; a dangling link gets its target created);
 //   - a character device (/dev/null, a terminal), a FIFO or any other file that is not

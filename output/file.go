@@ -120,6 +120,14 @@ func Create(path string, opts Options) (*File, error) {
 	case err != nil:
 		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 	case fi.Mode().IsRegular():
+		// Renaming needs only the directory's permission; a file the user may not write
+		// (0444) is refused as the shell's > would refuse it. Opening without O_TRUNC
+		// changes nothing.
+		w, err := os.OpenFile(dest, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
+		}
+		w.Close()
 		return createTemp(path, dest, fi.Mode().Perm(), true)
 	default:
 		// A device, a FIFO, a socket: write where it is. O_TRUNC would be ignored by most of

@@ -321,6 +321,20 @@ func TestWriteFailureKeepsTheOldFile(t *testing.T) {
 	}
 }
 
+func TestWriteRefusesAReadOnlyFile(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root may write any file")
+	}
+	l := newLayout(t)
+	mustWrite(t, l.file, "old", 0o444)
+	if err := output.Write(l.file, output.Options{}, writeString("new")); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("Write: %v, want permission denied", err)
+	}
+	if got := readFile(t, l.file); got != "old" {
+		t.Errorf("file holds %q", got)
+	}
+}
+
 func TestFileCloseWithoutCommit(t *testing.T) {
 	l := newLayout(t)
 	f, err := output.Create(l.file, output.Options{})
