@@ -99,18 +99,20 @@ func isDemoStore(path string) (bool, error) {
 	return ours, nil
 }
 
-// isDemoReport reports whether the file at path starts with ReportMarker.
+// isDemoReport reports whether the file at path starts with ReportMarker, or is a report of
+// a demo from before the marker: the comparison of the recording with the run "candidate".
 func isDemoReport(path string) (bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return false, fmt.Errorf("report %s: %w", path, err)
 	}
 	defer f.Close()
-	head := make([]byte, len(ReportMarker))
-	if _, err := io.ReadFull(f, head); err != nil {
-		return false, nil // shorter than the marker
-	}
-	return bytes.Equal(head, []byte(ReportMarker)), nil
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	legacy := bytes.HasPrefix(head, []byte("<!DOCTYPE html>")) &&
+		bytes.Contains(head, []byte("<title>llmtape compare: base recording 1 (demo current) -&gt; target run 1 (candidate), "))
+	return bytes.HasPrefix(head, []byte(ReportMarker)) || legacy, nil
 }
 
 // markRecording sets the demo's Source on the recording id, so that a later demo knows the

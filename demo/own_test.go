@@ -54,6 +54,10 @@ func TestCheckFiles(t *testing.T) {
 		{"another report", func(t *testing.T, _, report string) {
 			os.WriteFile(report, []byte("<!DOCTYPE html>mine"), 0o644)
 		}, false, ErrNotDemo},
+		{"a report from an older demo", func(t *testing.T, _, report string) {
+			os.WriteFile(report, []byte("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"+
+				"<title>llmtape compare: base recording 1 (demo current) -&gt; target run 1 (candidate), 12 matched requests</title>"), 0o644)
+		}, false, nil},
 		{"a short report", func(t *testing.T, _, report string) { os.WriteFile(report, nil, 0o644) }, false, ErrNotDemo},
 		{"forced", func(t *testing.T, store, report string) {
 			storeWith(t, store, prod)
