@@ -13,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/output"
 )
 
 // Format is an output format of Profile.Write, Report.Write and Comparison.Write.
@@ -194,7 +195,9 @@ func writeTable(w io.Writer, title string, secs []section) error {
 }
 
 // writeCSV writes every cell in long form: section,row,column,value, where row is the first
-// column's text.
+// column's text. Text cells hold names from recorded or user data (models, runs, targets), so
+// each goes through output.CSVCell: a spreadsheet never reads one as a formula. Numbers are
+// ours and written as they are.
 func writeCSV(w io.Writer, secs []section) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write([]string{"section", "row", "column", "value"}); err != nil {
@@ -212,11 +215,11 @@ func writeCSV(w io.Writer, secs []section) error {
 			}
 			key := strings.Join(keys, "/")
 			for i := kc; i < len(r) && i < len(s.cols); i++ {
-				v := r[i].text
+				v := output.CSVCell(r[i].text)
 				if r[i].isNum {
 					v = csvNum(r[i].num)
 				}
-				if err := cw.Write([]string{s.title, key, s.cols[i], v}); err != nil {
+				if err := cw.Write([]string{output.CSVCell(s.title), output.CSVCell(key), output.CSVCell(s.cols[i]), v}); err != nil {
 					return err
 				}
 			}

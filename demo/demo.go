@@ -12,6 +12,7 @@ import (
 
 	"github.com/llmtape/llmtape/analyze"
 	"github.com/llmtape/llmtape/dataset"
+	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/recorder"
 	"github.com/llmtape/llmtape/replay"
@@ -30,10 +31,15 @@ const (
 
 // Config says where the demo writes and how big it is. The zero value is the full demo.
 type Config struct {
-	// Store is the demo's store file; it is replaced. Default DefaultStore.
+	// Store is the demo's store file; it is replaced if the demo made it (or Force is set),
+	// else Run fails with ErrNotDemo before it starts. Default DefaultStore.
 	Store string
-	// Report is the HTML report written at the end. Default DefaultReport.
+	// Report is the HTML report written at the end; an existing file is replaced under the
+	// same rule as Store. Default DefaultReport.
 	Report string
+	// Force lets the demo replace a Store or Report that it did not make. Even so, it never
+	// writes the report over the store, nor replaces a store that is not a regular file.
+	Force bool
 	// Conversations is the number of generated conversations. Default DefaultConversations.
 	Conversations int
 	// Turns is the largest number of user turns per conversation (at least 2). Default 6.
@@ -98,6 +104,9 @@ func Servers(seed int64) (current, candidate sim.Config) {
 // Run runs the demo, printing what each step shows to out.
 func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	cfg.defaults()
+	if err := checkFiles(&cfg); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	start := time.Now()
 	p := &printer{w: out}
 
@@ -141,7 +150,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		len(ds.Conversations), ds.Turns(), float64(cfg.Conversations)/cfg.Rate+float64(cfg.Turns)*cfg.ThinkTime.Seconds())
 
 	// Record: clients talk to the proxy in front of "current".
-	if err := os.Remove(cfg.Store); err != nil && !errors.Is(err, os.ErrNotExist) {
+	// A symlink stays: the file it names is replaced.
+	old := cfg.Store
+	if p, err := filepath.EvalSymlinks(old); err == nil {
+		old = p
+	}
+	if err := os.Remove(old); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("replace %s: %w", cfg.Store, err)
 	}
 	st, err := tape.Open(cfg.Store, nil)
@@ -219,7 +233,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	if err := cmp.Write(out, analyze.FormatTable); err != nil {
 		return err
 	}
-	if err := writeReport(cfg.Report, cmp); err != nil {
+	if err := writeReport(cfg.Report, cfg.Store, cmp); err != nil {
 		return err
 	}
 
@@ -272,6 +286,10 @@ func startRecording(st *tape.Store, upstream string) (uint64, string, *recorder.
 	if err != nil {
 		return 0, "", nil, nil, fmt.Errorf("start recorder: %w", err)
 	}
+	if err := markRecording(st, rec.Recording()); err != nil {
+		rec.Close()
+		return 0, "", nil, nil, err
+	}
 	px, err := proxy.New(proxy.Config{Upstream: upstream, Sink: rec})
 	if err != nil {
 		rec.Close()
@@ -295,16 +313,18 @@ func startRecording(st *tape.Store, upstream string) (uint64, string, *recorder.
 	return rec.Recording(), "http://" + ln.Addr().String(), rec, stop, nil
 }
 
-func writeReport(path string, cmp *analyze.Comparison) error {
-	f, err := os.Create(path)
+// writeReport writes the comparison as HTML, starting with ReportMarker.
+func writeReport(path, store string, cmp *analyze.Comparison) error {
+	err := output.Write(path, output.Options{Store: store}, func(w io.Writer) error {
+		if _, err := io.WriteString(w, ReportMarker+"\n"); err != nil {
+			return err
+		}
+		return cmp.Write(w, analyze.FormatHTML)
+	})
 	if err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	if err := cmp.Write(f, analyze.FormatHTML); err != nil {
-		f.Close()
-		return fmt.Errorf("write report: %w", err)
-	}
-	return f.Close()
+	return nil
 }
 
 // printer prints the demo's narration.

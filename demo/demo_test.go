@@ -49,6 +49,9 @@ func TestRunSmall(t *testing.T) {
 	if len(recs) != 1 || !recs[0].Complete {
 		t.Fatalf("want one complete recording, got %+v", recs)
 	}
+	if recs[0].Source != demo.Source {
+		t.Errorf("recording source %q, want %q: a later demo would not know the store", recs[0].Source, demo.Source)
+	}
 	if recs[0].Turns < cfg.Conversations*2 {
 		t.Errorf("recording has %d turns, want at least %d", recs[0].Turns, cfg.Conversations*2)
 	}
@@ -79,5 +82,8 @@ func TestRunSmall(t *testing.T) {
 	}
 	if !bytes.Contains(html, []byte("<svg")) {
 		t.Errorf("report has no chart")
+	}
+	if !bytes.HasPrefix(html, []byte(demo.ReportMarker+"\n<!DOCTYPE html>")) {
+		t.Errorf("report does not start with the demo's marker: %.60q", html)
 	}
 }

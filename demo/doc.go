@@ -13,5 +13,8 @@
 //
 // # Caveats
 //
-// The store named by Config.Store is replaced: the demo keeps its own file.
+// The store named by Config.Store and the report named by Config.Report are replaced, but
+// only when the demo made them: a store whose recordings all have Source (or that holds no
+// recording), a report that starts with ReportMarker. Anything else makes Run fail with
+// ErrNotDemo before it starts, unless Config.Force is set.
 package demo

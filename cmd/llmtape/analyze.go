@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/llmtape/llmtape/analyze"
+	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -26,39 +26,21 @@ func (o *outputOptions) bind(cmd *cobra.Command) {
 }
 
 // parse checks the format and the output file before anything is read. The output must not
-// be the store: creating it would truncate the file being read.
+// be the store: replacing it would destroy the file being read.
 func (o *outputOptions) parse(cmd *cobra.Command) (analyze.Format, error) {
 	f, err := analyze.ParseFormat(o.format)
 	if err != nil {
 		return "", usageErrorf("--format: %v", err)
 	}
-	if o.output != "" && o.output != "-" {
-		out, err1 := os.Stat(o.output)
-		st, err2 := os.Stat(storePath(cmd))
-		if err1 == nil && err2 == nil && os.SameFile(out, st) {
-			return "", usageErrorf("--output %s is the store: write to another file", o.output)
-		}
+	if err := checkOutput(cmd, o.output); err != nil {
+		return "", err
 	}
 	return f, nil
 }
 
-// write renders through fn into stdout or the --output file.
+// write renders through fn into stdout or the --output file (see package output).
 func (o *outputOptions) write(cmd *cobra.Command, fn func(w io.Writer) error) error {
-	if o.output == "" || o.output == "-" {
-		return fn(cmd.OutOrStdout())
-	}
-	f, err := os.Create(o.output)
-	if err != nil {
-		return fmt.Errorf("create output: %w", err)
-	}
-	if err := fn(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close output: %w", err)
-	}
-	return nil
+	return output.Write(o.output, outputOpts(cmd), fn)
 }
 
 // openStoreRead opens the --store file read-only.

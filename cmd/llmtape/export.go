@@ -3,9 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -13,6 +11,7 @@ import (
 
 	"github.com/llmtape/llmtape/analyze"
 	"github.com/llmtape/llmtape/dataset"
+	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/synth"
 )
 
@@ -21,7 +20,7 @@ func init() { register(newExportCmd) }
 func newExportCmd() *cobra.Command {
 	var (
 		recording string
-		output    string
+		out       string
 		textFile  string
 		tokenizer string
 		cfg       dataset.ExportConfig
@@ -70,6 +69,9 @@ Prompts of imported traces (mooncake, azure) are materialized from the built-in 
 				}
 				cfg.Materializer = m
 			}
+			if err := checkOutput(cmd, out); err != nil {
+				return err
+			}
 			st, err := openStoreReadOnly(cmd)
 			if err != nil {
 				return err
@@ -82,38 +84,29 @@ Prompts of imported traces (mooncake, azure) are materialized from the built-in 
 				}
 				return fmt.Errorf("export: %w", err)
 			}
-			var w io.Writer = cmd.OutOrStdout()
-			var f *os.File
-			if output != "" && output != "-" {
-				// Write beside the target and rename, so a failed export leaves no partial file.
-				f, err = os.CreateTemp(filepath.Dir(output), "."+filepath.Base(output)+".*")
-				if err != nil {
-					return fmt.Errorf("export: create output: %w", err)
-				}
-				defer os.Remove(f.Name())
-				defer f.Close()
-				w = f
+			// A failed export leaves no partial file: see package output.
+			w, err := output.Create(out, outputOpts(cmd))
+			if err != nil {
+				return fmt.Errorf("export: %w", err)
 			}
+			defer w.Close()
 			stats, err := dataset.Export(cmd.Context(), st, rec.ID, w, cfg)
 			if err != nil {
 				return err
 			}
-			if f != nil {
-				if err := f.Close(); err != nil {
-					return fmt.Errorf("export: write output: %w", err)
-				}
-				if err := os.Rename(f.Name(), output); err != nil {
-					return fmt.Errorf("export: %w", err)
-				}
+			if err := w.Commit(); err != nil {
+				return fmt.Errorf("export: %w", err)
+			}
+			if !output.IsStdout(out) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "exported recording %d %q as %s to %s: %d conversations, %d turns\n",
-					rec.ID, rec.Name, cfg.Format, output, stats.Conversations, stats.Turns)
+					rec.ID, rec.Name, cfg.Format, out, stats.Conversations, stats.Turns)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&cfg.Format, "format", "", "output format: "+strings.Join(dataset.ExportFormats, ", ")+" (required)")
 	cmd.Flags().StringVar(&recording, "recording", "latest", "recording to export: id, name or latest")
-	cmd.Flags().StringVarP(&output, "output", "o", "-", "write to this file instead of stdout (-)")
+	cmd.Flags().StringVarP(&out, "output", "o", "-", "write to this file instead of stdout (-)")
 	cmd.Flags().IntVar(&cfg.BlockSize, "block-size", dataset.DefaultBlockSize, "tokens per hash_ids block (mooncake)")
 	cmd.Flags().StringVar(&textFile, "text-file", "", "text to materialize synthetic prompts from (default the built-in text)")
 	cmd.Flags().StringVar(&tokenizer, "tokenizer", "", "tiktoken encoding for synthetic prompts and hash_ids: o200k_base (default) or cl100k_base")

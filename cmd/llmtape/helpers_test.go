@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,12 +22,13 @@ func execCmd(ctx context.Context, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-// chatSpec shapes the i-th conversation of chatStore: its tapetest chat, its arrival offset
-// and the recorded completion tokens of each of its turns.
+// chatSpec shapes the i-th conversation of chatStore: its tapetest chat, its arrival offset,
+// the recorded completion tokens of each of its turns and, when set, their model.
 type chatSpec struct {
 	chat       tapetest.Config
 	arrival    time.Duration
 	completion int
+	model      string
 }
 
 // chatStore writes a store (in a temporary directory, file name name) with one recording of
@@ -47,6 +49,9 @@ func chatStore(t *testing.T, name string, src rand.Source, n int, spec func(i in
 			c.Conversation.Arrival = sp.arrival
 			for _, turn := range c.Turns {
 				turn.Tokens.Completion = sp.completion
+				if sp.model != "" {
+					turn.Request.Model = sp.model
+				}
 			}
 			if err := c.Write(tx); err != nil {
 				return err
@@ -61,4 +66,25 @@ func chatStore(t *testing.T, name string, src rand.Source, n int, spec func(i in
 		t.Fatal(err)
 	}
 	return path
+}
+
+// unchanged fails the test if the file at path no longer holds want.
+func unchanged(t *testing.T, path string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s changed (%d bytes, was %d)", path, len(got), len(want))
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

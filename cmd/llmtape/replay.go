@@ -20,6 +20,7 @@ import (
 
 	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/replay"
 	"github.com/llmtape/llmtape/tape"
 )
@@ -256,13 +257,12 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	path := storePath(cmd)
-	sfi, err := os.Stat(path)
-	if err != nil {
+	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
-	if o.jsonFile != "" && o.jsonFile != "-" {
-		if jfi, err := os.Stat(o.jsonFile); err == nil && os.SameFile(jfi, sfi) {
-			return usageErrorf("--json %s is the store: write the summary to another file", o.jsonFile)
+	if o.jsonFile != "" {
+		if err := checkOutput(cmd, o.jsonFile); err != nil {
+			return err
 		}
 	}
 	st, err := tape.Open(path, nil)
@@ -351,7 +351,7 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 		fmt.Fprintf(stderr, "warning: %d results could not be written to the store\n", rep.Lost)
 	}
 	if o.jsonFile != "" {
-		if err := writeSummaryJSON(o.jsonFile, cmd.OutOrStdout(), rep.Summary); err != nil {
+		if err := writeSummaryJSON(o.jsonFile, outputOpts(cmd), rep.Summary); err != nil {
 			return err
 		}
 	}
@@ -393,17 +393,17 @@ func replayVerdict(rep *replay.Report, convs int, maxErrorRate float64) error {
 	return nil
 }
 
-func writeSummaryJSON(path string, stdout io.Writer, s metrics.Summary) error {
+func writeSummaryJSON(path string, opts output.Options, s metrics.Summary) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode summary: %w", err)
 	}
 	b = append(b, '\n')
-	if path == "-" {
-		_, err = stdout.Write(b)
+	err = output.Write(path, opts, func(w io.Writer) error {
+		_, err := w.Write(b)
 		return err
-	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("write summary: %w", err)
 	}
 	return nil
