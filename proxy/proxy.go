@@ -74,6 +74,9 @@ type Stats struct {
 	Errors     int64 `json:"errors"`      // recordable exchanges that ended with Err set
 	ClientGone int64 `json:"client_gone"` // recordable exchanges whose client went away early
 	InFlight   int64 `json:"in_flight"`   // recordable exchanges not finished yet
+	// UpstreamReconnects counts recordable requests sent again on a new connection because
+	// the upstream had closed the reused one before answering (not errors; see docs/record.md).
+	UpstreamReconnects int64 `json:"upstream_reconnects"`
 }
 
 // Proxy is the recording HTTP(S) proxy. It is an http.Handler; Serve runs it on a listener.
@@ -83,6 +86,8 @@ type Proxy struct {
 	recordable func(*http.Request) bool
 	redact     map[string]bool // canonical header names never copied into an Exchange
 	transport  *http.Transport
+	fresh      *http.Transport // never pools: re-sent requests, upstreams that close after each answer
+	habits     habits
 	handler    http.Handler
 
 	// abortCtx is cancelled when a drain times out: every upstream request of a recordable
@@ -90,7 +95,7 @@ type Proxy struct {
 	abortCtx context.Context
 	abort    context.CancelFunc
 
-	exchanges, passed, errs, gone atomic.Int64
+	exchanges, passed, errs, gone, reconnects atomic.Int64
 
 	mu       sync.Mutex
 	inflight int64
@@ -126,6 +131,8 @@ func New(cfg Config) (*Proxy, error) {
 		// Default 4 KiB connection buffers: an event is far smaller, and 500 streams in
 		// flight should not cost 32 MiB of buffers that sit idle between events.
 	}
+	p.fresh = p.transport.Clone()
+	p.fresh.DisableKeepAlives = true
 	switch cfg.Mode {
 	case ModeReverse:
 		if cfg.Upstream == "" {
@@ -221,6 +228,8 @@ func (p *Proxy) Stats() Stats {
 		Errors:     p.errs.Load(),
 		ClientGone: p.gone.Load(),
 		InFlight:   n,
+
+		UpstreamReconnects: p.reconnects.Load(),
 	}
 }
 
