@@ -8,11 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"os"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/llmtape/llmtape/internal/reconn"
 )
 
 // The capture path, shared by both modes.
@@ -53,8 +54,7 @@ func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 	tr := p.transportFor(req.URL.Host)
 	if tr != p.fresh {
 		// A pooled connection may have been closed by the upstream: see send.
-		c.conn.init()
-		ctx = httptrace.WithClientTrace(ctx, &c.conn.trace)
+		ctx = c.conn.Context(ctx)
 	}
 	req = req.WithContext(ctx)
 	if req.Body != nil && req.Body != http.NoBody {
@@ -92,7 +92,7 @@ type capture struct {
 	stopAbort func() bool
 	req       *reqTee
 	sendAt    time.Duration
-	conn      connTrace // the upstream connection of the request (see send)
+	conn      reconn.Trace // the upstream connection of the request (see send)
 }
 
 // classify names the kind of an upstream failure.

@@ -4,14 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptrace"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/llmtape/llmtape/internal/reconn"
 )
 
 // Reconnects.
@@ -109,43 +107,20 @@ func (h *habits) answered(host string) {
 	h.mu.Unlock()
 }
 
-// connTrace is what the client trace saw of one request's connection. The hooks run on the
-// transport's goroutines, hence the atomics.
-type connTrace struct {
-	trace     httptrace.ClientTrace
-	reused    atomic.Bool
-	idle      atomic.Int64 // how long a reused connection had been idle, ns
-	firstByte atomic.Bool
-}
-
-func (t *connTrace) init() {
-	t.trace.GotConn = func(info httptrace.GotConnInfo) {
-		t.reused.Store(info.Reused)
-		if info.WasIdle {
-			t.idle.Store(int64(info.IdleTime))
-		} else {
-			t.idle.Store(0)
-		}
-		t.firstByte.Store(false)
-	}
-	t.trace.GotFirstResponseByte = func() { t.firstByte.Store(true) }
-}
-
 // send sends req upstream with tr (req's context carries ct's trace); see Reconnects. body is
 // the request body's tee, nil when there is none.
-func (p *Proxy) send(tr *http.Transport, req *http.Request, ct *connTrace, body *reqTee) (*http.Response, error) {
+func (p *Proxy) send(tr *http.Transport, req *http.Request, ct *reconn.Trace, body *reqTee) (*http.Response, error) {
 	resp, err := tr.RoundTrip(req)
 	if err == nil {
-		if ct.reused.Load() {
+		if ct.Reused() {
 			p.habits.answered(req.URL.Host)
 		}
 		return resp, nil
 	}
-	if !ct.reused.Load() || ct.firstByte.Load() || !connLost(err) ||
-		req.Context().Err() != nil || p.abortCtx.Err() != nil {
+	if !ct.Lost(err) || req.Context().Err() != nil || p.abortCtx.Err() != nil {
 		return nil, err
 	}
-	if idle := time.Duration(ct.idle.Load()); idle < quickClose && p.habits.closedQuickly(req.URL.Host) {
+	if ct.Idle() < quickClose && p.habits.closedQuickly(req.URL.Host) {
 		p.logf("upstream %s closed %d connections in a row right after an answer (it promised keep-alive): connections to it are no longer kept", req.URL.Host, noPoolAfter)
 	}
 	again := new(http.Request)
@@ -164,15 +139,6 @@ func (p *Proxy) send(tr *http.Transport, req *http.Request, ct *connTrace, body 
 		return nil, fmt.Errorf("%w (sent again on a new connection after the upstream closed a reused one)", err)
 	}
 	return resp, nil
-}
-
-// connLost reports whether err says that the connection was closed or broken under the
-// request: what a reused connection that the upstream has just closed gives.
-func connLost(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, net.ErrClosed) ||
-		strings.Contains(err.Error(), "server closed idle connection") // net/http's errServerClosedIdle
 }
 
 // replay returns the whole request body from its start, for sending it again: the bytes kept
