@@ -32,7 +32,7 @@ import (
 func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 	if !p.recordable(req) {
 		p.passed.Add(1)
-		resp, err := p.transport.RoundTrip(req)
+		resp, err := p.pass(req)
 		if err != nil {
 			return errorResponse(req, err)
 		}
@@ -244,11 +244,8 @@ func (t *respTee) Close() error {
 		if !r.trunc {
 			x.ReqBody = r.buf
 		}
-		closeBody := r.closeLater
 		r.mu.Unlock()
-		if closeBody {
-			_ = r.rc.Close()
-		}
+		r.closeDeferred()
 	}
 	if x.Sent == 0 {
 		x.Sent = c.sendAt

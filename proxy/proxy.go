@@ -74,7 +74,7 @@ type Stats struct {
 	Errors     int64 `json:"errors"`      // recordable exchanges that ended with Err set
 	ClientGone int64 `json:"client_gone"` // recordable exchanges whose client went away early
 	InFlight   int64 `json:"in_flight"`   // recordable exchanges not finished yet
-	// UpstreamReconnects counts recordable requests sent again on a new connection because
+	// UpstreamReconnects counts requests (recorded or passed) sent again on a new connection because
 	// the upstream had closed the reused one before answering (not errors; see docs/record.md).
 	UpstreamReconnects int64 `json:"upstream_reconnects"`
 }

@@ -141,6 +141,53 @@ func (p *Proxy) send(tr *http.Transport, req *http.Request, ct *reconn.Trace, bo
 	return resp, nil
 }
 
+// pass sends a request that is not recorded, re-sent as a recorded one would be. Its body is
+// kept for that up to MaxBody, and the client's body is closed with the response's.
+func (p *Proxy) pass(req *http.Request) (*http.Response, error) {
+	tr := p.transportFor(req.URL.Host)
+	if tr == p.fresh {
+		return tr.RoundTrip(req)
+	}
+	ct := new(reconn.Trace)
+	var body *reqTee
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &reqTee{rc: req.Body, c: &capture{x: &Exchange{Start: time.Now()}}, max: p.cfg.MaxBody}
+		req.Body = body
+	}
+	req = req.WithContext(ct.Context(req.Context()))
+	resp, err := p.send(tr, req, ct, body)
+	switch {
+	case body == nil:
+	case err != nil:
+		body.closeDeferred()
+	default:
+		resp.Body = &closeBoth{ReadCloser: resp.Body, also: body}
+	}
+	return resp, err
+}
+
+// closeBoth closes a response body and then the request body whose closing was deferred.
+type closeBoth struct {
+	io.ReadCloser
+	also *reqTee
+}
+
+func (c *closeBoth) Close() error {
+	err := c.ReadCloser.Close()
+	c.also.closeDeferred()
+	return err
+}
+
+// closeDeferred closes the client's body if reqTee.Close left it open for a re-send.
+func (t *reqTee) closeDeferred() {
+	t.mu.Lock()
+	later := t.closeLater
+	t.mu.Unlock()
+	if later {
+		_ = t.rc.Close()
+	}
+}
+
 // replay returns the whole request body from its start, for sending it again: the bytes kept
 // so far, then the rest as the client sends it. It fails when the body is over MaxBody (it
 // was not kept).

@@ -180,7 +180,7 @@ func (u *reusingUpstream) seen() (bodies []string, reused int) {
 // postUntilReused posts body through the proxy at addr until the upstream has had a request
 // on a reused connection (at most 200 tries), and returns the statuses and bodies the client
 // got.
-func postUntilReused(t *testing.T, addr string, up *reusingUpstream, body func(i int) string) (statuses []int, answers []string) {
+func postUntilReused(t *testing.T, addr, path string, up *reusingUpstream, body func(i int) string) (statuses []int, answers []string) {
 	t.Helper()
 	client := rawClient()
 	defer client.CloseIdleConnections()
@@ -188,7 +188,7 @@ func postUntilReused(t *testing.T, addr string, up *reusingUpstream, body func(i
 		if _, r := up.seen(); r > 0 {
 			return statuses, answers
 		}
-		resp, err := client.Post("http://"+addr+"/v1/chat/completions", "application/json", strings.NewReader(body(i)))
+		resp, err := client.Post("http://"+addr+path, "application/json", strings.NewReader(body(i)))
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
@@ -210,7 +210,7 @@ func TestResentBodyIsTheSame(t *testing.T) {
 	body := func(i int) string {
 		return fmt.Sprintf(`{"stream":true,"messages":[{"role":"user","content":"request %d %s"}]}`, i, strings.Repeat("x", 100<<10))
 	}
-	statuses, _ := postUntilReused(t, addr, up, body)
+	statuses, _ := postUntilReused(t, addr, "/v1/chat/completions", up, body)
 	for i, s := range statuses {
 		if s != http.StatusOK {
 			t.Fatalf("request %d: status %d", i, s)
@@ -235,7 +235,7 @@ func TestBodyOverMaxBodyIsNotResent(t *testing.T) {
 	up := startReusingUpstream(t, func(net.Conn) {})
 	col := &proxytest.Collector{}
 	p, addr := proxytest.MustStart(t, proxy.Config{Upstream: up.url, MaxBody: 64, Sink: col})
-	statuses, answers := postUntilReused(t, addr, up, func(i int) string {
+	statuses, answers := postUntilReused(t, addr, "/v1/chat/completions", up, func(i int) string {
 		return fmt.Sprintf(`{"stream":true,"messages":[{"role":"user","content":"request %d %s"}]}`, i, strings.Repeat("x", 100))
 	})
 	last := len(statuses) - 1
@@ -266,7 +266,7 @@ func TestFailureAfterAnswerBytesIsNotResent(t *testing.T) {
 			up := startReusingUpstream(t, func(c net.Conn) { io.WriteString(c, tc.write) })
 			col := &proxytest.Collector{}
 			p, addr := proxytest.MustStart(t, proxy.Config{Upstream: up.url, Sink: col})
-			statuses, _ := postUntilReused(t, addr, up, func(i int) string {
+			statuses, _ := postUntilReused(t, addr, "/v1/chat/completions", up, func(i int) string {
 				return fmt.Sprintf(`{"stream":true,"messages":[{"role":"user","content":"request %d"}]}`, i)
 			})
 			last := len(statuses) - 1
@@ -285,5 +285,25 @@ func TestFailureAfterAnswerBytesIsNotResent(t *testing.T) {
 				t.Fatalf("stats %+v; want no reconnect, 1 error", st)
 			}
 		})
+	}
+}
+
+// TestPassedRequestIsResent: a request that is not recorded (embeddings) gets the same
+// re-sending as a recorded one.
+func TestPassedRequestIsResent(t *testing.T) {
+	up := startReusingUpstream(t, func(net.Conn) {})
+	p, addr := proxytest.MustStart(t, proxy.Config{Upstream: up.url, Sink: &proxytest.Collector{}})
+	body := func(i int) string { return fmt.Sprintf(`{"input":"text %d"}`, i) }
+	statuses, _ := postUntilReused(t, addr, "/v1/embeddings", up, body)
+	for i, s := range statuses {
+		if s != http.StatusOK {
+			t.Fatalf("request %d: status %d", i, s)
+		}
+	}
+	if bodies, _ := up.seen(); bodies[len(bodies)-1] != body(len(statuses)-1) {
+		t.Fatalf("upstream last read %q", bodies[len(bodies)-1])
+	}
+	if st := p.Stats(); st.UpstreamReconnects != 1 || st.Errors != 0 || st.Passed != int64(len(statuses)) {
+		t.Fatalf("stats %+v; want 1 reconnect", st)
 	}
 }
