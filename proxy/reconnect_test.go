@@ -19,7 +19,7 @@ import (
 // closedLoop runs convs conversations of turns turns at once against base (".../v1"): each
 // turn is sent as soon as the previous reply has ended, on one shared keep-alive client. It
 // returns the failures: transport errors, statuses other than 200, and streams that did not
-// end with [DONE].
+// end with [DONE]. A conversation goes on after a failure.
 func closedLoop(base string, convs, turns int) []string {
 	client := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: convs, DisableCompression: true}}
 	defer client.CloseIdleConnections()
@@ -41,20 +41,20 @@ func closedLoop(base string, convs, turns int) []string {
 				resp, err := client.Post(base+"/chat/completions", "application/json", strings.NewReader(body))
 				if err != nil {
 					note(fmt.Sprintf("conversation %d turn %d: %v", c, k, err))
-					return
+					continue
 				}
 				b, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				switch {
 				case err != nil:
 					note(fmt.Sprintf("conversation %d turn %d: read: %v", c, k, err))
-					return
+					continue
 				case resp.StatusCode != http.StatusOK:
 					note(fmt.Sprintf("conversation %d turn %d: status %d: %s", c, k, resp.StatusCode, b))
-					return
+					continue
 				case !strings.HasSuffix(string(b), "data: [DONE]\n\n"):
 					note(fmt.Sprintf("conversation %d turn %d: stream did not end: %q", c, k, b))
-					return
+					continue
 				}
 				msgs += fmt.Sprintf(`,{"role":"assistant","content":"reply %d"},{"role":"user","content":"turn %d"}`, k, k+1)
 			}
