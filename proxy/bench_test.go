@@ -546,7 +546,7 @@ func BenchmarkCloseAfterStream(b *testing.B) {
 			fails := 0
 			var first string
 			for b.Loop() {
-				f := closedLoop(tg.base+"/v1", convs, turns)
+				f := closedLoop(tg.base+"/v1", "", convs, turns)
 				if len(f) > 0 && first == "" {
 					first = strings.Join(strings.Fields(f[0]), " ") // nginx's 502 page is HTML
 				}

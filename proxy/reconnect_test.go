@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,12 +18,21 @@ import (
 	"github.com/llmtape/llmtape/sim/simtest"
 )
 
-// closedLoop runs convs conversations of turns turns at once against base (".../v1"): each
+// closedLoop runs convs conversations of turns turns at once against base (".../v1"), through
+// httpProxy when it is not empty (forward mode): each
 // turn is sent as soon as the previous reply has ended, on one shared keep-alive client. It
 // returns the failures: transport errors, statuses other than 200, and streams that did not
 // end with [DONE]. A conversation goes on after a failure.
-func closedLoop(base string, convs, turns int) []string {
-	client := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: convs, DisableCompression: true}}
+func closedLoop(base, httpProxy string, convs, turns int) []string {
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: convs, DisableCompression: true}
+	if httpProxy != "" {
+		pu, err := url.Parse(httpProxy)
+		if err != nil {
+			return []string{err.Error()}
+		}
+		tr.Proxy = http.ProxyURL(pu)
+	}
+	client := &http.Client{Transport: tr}
 	defer client.CloseIdleConnections()
 	var (
 		mu   sync.Mutex
@@ -74,50 +84,65 @@ func closingSim(t *testing.T) *sim.Server {
 }
 
 // TestReusedConnectionClosedByUpstreamIsResent: 16 closed-loop conversations through the
-// proxy to an upstream that closes every connection after its stream. The proxy reuses a
-// pooled connection that the upstream has just closed often enough to lose that race; each
-// time it must send the request again on a new connection, so the clients see no failure at
-// all, and the proxy counts the reconnects (not errors).
+// proxy (reverse and forward mode) to an upstream that closes every connection after its
+// stream. The proxy reuses a pooled connection that the upstream has just closed often enough
+// to lose that race; each time it must send the request again on a new connection, so the
+// clients see no failure at all, and the proxy counts the reconnects (not errors). Once it has
+// seen 3 such closes in a row it stops pooling connections to the upstream.
 func TestReusedConnectionClosedByUpstreamIsResent(t *testing.T) {
-	up := closingSim(t)
-	col := &proxytest.Collector{}
-	var stopped atomic.Bool // the proxy said it no longer pools connections to the upstream
-	logf := func(format string, args ...any) {
-		if strings.Contains(fmt.Sprintf(format, args...), "no longer kept") {
-			stopped.Store(true)
-		}
-	}
-	p, addr := proxytest.MustStart(t, proxy.Config{Upstream: up.URL(), Sink: col, Logf: logf})
-	const convs, turns = 16, 4
-	// The race is lost often (about one request in six here), but it is a race: run rounds
-	// until the proxy has seen it.
-	rounds := 0
-	for rounds < 20 && p.Stats().UpstreamReconnects == 0 {
-		rounds++
-		if fail := closedLoop("http://"+addr+"/v1", convs, turns); len(fail) > 0 {
-			t.Fatalf("round %d: %d failures through the proxy, first: %s", rounds, len(fail), fail[0])
-		}
-	}
-	xs := col.Wait(t, rounds*convs*turns)
-	for _, x := range xs {
-		if x.Err != "" || x.Status != http.StatusOK {
-			t.Fatalf("exchange %s: status %d, err %q", x.Path, x.Status, x.Err)
-		}
-	}
-	st := p.Stats()
-	t.Logf("%d rounds, stats %+v", rounds, st)
-	if st.Errors != 0 || st.UpstreamReconnects == 0 {
-		t.Fatalf("errors %d, reconnects %d; want 0 and > 0", st.Errors, st.UpstreamReconnects)
-	}
-	if !stopped.Load() {
-		return // fewer than 3 quick closes in a row: the habit is not learnt yet
-	}
-	// The proxy no longer pools connections to this upstream, so the race cannot happen again.
-	if fail := closedLoop("http://"+addr+"/v1", convs, turns); len(fail) > 0 {
-		t.Fatalf("after learning: %d failures, first: %s", len(fail), fail[0])
-	}
-	if n := p.Stats().UpstreamReconnects; n != st.UpstreamReconnects {
-		t.Fatalf("reconnects went from %d to %d after the proxy stopped pooling", st.UpstreamReconnects, n)
+	for _, mode := range []string{proxy.ModeReverse, proxy.ModeForward} {
+		t.Run(mode, func(t *testing.T) {
+			up := closingSim(t)
+			col := &proxytest.Collector{}
+			var stopped atomic.Bool // the proxy said it no longer pools connections to the upstream
+			cfg := proxy.Config{Mode: mode, Upstream: up.URL(), Sink: col, Logf: func(format string, args ...any) {
+				if strings.Contains(fmt.Sprintf(format, args...), "no longer kept") {
+					stopped.Store(true)
+				}
+			}}
+			if mode == proxy.ModeForward {
+				ca, err := proxy.LoadOrCreateCA(t.TempDir())
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.Upstream, cfg.CA = "", &ca.Cert
+			}
+			p, addr := proxytest.MustStart(t, cfg)
+			base, httpProxy := "http://"+addr+"/v1", ""
+			if mode == proxy.ModeForward {
+				base, httpProxy = up.URL()+"/v1", "http://"+addr
+			}
+			const convs, turns = 16, 4
+			// The race is lost often (about one request in six here), but it is a race: run
+			// rounds until the proxy has met it.
+			rounds := 0
+			for rounds < 20 && p.Stats().UpstreamReconnects == 0 {
+				rounds++
+				if fail := closedLoop(base, httpProxy, convs, turns); len(fail) > 0 {
+					t.Fatalf("round %d: %d failures through the proxy, first: %s", rounds, len(fail), fail[0])
+				}
+			}
+			for _, x := range col.Wait(t, rounds*convs*turns) {
+				if x.Err != "" || x.Status != http.StatusOK {
+					t.Fatalf("exchange %s: status %d, err %q", x.Path, x.Status, x.Err)
+				}
+			}
+			st := p.Stats()
+			t.Logf("%d rounds, stats %+v", rounds, st)
+			if st.Errors != 0 || st.UpstreamReconnects == 0 {
+				t.Fatalf("errors %d, reconnects %d; want 0 and > 0", st.Errors, st.UpstreamReconnects)
+			}
+			if !stopped.Load() {
+				return // fewer than 3 quick closes in a row: the habit is not learnt yet
+			}
+			// The proxy no longer pools connections to this upstream: the race cannot happen again.
+			if fail := closedLoop(base, httpProxy, convs, turns); len(fail) > 0 {
+				t.Fatalf("after learning: %d failures, first: %s", len(fail), fail[0])
+			}
+			if n := p.Stats().UpstreamReconnects; n != st.UpstreamReconnects {
+				t.Fatalf("reconnects went from %d to %d after the proxy stopped pooling", st.UpstreamReconnects, n)
+			}
+		})
 	}
 }
 
