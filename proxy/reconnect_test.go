@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/llmtape/llmtape/internal/reconn/reconntest"
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/proxy/proxytest"
 	"github.com/llmtape/llmtape/sim"
@@ -159,33 +159,8 @@ type reusingUpstream struct {
 }
 
 func startReusingUpstream(t *testing.T, later func(c net.Conn)) *reusingUpstream {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &reusingUpstream{url: "http://" + l.Addr().String(), later: later}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { u.serve(c) })
-		}
-	})
-	return u
-}
-
-func (u *reusingUpstream) serve(c net.Conn) {
-	defer c.Close()
-	br := bufio.NewReader(c)
-	for n := 0; ; n++ {
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			return
-		}
+	u := &reusingUpstream{later: later}
+	u.url = reconntest.Serve(t, func(c net.Conn, n int, req *http.Request) bool {
 		b, _ := io.ReadAll(req.Body)
 		u.mu.Lock()
 		u.bodies = append(u.bodies, string(b))
@@ -195,11 +170,13 @@ func (u *reusingUpstream) serve(c net.Conn) {
 		u.mu.Unlock()
 		if n > 0 {
 			u.later(c)
-			return
+			return false
 		}
 		const ev = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
 		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nKeep-Alive: timeout=5\r\nContent-Length: %d\r\n\r\n%s", len(ev), ev)
-	}
+		return true
+	})
+	return u
 }
 
 func (u *reusingUpstream) seen() (bodies []string, reused int) {
@@ -337,4 +314,73 @@ func TestPassedRequestIsResent(t *testing.T) {
 	if st := p.Stats(); st.UpstreamReconnects != 1 || st.Errors != 0 || st.Passed != int64(len(statuses)) {
 		t.Fatalf("stats %+v; want 1 reconnect", st)
 	}
+}
+
+// TestResentBodyStillArriving: the upstream drops a reused connection as soon as it has read
+// the headers, while the client is still sending the body (the proxy streams it). The re-sent
+// request carries the part that had arrived and then the rest as the client sends it.
+func TestResentBodyStillArriving(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		bodies  []string
+		headers = make(chan bool, 16) // a request's headers arrived: true on a reused connection
+	)
+	up := reconntest.Serve(t, func(c net.Conn, n int, req *http.Request) bool {
+		headers <- n > 0
+		if n > 0 {
+			return false // dropped before the body was read
+		}
+		b, _ := io.ReadAll(req.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+		return true
+	})
+	p, addr := proxytest.MustStart(t, proxy.Config{Upstream: up, Sink: &proxytest.Collector{}})
+	client := rawClient()
+	defer client.CloseIdleConnections()
+	for i := 0; i < 50; i++ {
+		part1, part2 := fmt.Sprintf(`{"stream":false,"messages":[{"role":"user","content":"%d `, i), `and the rest"}]}`
+		pr, pw := io.Pipe()
+		type answer struct {
+			status int
+			err    error
+		}
+		got := make(chan answer, 1)
+		go func() {
+			resp, err := client.Post("http://"+addr+"/v1/chat/completions", "application/json", pr)
+			if err != nil {
+				got <- answer{err: err}
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			got <- answer{status: resp.StatusCode}
+		}()
+		io.WriteString(pw, part1)
+		reused := <-headers // the upstream has the headers (and on a reused connection, has gone)
+		io.WriteString(pw, part2)
+		pw.Close()
+		if reused {
+			<-headers // the re-sent request's, on a new connection
+		}
+		a := <-got
+		if a.err != nil || a.status != http.StatusOK {
+			t.Fatalf("request %d: status %d, %v", i, a.status, a.err)
+		}
+		mu.Lock()
+		last := bodies[len(bodies)-1]
+		mu.Unlock()
+		if last != part1+part2 {
+			t.Fatalf("request %d: upstream read %q", i, last)
+		}
+		if reused {
+			if st := p.Stats(); st.UpstreamReconnects != 1 {
+				t.Fatalf("stats %+v; want 1 reconnect", st)
+			}
+			return
+		}
+	}
+	t.Fatal("the proxy never reused an upstream connection in 50 requests")
 }

@@ -1,15 +1,14 @@
 package replay_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/llmtape/llmtape/internal/reconn/reconntest"
 	"github.com/llmtape/llmtape/replay"
 	"github.com/llmtape/llmtape/sim/simtest"
 )
@@ -45,42 +44,21 @@ func TestTargetClosingKeptAliveConnections(t *testing.T) {
 // a reused connection and then closes it broke its answer: that is a stream error, never sent
 // again.
 func TestFailureAfterAnswerBytesIsNotResent(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var requests atomic.Int64
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
 	const full = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
 	const part = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n"
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for n := 0; ; n++ {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					requests.Add(1)
-					if n > 0 { // a reused connection: headers, one event, then gone
-						fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", len(part), part)
-						return
-					}
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s", len(full), full)
-				}
-			})
+	target := reconntest.Serve(t, func(c net.Conn, n int, req *http.Request) bool {
+		_, _ = io.Copy(io.Discard, req.Body)
+		requests.Add(1)
+		if n > 0 { // a reused connection: headers, one event, then gone
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", len(part), part)
+			return false
 		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s", len(full), full)
+		return true
 	})
 	rs := makeStore(t, specs(1, 6, 0, 0))
-	rep := mustRun(t, rs.store, replay.Config{Target: "http://" + l.Addr().String(), Arrival: replay.ArrivalAll,
+	rep := mustRun(t, rs.store, replay.Config{Target: target, Arrival: replay.ArrivalAll,
 		Think: replay.ThinkNone})
 	s := rep.Summary
 	if s.ErrorsByClass["stream"] == 0 || s.Reconnects != 0 || int64(s.Requests.Total) != requests.Load() {
