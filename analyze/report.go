@@ -213,6 +213,9 @@ func scanReport(src Source, runs []*tape.Run, sums []metrics.Summary, rep *Repor
 		window = max(window, runWindow(r, stored[r.ID], first, last))
 	}
 	rep.Summary = acc.Summary(window, slo)
+	for _, s := range sums {
+		rep.Summary.Reconnects += s.Reconnects // the replayer's count; results do not keep it
+	}
 	if len(stored) == len(runs) {
 		// Every run kept its histograms: percentiles come from them, merged exactly.
 		fillLatency(&rep.Summary, rep.Latency)

@@ -89,6 +89,7 @@ func summarySections(s *metrics.Summary) []section {
 			{txt("duration_s"), num(s.Duration)},
 			{txt("warmup_excluded"), inum(s.Warmup)},
 			{txt("retries"), inum(s.Retries)},
+			{txt("reconnects"), inum(s.Reconnects)},
 		}},
 		{title: "distributions", cols: distCols, rows: [][]cell{
 			distRow("ttft_ms", s.TTFT), distRow("tpot_ms", s.TPOT), distRow("itl_ms", s.ITL),

@@ -429,6 +429,7 @@ func TestWriteTable(t *testing.T) {
 		InputTokens: 123456789, OutputTokens: 99999}
 	a.Add(&r)
 	s := a.Summary(time.Second, metrics.SLO{E2E: time.Second})
+	s.Reconnects = 3
 	var buf bytes.Buffer
 	if err := s.WriteTable(&buf); err != nil {
 		t.Fatal(err)
@@ -436,7 +437,7 @@ func TestWriteTable(t *testing.T) {
 	out := buf.String()
 	for _, want := range []string{"ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "input_tokens",
 		"output_tokens", "throughput", "goodput", "errors", "http=1", "stream=1",
-		"schedule lag", "16+", "25%", "99%"} {
+		"schedule lag", "16+", "25%", "99%", ", 3 reconnects"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

@@ -34,6 +34,10 @@ type Summary struct {
 	Duration      float64        `json:"duration_s"`      // measurement window in seconds
 	Warmup        int            `json:"warmup_excluded"` // results excluded as warmup
 	Retries       int            `json:"retries"`         // retries made, over all requests
+	// Reconnects counts requests sent again on a new connection because the target had closed
+	// the kept-alive one before answering (set by the replayer; every request, warmup
+	// included). They are neither errors nor retries.
+	Reconnects int `json:"reconnects"`
 }
 
 // Requests counts the requests of the measurement window (warmup excluded).
@@ -259,6 +263,9 @@ func (s Summary) WriteTable(w io.Writer) error {
 	}
 	if s.Retries > 0 {
 		fmt.Fprintf(&b, ", %d retries", s.Retries)
+	}
+	if s.Reconnects > 0 {
+		fmt.Fprintf(&b, ", %d reconnects", s.Reconnects)
 	}
 	fmt.Fprintf(&b, " in %.2f s\n", s.Duration)
 	fmt.Fprintf(&b, "throughput     %.2f req/s, %.1f input tok/s, %.1f output tok/s\n",

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/llmtape/llmtape/internal/reconn"
 )
 
 // The capture path, shared by both modes.
@@ -30,7 +32,7 @@ import (
 func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 	if !p.recordable(req) {
 		p.passed.Add(1)
-		resp, err := p.transport.RoundTrip(req)
+		resp, err := p.pass(req)
 		if errors.Is(err, ErrBodyStalled) {
 			return stalledResponse(req)
 		}
@@ -52,6 +54,11 @@ func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 	ctx, cancel := context.WithCancel(req.Context())
 	c.cancel = cancel
 	c.stopAbort = context.AfterFunc(p.abortCtx, cancel)
+	tr := p.transportFor(req.URL.Host)
+	if tr != p.fresh {
+		// A pooled connection may have been closed by the upstream: see send.
+		ctx = c.conn.Context(ctx)
+	}
 	req = req.WithContext(ctx)
 	if req.Body != nil && req.Body != http.NoBody {
 		c.req = &reqTee{rc: req.Body, c: c, max: p.cfg.MaxBody}
@@ -61,7 +68,7 @@ func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 		req.Body = c.req
 	}
 	sendAt := time.Since(start)
-	resp, err := p.transport.RoundTrip(req)
+	resp, err := p.send(tr, req, &c.conn, c.req)
 	headersAt := time.Since(start)
 	if err != nil {
 		x.Err = "reach upstream: " + err.Error()
@@ -91,6 +98,7 @@ type capture struct {
 	stopAbort func() bool
 	req       *reqTee
 	sendAt    time.Duration
+	conn      reconn.Trace // the upstream connection of the request (see send)
 }
 
 // classify names the kind of an upstream failure.
@@ -109,18 +117,23 @@ func (c *capture) classify(err error) string {
 }
 
 // reqTee keeps the first max bytes of a request body as the transport sends it. The transport
-// may read and close it from its own goroutine, hence the mutex.
+// may read and close it from its own goroutine, hence the mutex; an abandoned attempt and
+// its re-sending (replayBody) may read it at once, hence readMu.
 type reqTee struct {
 	rc  io.ReadCloser
 	c   *capture
 	max int64
 
-	mu      sync.Mutex
-	buf     []byte
-	size    int64
-	trunc   bool
-	sentAt  time.Duration // when the body's end was read (0: not seen)
-	stalled bool          // the client paused mid-body over Config.BodyTimeout
+	readMu sync.Mutex // held across rc.Read and the append, so buf keeps the body's order
+
+	mu         sync.Mutex
+	buf        []byte
+	size       int64
+	trunc      bool
+	sentAt     time.Duration // when the body's end was read (0: not seen)
+	rerr       error         // rc's last error (io.EOF at the end)
+	closeLater bool          // Close was deferred to the exchange's end: the body may be sent again
+	stalled    bool          // the client paused mid-body over Config.BodyTimeout
 }
 
 func (t *reqTee) isStalled() bool {
@@ -130,8 +143,13 @@ func (t *reqTee) isStalled() bool {
 }
 
 func (t *reqTee) Read(b []byte) (int, error) {
+	t.readMu.Lock()
+	defer t.readMu.Unlock()
 	n, err := t.rc.Read(b)
 	t.mu.Lock()
+	if err != nil {
+		t.rerr = err
+	}
 	if n > 0 {
 		t.size += int64(n)
 		if !t.trunc {
@@ -151,7 +169,18 @@ func (t *reqTee) Read(b []byte) (int, error) {
 	return n, err
 }
 
-func (t *reqTee) Close() error { return t.rc.Close() }
+// Close closes the client's body, unless it may still be sent again (it was kept whole):
+// then respTee.Close closes it at the exchange's end.
+func (t *reqTee) Close() error {
+	t.mu.Lock()
+	later := !t.trunc
+	t.closeLater = later
+	t.mu.Unlock()
+	if later {
+		return nil
+	}
+	return t.rc.Close()
+}
 
 // respTee records the response body as it is read. Only one goroutine reads and closes it.
 type respTee struct {
@@ -237,6 +266,7 @@ func (t *respTee) Close() error {
 			x.ErrClass, x.ClientGone = "canceled", true
 		}
 		r.mu.Unlock()
+		r.closeDeferred()
 	}
 	if x.Sent == 0 {
 		x.Sent = c.sendAt

@@ -37,4 +37,10 @@
 //     reads).
 //   - Bodies larger than Config.MaxBody pass through and are kept truncated (request: not kept,
 //     Truncated set; response: the first MaxBody bytes, RespTruncated set).
+//   - A request that fails on a reused upstream connection before any byte of the answer (the
+//     upstream had closed it: llama.cpp's server closes every connection after a stream) is
+//     sent once more on a new connection, its body replayed (not when it is over MaxBody).
+//     Stats.UpstreamReconnects counts these; they are not errors. An upstream that processed
+//     the request and dropped the connection without a byte of answer sees it twice. See
+//     reconnect.go.
 package proxy

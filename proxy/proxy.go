@@ -97,6 +97,9 @@ type Stats struct {
 	InFlight   int64 `json:"in_flight"`   // recordable exchanges not finished yet
 	Refused    int64 `json:"refused"`     // forward mode: CONNECTs refused (not intercepted, not allowed)
 	Stalled    int64 `json:"stalled"`     // requests cut because the client paused mid-body over BodyTimeout
+	// UpstreamReconnects counts requests (recorded or passed) sent again on a new connection because
+	// the upstream had closed the reused one before answering (not errors; see docs/record.md).
+	UpstreamReconnects int64 `json:"upstream_reconnects"`
 }
 
 // Proxy is the recording HTTP(S) proxy. It is an http.Handler; Serve runs it on a listener.
@@ -106,6 +109,8 @@ type Proxy struct {
 	recordable func(*http.Request) bool
 	redact     redact.Rule // header names never copied into an Exchange
 	transport  *http.Transport
+	fresh      *http.Transport // never pools: re-sent requests, upstreams that close after each answer
+	habits     habits
 	handler    http.Handler
 
 	// abortCtx is cancelled when a drain times out: every upstream request of a recordable
@@ -113,7 +118,7 @@ type Proxy struct {
 	abortCtx context.Context
 	abort    context.CancelFunc
 
-	exchanges, passed, errs, gone, refused, stalled atomic.Int64
+	exchanges, passed, errs, gone, refused, stalled, reconnects atomic.Int64
 
 	mu       sync.Mutex
 	inflight int64
@@ -152,6 +157,8 @@ func New(cfg Config) (*Proxy, error) {
 		// Default 4 KiB connection buffers: an event is far smaller, and 500 streams in
 		// flight should not cost 32 MiB of buffers that sit idle between events.
 	}
+	p.fresh = p.transport.Clone()
+	p.fresh.DisableKeepAlives = true
 	switch cfg.Mode {
 	case ModeReverse:
 		if cfg.Upstream == "" {
@@ -263,6 +270,8 @@ func (p *Proxy) Stats() Stats {
 		InFlight:   n,
 		Refused:    p.refused.Load(),
 		Stalled:    p.stalled.Load(),
+
+		UpstreamReconnects: p.reconnects.Load(),
 	}
 }
 

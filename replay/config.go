@@ -177,7 +177,9 @@ type Config struct {
 	// SLO sets the objectives for goodput.
 	SLO metrics.SLO `json:"-"`
 
-	// Client sends the requests; nil makes one with a transport sized for the run.
+	// Client sends the requests; nil makes one with a transport sized for the run. A request
+	// lost to a closed kept-alive connection is re-sent (docs/replay.md) only when the client's
+	// transport is an *http.Transport (it is cloned without keep-alive for that).
 	Client *http.Client `json:"-"`
 	// Synthesize gives the messages of a synthetic turn (Mooncake/Azure imports); nil uses
 	// package synth's default text.

@@ -38,5 +38,7 @@
 // A Replayer runs once. Errors of single requests never stop a run; Run fails only when the
 // store does. The whole recording's conversations (their messages, not their responses) are
 // held in memory for the run. Schedule lag is measured, not prevented: a machine whose CPUs
-// are busy with other work delays timers, and the summary says so.
+// are busy with other work delays timers, and the summary says so. A request that fails on a
+// reused connection before any byte of the answer (the target had closed it) is sent once more
+// on a new connection and measured from there; Summary.Reconnects counts these.
 package replay

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/llmtape/llmtape/internal/reconn"
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/tape"
 )
@@ -48,6 +49,7 @@ type exchange struct {
 	res        tape.Result
 	reply      json.RawMessage // the target's reply as an assistant message (live history)
 	retryAfter time.Duration
+	reconnects int           // sent again on a new connection after the target closed the reused one
 	end        time.Duration // when the attempt ended, from the run's start
 	sizes      []int         // output bytes per output event, for apportioning tokens
 	events     int           // expected output events (the recorded completion tokens), 0 if unknown
@@ -65,7 +67,12 @@ func (r *Replayer) attempt(ctx context.Context, url string, body []byte, x *exch
 	res := &x.res
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	var conn reconn.Trace
+	reqCtx := ctx
+	if r.fresh != nil {
+		reqCtx = conn.Context(ctx)
+	}
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		res.ErrorClass, res.Error = ClassConnect, err.Error()
 		return
@@ -74,6 +81,16 @@ func (r *Replayer) attempt(ctx context.Context, url string, body []byte, x *exch
 	sent := time.Now()
 	res.Sent = sent.Sub(r.start)
 	resp, err := r.client.Do(req)
+	if conn.Lost(err) && ctx.Err() == nil && r.abortCtx.Err() == nil {
+		// The target closed the kept-alive connection before answering (see package reconn):
+		// send once more on a new connection. What is measured is this attempt.
+		x.reconnects++
+		req, _ = http.NewRequestWithContext(reqCtx, http.MethodPost, url, bytes.NewReader(body))
+		req.Header = r.header
+		sent = time.Now()
+		res.Sent = sent.Sub(r.start)
+		resp, err = r.fresh.Do(req)
+	}
 	if err != nil {
 		res.E2E = time.Since(sent)
 		res.ErrorClass, res.Error = r.classify(ctx, err, ClassConnect), oneLine(err.Error())

@@ -25,6 +25,7 @@ type Replayer struct {
 	cfg    Config
 	store  *tape.Store
 	client *http.Client
+	fresh  *http.Client // client's transport without keep-alive, for re-sending; nil: no re-sending
 	header http.Header
 	base   *url.URL
 	urls   map[string]string // request URL by recorded path, made once
@@ -45,6 +46,7 @@ type Replayer struct {
 	issued    atomic.Int64  // requests started
 	results   chan *tape.Result
 
+	reconnects                                       atomic.Int64 // requests sent again on a new connection
 	planned, done, failed, inflight, skipped, active atomic.Int64
 	cut                                              atomic.Int64 // conversations stopped before their end
 	ran                                              atomic.Bool
@@ -129,6 +131,13 @@ func New(st *tape.Store, cfg Config) (*Replayer, error) {
 		tr.DisableCompression = true // compressed SSE would be buffered by the decompressor
 		tr.ForceAttemptHTTP2 = false
 		r.client = &http.Client{Transport: tr}
+	}
+	if tr, ok := transportOf(r.client); ok {
+		fresh := tr.Clone()
+		fresh.DisableKeepAlives = true
+		c := *r.client
+		c.Transport = fresh
+		r.fresh = &c
 	}
 	r.header = http.Header{
 		"Content-Type": {"application/json"},
@@ -332,6 +341,7 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	// Save the run with its summary and histograms.
 	window := windowEnd - max(windowStart, 0)
 	sum := acc.Summary(window, r.cfg.SLO)
+	sum.Reconnects = int(r.reconnects.Load())
 	set := acc.Set()
 	saved, err := r.store.Run(run.ID)
 	if err != nil {
@@ -538,6 +548,7 @@ func (r *Replayer) send(tp *turnPlan, body []byte, msgs []json.RawMessage, promp
 		x := &exchange{msgs: msgs, prompt: prompt, events: tp.completion}
 		x.res.Scheduled = sched
 		r.attempt(r.abortCtx, target, body, x)
+		r.reconnects.Add(int64(x.reconnects))
 		x.end = x.res.Sent + x.res.E2E // the reply's last byte
 		if try == 0 {
 			first = x.res.Sent
@@ -560,6 +571,16 @@ func (r *Replayer) send(tp *turnPlan, body []byte, msgs []json.RawMessage, promp
 			t.Stop()
 		}
 	}
+}
+
+// transportOf returns the *http.Transport under c, if it has one that can be cloned.
+func transportOf(c *http.Client) (*http.Transport, bool) {
+	if c.Transport == nil {
+		tr, ok := http.DefaultTransport.(*http.Transport)
+		return tr, ok
+	}
+	tr, ok := c.Transport.(*http.Transport)
+	return tr, ok
 }
 
 // joinPath returns the recorded path to append to the target URL, dropping a "/v1" the

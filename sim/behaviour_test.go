@@ -1,11 +1,13 @@
 package sim_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -392,6 +394,44 @@ func TestDisconnectCutsStream(t *testing.T) {
 	}
 	if st := s.Stats(); st.Disconnected != 1 || st.Canceled != 0 || st.Completed != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestCloseAfterStream: with CloseAfterStream a streamed answer ends whole (the chunked body's
+// end, [DONE]) with no "Connection: close", and then the server closes the connection; a
+// non-streamed answer keeps it open for the next request.
+func TestCloseAfterStream(t *testing.T) {
+	s := MustStart(t, sim.Config{CloseAfterStream: true})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	send := func(stream bool) *http.Response {
+		t.Helper()
+		body := fmt.Sprintf(`{"messages":[{"role":"user","content":"x"}],"stream":%v,"max_tokens":3}`, stream)
+		req, _ := http.NewRequest(http.MethodPost, s.URL()+"/v1/chat/completions", strings.NewReader(body))
+		if err := req.Write(conn); err != nil {
+			t.Fatalf("write request: %v", err)
+		}
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			t.Fatalf("read response: %v", err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("stream=%v: status %d, close %v, err %v, body %q", stream, resp.StatusCode, resp.Close, err, b)
+		}
+		if stream && !strings.HasSuffix(string(b), "data: [DONE]\n\n") {
+			t.Fatalf("stream body %q", b)
+		}
+		return resp
+	}
+	send(false) // keeps the connection
+	send(true)  // ends whole, then the server closes
+	if n, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after the stream: read %q, %v; want EOF", n, err)
 	}
 }
 

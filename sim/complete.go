@@ -508,6 +508,23 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 		s.ctr.finishedStop.Add(1)
 	}
 	s.ctr.e2e.observe(time.Since(arrival), 1)
+	if req.Stream && s.cfg.CloseAfterStream {
+		closeAfterStream(w)
+	}
+}
+
+// closeAfterStream ends the chunked body of a stream whose last event has been flushed and
+// closes the connection, without a "Connection: close" header: what llama.cpp's server does
+// after every streamed answer. The handler must not write after it.
+func closeAfterStream(w http.ResponseWriter) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return // not HTTP/1 (or already hijacked): nothing to close
+	}
+	// net/http writes the last chunk when the handler returns; after Hijack we must.
+	_, _ = brw.WriteString("0\r\n\r\n")
+	_ = brw.Flush()
+	_ = conn.Close()
 }
 
 // writeInjectedFailure answers with the configured failure status and an OpenAI error body.

@@ -143,6 +143,13 @@ type Config struct {
 	// with the client can cost the client more than it saves. Ignored where the platform has no
 	// precise clock (timers are used throughout).
 	PreciseTimers bool
+
+	// CloseAfterStream closes the connection right after every streamed answer that ran to its
+	// end (after the final flush and the end of the chunked body), although the response
+	// headers promise keep-alive, as llama.cpp's llama-server does. A client or proxy that
+	// reuses the connection can then lose the race with the close. Non-streamed answers and
+	// errors keep the connection. Default off.
+	CloseAfterStream bool
 }
 
 // DefaultConfig returns the defaults of `llmtape sim`.

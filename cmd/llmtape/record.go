@@ -322,6 +322,9 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	ps, rs := p.Stats(), rec.Stats()
 	fmt.Fprintf(stdout, "llmtape record: %d exchanges (%d failed upstream or client went away), %d turns recorded, %d not recorded, %d recording errors, %d requests passed through\n",
 		ps.Exchanges, ps.Errors, rs.Recorded, rs.NotRecorded, rs.Errors, ps.Passed)
+	if ps.UpstreamReconnects > 0 {
+		fmt.Fprintf(stdout, "llmtape record: %d requests sent again on a new connection because the upstream had closed the reused one (not errors)\n", ps.UpstreamReconnects)
+	}
 	recordSummaryStatus(logw, rec.Recording(), rs, cerr)
 	if err := store.Close(); err != nil && cerr == nil {
 		cerr = fmt.Errorf("close store: %w", err)
@@ -373,6 +376,10 @@ type recordAdminStats struct {
 	InFlight          int64          `json:"in_flight"`          // recordable exchanges still streaming
 	Proxy             proxy.Stats    `json:"proxy"`
 	Recorder          recorder.Stats `json:"recorder"`
+
+	// UpstreamReconnects counts requests sent again on a new connection because the upstream
+	// had closed the reused one before answering; they are not errors.
+	UpstreamReconnects int64 `json:"upstream_reconnects"`
 }
 
 // recordAdminHandler serves /health, /stats and /snapshot.
@@ -394,6 +401,8 @@ func recordAdminHandler(p *proxy.Proxy, rec *recorder.Recorder, store *tape.Stor
 			InFlight:          ps.InFlight,
 			Proxy:             ps,
 			Recorder:          rs,
+
+			UpstreamReconnects: ps.UpstreamReconnects,
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = writeJSON(w, st)

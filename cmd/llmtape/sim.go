@@ -48,6 +48,7 @@ func (o *simOptions) bind(cmd *cobra.Command) {
 	f.Float64Var(&o.cfg.DisconnectRate, "disconnect-rate", 0, "fraction of requests whose connection is cut mid-stream")
 	f.BoolVar(&o.cfg.Stamp, "stamp", false, `add "llmtape_sent_unix_ns" (server send time) to every stream event`)
 	f.BoolVar(&o.cfg.PreciseTimers, "precise-timers", false, "pace every token on the precise clock, not only the first: less server-side drift, about twice the CPU per event")
+	f.BoolVar(&o.cfg.CloseAfterStream, "close-after-stream", false, "close the connection right after every streamed answer while promising keep-alive, as llama.cpp's server does")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", sim.DefaultShutdownTimeout, "on SIGTERM or Ctrl-C, how long to let streams in flight finish")
 }
 
