@@ -27,6 +27,10 @@ const (
 // ImportFormats lists the formats Parse accepts.
 var ImportFormats = []string{FormatVLLM, FormatShareGPT, FormatMooncake, FormatAzure}
 
+// checkEvery is how many records (lines, conversations) a long loop handles between checks
+// of its context: often enough to stop well within a second, rarely enough to cost nothing.
+const checkEvery = 1024
+
 // DefaultBlockSize is the tokens per hash_ids block of Mooncake traces.
 const DefaultBlockSize = 512
 
@@ -126,9 +130,10 @@ func (d *Dataset) Turns() int {
 // Parse reads an input file of the given format into a Dataset. file names the input in
 // errors and in the default recording name ("-" is stdin). Faults of the input are
 // *InputError values; an unknown format is ErrUnknownFormat; an input without conversations
-// is ErrEmpty.
-func Parse(format string, r io.Reader, file string, cfg Config) (*Dataset, error) {
-	var parse func(data []byte, file string, cfg *Config) (*Dataset, error)
+// is ErrEmpty. Parsing checks ctx every checkEvery records (or every conversation) and
+// returns its error once it is done.
+func Parse(ctx context.Context, format string, r io.Reader, file string, cfg Config) (*Dataset, error) {
+	var parse func(ctx context.Context, data []byte, file string, cfg *Config) (*Dataset, error)
 	switch format {
 	case FormatVLLM:
 		parse = parseVLLM
@@ -157,7 +162,7 @@ func Parse(format string, r io.Reader, file string, cfg Config) (*Dataset, error
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, &InputError{File: shown, Err: errors.New("empty file, expected " + expected(format))}
 	}
-	d, err := parse(data, shown, &cfg)
+	d, err := parse(ctx, data, shown, &cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +254,7 @@ func (d *Dataset) Write(ctx context.Context, st *tape.Store) (*tape.Recording, e
 // Import parses an input file and writes it to st as one recording (see Parse and
 // Dataset.Write). It returns the recording and the dataset (for its Skipped list).
 func Import(ctx context.Context, st *tape.Store, format string, r io.Reader, file string, cfg Config) (*tape.Recording, *Dataset, error) {
-	d, err := Parse(format, r, file, cfg)
+	d, err := Parse(ctx, format, r, file, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -325,7 +330,7 @@ func typeName(goType string) string {
 
 // jsonArray walks the top-level JSON array of data, calling fn with each element's index,
 // raw bytes and byte offset. A document that is not an array is an InputError.
-func jsonArray(data []byte, file, want string, fn func(i int, raw json.RawMessage, off int64) error) error {
+func jsonArray(ctx context.Context, data []byte, file, want string, fn func(i int, raw json.RawMessage, off int64) error) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	tok, err := dec.Token()
 	if err != nil {
@@ -335,6 +340,9 @@ func jsonArray(data []byte, file, want string, fn func(i int, raw json.RawMessag
 		return &InputError{File: file, Line: lineOf(data, dec.InputOffset()), Err: fmt.Errorf("expected %s, got %s", want, describeToken(tok))}
 	}
 	for i := 0; dec.More(); i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		var raw json.RawMessage
 		off := dec.InputOffset()
 		if err := dec.Decode(&raw); err != nil {

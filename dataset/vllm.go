@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +15,8 @@ import (
 // parseVLLM reads vLLM's multi-turn benchmark conversations:
 // [{"id": "…", "messages": [{"role": "…", "content": "…"}, …]}, …]. System messages and
 // conversations that end on a user message are kept.
-func parseVLLM(data []byte, file string, cfg *Config) (*Dataset, error) {
-	return parseConversations(data, file, cfg, "messages", `{"role", "content"}`, "only assistant messages, no request",
+func parseVLLM(ctx context.Context, data []byte, file string, cfg *Config) (*Dataset, error) {
+	return parseConversations(ctx, data, file, cfg, "messages", `{"role", "content"}`, "only assistant messages, no request",
 		func(d *Dataset, elem string, arr []json.RawMessage, fail func(string, error) error) ([]message, error) {
 			if len(arr) == 0 {
 				d.Skipped = append(d.Skipped, Skip{Element: elem, Reason: "no messages"})
@@ -38,14 +39,14 @@ func parseVLLM(data []byte, file string, cfg *Config) (*Dataset, error) {
 // element's index) and turns are handled here; parse turns one element's field array into
 // messages, adding to d.Skipped what it leaves out. An element without turns is skipped with
 // the reason noTurns (unless parse returned no messages: it has said why).
-func parseConversations(data []byte, file string, cfg *Config, field, fieldWant, noTurns string,
+func parseConversations(ctx context.Context, data []byte, file string, cfg *Config, field, fieldWant, noTurns string,
 	parse func(d *Dataset, elem string, arr []json.RawMessage, fail func(field string, err error) error) ([]message, error)) (*Dataset, error) {
 	d := &Dataset{}
 	start := cfg.now()
 	d.Recording.Started, d.Recording.Ended = start, start
 	seen := map[string]int{}
 	want := fmt.Sprintf(`a JSON array of conversations {"id", %q}`, field)
-	err := jsonArray(data, file, want, func(i int, raw json.RawMessage, off int64) error {
+	err := jsonArray(ctx, data, file, want, func(i int, raw json.RawMessage, off int64) error {
 		elem := fmt.Sprintf("element %d", i)
 		fail := func(field string, err error) error {
 			return &InputError{File: file, Line: lineOf(data, off), Element: joinElem(elem, field), Err: err}

@@ -60,7 +60,7 @@ row's name: ttft_ms.p99, e2e_ms.mean, itl_ms.p50, requests.errors (or just error
 				return err
 			}
 			defer s.Close()
-			c, err := analyze.Compare(s, args[0], args[1], cfg)
+			c, err := analyze.Compare(cmd.Context(), s, args[0], args[1], cfg)
 			if err != nil {
 				return err
 			}
