@@ -150,7 +150,7 @@ func Parse(ctx context.Context, format string, r io.Reader, file string, cfg Con
 		return nil, fmt.Errorf("block size %d, want > 0", cfg.BlockSize)
 	}
 	shown := displayName(file)
-	data, err := io.ReadAll(r)
+	data, err := readAll(r)
 	if err != nil {
 		if _, ok := errors.AsType[*fs.PathError](err); ok {
 			return nil, err // it names the file
@@ -183,6 +183,27 @@ func Parse(ctx context.Context, format string, r io.Reader, file string, cfg Con
 	}
 	d.Recording.Complete = true
 	return d, nil
+}
+
+// readAll reads r to its end. When r knows its size (a file, a bytes or strings reader) the
+// buffer is allocated once at that size: io.ReadAll's growing would hold two copies of a
+// large file for a moment.
+func readAll(r io.Reader) ([]byte, error) {
+	size := int64(-1)
+	switch v := r.(type) {
+	case interface{ Stat() (fs.FileInfo, error) }:
+		if fi, err := v.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
+	case interface{ Len() int }:
+		size = int64(v.Len())
+	}
+	if size < 0 || size > 1<<40 {
+		return io.ReadAll(r)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
 
 // expected describes a format's shape for error messages.
@@ -330,7 +351,27 @@ func typeName(goType string) string {
 
 // jsonArray walks the top-level JSON array of data, calling fn with each element's index,
 // raw bytes and byte offset. A document that is not an array is an InputError.
+//
+// A valid document (the usual case, checked in one pass that allocates nothing) is walked in
+// place: each raw is a slice of data, so a 50 MB element is not copied. Only an invalid one
+// goes through a json.Decoder, for its errors and their offsets.
 func jsonArray(ctx context.Context, data []byte, file, want string, fn func(i int, raw json.RawMessage, off int64) error) error {
+	if i := skipSpace(data, 0); json.Valid(data) && data[i] == '[' {
+		i = skipSpace(data, i+1)
+		for n := 0; data[i] != ']'; n++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			end := valueEnd(data, i)
+			if err := fn(n, data[i:end:end], int64(i)); err != nil {
+				return err
+			}
+			if i = skipSpace(data, end); data[i] == ',' {
+				i = skipSpace(data, i+1)
+			}
+		}
+		return nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	tok, err := dec.Token()
 	if err != nil {
@@ -364,6 +405,82 @@ func jsonArray(ctx context.Context, data []byte, file, want string, fn func(i in
 		return &InputError{File: file, Line: lineOf(data, dec.InputOffset()), Err: errors.New("unexpected data after the top-level array")}
 	}
 	return nil
+}
+
+// skipSpace returns the offset of the first byte at or after i that is not JSON white space.
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the offset just after the JSON value that starts at data[i], which must be
+// valid JSON: it skips strings and balances brackets, nothing more.
+func valueEnd(data []byte, i int) int {
+	depth := 0
+	for ; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '"':
+			for i++; data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // the end of a number or literal before its container's end
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
+}
+
+// fieldsInPlace returns the fields of raw, a valid JSON object, as slices of raw (a repeated
+// key keeps its last value, as encoding/json does).
+func fieldsInPlace(raw []byte) (map[string]json.RawMessage, error) {
+	obj := map[string]json.RawMessage{}
+	i := skipSpace(raw, skipSpace(raw, 0)+1)
+	for raw[i] != '}' {
+		end := valueEnd(raw, i)
+		var key string
+		if err := json.Unmarshal(raw[i:end], &key); err != nil {
+			return nil, err
+		}
+		i = skipSpace(raw, skipSpace(raw, end)+1) // past the colon
+		end = valueEnd(raw, i)
+		obj[key] = raw[i:end:end]
+		if i = skipSpace(raw, end); raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return obj, nil
+}
+
+// elementsInPlace returns the elements of raw, a valid JSON array, as slices of raw.
+func elementsInPlace(raw []byte) []json.RawMessage {
+	var out []json.RawMessage
+	i := skipSpace(raw, skipSpace(raw, 0)+1)
+	for raw[i] != ']' {
+		end := valueEnd(raw, i)
+		out = append(out, raw[i:end:end])
+		if i = skipSpace(raw, end); raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return out
 }
 
 func describeToken(tok json.Token) string {

@@ -71,10 +71,12 @@ func parseConversations(ctx context.Context, data []byte, file string, cfg *Conf
 		if !ok {
 			return fail("", fmt.Errorf("missing field %q, expected an array of %s", field, fieldWant))
 		}
-		var arr []json.RawMessage
-		if err := json.Unmarshal(rawArr, &arr); err != nil {
+		// rawArr is valid JSON, a field of a valid object.
+		rawArr = bytes.TrimSpace(rawArr)
+		if len(rawArr) == 0 || rawArr[0] != '[' {
 			return fail(field, fmt.Errorf("expected an array of %s", fieldWant))
 		}
+		arr := elementsInPlace(rawArr)
 		msgs, err := parse(d, elem, arr, fail)
 		if err != nil || msgs == nil {
 			return err
@@ -99,11 +101,14 @@ func parseConversations(ctx context.Context, data []byte, file string, cfg *Conf
 	return d, nil
 }
 
-// object decodes a JSON object into its fields.
+// object decodes a JSON object into its fields, which are slices of raw when it is valid.
 func object(raw json.RawMessage) (map[string]json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, fmt.Errorf("expected an object, got %s", kind(raw))
+	}
+	if json.Valid(raw) {
+		return fieldsInPlace(raw)
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil {
@@ -155,6 +160,7 @@ func parseChatMessage(raw json.RawMessage) (message, error) {
 		return message{}, err
 	}
 	var buf bytes.Buffer
+	buf.Grow(len(raw))
 	if err := json.Compact(&buf, raw); err != nil {
 		return message{}, fmt.Errorf("malformed JSON: %v", err)
 	}
