@@ -1,6 +1,7 @@
 package analyze_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -218,7 +219,7 @@ func BenchmarkAnalyze(b *testing.B) {
 	b.ResetTimer()
 	start, cpu := time.Now(), cpuSeconds()
 	for i := 0; i < b.N; i++ {
-		p, err := analyze.Analyze(s, rec, analyze.Config{})
+		p, err := analyze.Analyze(context.Background(), s, rec, analyze.Config{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -257,7 +258,7 @@ func BenchmarkReport(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				rep, err := analyze.BuildReport(s, []*tape.Run{run}, c.cfg)
+				rep, err := analyze.BuildReport(context.Background(), s, []*tape.Run{run}, c.cfg)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -206,7 +207,7 @@ func findRuns(src Source, ref string) ([]*tape.Run, error) {
 // readRuns reads the results of one or several runs (warmup excluded) as one side, as
 // "report --run A --run B" merges shards: shards run side by side, so the side's window is
 // the longest of the runs' windows. It returns the runs read.
-func readRuns(src Source, ref string) (*sideData, []*tape.Run, error) {
+func readRuns(ctx context.Context, src Source, ref string) (*sideData, []*tape.Run, error) {
 	runs, err := findRuns(src, ref)
 	if err != nil {
 		return nil, nil, err
@@ -222,7 +223,13 @@ func readRuns(src Source, ref string) (*sideData, []*tape.Run, error) {
 	}
 	for _, run := range runs {
 		first, last := time.Duration(math.MaxInt64), time.Duration(0)
+		n := 0
 		err = src.Results(run.ID, func(r *tape.Result) error {
+			if n++; n%checkEvery == 1 { // the first and every checkEvery-th
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
 			d.acc.Add(r)
 			if r.Warmup {
 				return nil
@@ -288,7 +295,7 @@ func recordingOf(runs []*tape.Run) (uint64, error) {
 }
 
 // readRecording reads the recorded turns that match the other side's requests, as results.
-func readRecording(src Source, recording uint64, want map[key]sample) (*sideData, error) {
+func readRecording(ctx context.Context, src Source, recording uint64, want map[key]sample) (*sideData, error) {
 	rec, err := src.Recording(recording)
 	if err != nil {
 		return nil, fmt.Errorf("read recording %d: %w", recording, err)
@@ -302,7 +309,12 @@ func readRecording(src Source, recording uint64, want map[key]sample) (*sideData
 		return nil, fmt.Errorf("read recording %d: %w", recording, err)
 	}
 	var first, last int64 = math.MaxInt64, math.MinInt64
-	for _, id := range convs {
+	for i, id := range convs {
+		if i%checkEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("read recording %d: %w", recording, err)
+			}
+		}
 		err := src.Turns(id, func(t *tape.Turn) error {
 			k := key{t.Conversation, t.Index}
 			if _, ok := want[k]; !ok {
@@ -327,8 +339,9 @@ func readRecording(src Source, recording uint64, want map[key]sample) (*sideData
 
 // Compare compares base and target, each a run reference (id, name, "latest"), several run
 // references separated by commas (shards of one replay, read as one side), or RecordingRef. With RecordingRef on one side, the other must be a run: the recording it
-// replayed is read, keeping only the turns the run replayed.
-func Compare(src Source, base, target string, cfg CompareConfig) (*Comparison, error) {
+// replayed is read, keeping only the turns the run replayed. Reading checks ctx every
+// checkEvery records and returns its error, wrapped, once it is done.
+func Compare(ctx context.Context, src Source, base, target string, cfg CompareConfig) (*Comparison, error) {
 	if cfg.Top <= 0 {
 		cfg.Top = 10
 	}
@@ -341,30 +354,30 @@ func Compare(src Source, base, target string, cfg CompareConfig) (*Comparison, e
 	var err error
 	switch {
 	case base == RecordingRef:
-		if t, runs, err = readRuns(src, target); err != nil {
+		if t, runs, err = readRuns(ctx, src, target); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 		if rec, err = recordingOf(runs); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
-		if b, err = readRecording(src, rec, t.samples); err != nil {
+		if b, err = readRecording(ctx, src, rec, t.samples); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 	case target == RecordingRef:
-		if b, runs, err = readRuns(src, base); err != nil {
+		if b, runs, err = readRuns(ctx, src, base); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 		if rec, err = recordingOf(runs); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
-		if t, err = readRecording(src, rec, b.samples); err != nil {
+		if t, err = readRecording(ctx, src, rec, b.samples); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 	default:
-		if b, runs, err = readRuns(src, base); err != nil {
+		if b, runs, err = readRuns(ctx, src, base); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
-		if t, other, err = readRuns(src, target); err != nil {
+		if t, other, err = readRuns(ctx, src, target); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 	}

@@ -1,6 +1,7 @@
 package analyze_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
@@ -40,7 +41,7 @@ func twoRunStore() *memStore {
 
 func ExampleAnalyze() {
 	src := twoConversations() // a store: *tape.Store in real use
-	p, err := analyze.Analyze(src, 1, analyze.Config{BlockSizes: []int{16}})
+	p, err := analyze.Analyze(context.Background(), src, 1, analyze.Config{BlockSizes: []int{16}})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -54,7 +55,7 @@ func ExampleAnalyze() {
 func ExampleCompare() {
 	src := twoRunStore()
 	conds, _ := analyze.ParseConditions("ttft_ms.p50>+10%,errors>0")
-	c, err := analyze.Compare(src, "run1", "run2", analyze.CompareConfig{FailOn: conds})
+	c, err := analyze.Compare(context.Background(), src, "run1", "run2", analyze.CompareConfig{FailOn: conds})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -72,7 +73,7 @@ func ExampleCompare() {
 
 func ExampleBuildReport() {
 	src := twoRunStore()
-	rep, err := analyze.BuildReport(src, src.runs[1:], analyze.ReportConfig{})
+	rep, err := analyze.BuildReport(context.Background(), src, src.runs[1:], analyze.ReportConfig{})
 	if err != nil {
 		fmt.Println(err)
 		return

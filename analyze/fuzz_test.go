@@ -1,6 +1,7 @@
 package analyze_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ func FuzzParseConditions(f *testing.F) {
 		"ttft_ms.p99>+1e309%", "ttft_ms.p99>NaN", ",,", "itl_ms.max<=0.5%"} {
 		f.Add(s)
 	}
-	cmp, err := analyze.Compare(twoRunStore(), "1", "2", analyze.CompareConfig{})
+	cmp, err := analyze.Compare(context.Background(), twoRunStore(), "1", "2", analyze.CompareConfig{})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func FuzzAnalyze(f *testing.F) {
 				m.addTurn(tr)
 			}
 		}
-		p, err := analyze.Analyze(m, 1, analyze.Config{BlockSizes: []int{1 + next()&15, 512}, CacheTokens: int64(1 + next()&255)})
+		p, err := analyze.Analyze(context.Background(), m, 1, analyze.Config{BlockSizes: []int{1 + next()&15, 512}, CacheTokens: int64(1 + next()&255)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -87,15 +87,15 @@ func TestHTMLRendersInChromium(t *testing.T) {
 		t.Skipf("headless Chromium not found at %s (install Debian's chromium package: apt-get install -y chromium, or set $CHROMIUM): %v", bin, err)
 	}
 	src := demoStore()
-	p, err := analyze.Analyze(src, 1, analyze.Config{})
+	p, err := analyze.Analyze(context.Background(), src, 1, analyze.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := analyze.BuildReport(src, src.runs, analyze.ReportConfig{Timeline: true})
+	rep, err := analyze.BuildReport(context.Background(), src, src.runs, analyze.ReportConfig{Timeline: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmp, err := analyze.Compare(src, "recording", "slow", analyze.CompareConfig{})
+	cmp, err := analyze.Compare(context.Background(), src, "recording", "slow", analyze.CompareConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package analyze_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -67,7 +68,7 @@ func twoConversations() *memStore {
 //
 // 240 of 428 prompt tokens.
 func TestPrefixReuseHandCount(t *testing.T) {
-	p, err := analyze.Analyze(twoConversations(), 1, analyze.Config{BlockSizes: []int{16}, CacheTokens: 1 << 20})
+	p, err := analyze.Analyze(context.Background(), twoConversations(), 1, analyze.Config{BlockSizes: []int{16}, CacheTokens: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestPrefixReuseHandCount(t *testing.T) {
 //
 // 176 of 428 tokens; the LRU never beats the unbounded cache.
 func TestPrefixReuseLRU(t *testing.T) {
-	p, err := analyze.Analyze(twoConversations(), 1, analyze.Config{BlockSizes: []int{16}, CacheTokens: 64})
+	p, err := analyze.Analyze(context.Background(), twoConversations(), 1, analyze.Config{BlockSizes: []int{16}, CacheTokens: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestPrefixReuseLRU(t *testing.T) {
 		t.Fatalf("reuse = %+v, want lru hit 176, hit 240", r)
 	}
 	for _, budget := range []int64{1, 16, 32, 128, 1 << 20} {
-		p, err := analyze.Analyze(twoConversations(), 1, analyze.Config{BlockSizes: []int{16}, CacheTokens: budget})
+		p, err := analyze.Analyze(context.Background(), twoConversations(), 1, analyze.Config{BlockSizes: []int{16}, CacheTokens: budget})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +168,7 @@ func TestPrefixReuseMooncakeMatchesHashIDs(t *testing.T) {
 		t.Fatalf("implied reuse %d/%d, want 3836/5500", hit, prompt)
 	}
 	for _, bs := range []int{512, 16} {
-		p, err := analyze.Analyze(m, 1, analyze.Config{BlockSizes: []int{bs}})
+		p, err := analyze.Analyze(context.Background(), m, 1, analyze.Config{BlockSizes: []int{bs}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +187,7 @@ func TestPrefixReuseFork(t *testing.T) {
 	m.convs = append(m.convs, &tape.Conversation{ID: 12, Recording: 1, Arrival: 2500 * time.Millisecond,
 		Grouping: tape.GroupFork, Parent: 10, ForkTurn: 0, Turns: 1})
 	m.addTurn(chatTurn(12, 0, 2500*time.Millisecond, 3, []msg{{8, 999}}, 5, "f1"))
-	p, err := analyze.Analyze(m, 1, analyze.Config{BlockSizes: []int{16}})
+	p, err := analyze.Analyze(context.Background(), m, 1, analyze.Config{BlockSizes: []int{16}})
 	if err != nil {
 		t.Fatal(err)
 	}

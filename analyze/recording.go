@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -380,8 +381,9 @@ func (s *scan) fill(p *Profile) {
 
 // Analyze profiles one recording: two passes over its turns, the first streaming every turn
 // for the distributions, the second replaying every prompt in time order through prefix
-// caches of each block size.
-func Analyze(src Source, recording uint64, cfg Config) (*Profile, error) {
+// caches of each block size. Both passes check ctx every checkEvery records and return its
+// error, wrapped, once it is done.
+func Analyze(ctx context.Context, src Source, recording uint64, cfg Config) (*Profile, error) {
 	rec, err := src.Recording(recording)
 	if err != nil {
 		return nil, fmt.Errorf("analyze recording %d: %w", recording, err)
@@ -433,6 +435,11 @@ func Analyze(src Source, recording uint64, cfg Config) (*Profile, error) {
 		go func() {
 			defer wg.Done()
 			for ci := bounds[i][0]; ci < bounds[i][1] && errs[i] == nil; ci++ {
+				if ci%checkEvery == 0 {
+					if errs[i] = ctx.Err(); errs[i] != nil {
+						break
+					}
+				}
 				errs[i] = part.conversation(src, int32(ci), convs[ci], convIdx)
 			}
 		}()
@@ -440,6 +447,9 @@ func Analyze(src Source, recording uint64, cfg Config) (*Profile, error) {
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("analyze recording %d: %w", recording, err)
+			}
 			return nil, err
 		}
 	}
@@ -480,7 +490,10 @@ func Analyze(src Source, recording uint64, cfg Config) (*Profile, error) {
 	// before the caches allocate their tables (hundreds of MB for a million turns), or the
 	// tables land on top of the first pass's peak instead of in its place.
 	debug.FreeOSMemory()
-	p.PrefixReuse = prefixReuse(turns, crs, arena, cfg)
+	p.PrefixReuse = prefixReuse(ctx, turns, crs, arena, cfg)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("analyze recording %d: prefix reuse: %w", recording, err)
+	}
 	return p, nil
 }
 
@@ -509,7 +522,9 @@ func arrivalStats(ms []float64) Arrivals {
 // prefixReuse replays every prompt in time order through the caches. Each block size's
 // unbounded cache and LRU is simulated by a goroutine of its own, which walks the turns and
 // rebuilds the prompts itself (cheap next to the caches), so the simulations share nothing.
-func prefixReuse(turns []turnRec, crs []convRec, arena []Segment, cfg Config) []Reuse {
+// Once ctx is done the simulations stop early and the figures are incomplete: the caller
+// checks ctx.
+func prefixReuse(ctx context.Context, turns []turnRec, crs []convRec, arena []Segment, cfg Config) []Reuse {
 	order := make([]int32, len(turns))
 	for i := range order {
 		order[i] = int32(i)
@@ -526,11 +541,11 @@ func prefixReuse(turns []turnRec, crs []convRec, arena []Segment, cfg Config) []
 			defer wg.Done()
 			sim := newReuseSim(bs, false, 0)
 			sim.seen = newU64Set(distinctBlocks(turns, arena, bs))
-			out[i] = simulate(turns, crs, arena, order, sim)
+			out[i] = simulate(ctx, turns, crs, arena, order, sim)
 		}()
 		go func() {
 			defer wg.Done()
-			lru[i] = simulate(turns, crs, arena, order, newReuseSim(bs, false, cfg.CacheTokens))
+			lru[i] = simulate(ctx, turns, crs, arena, order, newReuseSim(bs, false, cfg.CacheTokens))
 		}()
 	}
 	wg.Wait()
@@ -561,8 +576,8 @@ func distinctBlocks(turns []turnRec, arena []Segment, bs int) int {
 	return int(min(n, 1<<31))
 }
 
-// simulate walks the turns in order through one simulator.
-func simulate(turns []turnRec, crs []convRec, arena []Segment, order []int32, sim *reuseSim) Reuse {
+// simulate walks the turns in order through one simulator, until ctx is done.
+func simulate(ctx context.Context, turns []turnRec, crs []convRec, arena []Segment, order []int32, sim *reuseSim) Reuse {
 	states := make([]*prompt, len(crs))
 	// Finished conversations' prompt buffers are reused, so that the pass makes little garbage
 	// next to the caches' tables (the heap's peak follows the garbage, not just what is live).
@@ -597,7 +612,10 @@ func simulate(turns []turnRec, crs []convRec, arena []Segment, order []int32, si
 		return p
 	}
 	done := make([]int32, len(crs))
-	for _, ti := range order {
+	for i, ti := range order {
+		if i%checkEvery == 0 && ctx.Err() != nil {
+			break
+		}
 		t := &turns[ti]
 		st := states[t.conv]
 		if st == nil {
@@ -676,3 +694,8 @@ func timeline(ivs []interval) Timeline {
 	}
 	return tl
 }
+
+// checkEvery is how many records (conversations, turns, results) a long loop handles between
+// checks of its context: often enough to stop well within a second, rarely enough to cost
+// nothing.
+const checkEvery = 1024

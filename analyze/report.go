@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -65,8 +66,9 @@ type Report struct {
 // BuildReport reports the runs as one. Latency percentiles come from the runs' stored
 // histograms, merged exactly; counts and throughput from their stored summaries. The results
 // are scanned only when needed: a run without a stored summary or histograms, token
-// distributions of several runs, a new SLO, per-conversation figures or a timeline.
-func BuildReport(src Source, runs []*tape.Run, cfg ReportConfig) (*Report, error) {
+// distributions of several runs, a new SLO, per-conversation figures or a timeline. The scan
+// checks ctx every checkEvery results and returns its error, wrapped, once it is done.
+func BuildReport(ctx context.Context, src Source, runs []*tape.Run, cfg ReportConfig) (*Report, error) {
 	if len(runs) == 0 {
 		return nil, fmt.Errorf("report: no run given")
 	}
@@ -100,7 +102,7 @@ func BuildReport(src Source, runs []*tape.Run, cfg ReportConfig) (*Report, error
 		fillLatency(&rep.Summary, rep.Latency)
 		return rep, nil
 	}
-	return scanReport(src, runs, sums, rep, cfg)
+	return scanReport(ctx, src, runs, sums, rep, cfg)
 }
 
 // fillLatency sets the summary's latency distributions from the histogram set.
@@ -142,7 +144,7 @@ type convAcc struct {
 
 // scanReport reads every result of the runs through one Accumulator. Shards run side by side,
 // so the merged window is the longest of the runs' windows.
-func scanReport(src Source, runs []*tape.Run, sums []metrics.Summary, rep *Report, cfg ReportConfig) (*Report, error) {
+func scanReport(ctx context.Context, src Source, runs []*tape.Run, sums []metrics.Summary, rep *Report, cfg ReportConfig) (*Report, error) {
 	var acc metrics.Accumulator
 	var window time.Duration
 	convs := map[uint64]*convAcc{}
@@ -167,7 +169,13 @@ func scanReport(src Source, runs []*tape.Run, sums []metrics.Summary, rep *Repor
 	for _, r := range runs {
 		first, last := time.Duration(math.MaxInt64), time.Duration(0)
 		base := r.Started.UnixNano()
+		n := 0
 		err := src.Results(r.ID, func(res *tape.Result) error {
+			if n++; n%checkEvery == 1 { // the first and every checkEvery-th
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
 			acc.Add(res)
 			if res.Warmup {
 				return nil

@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ var azureTimeLayouts = []string{"2006-01-02 15:04:05.999999999", time.RFC3339Nan
 // ContextTokens and GeneratedTokens (any order, names case-insensitive, other columns
 // ignored). Each row is a single-turn conversation at its recorded time whose prompt is
 // synthetic: blocks with ids of their own, so prompts share nothing.
-func parseAzure(data []byte, file string, cfg *Config) (*Dataset, error) {
+func parseAzure(ctx context.Context, data []byte, file string, cfg *Config) (*Dataset, error) {
 	bs := cfg.blockSize()
 	r := csv.NewReader(bytes.NewReader(data))
 	r.ReuseRecord = true
@@ -50,7 +51,12 @@ func parseAzure(data []byte, file string, cfg *Config) (*Dataset, error) {
 	var seq uint64
 	d := &Dataset{}
 	var first, last time.Time
-	for {
+	for n := 1; ; n++ {
+		if n%checkEvery == 1 { // the first and every checkEvery-th
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
 		rec, err := r.Read()
 		if err == io.EOF {
 			break

@@ -54,7 +54,7 @@ func BenchmarkParseMooncake(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := dataset.Parse("mooncake", bytes.NewReader(data), "t", dataset.Config{}); err != nil {
+		if _, err := dataset.Parse(context.Background(), "mooncake", bytes.NewReader(data), "t", dataset.Config{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -68,7 +68,7 @@ func BenchmarkMaterializeMooncake(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	d, err := dataset.Parse("mooncake", f, "t", dataset.Config{})
+	d, err := dataset.Parse(context.Background(), "mooncake", f, "t", dataset.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}

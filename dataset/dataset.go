@@ -27,6 +27,10 @@ const (
 // ImportFormats lists the formats Parse accepts.
 var ImportFormats = []string{FormatVLLM, FormatShareGPT, FormatMooncake, FormatAzure}
 
+// checkEvery is how many records (lines, conversations) a long loop handles between checks
+// of its context: often enough to stop well within a second, rarely enough to cost nothing.
+const checkEvery = 1024
+
 // DefaultBlockSize is the tokens per hash_ids block of Mooncake traces.
 const DefaultBlockSize = 512
 
@@ -126,9 +130,10 @@ func (d *Dataset) Turns() int {
 // Parse reads an input file of the given format into a Dataset. file names the input in
 // errors and in the default recording name ("-" is stdin). Faults of the input are
 // *InputError values; an unknown format is ErrUnknownFormat; an input without conversations
-// is ErrEmpty.
-func Parse(format string, r io.Reader, file string, cfg Config) (*Dataset, error) {
-	var parse func(data []byte, file string, cfg *Config) (*Dataset, error)
+// is ErrEmpty. Parsing checks ctx every checkEvery records (or every conversation) and
+// returns its error once it is done.
+func Parse(ctx context.Context, format string, r io.Reader, file string, cfg Config) (*Dataset, error) {
+	var parse func(ctx context.Context, data []byte, file string, cfg *Config) (*Dataset, error)
 	switch format {
 	case FormatVLLM:
 		parse = parseVLLM
@@ -145,7 +150,7 @@ func Parse(format string, r io.Reader, file string, cfg Config) (*Dataset, error
 		return nil, fmt.Errorf("block size %d, want > 0", cfg.BlockSize)
 	}
 	shown := displayName(file)
-	data, err := io.ReadAll(r)
+	data, err := readAll(r)
 	if err != nil {
 		if _, ok := errors.AsType[*fs.PathError](err); ok {
 			return nil, err // it names the file
@@ -157,7 +162,7 @@ func Parse(format string, r io.Reader, file string, cfg Config) (*Dataset, error
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, &InputError{File: shown, Err: errors.New("empty file, expected " + expected(format))}
 	}
-	d, err := parse(data, shown, &cfg)
+	d, err := parse(ctx, data, shown, &cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +183,27 @@ func Parse(format string, r io.Reader, file string, cfg Config) (*Dataset, error
 	}
 	d.Recording.Complete = true
 	return d, nil
+}
+
+// readAll reads r to its end. When r knows its size (a file, a bytes or strings reader) the
+// buffer is allocated once at that size: io.ReadAll's growing would hold two copies of a
+// large file for a moment.
+func readAll(r io.Reader) ([]byte, error) {
+	size := int64(-1)
+	switch v := r.(type) {
+	case interface{ Stat() (fs.FileInfo, error) }:
+		if fi, err := v.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
+	case interface{ Len() int }:
+		size = int64(v.Len())
+	}
+	if size < 0 || size > 1<<40 {
+		return io.ReadAll(r)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
 
 // expected describes a format's shape for error messages.
@@ -249,7 +275,7 @@ func (d *Dataset) Write(ctx context.Context, st *tape.Store) (*tape.Recording, e
 // Import parses an input file and writes it to st as one recording (see Parse and
 // Dataset.Write). It returns the recording and the dataset (for its Skipped list).
 func Import(ctx context.Context, st *tape.Store, format string, r io.Reader, file string, cfg Config) (*tape.Recording, *Dataset, error) {
-	d, err := Parse(format, r, file, cfg)
+	d, err := Parse(ctx, format, r, file, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -325,7 +351,27 @@ func typeName(goType string) string {
 
 // jsonArray walks the top-level JSON array of data, calling fn with each element's index,
 // raw bytes and byte offset. A document that is not an array is an InputError.
-func jsonArray(data []byte, file, want string, fn func(i int, raw json.RawMessage, off int64) error) error {
+//
+// A valid document (the usual case, checked in one pass that allocates nothing) is walked in
+// place: each raw is a slice of data, so a 50 MB element is not copied. Only an invalid one
+// goes through a json.Decoder, for its errors and their offsets.
+func jsonArray(ctx context.Context, data []byte, file, want string, fn func(i int, raw json.RawMessage, off int64) error) error {
+	if i := skipSpace(data, 0); json.Valid(data) && data[i] == '[' {
+		i = skipSpace(data, i+1)
+		for n := 0; data[i] != ']'; n++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			end := valueEnd(data, i)
+			if err := fn(n, data[i:end:end], int64(i)); err != nil {
+				return err
+			}
+			if i = skipSpace(data, end); data[i] == ',' {
+				i = skipSpace(data, i+1)
+			}
+		}
+		return nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	tok, err := dec.Token()
 	if err != nil {
@@ -335,6 +381,9 @@ func jsonArray(data []byte, file, want string, fn func(i int, raw json.RawMessag
 		return &InputError{File: file, Line: lineOf(data, dec.InputOffset()), Err: fmt.Errorf("expected %s, got %s", want, describeToken(tok))}
 	}
 	for i := 0; dec.More(); i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		var raw json.RawMessage
 		off := dec.InputOffset()
 		if err := dec.Decode(&raw); err != nil {
@@ -356,6 +405,82 @@ func jsonArray(data []byte, file, want string, fn func(i int, raw json.RawMessag
 		return &InputError{File: file, Line: lineOf(data, dec.InputOffset()), Err: errors.New("unexpected data after the top-level array")}
 	}
 	return nil
+}
+
+// skipSpace returns the offset of the first byte at or after i that is not JSON white space.
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the offset just after the JSON value that starts at data[i], which must be
+// valid JSON: it skips strings and balances brackets, nothing more.
+func valueEnd(data []byte, i int) int {
+	depth := 0
+	for ; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '"':
+			for i++; data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // the end of a number or literal before its container's end
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
+}
+
+// fieldsInPlace returns the fields of raw, a valid JSON object, as slices of raw (a repeated
+// key keeps its last value, as encoding/json does).
+func fieldsInPlace(raw []byte) (map[string]json.RawMessage, error) {
+	obj := map[string]json.RawMessage{}
+	i := skipSpace(raw, skipSpace(raw, 0)+1)
+	for raw[i] != '}' {
+		end := valueEnd(raw, i)
+		var key string
+		if err := json.Unmarshal(raw[i:end], &key); err != nil {
+			return nil, err
+		}
+		i = skipSpace(raw, skipSpace(raw, end)+1) // past the colon
+		end = valueEnd(raw, i)
+		obj[key] = raw[i:end:end]
+		if i = skipSpace(raw, end); raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return obj, nil
+}
+
+// elementsInPlace returns the elements of raw, a valid JSON array, as slices of raw.
+func elementsInPlace(raw []byte) []json.RawMessage {
+	var out []json.RawMessage
+	i := skipSpace(raw, skipSpace(raw, 0)+1)
+	for raw[i] != ']' {
+		end := valueEnd(raw, i)
+		out = append(out, raw[i:end:end])
+		if i = skipSpace(raw, end); raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return out
 }
 
 func describeToken(tok json.Token) string {

@@ -1,6 +1,7 @@
 package dataset_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -12,7 +13,7 @@ import (
 func ExampleParse() {
 	trace := `{"timestamp": 0, "input_length": 700, "output_length": 20, "hash_ids": [0, 1]}
 {"timestamp": 1500, "input_length": 600, "output_length": 5, "hash_ids": [0, 2]}`
-	d, err := dataset.Parse("mooncake", strings.NewReader(trace), "trace.jsonl", dataset.Config{})
+	d, err := dataset.Parse(context.Background(), "mooncake", strings.NewReader(trace), "trace.jsonl", dataset.Config{})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -28,7 +29,7 @@ func ExampleParse() {
 
 // Errors name the file, the line and what was expected.
 func ExampleParse_error() {
-	_, err := dataset.Parse("mooncake", strings.NewReader(`{"timestamp": 0, "input_length": "many"}`), "trace.jsonl", dataset.Config{})
+	_, err := dataset.Parse(context.Background(), "mooncake", strings.NewReader(`{"timestamp": 0, "input_length": "many"}`), "trace.jsonl", dataset.Config{})
 	fmt.Println(err)
 	// Output:
 	// trace.jsonl: line 1: input_length: expected an integer, got string

@@ -2,6 +2,7 @@ package dataset_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"testing"
@@ -75,7 +76,7 @@ func checkParsed(t *testing.T, d *dataset.Dataset, err error) {
 
 func fuzzFormat(f *testing.F, format string) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d, err := dataset.Parse(format, bytes.NewReader(data), "fuzz", dataset.Config{Now: fixedNow})
+		d, err := dataset.Parse(context.Background(), format, bytes.NewReader(data), "fuzz", dataset.Config{Now: fixedNow})
 		checkParsed(t, d, err)
 	})
 }
@@ -125,7 +126,7 @@ func FuzzParseGenerateConfig(f *testing.F) {
 		if cfg.NumConversations > 50 {
 			return // generation of big configs is not what this fuzzes
 		}
-		d, err := dataset.Generate(cfg, dataset.GenerateOptions{Materializer: m})
+		d, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Materializer: m})
 		if err != nil {
 			return
 		}

@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,6 +244,10 @@ type GenerateOptions struct {
 	Now func() time.Time
 }
 
+// generateCheckEvery is how many conversations Generate makes between checks of its context:
+// a conversation is tokenized as it is made, so fewer than checkEvery.
+const generateCheckEvery = 64
+
 // basePrompt is the request vLLM's generator puts in every user message.
 const basePrompt = " Please rewrite the following text and add more content:"
 
@@ -255,7 +260,10 @@ const basePrompt = " Please rewrite the following text and add more content:"
 // Unlike vLLM's, no two stretches of text overlap (every piece is cut from the text after
 // the previous one), and assistant messages are text of their sampled length. Lengths are
 // exact under the tokenizer: pieces are cut at word boundaries where no token crosses.
-func Generate(cfg *GenerateConfig, opts GenerateOptions) (*Dataset, error) {
+//
+// Generate checks ctx every few conversations and returns its error, and no dataset, once it
+// is done.
+func Generate(ctx context.Context, cfg *GenerateConfig, opts GenerateOptions) (*Dataset, error) {
 	if cfg == nil || cfg.NumConversations <= 0 || cfg.NumConversations > maxConversations {
 		return nil, errors.New("generate: num_conversations: expected 1 to 10000000")
 	}
@@ -366,6 +374,11 @@ func Generate(cfg *GenerateConfig, opts GenerateOptions) (*Dataset, error) {
 	d.Recording.Complete = true
 	var last time.Time
 	for ci := 0; ci < n; ci++ {
+		if ci%generateCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("generate: %w", err)
+			}
+		}
 		nt := turnCounts[ci]
 		userTokens := cfg.UserTokens.Ints(rng, nt)
 		outTokens := cfg.OutputTokens.Ints(rng, nt)

@@ -3,6 +3,7 @@ package dataset_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -45,7 +46,7 @@ func generateFrom(t testing.TB, dir string, seed uint64) *dataset.Dataset {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dataset.Generate(cfg, dataset.GenerateOptions{Seed: seed, Dir: dir, Now: fixedNow})
+	d, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Seed: seed, Dir: dir, Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,11 +176,11 @@ func TestGenerateVLLMExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := dataset.Generate(cfg, dataset.GenerateOptions{Seed: 1, Materializer: synth.Default(), Now: fixedNow})
+	again, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Seed: 1, Materializer: synth.Default(), Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := dataset.Generate(cfg, dataset.GenerateOptions{Seed: 2, Materializer: synth.Default(), Now: fixedNow})
+	other, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Seed: 2, Materializer: synth.Default(), Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func TestGenerateExtensions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dataset.Generate(cfg, dataset.GenerateOptions{Seed: 3, Dir: dir, Now: fixedNow})
+	d, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Seed: 3, Dir: dir, Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,18 +286,43 @@ func TestGenerateConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if _, err := dataset.Generate(cfg, dataset.GenerateOptions{Dir: dir}); err == nil || !strings.Contains(err.Error(), `text file "t.txt"`) {
+	if _, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Dir: dir}); err == nil || !strings.Contains(err.Error(), `text file "t.txt"`) {
 		t.Errorf("missing text file: %v", err)
 	}
 	os.WriteFile(filepath.Join(dir, "t.txt"), []byte("too short"), 0o644)
-	if _, err := dataset.Generate(cfg, dataset.GenerateOptions{Dir: dir}); err == nil || !strings.Contains(err.Error(), "text has") {
+	if _, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Dir: dir}); err == nil || !strings.Contains(err.Error(), "text has") {
 		t.Errorf("short text file: %v", err)
 	}
 	big := strings.Replace(valid(""), `"num_conversations": 2`, `"num_conversations": 1000`, 1)
 	big = strings.Replace(big, `"value": 10`, `"value": 1000`, 1)
 	cfg, _ = dataset.ParseGenerateConfig([]byte(big), "c.json")
 	os.WriteFile(filepath.Join(dir, "t.txt"), synth.DefaultText(), 0o644)
-	if _, err := dataset.Generate(cfg, dataset.GenerateOptions{Dir: dir}); err == nil || !strings.Contains(err.Error(), "not enough") {
+	if _, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Dir: dir}); err == nil || !strings.Contains(err.Error(), "not enough") {
 		t.Errorf("text too short for the config: %v", err)
+	}
+}
+
+// TestCanceled: Generate and Parse return the context's error once it is done, and nothing.
+func TestCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dir := vllmExampleDir(t)
+	path := filepath.Join(dir, "generate_multi_turn.json")
+	cfg, err := dataset.ParseGenerateConfig(must(os.ReadFile(path)), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := dataset.Generate(ctx, cfg, dataset.GenerateOptions{Materializer: synth.Default()}); !errors.Is(err, context.Canceled) || d != nil {
+		t.Errorf("Generate: %v, %v", d, err)
+	}
+	for _, tc := range []struct{ format, in string }{
+		{"vllm", `[{"id": "a", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}]`},
+		{"sharegpt", `[{"id": "a", "conversations": [{"from": "human", "value": "hi"}]}]`},
+		{"mooncake", `{"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1]}`},
+		{"azure", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,4808,10\n"},
+	} {
+		if d, err := dataset.Parse(ctx, tc.format, strings.NewReader(tc.in), "f", dataset.Config{}); !errors.Is(err, context.Canceled) || d != nil {
+			t.Errorf("Parse %s: %v, %v", tc.format, d, err)
+		}
 	}
 }

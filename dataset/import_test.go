@@ -591,7 +591,7 @@ func TestImportErrors(t *testing.T) {
 }
 
 func TestImportBlockLimit(t *testing.T) {
-	_, err := dataset.Parse("mooncake", strings.NewReader(`{"timestamp": 0, "input_length": 5000000, "output_length": 1}`), "f", dataset.Config{BlockSize: 1})
+	_, err := dataset.Parse(context.Background(), "mooncake", strings.NewReader(`{"timestamp": 0, "input_length": 5000000, "output_length": 1}`), "f", dataset.Config{BlockSize: 1})
 	if err == nil || !strings.Contains(err.Error(), "f: line 1: input_length: 5000000 tokens are 5000000 blocks of 1 tokens, more than the limit") {
 		t.Errorf("error %v", err)
 	}
@@ -600,7 +600,7 @@ func TestImportBlockLimit(t *testing.T) {
 func TestImportSkips(t *testing.T) {
 	in := `[{"id": "a", "conversations": [{"from": "gpt", "value": "tail"}, {"from": "human", "value": "q"}, {"from": "robot", "value": "?"}, {"from": "gpt", "value": "a"}]},
 {"id": "a", "conversations": [{"from": "human", "value": "dup"}]}]`
-	d, err := dataset.Parse("sharegpt", strings.NewReader(in), "s.json", dataset.Config{Now: fixedNow})
+	d, err := dataset.Parse(context.Background(), "sharegpt", strings.NewReader(in), "s.json", dataset.Config{Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -708,7 +708,7 @@ func TestImportByteOrderMark(t *testing.T) {
 		"mooncake": `{"timestamp": 0, "input_length": 10, "output_length": 1}`,
 		"azure":    "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,12,3\n",
 	} {
-		d, err := dataset.Parse(format, strings.NewReader("\ufeff"+in), "f", dataset.Config{Now: fixedNow})
+		d, err := dataset.Parse(context.Background(), format, strings.NewReader("\ufeff"+in), "f", dataset.Config{Now: fixedNow})
 		if err != nil || len(d.Conversations) != 1 {
 			t.Errorf("%s with a BOM: %v", format, err)
 		}
@@ -721,7 +721,7 @@ func TestImportReadError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	_, err = dataset.Parse("vllm", f, f.Name(), dataset.Config{})
+	_, err = dataset.Parse(context.Background(), "vllm", f, f.Name(), dataset.Config{})
 	if err == nil || strings.Count(err.Error(), f.Name()) != 1 {
 		t.Errorf("error %v, want one naming the file once", err)
 	}

@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,7 +69,7 @@ func syntheticTurn(model string, blockSize int, ids []uint64, in, out int, start
 // "output_length", "hash_ids"}, with optional "session_id" and "delay" (ms) for multi-turn
 // traces. Lines with a session_id form one conversation per session, in file order; other
 // lines are conversations of their own.
-func parseMooncake(data []byte, file string, cfg *Config) (*Dataset, error) {
+func parseMooncake(ctx context.Context, data []byte, file string, cfg *Config) (*Dataset, error) {
 	bs := cfg.blockSize()
 	started := cfg.now()
 	d := &Dataset{}
@@ -81,6 +82,11 @@ func parseMooncake(data []byte, file string, cfg *Config) (*Dataset, error) {
 	lineNo := 0
 	for len(data) > 0 {
 		lineNo++
+		if lineNo%checkEvery == 1 { // the first and every checkEvery-th
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
 		var line []byte
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
 			line, data = data[:i], data[i+1:]

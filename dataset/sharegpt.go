@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 )
@@ -31,8 +32,8 @@ func chatMessage(role, content string) json.RawMessage {
 // parseShareGPT reads [{"id", "conversations": [{"from", "value"}, …]}, …]. Messages from
 // an unknown speaker and leading assistant messages (the tail of an earlier conversation)
 // are skipped and reported, as are conversations left without a user message.
-func parseShareGPT(data []byte, file string, cfg *Config) (*Dataset, error) {
-	return parseConversations(data, file, cfg, "conversations", `{"from", "value"}`, "no user message",
+func parseShareGPT(ctx context.Context, data []byte, file string, cfg *Config) (*Dataset, error) {
+	return parseConversations(ctx, data, file, cfg, "conversations", `{"from", "value"}`, "no user message",
 		func(d *Dataset, elem string, arr []json.RawMessage, fail func(string, error) error) ([]message, error) {
 			msgs := []message{}
 			for k, m := range arr {

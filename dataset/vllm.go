@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +15,8 @@ import (
 // parseVLLM reads vLLM's multi-turn benchmark conversations:
 // [{"id": "…", "messages": [{"role": "…", "content": "…"}, …]}, …]. System messages and
 // conversations that end on a user message are kept.
-func parseVLLM(data []byte, file string, cfg *Config) (*Dataset, error) {
-	return parseConversations(data, file, cfg, "messages", `{"role", "content"}`, "only assistant messages, no request",
+func parseVLLM(ctx context.Context, data []byte, file string, cfg *Config) (*Dataset, error) {
+	return parseConversations(ctx, data, file, cfg, "messages", `{"role", "content"}`, "only assistant messages, no request",
 		func(d *Dataset, elem string, arr []json.RawMessage, fail func(string, error) error) ([]message, error) {
 			if len(arr) == 0 {
 				d.Skipped = append(d.Skipped, Skip{Element: elem, Reason: "no messages"})
@@ -38,14 +39,14 @@ func parseVLLM(data []byte, file string, cfg *Config) (*Dataset, error) {
 // element's index) and turns are handled here; parse turns one element's field array into
 // messages, adding to d.Skipped what it leaves out. An element without turns is skipped with
 // the reason noTurns (unless parse returned no messages: it has said why).
-func parseConversations(data []byte, file string, cfg *Config, field, fieldWant, noTurns string,
+func parseConversations(ctx context.Context, data []byte, file string, cfg *Config, field, fieldWant, noTurns string,
 	parse func(d *Dataset, elem string, arr []json.RawMessage, fail func(field string, err error) error) ([]message, error)) (*Dataset, error) {
 	d := &Dataset{}
 	start := cfg.now()
 	d.Recording.Started, d.Recording.Ended = start, start
 	seen := map[string]int{}
 	want := fmt.Sprintf(`a JSON array of conversations {"id", %q}`, field)
-	err := jsonArray(data, file, want, func(i int, raw json.RawMessage, off int64) error {
+	err := jsonArray(ctx, data, file, want, func(i int, raw json.RawMessage, off int64) error {
 		elem := fmt.Sprintf("element %d", i)
 		fail := func(field string, err error) error {
 			return &InputError{File: file, Line: lineOf(data, off), Element: joinElem(elem, field), Err: err}
@@ -70,10 +71,12 @@ func parseConversations(data []byte, file string, cfg *Config, field, fieldWant,
 		if !ok {
 			return fail("", fmt.Errorf("missing field %q, expected an array of %s", field, fieldWant))
 		}
-		var arr []json.RawMessage
-		if err := json.Unmarshal(rawArr, &arr); err != nil {
+		// rawArr is valid JSON, a field of a valid object.
+		rawArr = bytes.TrimSpace(rawArr)
+		if len(rawArr) == 0 || rawArr[0] != '[' {
 			return fail(field, fmt.Errorf("expected an array of %s", fieldWant))
 		}
+		arr := elementsInPlace(rawArr)
 		msgs, err := parse(d, elem, arr, fail)
 		if err != nil || msgs == nil {
 			return err
@@ -98,11 +101,14 @@ func parseConversations(data []byte, file string, cfg *Config, field, fieldWant,
 	return d, nil
 }
 
-// object decodes a JSON object into its fields.
+// object decodes a JSON object into its fields, which are slices of raw when it is valid.
 func object(raw json.RawMessage) (map[string]json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, fmt.Errorf("expected an object, got %s", kind(raw))
+	}
+	if json.Valid(raw) {
+		return fieldsInPlace(raw)
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil {
@@ -154,6 +160,7 @@ func parseChatMessage(raw json.RawMessage) (message, error) {
 		return message{}, err
 	}
 	var buf bytes.Buffer
+	buf.Grow(len(raw))
 	if err := json.Compact(&buf, raw); err != nil {
 		return message{}, fmt.Errorf("malformed JSON: %v", err)
 	}

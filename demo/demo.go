@@ -136,7 +136,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 		return fmt.Errorf("open scratch store: %w", err)
 	}
 	defer work.Close()
-	ds, err := dataset.Generate(workload(cfg), dataset.GenerateOptions{
+	ds, err := dataset.Generate(ctx, workload(cfg), dataset.GenerateOptions{
 		Seed: uint64(cfg.Seed), Text: synth.DefaultText(), Model: sim.DefaultModel, Name: "demo workload",
 	})
 	if err != nil {
@@ -196,7 +196,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	p.say("recorded %d exchanges (%d not recorded, %d driver errors) in %s",
 		rs.Recorded, rs.NotRecorded, drove.Summary.Requests.Errors, time.Since(start).Round(time.Second))
 
-	prof, err := analyze.Analyze(st, recID, analyze.Config{})
+	prof, err := analyze.Analyze(ctx, st, recID, analyze.Config{})
 	if err != nil {
 		return fmt.Errorf("analyze recording: %w", err)
 	}
@@ -226,7 +226,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	p.step("Recording (current) against replay (candidate) (`llmtape compare recording candidate`)")
 	p.say("the candidate decodes faster (lower ITL and TPOT) but its small prefix cache makes later")
 	p.say("turns prefill their whole history again: TTFT grows with the turn index")
-	cmp, err := analyze.Compare(st, analyze.RecordingRef, res.Run.Name, analyze.CompareConfig{})
+	cmp, err := analyze.Compare(ctx, st, analyze.RecordingRef, res.Run.Name, analyze.CompareConfig{})
 	if err != nil {
 		return fmt.Errorf("compare: %w", err)
 	}

@@ -71,9 +71,44 @@ func CountTokens(text string) int {
 		defaultCodec.codec, _ = Tokenizer(DefaultEncoding)
 	})
 	if defaultCodec.codec != nil {
-		if n, err := defaultCodec.codec.Count(text); err == nil {
+		if n, err := countChunked(defaultCodec.codec, text, countChunk); err == nil {
 			return n
 		}
 	}
 	return (len(text) + 3) / 4
 }
+
+// countChunk is the size of the pieces a long text is counted in.
+const countChunk = 64 << 10
+
+// countChunked counts the tokens of text in pieces of about chunk bytes. The tokenizer's
+// regular expression works on a copy of its input as runes (4 bytes each) plus its matches,
+// so counting a 50 MB message whole holds several times its size; pieces bound that. A text
+// is cut only before a space that lies between two ASCII letters ("word| word"): no piece of
+// the o200k or cl100k split pattern spans such a point (a letter run ends at the space, and
+// the next piece starts with it), so the sum of the pieces' counts is the whole text's.
+func countChunked(c Codec, text string, chunk int) (int, error) {
+	total := 0
+	for len(text) > chunk {
+		cut := -1
+		for i := chunk; i+1 < len(text); i++ {
+			if text[i] == ' ' && asciiLetter(text[i-1]) && asciiLetter(text[i+1]) {
+				cut = i
+				break
+			}
+		}
+		if cut < 0 {
+			break
+		}
+		n, err := c.Count(text[:cut])
+		if err != nil {
+			return 0, err
+		}
+		total += n
+		text = text[cut:]
+	}
+	n, err := c.Count(text)
+	return total + n, err
+}
+
+func asciiLetter(b byte) bool { return b|0x20 >= 'a' && b|0x20 <= 'z' }

@@ -90,6 +90,15 @@ const (
 	DefaultAPIKeyEnv  = "OPENAI_API_KEY"
 )
 
+// The bounds of Speed and of a given ThinkScale. Outside them a replay is either absurdly slow
+// (a speed of 1e-300 stretches a one-second gap past the age of the universe, and the replay
+// hangs) or a waste of the recorded timing; a think scale of exactly 0 is also allowed (no think
+// time). The default think scale, 1/Speed, is not held to these bounds.
+const (
+	MinSpeed = 1e-3
+	MaxSpeed = 1e6
+)
+
 // Config is everything a replay needs. The zero value of each field is its default unless its
 // doc says otherwise. Flags of "llmtape replay" bind to these fields.
 type Config struct {
@@ -109,11 +118,13 @@ type Config struct {
 	Rate float64 `json:"rate,omitempty"`
 	// Burstiness is the gamma shape for ArrivalGamma; default 1.
 	Burstiness float64 `json:"burstiness,omitempty"`
-	// Speed divides recorded arrival offsets (and, by default, think times); default 1.
+	// Speed divides recorded arrival offsets (and, by default, think times); default 1;
+	// between MinSpeed and MaxSpeed.
 	Speed float64 `json:"speed"`
 	// Think is the think-time mode; default ThinkOriginal.
 	Think Think `json:"think"`
-	// ThinkScale multiplies recorded think times under ThinkOriginal; nil means 1/Speed.
+	// ThinkScale multiplies recorded think times under ThinkOriginal; nil means 1/Speed;
+	// 0 or between MinSpeed and MaxSpeed.
 	ThinkScale *float64 `json:"think_scale,omitempty"`
 	// ThinkTime is the fixed think time under ThinkFixed.
 	ThinkTime time.Duration `json:"think_time,omitempty"`
@@ -228,8 +239,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Speed == 0 {
 		c.Speed = DefaultSpeed
 	}
-	if !(c.Speed > 0) || math.IsInf(c.Speed, 1) {
-		return c, cfgErr("speed must be a finite number above 0")
+	if !(c.Speed >= MinSpeed && c.Speed <= MaxSpeed) {
+		return c, cfgErr("speed %v out of range: want %g to %g", c.Speed, MinSpeed, MaxSpeed)
 	}
 	if c.Think == "" {
 		c.Think = ThinkOriginal
@@ -246,8 +257,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ThinkScale == nil {
 		s := 1 / c.Speed
 		c.ThinkScale = &s
-	} else if !(*c.ThinkScale >= 0) || math.IsInf(*c.ThinkScale, 1) {
-		return c, cfgErr("think scale must be a finite number >= 0")
+	} else if s := *c.ThinkScale; s != 0 && !(s >= MinSpeed && s <= MaxSpeed) {
+		return c, cfgErr("think scale %v out of range: want 0 or %g to %g", s, MinSpeed, MaxSpeed)
 	}
 	if c.History == "" {
 		c.History = HistoryRecorded

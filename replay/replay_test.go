@@ -472,8 +472,13 @@ func TestTimeout(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	rs := makeStore(t, specs(1, 1, 0, 0))
-	neg, nan, inf := -1.0, math.NaN(), math.Inf(1)
+	neg, nan, inf, huge, tiny := -1.0, math.NaN(), math.Inf(1), 1e7, 1e-4
 	for _, cfg := range []replay.Config{
+		{Target: "http://x", Speed: 1e-300}, // accepted once, then the replay hung
+		{Target: "http://x", Speed: replay.MinSpeed / 2},
+		{Target: "http://x", Speed: replay.MaxSpeed * 2},
+		{Target: "http://x", ThinkScale: &huge},
+		{Target: "http://x", ThinkScale: &tiny},
 		{Target: "http://x", Speed: nan},
 		{Target: "http://x", Speed: inf},
 		{Target: "http://x", Arrival: replay.ArrivalPoisson, Rate: inf},

@@ -97,7 +97,7 @@ store (computed once when a turn was recorded or imported); nothing is tokenized
 				}
 				return fmt.Errorf("analyze: %w", err)
 			}
-			p, err := analyze.Analyze(s, rec.ID, cfg)
+			p, err := analyze.Analyze(cmd.Context(), s, rec.ID, cfg)
 			if err != nil {
 				return err
 			}

@@ -66,7 +66,7 @@ are left out of the TTFT figures and counted. See docs/analyze.md.`,
 				return err
 			}
 			defer s.Close()
-			c, err := analyze.Compare(s, args[0], args[1], cfg)
+			c, err := analyze.Compare(cmd.Context(), s, args[0], args[1], cfg)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -65,16 +66,15 @@ See docs/datasets.md.`,
 				opts.Name = filepath.Base(path)
 			}
 			begin := time.Now()
-			d, err := dataset.Generate(cfg, opts)
-			if errors.Is(err, fs.ErrNotExist) && textFile == "" {
-				return fmt.Errorf("%w (put it next to the config, or name a text with --text-file)", err)
-			}
+			rec, d, err := storeDataset(cmd, "generate", func(ctx context.Context) (*dataset.Dataset, error) {
+				d, err := dataset.Generate(ctx, cfg, opts)
+				if errors.Is(err, fs.ErrNotExist) && textFile == "" {
+					return nil, fmt.Errorf("%w (put it next to the config, or name a text with --text-file)", err)
+				}
+				return d, err
+			})
 			if err != nil {
 				return err
-			}
-			rec, err := storeDataset(cmd, d)
-			if err != nil {
-				return fmt.Errorf("generate: %w", err)
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "generated recording %d %q: %d conversations, %d turns (seed %d) in %s\n",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -64,13 +65,15 @@ whole leaves nothing in the store. FILE "-" reads stdin. See docs/datasets.md.`,
 				r = f
 			}
 			begin := time.Now()
-			d, err := dataset.Parse(format, r, file, cfg)
+			rec, d, err := storeDataset(cmd, "import "+format, func(ctx context.Context) (*dataset.Dataset, error) {
+				d, err := dataset.Parse(ctx, format, r, file, cfg)
+				if err != nil {
+					return nil, fmt.Errorf("import %s: %w", format, err)
+				}
+				return d, nil
+			})
 			if err != nil {
-				return fmt.Errorf("import %s: %w", format, err)
-			}
-			rec, err := storeDataset(cmd, d)
-			if err != nil {
-				return fmt.Errorf("import %s: %w", format, err)
+				return err
 			}
 			errw := cmd.ErrOrStderr()
 			for i, s := range d.Skipped {
@@ -105,16 +108,32 @@ func displayFile(file string) string {
 	return file
 }
 
-// storeDataset writes an imported or generated dataset to the --store file (created when
-// missing) as one recording.
-func storeDataset(cmd *cobra.Command, d *dataset.Dataset) (*tape.Recording, error) {
+// storeDataset opens the --store file (created when missing), so that a store that cannot be
+// opened fails before a long parse or generation, then calls build and writes the dataset it
+// made as one recording, in one transaction, and returns both. After Ctrl-C (cmd.Context()
+// done) nothing is stored and the error is exit status 130 saying so. name starts the
+// messages of write errors; build's errors are returned as they are.
+func storeDataset(cmd *cobra.Command, name string, build func(ctx context.Context) (*dataset.Dataset, error)) (*tape.Recording, *dataset.Dataset, error) {
+	ctx := cmd.Context()
 	st, err := tape.Open(storePath(cmd), nil)
 	if err != nil {
-		return nil, err // it names the store
+		return nil, nil, err // it names the store
 	}
-	rec, err := d.Write(cmd.Context(), st)
+	var rec *tape.Recording
+	d, err := build(ctx)
+	if err == nil {
+		if rec, err = d.Write(ctx, st); err != nil {
+			err = fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	if cerr := st.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close store: %w", cerr)
+		err = fmt.Errorf("%s: close store: %w", name, cerr)
 	}
-	return rec, err
+	if err != nil && ctx.Err() != nil {
+		return nil, nil, exitError{130, name + " interrupted: nothing was stored"}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return rec, d, nil
 }

@@ -93,8 +93,8 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 	// The library reads a zero Speed, Burstiness or Timeout as "default": given on the
 	// command line, zero is a mistake.
 	flags := cmd.Flags()
-	if flags.Changed("speed") && !(c.Speed > 0) {
-		return c, usageErrorf("--speed %v: want a number above 0 (2 replays twice as fast)", c.Speed)
+	if !(c.Speed >= replay.MinSpeed && c.Speed <= replay.MaxSpeed) {
+		return c, usageErrorf("--speed %v: want %g to %g (2 replays twice as fast)", c.Speed, replay.MinSpeed, replay.MaxSpeed)
 	}
 	if flags.Changed("burstiness") && !(c.Burstiness > 0) {
 		return c, usageErrorf("--burstiness %v: want a number above 0 (1 is poisson)", c.Burstiness)
@@ -128,6 +128,9 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 			return c, usageErrorf("--think-scale is for --think original, not %q", o.think)
 		}
 		s := o.thinkScale
+		if s != 0 && !(s >= replay.MinSpeed && s <= replay.MaxSpeed) {
+			return c, usageErrorf("--think-scale %v: want 0 or %g to %g", s, replay.MinSpeed, replay.MaxSpeed)
+		}
 		c.ThinkScale = &s
 	}
 	switch o.output {

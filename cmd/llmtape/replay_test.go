@@ -126,6 +126,19 @@ func TestReplayUsageErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q", args[3:], code, errOut)
 		}
 	}
+	// Out-of-range timing scales name the flag and the range (1e-300 was accepted, then hung).
+	for _, args := range [][]string{
+		{"--speed", "1e-300"},
+		{"--speed", "0"},
+		{"--speed", "1e7"},
+		{"--think-scale", "1e7"},
+		{"--think-scale", "1e-4"},
+	} {
+		code, _, errOut := execCmd(context.Background(), append([]string{"replay", "--store", path, "--target", "http://x"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, args[0]+" ") || !strings.Contains(errOut, "0.001 to 1e+06") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
 	code, _, errOut := execCmd(context.Background(), "replay", "--store", path, "--target", "http://x", "--json", path)
 	if code != 2 || !strings.Contains(errOut, "is the store") {
 		t.Errorf("--json naming the store: exit %d %q", code, errOut)

@@ -75,7 +75,7 @@ conversation and --slo recomputes goodput; both read the run's results.`,
 					rs = append(rs, r)
 				}
 			}
-			rep, err := analyze.BuildReport(s, rs, cfg)
+			rep, err := analyze.BuildReport(cmd.Context(), s, rs, cfg)
 			if err != nil {
 				return err
 			}

@@ -80,12 +80,17 @@ func storePath(cmd *cobra.Command) string {
 
 // run executes the command line args and returns the process exit status. Errors are printed
 // as one line on stderr.
+//
+// ctx is canceled by the first Ctrl-C or SIGTERM (see main): this is the one place where
+// signals reach the commands. Every long command passes cmd.Context() to the library, which
+// stops within a second; a command that ends with an error once ctx is done exits 130 with
+// "llmtape: NAME interrupted: ...", unless it returned an exitError that says what it saved.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd()
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
 	}
@@ -95,6 +100,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "llmtape:", ee.msg)
 		}
 		return ee.code
+	}
+	if ctx.Err() != nil && cmd != nil {
+		fmt.Fprintf(stderr, "llmtape: %s interrupted: %s\n", cmd.Name(), oneLine(err.Error()))
+		return 130
 	}
 	fmt.Fprintln(stderr, "llmtape:", oneLine(err.Error()))
 	var ue usageError
