@@ -296,7 +296,7 @@ func Generate(ctx context.Context, cfg *GenerateConfig, opts GenerateOptions) (*
 	}
 	if m == nil {
 		var err error
-		if m, err = synth.New(text, opts.Tokenizer); err != nil {
+		if m, err = synth.New(ctx, text, opts.Tokenizer); err != nil {
 			return nil, fmt.Errorf("generate: text files: %w", err)
 		}
 	}

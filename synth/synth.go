@@ -1,6 +1,7 @@
 package synth
 
 import (
+	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -64,7 +65,7 @@ var (
 // tiktoken o200k_base. It is built on first use (some 50 ms) and shared.
 func Default() *Materializer {
 	defaultOnce.Do(func() {
-		m, err := New(defaultText, DefaultTokenizer)
+		m, err := New(context.Background(), defaultText, DefaultTokenizer) // shared: never canceled
 		if err != nil {
 			// The embedded text is part of the binary and tested; this cannot happen.
 			panic("synth: embedded text: " + err.Error())
@@ -81,8 +82,10 @@ func DefaultText() []byte { return append([]byte(nil), defaultText...) }
 // empty; also "cl100k_base", "p50k_base", "r50k_base"; see openai.Tokenizer, whose shared
 // codecs it uses). The text is split into words on white
 // space; invalid UTF-8 is replaced. It must hold at least 2048 tokens and 264 distinct words
-// of one token each (any English prose of a few pages does).
-func New(text []byte, tokenizerName string) (*Materializer, error) {
+// of one token each (any English prose of a few pages does). Counting a long text's tokens takes
+// a while (about a second for a novel): New checks ctx every few thousand words and returns its
+// error once it is done.
+func New(ctx context.Context, text []byte, tokenizerName string) (*Materializer, error) {
 	if tokenizerName == "" {
 		tokenizerName = DefaultTokenizer
 	}
@@ -105,7 +108,12 @@ func New(text []byte, tokenizerName string) (*Materializer, error) {
 	m.offEsc = make([]int32, 0, len(words)+1)
 	m.cum = make([]int32, 0, len(words)+1)
 	var total int64
-	for _, w := range words {
+	for i, w := range words {
+		if i%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
 		if b.Len() > 1<<30 {
 			return nil, errors.New("synth: text larger than 1 GiB")
 		}

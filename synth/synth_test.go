@@ -1,6 +1,7 @@
 package synth_test
 
 import (
+	"context"
 	"encoding/json"
 	"math/rand/v2"
 	"strings"
@@ -108,10 +109,10 @@ func TestErrors(t *testing.T) {
 	if _, err := m.Prompt(&tape.Synthetic{InputTokens: 10}); err == nil {
 		t.Error("block size 0: no error")
 	}
-	if _, err := synth.New([]byte("too short"), ""); err == nil {
+	if _, err := synth.New(context.Background(), []byte("too short"), ""); err == nil {
 		t.Error("short text: no error")
 	}
-	if _, err := synth.New(synth.DefaultText(), "nope"); err == nil {
+	if _, err := synth.New(context.Background(), synth.DefaultText(), "nope"); err == nil {
 		t.Error("unknown tokenizer: no error")
 	}
 }
@@ -148,7 +149,7 @@ func BenchmarkMessages(b *testing.B) {
 func BenchmarkDefault(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := synth.New(synth.DefaultText(), ""); err != nil {
+		if _, err := synth.New(context.Background(), synth.DefaultText(), ""); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -163,7 +164,7 @@ func FuzzNew(f *testing.F) {
 		if len(data) > 30000 {
 			return
 		}
-		m, err := synth.New(data, "")
+		m, err := synth.New(context.Background(), data, "")
 		if err != nil {
 			return
 		}

@@ -60,7 +60,7 @@ Prompts of imported traces (mooncake, azure) are materialized from the built-in 
 						return fmt.Errorf("export: text file: %w", err)
 					}
 				}
-				m, err := synth.New(text, tokenizer)
+				m, err := synth.New(cmd.Context(), text, tokenizer)
 				if err != nil {
 					if textFile == "" {
 						return fmt.Errorf("export: %w", err)
