@@ -71,6 +71,10 @@ type Conversation struct {
 	Parent   uint64
 	ForkTurn int
 	Turns    int // number of turns, kept by the store (the value put is ignored)
+	// SessionHeader is the name of the request header that carried Session, when the
+	// conversation was grouped by a session header (never its value: Session has that); ""
+	// otherwise. Replay re-sends it with a value of its own (docs/replay.md).
+	SessionHeader string
 }
 
 // TokenSource says where a turn's token counts came from.
