@@ -99,6 +99,20 @@ type Turn struct {
 	Tokens       Tokens
 }
 
+// Failed reports whether the turn failed as recorded: an error class, an error body or an
+// HTTP status of 400 or more.
+func (t *Turn) Failed() bool {
+	return t.Response.ErrorClass != "" || t.Response.Error != "" || t.Response.Status >= 400
+}
+
+// HasRequest reports whether the turn holds a request that can be sent again: messages, a
+// prompt, or a synthetic prompt. Turns of older stores, or of a capture that lacked the body,
+// have none.
+func (t *Turn) HasRequest() bool {
+	return t.Request.Kept > 0 || len(t.Request.Messages) > 0 || len(t.Request.Prompt) > 0 ||
+		t.Request.Synthetic != nil
+}
+
 // Request is what the client sent, stored without repeating earlier turns' messages.
 //
 // The full message list of a turn is Base[:Kept] followed by Messages, where Base is the
