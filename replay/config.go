@@ -82,6 +82,18 @@ const (
 	OnErrorStop OnError = "stop-conversation"
 )
 
+// Failed is what is done with the turns that failed when they were recorded (an error class,
+// an error body or a status of 400 or more: tape.Turn.Failed).
+type Failed string
+
+// The policies for recorded failed turns.
+const (
+	// FailedSend sends them: they were part of the load the server had.
+	FailedSend Failed = "send"
+	// FailedSkip skips them; they are counted as skipped.
+	FailedSkip Failed = "skip"
+)
+
 // Defaults of Config fields whose zero value means "default".
 const (
 	DefaultSpeed      = 1.0
@@ -185,6 +197,9 @@ type Config struct {
 	Retries int `json:"retries,omitempty"`
 	// OnError is the error policy; default OnErrorContinue.
 	OnError OnError `json:"on_error"`
+	// Failed says whether turns that failed when recorded are sent; default FailedSend. A
+	// client's retry of a failed turn is a turn of its own and is sent either way.
+	Failed Failed `json:"failed"`
 	// SLO sets the objectives for goodput.
 	SLO metrics.SLO `json:"-"`
 
@@ -283,6 +298,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.OnError != OnErrorContinue && c.OnError != OnErrorStop {
 		return c, cfgErr("unknown on-error %q (want continue or stop-conversation)", c.OnError)
+	}
+	if c.Failed == "" {
+		c.Failed = FailedSend
+	}
+	if c.Failed != FailedSend && c.Failed != FailedSkip {
+		return c, cfgErr("unknown failed policy %q (want send or skip)", c.Failed)
 	}
 	if c.MaxConcurrency < 0 || c.MaxConversations < 0 || c.MaxRequests < 0 || c.Retries < 0 ||
 		c.Duration < 0 || c.Warmup < 0 || c.WarmupRequests < 0 || c.SampleCount < 0 {

@@ -57,8 +57,9 @@ type Report struct {
 	Run     *tape.Run
 	Summary metrics.Summary
 	Set     *metrics.Set
-	// Skipped counts turns that could not be sent (no recorded body, no synthetic text);
-	// SkipReasons gives one example reason per kind.
+	// Skipped counts recorded turns that were not sent (no request recorded, a body too large
+	// to record, failed when recorded under FailedSkip, no synthetic text), as
+	// Summary.Skipped; SkipReasons gives one example reason per kind.
 	Skipped     int
 	SkipReasons []string
 	// Lost counts results the store could not commit.
@@ -111,7 +112,7 @@ func New(st *tape.Store, cfg Config) (*Replayer, error) {
 				continue
 			}
 			if tp.params, err = r.cfg.params(tp); err != nil {
-				tp.skip = err.Error()
+				tp.skip, tp.skipKind = err.Error(), "params"
 			}
 		}
 	}
@@ -342,6 +343,7 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	window := windowEnd - max(windowStart, 0)
 	sum := acc.Summary(window, r.cfg.SLO)
 	sum.Reconnects = int(r.reconnects.Load())
+	sum.Skipped = int(r.skipped.Load())
 	set := acc.Set()
 	saved, err := r.store.Run(run.ID)
 	if err != nil {
@@ -461,19 +463,25 @@ func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind
 		if k > 0 {
 			sched += r.think(tp)
 		}
-		// Build the body before waiting, so the wait ends with the send.
+		// Build the body before waiting, so the wait ends with the send. A skipped turn
+		// leaves the rest of the conversation to be sent: each later turn's recorded message
+		// list is what its client sent. The live history is dropped, since a later turn's
+		// list is relative to the skipped one: the next turn goes out as recorded.
 		if tp.skip != "" {
-			skip("recorded", fmt.Sprintf("conversation %d turn %d: %s", p.id, tp.index, tp.skip))
+			skip(tp.skipKind, fmt.Sprintf("conversation %d turn %d: %s", p.id, tp.index, tp.skip))
+			live = nil
 			continue
 		}
 		msgs, err := r.messages(tp, live)
 		if err != nil {
 			skip("synthetic", fmt.Sprintf("conversation %d turn %d: %v", p.id, tp.index, err))
+			live = nil
 			continue
 		}
 		body, prompt, err := r.body(tp, msgs)
 		if err != nil {
 			skip("body", fmt.Sprintf("conversation %d turn %d: %v", p.id, tp.index, err))
+			live = nil
 			continue
 		}
 		if d := time.Until(r.start.Add(sched)); d > 0 {

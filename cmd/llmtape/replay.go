@@ -77,6 +77,7 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.DurationVar(&c.Timeout, "timeout", replay.DefaultTimeout, "limit of each request attempt, from sending it to the last byte of the reply")
 	f.IntVar(&c.Retries, "retries", 0, "retry a failed request up to N times (counted in the summary)")
 	f.StringVar((*string)(&c.OnError), "on-error", "continue", "after a failed request: continue (with the recorded reply in the history) or stop-conversation")
+	f.StringVar((*string)(&c.Failed), "failed", string(replay.FailedSend), "turns that failed when recorded: send (they were part of the load) or skip")
 	f.StringVar(&o.slo, "slo", "", "objectives for goodput, e.g. ttft=500ms,tpot=50ms,e2e=10s")
 	f.StringVar(&o.jsonFile, "json", "", "also write the summary as JSON to this file (-: to stdout alone, the table then goes to stderr)")
 	f.Float64Var(&o.maxErrorRate, "max-error-rate", -1, "exit 1 when the share of failed requests (0..1) is above this, e.g. 0.05 (default: off; a run with no successful request always exits 1)")
@@ -245,6 +246,7 @@ measured, when no request succeeded (a target that is down), or when the share o
 requests is above --max-error-rate. See docs/replay.md.`,
 		Example: `  llmtape replay --target http://127.0.0.1:8000
   llmtape replay --target http://gpu-2:8000/v1 --recording 3 --speed 2 --slo ttft=500ms,tpot=50ms
+  llmtape replay --target http://router:8000 --failed skip
   llmtape replay --target http://127.0.0.1:8000 --arrival poisson --rate 5 --think none --history live
   llmtape replay --target http://10.0.0.5:8000 --shard 1/3 --start-at 2026-01-02T15:00:00Z --json run.json`,
 		Args: cobra.NoArgs,
