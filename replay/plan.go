@@ -44,6 +44,9 @@ type convPlan struct {
 	id      uint64
 	arrival time.Duration // scheduled start of the first turn, from the run's start
 	turns   []turnPlan
+	// sessionHeader is the name of the header that carried the recorded session id; "" when
+	// the conversation was not grouped by a header.
+	sessionHeader string
 }
 
 // splitmix64 is a fast, well-mixed 64-bit hash used for sharding and sampling.
@@ -191,7 +194,7 @@ var (
 // the turns that are not to be sent.
 func loadConversation(st *tape.Store, c *tape.Conversation, cfg *Config) (*convPlan, error) {
 	live := cfg.History == HistoryLive
-	p := &convPlan{id: c.ID}
+	p := &convPlan{id: c.ID, sessionHeader: c.SessionHeader}
 	var prevEnd time.Time
 	err := st.TurnMessages(c.ID, func(t *tape.Turn, msgs []json.RawMessage) error {
 		tp := turnPlan{

@@ -23,7 +23,8 @@ import (
 	"github.com/llmtape/llmtape/tape/tapetest"
 )
 
-// Tests of what replay sends: turns without a request and recorded failed turns.
+// Tests of what replay sends: turns without a request, recorded failed turns and session
+// headers.
 
 // received is one request as a capture target received it.
 type received struct {
@@ -230,5 +231,113 @@ func TestReplayTurnsWithoutRequestAndFailedTurns(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestReplaySessionHeaderFlag(t *testing.T) {
+	path := replayStore(t, 3, 3)
+	target, got := captureTarget(t)
+	code, out, errOut := execCmd(context.Background(), "replay", "--store", path, "--target", target,
+		"--think", "none", "--speed", "1000", "--session-header", "X-Conv", "--name", "conv ids")
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, errOut, out)
+	}
+	reqs := got()
+	if len(reqs) != 9 {
+		t.Fatalf("target received %d requests, want 9", len(reqs))
+	}
+	// The conversations of replayStore differ in their first user message.
+	byConv := map[string]map[string]bool{}
+	values := map[string]bool{}
+	for _, r := range reqs {
+		v := r.header.Get("X-Conv")
+		if !strings.HasPrefix(v, "llmtape-1-") {
+			t.Errorf("X-Conv %q, want llmtape-1-<conversation>", v)
+		}
+		first := string(r.messages(t)[1])
+		if byConv[first] == nil {
+			byConv[first] = map[string]bool{}
+		}
+		byConv[first][v] = true
+		values[v] = true
+	}
+	if len(byConv) != 3 || len(values) != 3 {
+		t.Errorf("%d conversations with %d X-Conv values, want 3 and 3", len(byConv), len(values))
+	}
+	for _, vs := range byConv {
+		if len(vs) != 1 {
+			t.Errorf("a conversation was sent with X-Conv values %v, want one", vs)
+		}
+	}
+}
+
+// A conversation recorded with X-Session-ID keeps its identity through a replay into a second
+// llmtape record: store B holds one session conversation per conversation of store A.
+func TestReplaySessionHeaderThroughRecord(t *testing.T) {
+	dir := t.TempDir()
+	storeA, storeB := filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
+	recA := recRunInProcess(t, "--upstream", recStartSim(t, 0, 0), "--listen", "127.0.0.1:0",
+		"--admin", "127.0.0.1:0", "--store", storeA)
+	// Every turn sends one unrelated message: only the header ties a conversation together.
+	const convs, turns = 3, 3
+	for k := range turns {
+		for c := range convs {
+			hdr := map[string]string{"X-Session-ID": fmt.Sprintf("client-session-%d", c)}
+			if _, err := recChat(http.DefaultClient, "http://"+recA.addr, fmt.Sprintf("conversation %d turn %d", c, k), 4, hdr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stopRecord(t, recA)
+	checkSessions(t, storeA, convs, turns, "client-session-")
+
+	recB := recRunInProcess(t, "--upstream", recStartSim(t, 0, 0), "--listen", "127.0.0.1:0",
+		"--admin", "127.0.0.1:0", "--store", storeB)
+	code, out, errOut := execCmd(context.Background(), "replay", "--store", storeA,
+		"--target", "http://"+recB.addr, "--think", "none", "--speed", "1000")
+	if code != 0 {
+		t.Fatalf("replay exit %d: %s\n%s", code, errOut, out)
+	}
+	stopRecord(t, recB) // drains: every exchange is in store B
+	checkSessions(t, storeB, convs, turns, "llmtape-1-")
+}
+
+// stopRecord stops an in-process record as SIGTERM does and checks that it exited 0.
+func stopRecord(t *testing.T, rp *recProcess) {
+	t.Helper()
+	rp.cancel()
+	<-rp.done
+	if c := <-rp.code; c != 0 {
+		t.Fatalf("record exited %d: %s", c, rp.errb.String())
+	}
+}
+
+// checkSessions checks that the store's one recording holds convs conversations grouped by
+// the X-Session-ID header, of turns turns each, with distinct ids that start with prefix.
+func checkSessions(t *testing.T, path string, convs, turns int, prefix string) {
+	t.Helper()
+	st, err := tape.Open(path, &tape.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rec, err := tape.FindRecording(st, "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	err = st.Conversations(rec.ID, func(c *tape.Conversation) error {
+		if c.Grouping != tape.GroupSession || c.SessionHeader != "X-Session-Id" || c.Turns != turns ||
+			!strings.HasPrefix(c.Session, prefix) {
+			t.Errorf("%s: conversation %+v, want %d turns grouped by X-Session-Id %s…", path, *c, turns, prefix)
+		}
+		ids[c.Session] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != convs {
+		t.Errorf("%s: session ids %v, want %d", path, ids, convs)
 	}
 }
