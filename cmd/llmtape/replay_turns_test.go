@@ -23,8 +23,8 @@ import (
 	"github.com/llmtape/llmtape/tape/tapetest"
 )
 
-// Tests of what replay sends: turns without a request, recorded failed turns and session
-// headers.
+// Tests of what replay sends: turns without a request, recorded failed turns, session headers,
+// and --recording by name.
 
 // received is one request as a capture target received it.
 type received struct {
@@ -339,5 +339,57 @@ func checkSessions(t *testing.T, path string, convs, turns int, prefix string) {
 	}
 	if len(ids) != convs {
 		t.Errorf("%s: session ids %v, want %d", path, ids, convs)
+	}
+}
+
+func TestReplayRecordingByNameAndLatest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "two.db")
+	s, err := tape.Open(path, &tape.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i, name := range []string{"morning", "evening"} {
+		rec := &tape.Recording{Name: name, Source: "test", Started: time.Unix(1_790_000_000, 0), Complete: true}
+		if err := s.CreateRecording(rec); err != nil {
+			t.Fatal(err)
+		}
+		err := s.Update(func(tx *tape.Tx) error {
+			for range i + 1 { // morning has 1 conversation, evening 2
+				c := tapetest.NewChat(rng, rec.ID, s.NextConversationID(), tapetest.Config{Turns: 1, MessageBytes: 40})
+				c.Conversation.Arrival = 0
+				c.Turns[0].Tokens.Completion = 3
+				if err := c.Write(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	target := replaySim(t, sim.Config{TTFT: time.Millisecond})
+	tests := []struct {
+		ref  string
+		code int
+		want string
+	}{
+		{"morning", 0, "replaying 1 conversations (1 requests) of recording 1"},
+		{"latest", 0, "replaying 2 conversations (2 requests) of recording 2"},
+		{"1", 0, "of recording 1"},
+		{"night", 1, `find recording "night": no recording of that id or name`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.ref, func(t *testing.T) {
+			code, out, errOut := execCmd(context.Background(), "replay", "--store", path, "--target", target,
+				"--think", "none", "--recording", tc.ref)
+			if code != tc.code || !strings.Contains(errOut, tc.want) {
+				t.Errorf("exit %d, want %d; stderr lacks %q:\n%s\n%s", code, tc.code, tc.want, errOut, out)
+			}
+		})
 	}
 }
