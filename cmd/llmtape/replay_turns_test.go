@@ -290,6 +290,10 @@ func TestReplaySessionHeaderThroughRecord(t *testing.T) {
 	}
 	stopRecord(t, recA)
 	checkSessions(t, storeA, convs, turns, "client-session-")
+	if code, out, errOut := execCmd(context.Background(), "show", "--store", storeA, "1"); code != 0 ||
+		!strings.Contains(out, "session client-session-0 (header X-Session-Id)") {
+		t.Errorf("show: exit %d %s\n%s", code, errOut, out)
+	}
 
 	recB := recRunInProcess(t, "--upstream", recStartSim(t, 0, 0), "--listen", "127.0.0.1:0",
 		"--admin", "127.0.0.1:0", "--store", storeB)
