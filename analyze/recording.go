@@ -2,7 +2,6 @@ package analyze
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"runtime/debug"
@@ -45,8 +44,8 @@ type Config struct {
 	CacheTokens int64
 }
 
-// ErrNoRecording is returned when the store holds no recording to analyse.
-var ErrNoRecording = errors.New("no recording in the store")
+// ErrNoRecording is returned when the store holds no recording to analyse: tape's.
+var ErrNoRecording = tape.ErrNoRecording
 
 // RecordingInfo names the recording a Profile describes.
 type RecordingInfo struct {
@@ -127,39 +126,13 @@ type Profile struct {
 }
 
 // FindRecording resolves ref: "" or "latest" (the newest recording), a numeric id, or a name
-// (the newest recording of that name).
+// (the newest recording of that name). The rule is tape.FindRecording's.
 func FindRecording(src Source, ref string) (*tape.Recording, error) {
-	if id, err := strconv.ParseUint(ref, 10, 64); err == nil {
-		r, err := src.Recording(id)
-		if err != nil {
-			return nil, fmt.Errorf("find recording %s: %w", ref, err)
-		}
-		return r, nil
-	}
-	var found *tape.Recording
-	err := src.Recordings(func(r *tape.Recording) error {
-		if ref == "" || ref == "latest" || r.Name == ref {
-			found = r
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("find recording: %w", err)
-	}
-	if found == nil {
-		if ref == "" || ref == "latest" {
-			return nil, ErrNoRecording
-		}
-		return nil, fmt.Errorf("find recording %q: no recording of that id or name", ref)
-	}
-	return found, nil
+	return tape.FindRecording(src, ref)
 }
 
-// TurnFailed reports whether a recorded turn failed: an error class, an error body or an
-// HTTP status of 400 or more.
-func TurnFailed(t *tape.Turn) bool {
-	return t.Response.ErrorClass != "" || t.Response.Error != "" || t.Response.Status >= 400
-}
+// TurnFailed reports whether a recorded turn failed: tape.Turn.Failed.
+func TurnFailed(t *tape.Turn) bool { return t.Failed() }
 
 // TurnResult returns a recorded turn as the result of a request, so that recorded and replayed
 // figures come from the same code: TTFT is the first output event's offset, E2E is End − Sent,

@@ -223,6 +223,7 @@ func scanReport(ctx context.Context, src Source, runs []*tape.Run, sums []metric
 	rep.Summary = acc.Summary(window, slo)
 	for _, s := range sums {
 		rep.Summary.Reconnects += s.Reconnects // the replayer's count; results do not keep it
+		rep.Summary.Skipped += s.Skipped       // turns not sent leave no result either
 	}
 	if len(stored) == len(runs) {
 		// Every run kept its histograms: percentiles come from them, merged exactly.

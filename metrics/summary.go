@@ -38,6 +38,10 @@ type Summary struct {
 	// the kept-alive one before answering (set by the replayer; every request, warmup
 	// included). They are neither errors nor retries.
 	Reconnects int `json:"reconnects"`
+	// Skipped counts recorded turns the replayer did not send (set by the replayer): no
+	// request recorded, a body too large to record, a turn that failed when recorded under
+	// --failed skip, a synthetic prompt that could not be made.
+	Skipped int `json:"skipped"`
 }
 
 // Requests counts the requests of the measurement window (warmup excluded).
@@ -266,6 +270,9 @@ func (s Summary) WriteTable(w io.Writer) error {
 	}
 	if s.Reconnects > 0 {
 		fmt.Fprintf(&b, ", %d reconnects", s.Reconnects)
+	}
+	if s.Skipped > 0 {
+		fmt.Fprintf(&b, ", %d turns skipped", s.Skipped)
 	}
 	fmt.Fprintf(&b, " in %.2f s\n", s.Duration)
 	fmt.Fprintf(&b, "throughput     %.2f req/s, %.1f input tok/s, %.1f output tok/s\n",

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -365,6 +366,9 @@ func (r *Recorder) record(p *parsed) {
 			Parent:    pl.parent,
 			ForkTurn:  pl.forkTurn,
 		}
+		if pl.grouping == tape.GroupSession {
+			conv.SessionHeader = sessionHeaderName(t.Request.Headers, r.p.sessionHeaders, c.session)
+		}
 		c.meta = conv
 		// Together: a store that fails loses both, never leaving a conversation without turns.
 		r.put(conv, t)
@@ -496,4 +500,22 @@ func (r *Recorder) finishOnce() error {
 // sends the next turn.
 func readyAt(t *tape.Turn) int64 {
 	return t.Timing.Start.UnixNano() + int64(t.Timing.End)
+}
+
+// sessionHeaderName returns the name of the first session header (in the order of names, as
+// sessionFromHeaders tries them) whose stored value starts with session, or "" when the
+// session id came from the body. Only the name is kept with the conversation.
+func sessionHeaderName(stored map[string]string, names []string, session string) string {
+	for _, n := range names {
+		v := strings.TrimSpace(stored[n])
+		if v == "" {
+			continue
+		}
+		// Several values of a header are stored joined by ", "; the id is the first.
+		if v == session || strings.HasPrefix(v, session+", ") {
+			return n
+		}
+		return ""
+	}
+	return ""
 }

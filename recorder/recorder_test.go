@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -291,6 +292,29 @@ func TestStitchRules(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A conversation grouped by a session header keeps the header's name (not its value) for
+// replay; one grouped by content keeps none.
+func TestSessionHeaderName(t *testing.T) {
+	s, _ := mustStore(t)
+	r := mustNew(t, s, recorder.Config{SessionHeaders: []string{"X-Extra-Session"}})
+	u1, u2 := msg("user", "one"), msg("user", "two")
+	runSteps(t, s, r, []step{
+		{msgs: []map[string]any{u1}, reply: "x", header: http.Header{"X-Session-Id": {"s1"}}},
+		{msgs: []map[string]any{u1, msg("assistant", "x"), u2}, reply: "y", header: http.Header{"X-Session-Id": {"s1"}}},
+		{msgs: []map[string]any{u2}, reply: "z", header: http.Header{"X-Extra-Session": {"s2"}}},
+		{msgs: []map[string]any{msg("user", "three")}, reply: "w"},
+	}, t0)
+	mustClose(t, r)
+	got := map[string]string{}
+	for _, c := range readAll(t, s) {
+		got[c.conv.Session] = c.conv.SessionHeader
+	}
+	want := map[string]string{"s1": "X-Session-Id", "s2": "X-Extra-Session", "": ""}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("session headers by session %v, want %v", got, want)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/metrics"
 	"github.com/llmtape/llmtape/tape"
@@ -80,6 +82,18 @@ const (
 	OnErrorContinue OnError = "continue"
 	// OnErrorStop ends the conversation.
 	OnErrorStop OnError = "stop-conversation"
+)
+
+// Failed is what is done with the turns that failed when they were recorded (an error class,
+// an error body or a status of 400 or more: tape.Turn.Failed).
+type Failed string
+
+// The policies for recorded failed turns.
+const (
+	// FailedSend sends them: they were part of the load the server had.
+	FailedSend Failed = "send"
+	// FailedSkip skips them; they are counted as skipped.
+	FailedSkip Failed = "skip"
 )
 
 // Defaults of Config fields whose zero value means "default".
@@ -185,6 +199,14 @@ type Config struct {
 	Retries int `json:"retries,omitempty"`
 	// OnError is the error policy; default OnErrorContinue.
 	OnError OnError `json:"on_error"`
+	// Failed says whether turns that failed when recorded are sent; default FailedSend. A
+	// client's retry of a failed turn is a turn of its own and is sent either way.
+	Failed Failed `json:"failed"`
+	// SessionHeader, when not empty, is a header sent with every request carrying an id of its
+	// conversation in this run (the same value on every turn of a conversation, see
+	// SessionID), as vLLM's benchmark does with --send-conversation-id. Conversations recorded
+	// with a session header get theirs (tape.Conversation.SessionHeader) in any case.
+	SessionHeader string `json:"session_header,omitempty"`
 	// SLO sets the objectives for goodput.
 	SLO metrics.SLO `json:"-"`
 
@@ -283,6 +305,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.OnError != OnErrorContinue && c.OnError != OnErrorStop {
 		return c, cfgErr("unknown on-error %q (want continue or stop-conversation)", c.OnError)
+	}
+	if c.Failed == "" {
+		c.Failed = FailedSend
+	}
+	if c.Failed != FailedSend && c.Failed != FailedSkip {
+		return c, cfgErr("unknown failed policy %q (want send or skip)", c.Failed)
+	}
+	if c.SessionHeader != "" && !httpguts.ValidHeaderFieldName(c.SessionHeader) {
+		return c, cfgErr("session header %q is not a valid header name", c.SessionHeader)
 	}
 	if c.MaxConcurrency < 0 || c.MaxConversations < 0 || c.MaxRequests < 0 || c.Retries < 0 ||
 		c.Duration < 0 || c.Warmup < 0 || c.WarmupRequests < 0 || c.SampleCount < 0 {

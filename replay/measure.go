@@ -56,6 +56,8 @@ type exchange struct {
 	// msgs and prompt are what was sent, counted only when the server gives no usage.
 	msgs   []json.RawMessage
 	prompt json.RawMessage
+	// header is the request's headers: the run's, or a conversation's with its session id.
+	header http.Header
 }
 
 // maxErrorBody bounds how much of an error response is read.
@@ -77,7 +79,7 @@ func (r *Replayer) attempt(ctx context.Context, url string, body []byte, x *exch
 		res.ErrorClass, res.Error = ClassConnect, err.Error()
 		return
 	}
-	req.Header = r.header // shared and never written: the transport only reads it
+	req.Header = x.header // shared and never written: the transport only reads it
 	sent := time.Now()
 	res.Sent = sent.Sub(r.start)
 	resp, err := r.client.Do(req)
@@ -86,7 +88,7 @@ func (r *Replayer) attempt(ctx context.Context, url string, body []byte, x *exch
 		// send once more on a new connection. What is measured is this attempt.
 		x.reconnects++
 		req, _ = http.NewRequestWithContext(reqCtx, http.MethodPost, url, bytes.NewReader(body))
-		req.Header = r.header
+		req.Header = x.header
 		sent = time.Now()
 		res.Sent = sent.Sub(r.start)
 		resp, err = r.fresh.Do(req)

@@ -34,8 +34,9 @@ type turnPlan struct {
 	completion int
 	// think is the recorded gap between the previous turn's end and this turn's start.
 	think time.Duration
-	// skip, when not empty, is why the turn cannot be replayed (its body was not kept).
-	skip string
+	// skip, when not empty, is why the turn is not replayed, and skipKind its kind (the
+	// report keeps one example reason per kind).
+	skip, skipKind string
 }
 
 // convPlan is one conversation to replay.
@@ -43,6 +44,9 @@ type convPlan struct {
 	id      uint64
 	arrival time.Duration // scheduled start of the first turn, from the run's start
 	turns   []turnPlan
+	// sessionHeader is the name of the header that carried the recorded session id; "" when
+	// the conversation was not grouped by a header.
+	sessionHeader string
 }
 
 // splitmix64 is a fast, well-mixed 64-bit hash used for sharding and sampling.
@@ -126,7 +130,7 @@ func load(st *tape.Store, cfg *Config) ([]*convPlan, error) {
 		if cfg.Shards > 1 && ShardOf(c.ID, cfg.Shards) != cfg.Shard {
 			continue
 		}
-		p, err := loadConversation(st, c, cfg.History == HistoryLive)
+		p, err := loadConversation(st, c, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -179,11 +183,18 @@ func gamma(rng *rand.Rand, shape float64) float64 {
 	return randx.Gamma(rng, shape)
 }
 
-var errTruncated = errors.New("request body was not recorded (larger than the proxy's --max-body)")
+// The reasons a recorded turn is not sent, by kind.
+var (
+	errTruncated = errors.New("request body was not recorded (larger than the proxy's --max-body)")
+	errNoRequest = errors.New("no request was recorded (no messages and no prompt)")
+	errFailed    = errors.New("failed when recorded (--failed skip)")
+)
 
-// loadConversation reads one conversation's turns with their full message lists.
-func loadConversation(st *tape.Store, c *tape.Conversation, live bool) (*convPlan, error) {
-	p := &convPlan{id: c.ID}
+// loadConversation reads one conversation's turns with their full message lists and marks
+// the turns that are not to be sent.
+func loadConversation(st *tape.Store, c *tape.Conversation, cfg *Config) (*convPlan, error) {
+	live := cfg.History == HistoryLive
+	p := &convPlan{id: c.ID, sessionHeader: c.SessionHeader}
 	var prevEnd time.Time
 	err := st.TurnMessages(c.ID, func(t *tape.Turn, msgs []json.RawMessage) error {
 		tp := turnPlan{
@@ -205,8 +216,15 @@ func loadConversation(st *tape.Store, c *tape.Conversation, live bool) (*convPla
 		if live {
 			tp.reply = tape.ReplyMessage(t)
 		}
-		if t.Request.Truncated {
-			tp.skip = errTruncated.Error()
+		switch {
+		case t.Request.Truncated:
+			tp.skip, tp.skipKind = errTruncated.Error(), "truncated"
+		case !t.HasRequest():
+			// Sending it would send an empty request: no messages, no model, no limit, so
+			// the server generates to its own limit.
+			tp.skip, tp.skipKind = errNoRequest.Error(), "no request"
+		case cfg.Failed == FailedSkip && t.Failed():
+			tp.skip, tp.skipKind = errFailed.Error(), "failed"
 		}
 		start := t.Timing.Start
 		if !start.IsZero() && !prevEnd.IsZero() {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,7 @@ type Replayer struct {
 	planned, done, failed, inflight, skipped, active atomic.Int64
 	cut                                              atomic.Int64 // conversations stopped before their end
 	ran                                              atomic.Bool
+	runID                                            uint64 // the run's id in the store, for SessionID
 }
 
 // Report is what Run returns: the run as saved, its summary and its histograms.
@@ -57,8 +59,9 @@ type Report struct {
 	Run     *tape.Run
 	Summary metrics.Summary
 	Set     *metrics.Set
-	// Skipped counts turns that could not be sent (no recorded body, no synthetic text);
-	// SkipReasons gives one example reason per kind.
+	// Skipped counts recorded turns that were not sent (no request recorded, a body too large
+	// to record, failed when recorded under FailedSkip, no synthetic text), as
+	// Summary.Skipped; SkipReasons gives one example reason per kind.
 	Skipped     int
 	SkipReasons []string
 	// Lost counts results the store could not commit.
@@ -111,7 +114,7 @@ func New(st *tape.Store, cfg Config) (*Replayer, error) {
 				continue
 			}
 			if tp.params, err = r.cfg.params(tp); err != nil {
-				tp.skip = err.Error()
+				tp.skip, tp.skipKind = err.Error(), "params"
 			}
 		}
 	}
@@ -278,6 +281,7 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	if err := r.store.CreateRun(run); err != nil {
 		return nil, fmt.Errorf("create run: %w", err)
 	}
+	r.runID = run.ID // before any conversation goroutine
 	var lost atomic.Int64
 	wcfg := r.cfg.Writer
 	onLost := wcfg.OnLost
@@ -342,6 +346,7 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	window := windowEnd - max(windowStart, 0)
 	sum := acc.Summary(window, r.cfg.SLO)
 	sum.Reconnects = int(r.reconnects.Load())
+	sum.Skipped = int(r.skipped.Load())
 	set := acc.Set()
 	saved, err := r.store.Run(run.ID)
 	if err != nil {
@@ -453,6 +458,7 @@ loop:
 // first is due when the previous reply in this replay ended plus the think time.
 func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind, reason string)) {
 	var live []json.RawMessage // the live history: last sent list plus the reply
+	header := r.conversationHeader(p)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -461,19 +467,25 @@ func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind
 		if k > 0 {
 			sched += r.think(tp)
 		}
-		// Build the body before waiting, so the wait ends with the send.
+		// Build the body before waiting, so the wait ends with the send. A skipped turn
+		// leaves the rest of the conversation to be sent: each later turn's recorded message
+		// list is what its client sent. The live history is dropped, since a later turn's
+		// list is relative to the skipped one: the next turn goes out as recorded.
 		if tp.skip != "" {
-			skip("recorded", fmt.Sprintf("conversation %d turn %d: %s", p.id, tp.index, tp.skip))
+			skip(tp.skipKind, fmt.Sprintf("conversation %d turn %d: %s", p.id, tp.index, tp.skip))
+			live = nil
 			continue
 		}
 		msgs, err := r.messages(tp, live)
 		if err != nil {
 			skip("synthetic", fmt.Sprintf("conversation %d turn %d: %v", p.id, tp.index, err))
+			live = nil
 			continue
 		}
 		body, prompt, err := r.body(tp, msgs)
 		if err != nil {
 			skip("body", fmt.Sprintf("conversation %d turn %d: %v", p.id, tp.index, err))
+			live = nil
 			continue
 		}
 		if d := time.Until(r.start.Add(sched)); d > 0 {
@@ -508,7 +520,7 @@ func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind
 		if r.cfg.MaxRequests > 0 && n == int64(r.cfg.MaxRequests) {
 			r.halt("max-requests")
 		}
-		x := r.send(tp, body, msgs, prompt, sched)
+		x := r.send(tp, header, body, msgs, prompt, sched)
 		if r.reqSlots != nil {
 			<-r.reqSlots
 		}
@@ -537,15 +549,40 @@ func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind
 	}
 }
 
+// SessionID is the value of a conversation's session headers in a run:
+// "llmtape-<run id>-<conversation id>". It is the same on every turn of the conversation and
+// differs across the conversations and the runs of a store, so a router with session affinity
+// sees the recorded conversations as conversations, and a new run as new ones.
+func SessionID(run, conversation uint64) string {
+	return "llmtape-" + strconv.FormatUint(run, 10) + "-" + strconv.FormatUint(conversation, 10)
+}
+
+// conversationHeader returns the headers of a conversation's requests: the run's, plus the
+// recorded session header and Config.SessionHeader with the conversation's SessionID. They
+// are set after Config.Header, so they replace a --header of the same name.
+func (r *Replayer) conversationHeader(p *convPlan) http.Header {
+	if p.sessionHeader == "" && r.cfg.SessionHeader == "" {
+		return r.header
+	}
+	h := r.header.Clone()
+	id := SessionID(r.runID, p.id)
+	for _, name := range []string{p.sessionHeader, r.cfg.SessionHeader} {
+		if name != "" {
+			h.Set(name, id)
+		}
+	}
+	return h
+}
+
 // send makes the attempts of one request (1 + Config.Retries at most) and returns the last.
 // The result's Sent is the first attempt's.
-func (r *Replayer) send(tp *turnPlan, body []byte, msgs []json.RawMessage, prompt json.RawMessage, sched time.Duration) *exchange {
+func (r *Replayer) send(tp *turnPlan, header http.Header, body []byte, msgs []json.RawMessage, prompt json.RawMessage, sched time.Duration) *exchange {
 	target := r.urls[tp.path]
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
 	var first time.Duration
 	for try := 0; ; try++ {
-		x := &exchange{msgs: msgs, prompt: prompt, events: tp.completion}
+		x := &exchange{msgs: msgs, prompt: prompt, events: tp.completion, header: header}
 		x.res.Scheduled = sched
 		r.attempt(r.abortCtx, target, body, x)
 		r.reconnects.Add(int64(x.reconnects))

@@ -497,6 +497,8 @@ func TestConfigErrors(t *testing.T) {
 		{Target: "http://x", Shard: 3, Shards: 3},
 		{Target: "http://x", Sample: 2},
 		{Target: "http://x", OnError: "panic"},
+		{Target: "http://x", Failed: "sometimes"},
+		{Target: "http://x", SessionHeader: "X Conv"},
 	} {
 		if _, err := replay.New(rs.store, cfg); !errors.Is(err, replay.ErrConfig) {
 			t.Errorf("New(%+v) = %v, want ErrConfig", cfg, err)

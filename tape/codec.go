@@ -304,6 +304,7 @@ func encodeConversation(buf []byte, c *Conversation) []byte {
 	e.uvarint(c.Parent)
 	e.int(c.ForkTurn)
 	e.int(c.Turns)
+	e.str(c.SessionHeader)
 	return e.b
 }
 
@@ -318,6 +319,9 @@ func decodeConversation(v []byte, c *Conversation) error {
 		Parent:    d.uvarint(),
 		ForkTurn:  d.int(),
 		Turns:     d.int(),
+	}
+	if d.more() { // appended after the first release: absent in older records
+		c.SessionHeader = d.str()
 	}
 	return d.err
 }

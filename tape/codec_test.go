@@ -91,9 +91,26 @@ func TestCodecRoundTrip(t *testing.T) {
 		}
 	})
 	t.Run("conversation", func(t *testing.T) {
-		in := &Conversation{ID: 1 << 60, Recording: 2, Arrival: -time.Second, Grouping: GroupFork, Session: "s", Parent: 3, ForkTurn: 4, Turns: 5}
+		in := &Conversation{ID: 1 << 60, Recording: 2, Arrival: -time.Second, Grouping: GroupSession, Session: "s", Parent: 3, ForkTurn: 4, Turns: 5, SessionHeader: "X-Session-Id"}
 		var out Conversation
 		if err := decodeConversation(encodeConversation(nil, in), &out); err != nil || out != *in {
+			t.Errorf("got %#v (%v), want %#v", out, err, *in)
+		}
+	})
+	t.Run("conversation of the first release", func(t *testing.T) {
+		// Written before SessionHeader existed: the record ends after Turns.
+		in := &Conversation{ID: 9, Recording: 2, Arrival: time.Second, Grouping: GroupSession, Session: "s", Turns: 5}
+		e := encoder{[]byte{recordVersion}}
+		e.uvarint(in.ID)
+		e.uvarint(in.Recording)
+		e.dur(in.Arrival)
+		e.str(string(in.Grouping))
+		e.str(in.Session)
+		e.uvarint(in.Parent)
+		e.int(in.ForkTurn)
+		e.int(in.Turns)
+		var out Conversation
+		if err := decodeConversation(e.b, &out); err != nil || out != *in {
 			t.Errorf("got %#v (%v), want %#v", out, err, *in)
 		}
 	})

@@ -21,6 +21,8 @@ var (
 	ErrLocked = errors.New("store is in use by another process")
 	// ErrNotFound is returned when a recording, conversation, turn or run does not exist.
 	ErrNotFound = errors.New("not found")
+	// ErrNoRecording is returned by FindRecording for "latest" in a store without recordings.
+	ErrNoRecording = errors.New("no recording in the store")
 	// ErrClosed is returned by a Store or Writer used after Close.
 	ErrClosed = errors.New("store closed")
 	// ErrStop, returned by a scan's callback, stops the scan early without error.

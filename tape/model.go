@@ -71,6 +71,10 @@ type Conversation struct {
 	Parent   uint64
 	ForkTurn int
 	Turns    int // number of turns, kept by the store (the value put is ignored)
+	// SessionHeader is the name of the request header that carried Session, when the
+	// conversation was grouped by a session header (never its value: Session has that); ""
+	// otherwise. Replay re-sends it with a value of its own (docs/replay.md).
+	SessionHeader string
 }
 
 // TokenSource says where a turn's token counts came from.
@@ -93,6 +97,20 @@ type Turn struct {
 	Response     Response
 	Timing       Timing
 	Tokens       Tokens
+}
+
+// Failed reports whether the turn failed as recorded: an error class, an error body or an
+// HTTP status of 400 or more.
+func (t *Turn) Failed() bool {
+	return t.Response.ErrorClass != "" || t.Response.Error != "" || t.Response.Status >= 400
+}
+
+// HasRequest reports whether the turn holds a request that can be sent again: messages, a
+// prompt, or a synthetic prompt. Turns of older stores, or of a capture that lacked the body,
+// have none.
+func (t *Turn) HasRequest() bool {
+	return t.Request.Kept > 0 || len(t.Request.Messages) > 0 || len(t.Request.Prompt) > 0 ||
+		t.Request.Synthetic != nil
 }
 
 // Request is what the client sent, stored without repeating earlier turns' messages.

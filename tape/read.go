@@ -335,6 +335,44 @@ func (s *Store) Run(id uint64) (*Run, error) {
 	return r, nil
 }
 
+// RecordingSource is what FindRecording reads: a Store, or a double of one in tests.
+type RecordingSource interface {
+	Recording(id uint64) (*Recording, error)
+	Recordings(fn func(*Recording) error) error
+}
+
+var _ RecordingSource = (*Store)(nil)
+
+// FindRecording resolves ref, as every command's --recording does: a numeric id, "" or
+// "latest" (the newest recording; ErrNoRecording when there is none), or a name (the newest
+// recording of that name). It is the one home of that rule.
+func FindRecording(src RecordingSource, ref string) (*Recording, error) {
+	if id, err := strconv.ParseUint(ref, 10, 64); err == nil {
+		r, err := src.Recording(id)
+		if err != nil {
+			return nil, fmt.Errorf("find recording %s: %w", ref, err)
+		}
+		return r, nil
+	}
+	var found *Recording
+	err := src.Recordings(func(r *Recording) error {
+		if ref == "" || ref == "latest" || r.Name == ref {
+			found = r
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find recording: %w", err)
+	}
+	if found == nil {
+		if ref == "" || ref == "latest" {
+			return nil, ErrNoRecording
+		}
+		return nil, fmt.Errorf("find recording %q: no recording of that id or name", ref)
+	}
+	return found, nil
+}
+
 // FindRun returns the run named by ref: a numeric ID, "latest" (the highest ID), or a name
 // (the latest run of that name). ErrNotFound if none matches.
 func (s *Store) FindRun(ref string) (*Run, error) {

@@ -30,6 +30,7 @@ func init() { register(newReplayCmd) }
 // replayOptions binds the flags of `llmtape replay` to a replay.Config.
 type replayOptions struct {
 	cfg        replay.Config
+	recording  string
 	arrival    string
 	think      string
 	thinkScale float64
@@ -51,7 +52,7 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f := cmd.Flags()
 	c := &o.cfg
 	f.StringVar(&c.Target, "target", "", "base URL of the server to replay against, e.g. http://127.0.0.1:8000 (required)")
-	f.Uint64Var(&c.Recording, "recording", 0, "recording id to replay (default: the latest complete one)")
+	f.StringVar(&o.recording, "recording", "", `recording to replay: an id, a name (the newest of that name) or "latest" (the newest) (default: the newest complete one)`)
 	f.StringVar(&c.Name, "name", "", `name of the run (default "replay <start time>", plus " shard i/n" with --shard)`)
 	f.StringVar(&o.arrival, "arrival", "original", "conversation arrivals: original (recorded offsets / --speed), poisson, gamma (at --rate) or all (as slots free up)")
 	f.Float64Var(&c.Rate, "rate", 0, "conversations per second for --arrival poisson or gamma")
@@ -77,6 +78,8 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.DurationVar(&c.Timeout, "timeout", replay.DefaultTimeout, "limit of each request attempt, from sending it to the last byte of the reply")
 	f.IntVar(&c.Retries, "retries", 0, "retry a failed request up to N times (counted in the summary)")
 	f.StringVar((*string)(&c.OnError), "on-error", "continue", "after a failed request: continue (with the recorded reply in the history) or stop-conversation")
+	f.StringVar((*string)(&c.Failed), "failed", string(replay.FailedSend), "turns that failed when recorded: send (they were part of the load) or skip")
+	f.StringVar(&c.SessionHeader, "session-header", "", `send this header with an id of the conversation on every request, e.g. X-Session-ID (value "llmtape-<run id>-<conversation id>"); conversations recorded with a session header get theirs anyway`)
 	f.StringVar(&o.slo, "slo", "", "objectives for goodput, e.g. ttft=500ms,tpot=50ms,e2e=10s")
 	f.StringVar(&o.jsonFile, "json", "", "also write the summary as JSON to this file (-: to stdout alone, the table then goes to stderr)")
 	f.Float64Var(&o.maxErrorRate, "max-error-rate", -1, "exit 1 when the share of failed requests (0..1) is above this, e.g. 0.05 (default: off; a run with no successful request always exits 1)")
@@ -245,6 +248,7 @@ measured, when no request succeeded (a target that is down), or when the share o
 requests is above --max-error-rate. See docs/replay.md.`,
 		Example: `  llmtape replay --target http://127.0.0.1:8000
   llmtape replay --target http://gpu-2:8000/v1 --recording 3 --speed 2 --slo ttft=500ms,tpot=50ms
+  llmtape replay --target http://router:8000 --recording latest --session-header X-Session-ID --failed skip
   llmtape replay --target http://127.0.0.1:8000 --arrival poisson --rate 5 --think none --history live
   llmtape replay --target http://10.0.0.5:8000 --shard 1/3 --start-at 2026-01-02T15:00:00Z --json run.json`,
 		Args: cobra.NoArgs,
@@ -273,6 +277,16 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
+	if o.recording != "" {
+		rec, err := tape.FindRecording(st, o.recording)
+		if errors.Is(err, tape.ErrNoRecording) {
+			return fmt.Errorf("replay: store %s has no recordings", path)
+		}
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		cfg.Recording = rec.ID
+	}
 	r, err := replay.New(st, cfg)
 	if errors.Is(err, replay.ErrConfig) {
 		return usageErrorf("%v", err)

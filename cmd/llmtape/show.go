@@ -56,14 +56,16 @@ type showTokens struct {
 
 // showOutput is the whole of `show --format json`.
 type showOutput struct {
-	ID        uint64     `json:"id"`
-	Recording uint64     `json:"recording"`
-	ArrivalMs float64    `json:"arrival_ms"`
-	Grouping  string     `json:"grouping"`
-	Session   string     `json:"session,omitempty"`
-	Parent    uint64     `json:"parent,omitempty"`
-	ForkTurn  *int       `json:"fork_turn,omitempty"`
-	Turns     []showTurn `json:"turns"`
+	ID        uint64  `json:"id"`
+	Recording uint64  `json:"recording"`
+	ArrivalMs float64 `json:"arrival_ms"`
+	Grouping  string  `json:"grouping"`
+	Session   string  `json:"session,omitempty"`
+	// SessionHeader is the name of the header that carried Session.
+	SessionHeader string     `json:"session_header,omitempty"`
+	Parent        uint64     `json:"parent,omitempty"`
+	ForkTurn      *int       `json:"fork_turn,omitempty"`
+	Turns         []showTurn `json:"turns"`
 }
 
 func newShowCmd() *cobra.Command {
@@ -119,7 +121,7 @@ func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
 		return nil, err
 	}
 	out := &showOutput{ID: conv.ID, Recording: conv.Recording, ArrivalMs: ms(conv.Arrival),
-		Grouping: string(conv.Grouping), Session: conv.Session, Parent: conv.Parent, Turns: []showTurn{}}
+		Grouping: string(conv.Grouping), Session: conv.Session, SessionHeader: conv.SessionHeader, Parent: conv.Parent, Turns: []showTurn{}}
 	if conv.Parent != 0 {
 		ft := conv.ForkTurn
 		out.ForkTurn = &ft
@@ -255,7 +257,9 @@ func fmtDurationMs(v float64) string {
 func writeShowText(w io.Writer, out *showOutput) error {
 	fmt.Fprintf(w, "conversation %d  recording %d  grouping %s  arrival %s  turns %d\n",
 		out.ID, out.Recording, out.Grouping, fmtDurationMs(out.ArrivalMs), len(out.Turns))
-	if out.Session != "" {
+	if out.Session != "" && out.SessionHeader != "" {
+		fmt.Fprintf(w, "session %s (header %s)\n", out.Session, out.SessionHeader)
+	} else if out.Session != "" {
 		fmt.Fprintf(w, "session %s\n", out.Session)
 	}
 	if out.Parent != 0 {
