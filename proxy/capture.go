@@ -78,7 +78,7 @@ func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 			x.ClientGone = true
 		}
 		resp = errorResponse(req, err)
-		if c.req != nil && c.clientCtx.Err() == nil {
+		if c.req != nil && c.canDrain() {
 			// The upstream may have failed before it took the whole body (a refused
 			// connection takes none of it): read the rest from the client before answering,
 			// so that the exchange keeps the request as it was sent.
@@ -106,6 +106,12 @@ type capture struct {
 	req       *reqTee
 	sendAt    time.Duration
 	conn      reconn.Trace // the upstream connection of the request (see send)
+}
+
+// canDrain reports whether the rest of the request body may be read from the client (see
+// reqTee.drain): the client is still there and the proxy is not aborting (second Ctrl-C).
+func (c *capture) canDrain() bool {
+	return c.clientCtx.Err() == nil && c.p.abortCtx.Err() == nil
 }
 
 // classify names the kind of an upstream failure.
@@ -304,7 +310,7 @@ func (t *respTee) Close() error {
 		// rest with the client; read it so the exchange keeps the request. Not when the
 		// client waits for a 100 Continue that the answer has made impossible: it will never
 		// send the body.
-		if c.clientCtx.Err() == nil && !(r.untouched() && hasExpectContinue(x.ReqHeader)) {
+		if c.canDrain() && !(r.untouched() && hasExpectContinue(x.ReqHeader)) {
 			r.drain()
 		}
 		r.mu.Lock()
