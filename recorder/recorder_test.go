@@ -259,6 +259,11 @@ func TestStitchRules(t *testing.T) {
 			{msgs: []map[string]any{u1, a("x"), u2}, status: 500, match: tape.GroupPrefix, kept: 2},
 			{msgs: []map[string]any{u1, a("x"), u2, u3}, reply: "y", match: tape.GroupPrefix, kept: 3},
 		}},
+		{name: "an empty reply echoed after an error is kept, not stored", convs: 1, steps: []step{
+			{msgs: []map[string]any{u1}, reply: "x", wantNew: true, match: tape.GroupSingle},
+			{msgs: []map[string]any{u1, a("x"), u2}, status: 429, match: tape.GroupPrefix, kept: 2},
+			{msgs: []map[string]any{u1, a("x"), u2, a(""), u3}, reply: "y", match: tape.GroupPrefix, kept: 4},
+		}},
 		{name: "first-turn error then retry", convs: 1, steps: []step{
 			{msgs: []map[string]any{sys, u1}, status: 503, wantNew: true, match: tape.GroupSingle},
 			{msgs: []map[string]any{sys, u1}, reply: "x", match: tape.GroupPrefix, kept: 2},
