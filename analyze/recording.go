@@ -134,6 +134,19 @@ func FindRecording(src Source, ref string) (*tape.Recording, error) {
 // TurnFailed reports whether a recorded turn failed: tape.Turn.Failed.
 func TurnFailed(t *tape.Turn) bool { return t.Failed() }
 
+// TurnErrorClass returns the error class of a recorded turn that failed (TurnFailed): its
+// own, or "http" when it has none (a turn imported with only a failing status); "" for a turn
+// that did not fail.
+func TurnErrorClass(t *tape.Turn) string {
+	switch {
+	case !TurnFailed(t):
+		return ""
+	case t.Response.ErrorClass != "":
+		return t.Response.ErrorClass
+	}
+	return "http"
+}
+
 // TurnResult returns a recorded turn as the result of a request, so that recorded and replayed
 // figures come from the same code: TTFT is the first output event's offset, E2E is End − Sent,
 // and tokens are the turn's.
@@ -147,7 +160,7 @@ func TurnResult(t *tape.Turn) tape.Result {
 		CachedTokens: t.Tokens.Cached,
 		TokenSource:  t.Tokens.Source,
 		Status:       t.Response.Status,
-		ErrorClass:   t.Response.ErrorClass,
+		ErrorClass:   TurnErrorClass(t),
 		Error:        t.Response.Error,
 	}
 	if len(t.Timing.Chunks) > 0 {
@@ -155,9 +168,6 @@ func TurnResult(t *tape.Turn) tape.Result {
 	}
 	if t.Timing.End > t.Timing.Sent {
 		r.E2E = t.Timing.End - t.Timing.Sent
-	}
-	if TurnFailed(t) && r.ErrorClass == "" {
-		r.ErrorClass = "http"
 	}
 	return r
 }
@@ -264,12 +274,8 @@ func (s *scan) conversation(src Source, ci int32, c *tape.Conversation, convIdx 
 			s.byTurnIn[b] = append(s.byTurnIn[b], float64(t.Tokens.Prompt))
 			s.byTurnOut[b] = append(s.byTurnOut[b], float64(t.Tokens.Completion))
 		}
-		if TurnFailed(t) {
+		if cls := TurnErrorClass(t); cls != "" {
 			s.errors++
-			cls := t.Response.ErrorClass
-			if cls == "" {
-				cls = "http"
-			}
 			s.byClass[cls]++
 			if t.Response.Status > 0 {
 				s.byStatus[strconv.Itoa(t.Response.Status)]++

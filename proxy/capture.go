@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,6 +78,12 @@ func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 			x.ClientGone = true
 		}
 		resp = errorResponse(req, err)
+		if c.req != nil && c.canDrain() {
+			// The upstream may have failed before it took the whole body (a refused
+			// connection takes none of it): read the rest from the client before answering,
+			// so that the exchange keeps the request as it was sent.
+			c.req.drain()
+		}
 		if c.req != nil && c.req.isStalled() {
 			resp = stalledResponse(req) // (the connection is closed after it: see stallBody)
 		}
@@ -99,6 +106,12 @@ type capture struct {
 	req       *reqTee
 	sendAt    time.Duration
 	conn      reconn.Trace // the upstream connection of the request (see send)
+}
+
+// canDrain reports whether the rest of the request body may be read from the client (see
+// reqTee.drain): the client is still there and the proxy is not aborting (second Ctrl-C).
+func (c *capture) canDrain() bool {
+	return c.clientCtx.Err() == nil && c.p.abortCtx.Err() == nil
 }
 
 // classify names the kind of an upstream failure.
@@ -134,6 +147,45 @@ type reqTee struct {
 	rerr       error         // rc's last error (io.EOF at the end)
 	closeLater bool          // Close was deferred to the exchange's end: the body may be sent again
 	stalled    bool          // the client paused mid-body over Config.BodyTimeout
+}
+
+// drain reads what the transport left of the body, keeping it as Read does, so that an
+// exchange whose upstream failed (or answered early) still has the whole request. It stops at
+// the body's end or first error, and as soon as the body is over max (it would not be kept
+// anyway). A client that pauses mid-body is cut by Config.BodyTimeout as usual.
+func (t *reqTee) drain() {
+	var buf []byte
+	for {
+		t.mu.Lock()
+		done := t.rerr != nil || t.trunc || t.stalled
+		t.mu.Unlock()
+		if done {
+			return
+		}
+		if buf == nil {
+			buf = make([]byte, 32<<10)
+		}
+		if _, err := t.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// untouched reports whether no byte of the body has been read yet.
+func (t *reqTee) untouched() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.size == 0 && t.rerr == nil
+}
+
+// hasExpectContinue reports whether a request asked for "100 Continue" before its body.
+func hasExpectContinue(h http.Header) bool {
+	for _, v := range h.Values("Expect") {
+		if strings.EqualFold(strings.TrimSpace(v), "100-continue") {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *reqTee) isStalled() bool {
@@ -254,6 +306,13 @@ func (t *respTee) Close() error {
 		}
 	}
 	if r := c.req; r != nil {
+		// An upstream that answered without reading the whole body (an early 4xx) left the
+		// rest with the client; read it so the exchange keeps the request. Not when the
+		// client waits for a 100 Continue that the answer has made impossible: it will never
+		// send the body.
+		if c.canDrain() && !(r.untouched() && hasExpectContinue(x.ReqHeader)) {
+			r.drain()
+		}
 		r.mu.Lock()
 		x.ReqSize, x.Truncated, x.Sent = r.size, r.trunc, r.sentAt
 		if !r.trunc && !r.stalled {

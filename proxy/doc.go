@@ -35,6 +35,10 @@
 //   - A client that pauses mid-body longer than Config.BodyTimeout gets a 408 and its
 //     connection is closed (not inside intercepted TLS connections, whose requests goproxy
 //     reads).
+//   - An exchange whose upstream failed (or answered before it read the request body) still
+//     has the whole request body: the proxy reads from the client what the upstream did not
+//     take, before it answers 502 or finishes the exchange (not when the client waits for a
+//     100 Continue that the early answer ruled out: it never sends the body).
 //   - Bodies larger than Config.MaxBody pass through and are kept truncated (request: not kept,
 //     Truncated set; response: the first MaxBody bytes, RespTruncated set).
 //   - A request that fails on a reused upstream connection before any byte of the answer (the

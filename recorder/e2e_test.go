@@ -485,7 +485,8 @@ func TestStitchSharedPrefix(t *testing.T) {
 
 // Failures seen through the real proxy become error turns: an unreachable upstream (502,
 // connect), an upstream 429 (http), and a client that goes away mid-stream (canceled, with the
-// part of the reply that had arrived).
+// part of the reply that had arrived). Each keeps its request as the client sent it (a refused
+// connection takes none of the body), and a retry of a failed request joins its conversation.
 func TestErrorTurnsThroughProxy(t *testing.T) {
 	slowURL := simtest.MustStart(t, sim.Config{Seed: 1, TTFT: time.Millisecond, ITL: 20 * time.Millisecond, Tokenizer: "approx"}).URL()
 	failURL := simtest.MustStart(t, sim.Config{Seed: 1, FailRate: 1, FailStatus: 429, Tokenizer: "approx"}).URL()
@@ -504,49 +505,61 @@ func TestErrorTurnsThroughProxy(t *testing.T) {
 		cancel   bool
 		status   int
 		class    string
+		sends    int // the same request, sent again after each failure
 	}{
-		{name: "upstream unreachable", upstream: deadURL, status: 502, class: "connect"},
-		{name: "upstream 429", upstream: failURL, status: 429, class: "http"},
-		{name: "client gone", upstream: slowURL, cancel: true, status: 200, class: "canceled"},
+		{name: "upstream unreachable", upstream: deadURL, status: 502, class: "connect", sends: 2},
+		{name: "upstream 429", upstream: failURL, status: 429, class: "http", sends: 2},
+		{name: "client gone", upstream: slowURL, cancel: true, status: 200, class: "canceled", sends: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _ := mustStore(t)
 			st := startStack(t, s, tc.upstream, recorder.Config{})
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, st.url+"/v1/chat/completions", bytes.NewReader(body))
 			client := &http.Client{Transport: &http.Transport{}}
 			defer client.CloseIdleConnections()
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != tc.status {
-				t.Errorf("client got status %d, want %d", resp.StatusCode, tc.status)
-			}
-			if tc.cancel {
-				// Read the first event, then go away.
-				if _, err := openai.NewDecoder(resp.Body).Next(); err != nil {
-					t.Fatalf("first event: %v (status %d, headers %v)", err, resp.StatusCode, resp.Header)
+			for range tc.sends {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, st.url+"/v1/chat/completions", bytes.NewReader(body))
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
 				}
-				cancel()
-			} else {
-				io.Copy(io.Discard, resp.Body)
+				if resp.StatusCode != tc.status {
+					t.Errorf("client got status %d, want %d", resp.StatusCode, tc.status)
+				}
+				if tc.cancel {
+					// Read the first event, then go away.
+					if _, err := openai.NewDecoder(resp.Body).Next(); err != nil {
+						t.Fatalf("first event: %v (status %d, headers %v)", err, resp.StatusCode, resp.Header)
+					}
+					cancel()
+				} else {
+					io.Copy(io.Discard, resp.Body)
+				}
+				resp.Body.Close()
 			}
-			resp.Body.Close()
 			stats := st.stop()
 			convs := readAll(t, s)
-			if len(convs) != 1 || stats.Recorded != 1 {
-				t.Fatalf("%d conversations, stats %+v", len(convs), stats)
+			if len(convs) != 1 || stats.Recorded != uint64(tc.sends) {
+				t.Fatalf("%d conversations, stats %+v; want 1 conversation of %d turns", len(convs), stats, tc.sends)
 			}
 			for _, c := range convs {
-				r := c.turns[0].turn.Response
-				if r.Status != tc.status || r.ErrorClass != tc.class || r.Error == "" {
-					t.Errorf("response status %d class %q error %q; want %d %q and an error", r.Status, r.ErrorClass, r.Error, tc.status, tc.class)
+				if len(c.turns) != tc.sends {
+					t.Fatalf("%d turns in the conversation, want %d", len(c.turns), tc.sends)
 				}
-				if tc.cancel && (r.Content == "" || !c.turns[0].turn.Timing.ClientGone || len(c.turns[0].turn.Timing.Chunks) == 0) {
-					t.Errorf("canceled turn: content %q, client gone %v, %d chunks", r.Content, c.turns[0].turn.Timing.ClientGone, len(c.turns[0].turn.Timing.Chunks))
+				for _, ti := range c.turns {
+					tt := ti.turn
+					r := tt.Response
+					if r.Status != tc.status || r.ErrorClass != tc.class || r.Error == "" {
+						t.Errorf("turn %d: response status %d class %q error %q; want %d %q and an error", tt.Index, r.Status, r.ErrorClass, r.Error, tc.status, tc.class)
+					}
+					if tt.Request.Model != "m" || !sameMessages(t, ti.msgs, body) {
+						t.Errorf("turn %d: stored model %q messages %d, want the request's", tt.Index, tt.Request.Model, len(ti.msgs))
+					}
+					if tc.cancel && (r.Content == "" || !tt.Timing.ClientGone || len(tt.Timing.Chunks) == 0) {
+						t.Errorf("canceled turn: content %q, client gone %v, %d chunks", r.Content, tt.Timing.ClientGone, len(tt.Timing.Chunks))
+					}
 				}
 			}
 		})

@@ -242,6 +242,29 @@ func TestStitchRules(t *testing.T) {
 			{msgs: []map[string]any{u1, a("x"), u2}, reply: "y", match: tape.GroupPrefix, kept: 3},
 			{msgs: []map[string]any{u1, a("x"), u2, a("y"), u3}, reply: "z", match: tape.GroupPrefix, kept: 4},
 		}},
+		{name: "retries that fail again stay in the conversation", convs: 1, steps: []step{
+			{msgs: []map[string]any{u1}, reply: "x", wantNew: true, match: tape.GroupSingle},
+			{msgs: []map[string]any{u1, a("x"), u2}, status: 503, match: tape.GroupPrefix, kept: 2},
+			{msgs: []map[string]any{u1, a("x"), u2}, status: 502, match: tape.GroupPrefix, kept: 3},
+			{msgs: []map[string]any{u1, a("x"), u2}, reply: "y", match: tape.GroupPrefix, kept: 3},
+			{msgs: []map[string]any{u1, a("x"), u2, a("y"), u3}, reply: "z", match: tape.GroupPrefix, kept: 4},
+		}},
+		{name: "another question after an error continues the conversation", convs: 1, steps: []step{
+			{msgs: []map[string]any{u1}, reply: "x", wantNew: true, match: tape.GroupSingle},
+			{msgs: []map[string]any{u1, a("x"), u2}, status: 429, match: tape.GroupPrefix, kept: 2},
+			{msgs: []map[string]any{u1, a("x"), u3}, reply: "y", match: tape.GroupPrefix, kept: 2},
+			{msgs: []map[string]any{u1, a("x"), u3, a("y"), u2}, reply: "z", match: tape.GroupPrefix, kept: 4},
+		}},
+		{name: "the failed question kept and another added", convs: 1, steps: []step{
+			{msgs: []map[string]any{u1}, reply: "x", wantNew: true, match: tape.GroupSingle},
+			{msgs: []map[string]any{u1, a("x"), u2}, status: 500, match: tape.GroupPrefix, kept: 2},
+			{msgs: []map[string]any{u1, a("x"), u2, u3}, reply: "y", match: tape.GroupPrefix, kept: 3},
+		}},
+		{name: "an empty reply echoed after an error is kept, not stored", convs: 1, steps: []step{
+			{msgs: []map[string]any{u1}, reply: "x", wantNew: true, match: tape.GroupSingle},
+			{msgs: []map[string]any{u1, a("x"), u2}, status: 429, match: tape.GroupPrefix, kept: 2},
+			{msgs: []map[string]any{u1, a("x"), u2, a(""), u3}, reply: "y", match: tape.GroupPrefix, kept: 4},
+		}},
 		{name: "first-turn error then retry", convs: 1, steps: []step{
 			{msgs: []map[string]any{sys, u1}, status: 503, wantNew: true, match: tape.GroupSingle},
 			{msgs: []map[string]any{sys, u1}, reply: "x", match: tape.GroupPrefix, kept: 2},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/llmtape/llmtape/analyze"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -39,7 +40,7 @@ type showTurn struct {
 	E2EMs        *float64      `json:"e2e_ms"`
 	Status       int           `json:"status"`
 	Error        string        `json:"error,omitempty"`
-	ErrorClass   string        `json:"error_class,omitempty"`
+	ErrorClass   string        `json:"error_class,omitempty"` // set exactly when the turn failed
 	FinishReason string        `json:"finish_reason,omitempty"`
 	Kept         int           `json:"kept"`
 	Messages     []showMessage `json:"messages"`
@@ -76,8 +77,10 @@ func newShowCmd() *cobra.Command {
 		Long: `Show prints the turns of one conversation: for each turn the messages it added (role and
 the first characters; the messages kept from earlier turns are counted, not repeated), the
 reply, the timing (think time before it, TTFT and end-to-end latency from the request being
-sent upstream) and the token counts with their source. --format json gives each added message
-verbatim and the reply in full.`,
+sent upstream) and the token counts with their source. A turn that failed (the upstream could
+not be reached, answered an error, broke off the stream, or the client went away) is marked
+FAILED with its error class; its messages are the ones the client sent. --format json gives
+each added message verbatim, the reply in full, and error_class on failed turns.`,
 		Example: `  llmtape ls                     # find a recording
   llmtape show 42
   llmtape show 42 --format json | jq '.turns[].tokens'`,
@@ -131,7 +134,7 @@ func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
 		st := showTurn{
 			Index: t.Index, Match: string(t.Match), Model: t.Request.Model, Path: t.Request.Path,
 			Start:  t.Timing.Start.UTC(),
-			Status: t.Response.Status, Error: t.Response.Error, ErrorClass: t.Response.ErrorClass,
+			Status: t.Response.Status, Error: t.Response.Error, ErrorClass: analyze.TurnErrorClass(t),
 			FinishReason: t.Response.FinishReason, Kept: t.Request.Kept, Messages: []showMessage{},
 			Reply: t.Response.Content,
 			Tokens: showTokens{Prompt: t.Tokens.Prompt, Completion: t.Tokens.Completion,
@@ -266,17 +269,21 @@ func writeShowText(w io.Writer, out *showOutput) error {
 		fmt.Fprintf(w, "forked from conversation %d at turn %d\n", out.Parent, *out.ForkTurn)
 	}
 	for _, t := range out.Turns {
-		fmt.Fprintf(w, "\nturn %d  %s  %s  status %d  think %s  ttft %s  e2e %s  tokens %d in (%d cached) / %d out (%s)\n",
+		failed := ""
+		if t.ErrorClass != "" {
+			failed = "  FAILED " + t.ErrorClass
+		}
+		fmt.Fprintf(w, "\nturn %d  %s  %s  status %d  think %s  ttft %s  e2e %s  tokens %d in (%d cached) / %d out (%s)%s\n",
 			t.Index, t.Start.Format("2006-01-02 15:04:05.000"), orDash(t.Model), t.Status, fmtMs(t.ThinkMs),
 			fmtMs(t.TTFTMs), fmtMs(t.E2EMs), t.Tokens.Prompt, t.Tokens.Cached, t.Tokens.Completion,
-			orDash(t.Tokens.Source))
+			orDash(t.Tokens.Source), failed)
 		if t.Kept > 0 {
 			fmt.Fprintf(w, "  … %d earlier messages\n", t.Kept)
 		}
 		for _, m := range t.Messages {
 			fmt.Fprintf(w, "  %-9s %s\n", m.Role, m.Preview)
 		}
-		if t.Error != "" {
+		if t.ErrorClass != "" || t.Error != "" {
 			fmt.Fprintf(w, "  %-9s %s\n", "error", preview(t.ErrorClass+": "+t.Error))
 		} else {
 			fmt.Fprintf(w, "  %-9s %s\n", "reply", preview(t.Reply))
