@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,7 +47,7 @@ func benchSim(b *testing.B, ttft, itl time.Duration) string {
 
 // recordingProxy runs a reverse proxy that records into a fresh store through the recorder,
 // as `llmtape record` does.
-func recordingProxy(b *testing.B, upstream string) (addr string, rec *recorder.Recorder) {
+func recordingProxy(b *testing.B, upstream string) (p *proxy.Proxy, addr string, rec *recorder.Recorder) {
 	b.Helper()
 	st, err := tape.Open(filepath.Join(b.TempDir(), "bench.db"), nil)
 	if err != nil {
@@ -60,8 +59,8 @@ func recordingProxy(b *testing.B, upstream string) (addr string, rec *recorder.R
 	}
 	b.Cleanup(func() { st.Close() })
 	b.Cleanup(func() { rec.Close() }) // runs before the store's Close
-	_, addr = proxytest.MustStart(b, proxy.Config{Upstream: upstream, Sink: rec})
-	return addr, rec
+	p, addr = proxytest.MustStart(b, proxy.Config{Upstream: upstream, Sink: rec})
+	return p, addr, rec
 }
 
 // startNginx runs nginx as a reverse proxy with proxy_buffering off in front of upstream, or
@@ -316,7 +315,7 @@ func benchStreamsThrough(b *testing.B, stagger time.Duration) {
 func BenchmarkRecordedExchanges(b *testing.B) {
 	const perOp = 500
 	up := benchSim(b, 0, 0)
-	paddr, rec := recordingProxy(b, up)
+	_, paddr, rec := recordingProxy(b, up)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
 	var next atomic.Int64
 	b.ReportAllocs()
@@ -523,18 +522,17 @@ func (rp *recordProcess) stats(b *testing.B) (st struct {
 	return st
 }
 
-var _ = context.Background
-
 // BenchmarkCloseAfterStream runs the closed-loop load of TestReusedConnectionClosedByUpstreamIsResent
 // (16 conversations of 4 turns, each turn sent as soon as the previous reply ends, keep-alive
 // clients) against a sim that closes every connection after its stream, as llama.cpp's server
-// does: directly, through nginx (when installed) and through the proxy. It reports the
-// failures the client saw per round of 64 requests; the proxy's must be 0.
+// does: directly, through nginx (when installed) and through the proxy recording into a store
+// as `llmtape record` does. It reports the failures the client saw per round of 64 requests;
+// the proxy's must be 0, and every exchange must be recorded.
 func BenchmarkCloseAfterStream(b *testing.B) {
 	cfg := simtest.Fast()
 	cfg.CloseAfterStream = true
 	up := simtest.MustStart(b, cfg).URL()
-	p, paddr := proxytest.MustStart(b, proxy.Config{Upstream: up, Sink: proxytest.SinkFunc(func(*proxy.Exchange) {})})
+	p, paddr, rec := recordingProxy(b, up)
 	nginx := startNginx(b, up)
 	const convs, turns = 16, 4
 	for _, tg := range []struct{ name, base string }{{"direct", up}, {"nginx", nginx}, {"proxy", "http://" + paddr}} {
@@ -560,6 +558,9 @@ func BenchmarkCloseAfterStream(b *testing.B) {
 				b.ReportMetric(float64(p.Stats().UpstreamReconnects-before)/float64(b.N), "reconnects/round")
 				if fails > 0 {
 					b.Errorf("the proxy let %d failures through", fails)
+				}
+				if st := rec.Stats(); st.NotRecorded > 0 {
+					b.Errorf("%d exchanges not recorded", st.NotRecorded)
 				}
 			}
 		})
