@@ -163,12 +163,8 @@ func TurnResult(t *tape.Turn) tape.Result {
 		ErrorClass:   TurnErrorClass(t),
 		Error:        t.Response.Error,
 	}
-	if len(t.Timing.Chunks) > 0 {
-		r.TTFT = t.Timing.Chunks[0].Offset
-	}
-	if t.Timing.End > t.Timing.Sent {
-		r.E2E = t.Timing.End - t.Timing.Sent
-	}
+	r.TTFT, _ = t.Timing.TTFT()
+	r.E2E, _ = t.Timing.E2E()
 	return r
 }
 
@@ -285,12 +281,9 @@ func (s *scan) conversation(src Source, ci int32, c *tape.Conversation, convIdx 
 		recordLatency(s.latency, &r)
 		start := t.Timing.Start.UnixNano()
 		if prev != nil {
-			prevEnd := prev.Timing.Start.Add(prev.Timing.End)
-			gap := t.Timing.Start.Sub(prevEnd)
-			if gap < 0 {
-				gap = 0
+			if gap, ok := t.Timing.ThinkTime(&prev.Timing); ok {
+				s.think = append(s.think, float64(gap)/float64(time.Millisecond))
 			}
-			s.think = append(s.think, float64(gap)/float64(time.Millisecond))
 		}
 		end := start + int64(t.Timing.End)
 		s.ivs = append(s.ivs, interval{start: start, end: end, out: int32(t.Tokens.Completion), first: n == 1})

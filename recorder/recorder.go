@@ -322,7 +322,7 @@ func (r *Recorder) record(p *parsed) {
 	if t.Timing.Start.Before(r.started) {
 		r.started = t.Timing.Start
 	}
-	if end := t.Timing.Start.Add(t.Timing.End); end.After(r.last) {
+	if end := t.Timing.Ended(); end.After(r.last) {
 		r.last = end
 	}
 	pl := r.ix.place(p, r.store.NextConversationID)

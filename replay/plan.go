@@ -195,7 +195,7 @@ var (
 func loadConversation(st *tape.Store, c *tape.Conversation, cfg *Config) (*convPlan, error) {
 	live := cfg.History == HistoryLive
 	p := &convPlan{id: c.ID, sessionHeader: c.SessionHeader}
-	var prevEnd time.Time
+	var prev *tape.Timing
 	err := st.TurnMessages(c.ID, func(t *tape.Turn, msgs []json.RawMessage) error {
 		tp := turnPlan{
 			index:      t.Index,
@@ -226,17 +226,8 @@ func loadConversation(st *tape.Store, c *tape.Conversation, cfg *Config) (*convP
 		case cfg.Failed == FailedSkip && t.Failed():
 			tp.skip, tp.skipKind = errFailed.Error(), "failed"
 		}
-		start := t.Timing.Start
-		if !start.IsZero() && !prevEnd.IsZero() {
-			if d := start.Sub(prevEnd); d > 0 {
-				tp.think = d
-			}
-		}
-		if !start.IsZero() {
-			prevEnd = start.Add(t.Timing.End)
-		} else {
-			prevEnd = time.Time{}
-		}
+		tp.think, _ = t.Timing.ThinkTime(prev)
+		prev = &t.Timing
 		p.turns = append(p.turns, tp)
 		return nil
 	})

@@ -182,15 +182,48 @@ type Chunk struct {
 	Tokens int32
 }
 
-// Timing is when things happened. Start is wall clock; everything else is a monotonic offset
-// from it.
+// Timing is when things happened. Start is wall clock; Sent, Headers and End are monotonic
+// offsets from Start, and each Chunk's Offset is from Sent (the request being sent). The
+// figures derived from them (TTFT, E2E, the end, think time) are computed by the methods below
+// and nowhere else.
 type Timing struct {
 	Start      time.Time
-	Sent       time.Duration // the request was fully received by the proxy and sent upstream
-	Headers    time.Duration // upstream response headers arrived
-	Chunks     []Chunk       // every output-carrying stream event, in order
-	End        time.Duration // last byte of the response
+	Sent       time.Duration // from Start: the request was fully received by the proxy and sent upstream
+	Headers    time.Duration // from Start: upstream response headers arrived
+	Chunks     []Chunk       // every output-carrying stream event, in order (offsets from Sent)
+	End        time.Duration // from Start: last byte of the response (0: no response timing)
 	ClientGone bool          // the client went away before the response ended
+}
+
+// TTFT is the time from the request being sent to the first event that carried output, and
+// false when no output event was recorded (not streamed, failed, imported).
+func (t *Timing) TTFT() (time.Duration, bool) {
+	if len(t.Chunks) == 0 {
+		return 0, false
+	}
+	return t.Chunks[0].Offset, true
+}
+
+// E2E is the time from the request being sent to the last byte of the response, and false
+// when the turn has no response timing (imported or generated turns).
+func (t *Timing) E2E() (time.Duration, bool) {
+	if t.End <= t.Sent {
+		return 0, false
+	}
+	return t.End - t.Sent, true
+}
+
+// Ended is the wall-clock time of the response's last byte (Start when there is none).
+func (t *Timing) Ended() time.Time { return t.Start.Add(t.End) }
+
+// ThinkTime is the gap between the end of prev's response and this turn's start: the time the
+// user (or agent) took before sending it. It is 0 when the turn started before prev ended (a
+// client that did not wait) and false without a previous turn or start time.
+func (t *Timing) ThinkTime(prev *Timing) (time.Duration, bool) {
+	if prev == nil || prev.Start.IsZero() || t.Start.IsZero() {
+		return 0, false
+	}
+	return max(t.Start.Sub(prev.Ended()), 0), true
 }
 
 // Tokens are a turn's token counts.

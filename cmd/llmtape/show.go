@@ -129,7 +129,7 @@ func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
 		ft := conv.ForkTurn
 		out.ForkTurn = &ft
 	}
-	var prevEnd time.Time
+	var prev *tape.Timing
 	err = s.Turns(id, func(t *tape.Turn) error {
 		st := showTurn{
 			Index: t.Index, Match: string(t.Match), Model: t.Request.Model, Path: t.Request.Path,
@@ -140,17 +140,17 @@ func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
 			Tokens: showTokens{Prompt: t.Tokens.Prompt, Completion: t.Tokens.Completion,
 				Cached: t.Tokens.Cached, Source: string(t.Tokens.Source)},
 		}
-		if !prevEnd.IsZero() && !t.Timing.Start.IsZero() {
-			think := ms(t.Timing.Start.Sub(prevEnd))
+		if d, ok := t.Timing.ThinkTime(prev); ok {
+			think := ms(d)
 			st.ThinkMs = &think
 		}
-		prevEnd = t.Timing.Start.Add(t.Timing.End)
-		if t.Timing.End > 0 { // imported and generated turns have no response timing
-			e2e := ms(t.Timing.End - t.Timing.Sent)
+		prev = &t.Timing
+		if d, ok := t.Timing.E2E(); ok { // imported and generated turns have no response timing
+			e2e := ms(d)
 			st.E2EMs = &e2e
 		}
-		if len(t.Timing.Chunks) > 0 {
-			ttft := ms(t.Timing.Chunks[0].Offset - t.Timing.Sent)
+		if d, ok := t.Timing.TTFT(); ok {
+			ttft := ms(d)
 			st.TTFTMs = &ttft
 		}
 		for _, m := range t.Request.Messages {

@@ -112,7 +112,8 @@ func NewChat(rng *rand.Rand, recording, id uint64, cfg Config) *Chat {
 		off := t.Timing.Headers
 		for range cfg.Chunks {
 			off += time.Duration(rng.IntN(40_000_000))
-			t.Timing.Chunks = append(t.Timing.Chunks, tape.Chunk{Offset: off, Tokens: 1 + rng.Int32N(3)})
+			// Chunk offsets are from Sent, the others from Start (tape.Timing).
+			t.Timing.Chunks = append(t.Timing.Chunks, tape.Chunk{Offset: off - t.Timing.Sent, Tokens: 1 + rng.Int32N(3)})
 		}
 		t.Timing.End = off + time.Millisecond
 		t.Tokens = tape.Tokens{Prompt: 100 * (i + 1), Completion: len(reply) / 4, Cached: 90 * i, Source: tape.TokensServer}
