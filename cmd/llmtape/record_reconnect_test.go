@@ -135,7 +135,8 @@ func recConverse(client *http.Client, base string, msgs []map[string]string) (st
 			return "", fmt.Errorf("stream ended without [DONE]: %w", err)
 		}
 		if ev.Done {
-			return reply.String(), nil
+			_, err := io.Copy(io.Discard, resp.Body) // to the body's end, as SDKs read it
+			return reply.String(), err
 		}
 		if err := openai.ParseChunk(ev.Data, &c); err != nil {
 			return "", err
