@@ -44,7 +44,7 @@ func TestFailedTurnShownAndCounted(t *testing.T) {
 	up.Config.ErrorLog = log.New(io.Discard, "", 0)
 	defer up.Close()
 	store := filepath.Join(t.TempDir(), "rec.db")
-	rec := recRunInProcess(t, "--upstream", up.URL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--store", store)
+	rec := recRun(t, "--upstream", up.URL, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--store", store)
 
 	// Turn 0 is answered, turn 1 fails (the client gets a 502) and is retried as turn 2.
 	client := &http.Client{Transport: &http.Transport{}}

@@ -61,7 +61,7 @@ func TestRecordFullDiskMarksRecordingIncomplete(t *testing.T) {
 	dir := mountSmallTmpfs(t, 8<<20)
 	up := recStartSim(t, 0, 0)
 	store := filepath.Join(dir, "rec.db")
-	rp := recRunInProcess(t, "--upstream", up, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--store", store)
+	rp := recRun(t, "--upstream", up, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--store", store)
 	addr, admin, errb := rp.addr, rp.admin, rp.errb
 	sent := 0
 	chat := func() {

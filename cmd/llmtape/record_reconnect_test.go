@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,27 +24,8 @@ func TestRecordAbsorbsUpstreamClosingKeptAliveConnections(t *testing.T) {
 	cfg.CloseAfterStream = true
 	up := simtest.MustStart(t, cfg).URL()
 	store := filepath.Join(t.TempDir(), "rec.db")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out, errb := &simBuffer{}, &simBuffer{}
-	code := make(chan int, 1)
-	go func() {
-		code <- run(ctx, []string{"record", "--upstream", up, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--store", store}, out, errb)
-	}()
-	var addr, admin string
-	recWaitFor(t, "the proxy's address", func() bool {
-		select {
-		case c := <-code:
-			t.Fatalf("record exited with %d: %s", c, errb.String())
-		default:
-		}
-		m, a := recordProxyRe.FindStringSubmatch(out.String()), recordAdminRe.FindStringSubmatch(out.String())
-		if m != nil && a != nil {
-			addr, admin = m[1], a[1]
-			return true
-		}
-		return false
-	})
+	rp := recRun(t, "--upstream", up, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--store", store)
+	addr, admin, out := rp.addr, rp.admin, rp.out
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	defer client.CloseIdleConnections()
 	sent, convs := 0, 0
@@ -81,10 +61,7 @@ func TestRecordAbsorbsUpstreamClosingKeptAliveConnections(t *testing.T) {
 	if st.UpstreamReconnects == 0 || st.UpstreamReconnects != st.Proxy.UpstreamReconnects || st.Errors != 0 {
 		t.Fatalf("stats %+v: want reconnects > 0 (top level and proxy's) and no errors", st)
 	}
-	cancel()
-	if c := <-code; c != 0 {
-		t.Fatalf("record exited %d: %s", c, errb.String())
-	}
+	rp.stop(t)
 	// Every conversation stitched whole: one conversation of 4 turns per client conversation.
 	stored, err := tape.Open(store, &tape.Options{ReadOnly: true})
 	if err != nil {

@@ -147,27 +147,8 @@ func recWaitFor(t *testing.T, what string, cond func() bool) {
 func TestRecordInProcessKeepsNoCredentials(t *testing.T) {
 	up := recStartSim(t, 0, 0)
 	store := filepath.Join(t.TempDir(), "rec.db")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out, errb := &simBuffer{}, &simBuffer{}
-	code := make(chan int, 1)
-	go func() {
-		code <- run(ctx, []string{"record", "--upstream", up, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--store", store}, out, errb)
-	}()
-	var addr, admin string
-	recWaitFor(t, "the proxy's address", func() bool {
-		select {
-		case c := <-code:
-			t.Fatalf("record exited with %d: %s", c, errb.String())
-		default:
-		}
-		m, a := recordProxyRe.FindStringSubmatch(out.String()), recordAdminRe.FindStringSubmatch(out.String())
-		if m != nil && a != nil {
-			addr, admin = m[1], a[1]
-			return true
-		}
-		return false
-	})
+	rp := recRun(t, "--upstream", up, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--store", store)
+	addr, admin := rp.addr, rp.admin
 	hdr := map[string]string{"Authorization": "Bearer sk-secret-abc123", "Cookie": "sessionid=cookie-secret-xyz", "X-Api-Key": "xk-secret-1"}
 	for i := range 5 {
 		if _, err := recChat(http.DefaultClient, "http://"+addr, fmt.Sprintf("question %d", i), 8, hdr); err != nil {
@@ -203,10 +184,7 @@ func TestRecordInProcessKeepsNoCredentials(t *testing.T) {
 		return recCountTurns(t, snapPath) == 5
 	})
 
-	cancel() // SIGTERM
-	if c := <-code; c != 0 {
-		t.Fatalf("record exited %d: %s", c, errb.String())
-	}
+	rp.stop(t) // SIGTERM
 	if n := recCountTurns(t, store); n != 5 {
 		t.Errorf("store holds %d turns, want 5", n)
 	}
@@ -219,8 +197,8 @@ func TestRecordInProcessKeepsNoCredentials(t *testing.T) {
 			t.Errorf("store file contains %q", secret)
 		}
 	}
-	if !strings.Contains(out.String(), "5 exchanges (0 failed upstream or client went away), 5 turns recorded, 0 not recorded") {
-		t.Errorf("summary: %s", out.String())
+	if !strings.Contains(rp.out.String(), "5 exchanges (0 failed upstream or client went away), 5 turns recorded, 0 not recorded") {
+		t.Errorf("summary: %s", rp.out.String())
 	}
 }
 

@@ -25,26 +25,30 @@ var recAnyAdminRe = regexp.MustCompile(`admin on http://(\S+) `)
 type recProc struct {
 	addr, admin string // the proxy's and the admin listener's host:port ("" without --admin)
 	out, errb   *simBuffer
-	code        chan int
-	cancel      context.CancelFunc
+	code        chan int           // its exit status, once it has returned
+	cancel      context.CancelFunc // stops it as SIGTERM does
+	done        chan struct{}      // closed when it has returned (and closed its store)
 }
 
 // recRun runs `llmtape record args...` in process and waits until it prints its addresses
-// (the admin's too when args has --admin). The record is stopped at the end of the test.
+// (the admin's too when args has --admin). The test's cleanup stops it and waits for it to
+// return, so that the store is closed.
 func recRun(t *testing.T, args ...string) *recProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &recProc{out: &simBuffer{}, errb: &simBuffer{}, code: make(chan int, 1), cancel: cancel}
-	go func() { p.code <- run(ctx, append([]string{"record"}, args...), p.out, p.errb) }()
+	p := &recProc{out: &simBuffer{}, errb: &simBuffer{}, code: make(chan int, 1), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.code <- run(ctx, append([]string{"record"}, args...), p.out, p.errb)
+	}()
 	t.Cleanup(func() {
 		cancel()
-		<-p.code
+		<-p.done
 	})
 	wantAdmin := slices.Contains(args, "--admin")
 	recWaitFor(t, "the proxy's address", func() bool {
 		select {
 		case c := <-p.code:
-			p.code <- c
 			t.Fatalf("record exited with %d: %s", c, p.errb.String())
 		default:
 		}
@@ -65,9 +69,7 @@ func recRun(t *testing.T, args ...string) *recProc {
 func (p *recProc) stop(t *testing.T) {
 	t.Helper()
 	p.cancel()
-	c := <-p.code
-	p.code <- c // for the cleanup
-	if c != 0 {
+	if c := <-p.code; c != 0 {
 		t.Fatalf("record exited %d: %s", c, p.errb.String())
 	}
 }

@@ -276,7 +276,7 @@ func TestReplaySessionHeaderFlag(t *testing.T) {
 func TestReplaySessionHeaderThroughRecord(t *testing.T) {
 	dir := t.TempDir()
 	storeA, storeB := filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
-	recA := recRunInProcess(t, "--upstream", recStartSim(t, 0, 0), "--listen", "127.0.0.1:0",
+	recA := recRun(t, "--upstream", recStartSim(t, 0, 0), "--listen", "127.0.0.1:0",
 		"--admin", "127.0.0.1:0", "--store", storeA)
 	// Every turn sends one unrelated message: only the header ties a conversation together.
 	const convs, turns = 3, 3
@@ -295,7 +295,7 @@ func TestReplaySessionHeaderThroughRecord(t *testing.T) {
 		t.Errorf("show: exit %d %s\n%s", code, errOut, out)
 	}
 
-	recB := recRunInProcess(t, "--upstream", recStartSim(t, 0, 0), "--listen", "127.0.0.1:0",
+	recB := recRun(t, "--upstream", recStartSim(t, 0, 0), "--listen", "127.0.0.1:0",
 		"--admin", "127.0.0.1:0", "--store", storeB)
 	code, out, errOut := execCmd(context.Background(), "replay", "--store", storeA,
 		"--target", "http://"+recB.addr, "--think", "none", "--speed", "1000")
@@ -307,7 +307,7 @@ func TestReplaySessionHeaderThroughRecord(t *testing.T) {
 }
 
 // stopRecord stops an in-process record as SIGTERM does and checks that it exited 0.
-func stopRecord(t *testing.T, rp *recProcess) {
+func stopRecord(t *testing.T, rp *recProc) {
 	t.Helper()
 	rp.cancel()
 	<-rp.done
