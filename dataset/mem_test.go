@@ -122,10 +122,11 @@ func TestImportLargeMessageMemory(t *testing.T) {
 }
 
 // maxImportHeapRatio bounds the live heap of an import over its largest message's size. It
-// measures 3.9-4.0 for a 2 MB message (vllm, sharegpt, with or without the race detector): the
-// file, the message's compact JSON and its text. The import before the fix measured 10 here (and
-// 37 for a 50 MB message).
-const maxImportHeapRatio = 6
+// measures 3.9-4.0 for a 2 MB message (vllm, sharegpt, with or without the race detector) on a
+// quiet machine: the file, the message's compact JSON and its text; up to 6 on a busy one, where
+// a collection's mark phase runs longer and what is allocated meanwhile counts as live. The
+// import before the fix measured 10 here on a quiet machine (and 37 for a 50 MB message).
+const maxImportHeapRatio = 8
 
 // BenchmarkImportLargeMessage imports one 50 MB message (make bench).
 func BenchmarkImportLargeMessage(b *testing.B) {
