@@ -131,22 +131,6 @@ func FindRecording(src Source, ref string) (*tape.Recording, error) {
 	return tape.FindRecording(src, ref)
 }
 
-// TurnFailed reports whether a recorded turn failed: tape.Turn.Failed.
-func TurnFailed(t *tape.Turn) bool { return t.Failed() }
-
-// TurnErrorClass returns the error class of a recorded turn that failed (TurnFailed): its
-// own, or "http" when it has none (a turn imported with only a failing status); "" for a turn
-// that did not fail.
-func TurnErrorClass(t *tape.Turn) string {
-	switch {
-	case !TurnFailed(t):
-		return ""
-	case t.Response.ErrorClass != "":
-		return t.Response.ErrorClass
-	}
-	return "http"
-}
-
 // TurnResult returns a recorded turn as the result of a request, so that recorded and replayed
 // figures come from the same code: TTFT is the first output event's offset, E2E is End − Sent,
 // and tokens are the turn's.
@@ -160,7 +144,7 @@ func TurnResult(t *tape.Turn) tape.Result {
 		CachedTokens: t.Tokens.Cached,
 		TokenSource:  t.Tokens.Source,
 		Status:       t.Response.Status,
-		ErrorClass:   TurnErrorClass(t),
+		ErrorClass:   t.FailureClass(),
 		Error:        t.Response.Error,
 	}
 	r.TTFT, _ = t.Timing.TTFT()
@@ -270,7 +254,7 @@ func (s *scan) conversation(src Source, ci int32, c *tape.Conversation, convIdx 
 			s.byTurnIn[b] = append(s.byTurnIn[b], float64(t.Tokens.Prompt))
 			s.byTurnOut[b] = append(s.byTurnOut[b], float64(t.Tokens.Completion))
 		}
-		if cls := TurnErrorClass(t); cls != "" {
+		if cls := t.FailureClass(); cls != "" {
 			s.errors++
 			s.byClass[cls]++
 			if t.Response.Status > 0 {

@@ -105,6 +105,18 @@ func (t *Turn) Failed() bool {
 	return t.Response.ErrorClass != "" || t.Response.Error != "" || t.Response.Status >= 400
 }
 
+// FailureClass is the error class of a turn that failed (Failed): its own, or "http" when it has
+// none (a turn imported with only a failing status); "" for a turn that did not fail.
+func (t *Turn) FailureClass() string {
+	switch {
+	case !t.Failed():
+		return ""
+	case t.Response.ErrorClass != "":
+		return t.Response.ErrorClass
+	}
+	return "http"
+}
+
 // HasRequest reports whether the turn holds a request that can be sent again: messages, a
 // prompt, or a synthetic prompt. Turns of older stores, or of a capture that lacked the body,
 // have none.

@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/llmtape/llmtape/analyze"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -134,7 +133,7 @@ func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
 		st := showTurn{
 			Index: t.Index, Match: string(t.Match), Model: t.Request.Model, Path: t.Request.Path,
 			Start:  t.Timing.Start.UTC(),
-			Status: t.Response.Status, Error: t.Response.Error, ErrorClass: analyze.TurnErrorClass(t),
+			Status: t.Response.Status, Error: t.Response.Error, ErrorClass: t.FailureClass(),
 			FinishReason: t.Response.FinishReason, Kept: t.Request.Kept, Messages: []showMessage{},
 			Reply: t.Response.Content,
 			Tokens: showTokens{Prompt: t.Tokens.Prompt, Completion: t.Tokens.Completion,
