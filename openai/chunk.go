@@ -461,7 +461,7 @@ func ParseResponse(body []byte) (*Response, error) {
 		rc.FinishReason = looseString(c.FinishReason)
 		if m := c.Message; m != nil {
 			rc.Message.Role = looseString(m.Role)
-			text, err := contentText(m.Content)
+			text, err := ContentText(m.Content)
 			if err != nil {
 				return nil, fmt.Errorf("parse response: choices[%d].message: %w", i, err)
 			}

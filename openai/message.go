@@ -163,7 +163,7 @@ func ParseMessage(raw json.RawMessage) (Message, error) {
 	if m.Role, err = optString("role", j.Role); err != nil {
 		return Message{}, fmt.Errorf("parse message: %w", err)
 	}
-	if m.Content, err = contentText(j.Content); err != nil {
+	if m.Content, err = ContentText(j.Content); err != nil {
 		return Message{}, fmt.Errorf("parse message: %w", err)
 	}
 	if m.ToolCallID, err = optString("tool_call_id", j.ToolCallID); err != nil {
@@ -212,9 +212,11 @@ func optString(key string, raw json.RawMessage) (string, error) {
 	return s, nil
 }
 
-// contentText returns the text of message content: a string, null, or an
-// array of parts whose "text" members are joined with "\n".
-func contentText(raw json.RawMessage) (string, error) {
+// ContentText returns the text of message content: a string, null, or an
+// array of parts whose "text" (or "refusal") members are joined with "\n".
+// It is the one definition of a message's text: token counts, imports and
+// previews all read it.
+func ContentText(raw json.RawMessage) (string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", nil
 	}
