@@ -3,6 +3,7 @@ package analyze
 import (
 	"hash/fnv"
 
+	"github.com/llmtape/llmtape/internal/randx"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -26,25 +27,15 @@ type Reuse struct {
 	LRUHitRatio  float64 `json:"lru_hit_ratio"`
 }
 
-// mix64 is splitmix64's finalizer: a fast, well-distributed 64-bit mix.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}
-
 // chain extends the chained hash h of the segments before s by s.
 func chain(h uint64, s Segment) uint64 {
-	return mix64(h*0x9e3779b97f4a7c15 ^ mix64(s.Hash) ^ uint64(s.Tokens)<<1 ^ 0x5bd1e995)
+	return randx.Mix64(h*0x9e3779b97f4a7c15 ^ randx.Mix64(s.Hash) ^ uint64(s.Tokens)<<1 ^ 0x5bd1e995)
 }
 
 // blockKey identifies block j of length n whose last token lies in the segment with chained
 // hash h.
 func blockKey(h uint64, j, n int64) uint64 {
-	return mix64(h ^ mix64(uint64(j)+1)*0xff51afd7ed558ccd ^ uint64(n)<<40)
+	return randx.Mix64(h ^ randx.Mix64(uint64(j)+1)*0xff51afd7ed558ccd ^ uint64(n)<<40)
 }
 
 // Synthetic segment hashes are tagged so they never equal a message hash by accident.
@@ -60,7 +51,7 @@ func SyntheticSegments(s *tape.Synthetic, dst []Segment) []Segment {
 		// No block size: one segment identified by all the ids.
 		h := uint64(syntheticTag)
 		for _, id := range s.HashIDs {
-			h = mix64(h ^ id)
+			h = randx.Mix64(h ^ id)
 		}
 		if left > 0 {
 			dst = append(dst, Segment{Tokens: left, Hash: h})

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/llmtape/llmtape/internal/randx"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -111,7 +112,7 @@ func parseAzure(ctx context.Context, data []byte, file string, cfg *Config) (*Da
 		ids := make([]uint64, nb)
 		for i := range ids {
 			seq++
-			ids[i] = splitmix64(salt^seq) &^ (1 << 63)
+			ids[i] = randx.SplitMix64(salt^seq) &^ (1 << 63)
 		}
 		if first.IsZero() || ts.Before(first) {
 			first = ts
@@ -142,12 +143,4 @@ func csvError(file string, err error, want string) error {
 		return &InputError{File: file, Err: fmt.Errorf("empty file, expected %s", want)}
 	}
 	return &InputError{File: file, Err: err}
-}
-
-// splitmix64 is a bijective 64-bit mixer.
-func splitmix64(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	return x ^ (x >> 31)
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/llmtape/llmtape/internal/randx"
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/synth"
 	"github.com/llmtape/llmtape/tape"
@@ -131,7 +132,7 @@ func fullMessages(st *tape.Store, c *tape.Conversation, m *synth.Materializer, f
 // syntheticReply is the text of a synthetic turn's reply: completion tokens of text, its id
 // derived from the turn's place.
 func syntheticReply(m *synth.Materializer, t *tape.Turn) string {
-	return m.Block(splitmix64(t.Conversation<<20^uint64(t.Index))|1<<62, t.Tokens.Completion)
+	return m.Block(randx.SplitMix64(t.Conversation<<20^uint64(t.Index))|1<<62, t.Tokens.Completion)
 }
 
 // exportConversations writes the vllm or sharegpt format.
@@ -506,7 +507,7 @@ func (h *blockHasher) blocks(t *tape.Turn, msgs []json.RawMessage) (*tape.Synthe
 		for j := range keys {
 			if s.BlockSize == bs {
 				// Same blocks: the trace's own ids, keyed.
-				keys[j] = splitmix64(h.salt ^ splitmix64(syntheticBlockID(s, j)))
+				keys[j] = randx.SplitMix64(h.salt ^ randx.SplitMix64(synth.BlockID(s, j)))
 				continue
 			}
 			// Other blocks: key by the source blocks up to the block's end and how far
@@ -516,9 +517,9 @@ func (h *blockHasher) blocks(t *tape.Turn, msgs []json.RawMessage) (*tape.Synthe
 			k := (end - 1) / s.BlockSize
 			into := end - k*s.BlockSize
 			for ; chained <= k; chained++ {
-				chain = splitmix64(chain ^ splitmix64(syntheticBlockID(s, chained)))
+				chain = randx.SplitMix64(chain ^ randx.SplitMix64(synth.BlockID(s, chained)))
 			}
-			keys[j] = splitmix64(chain ^ uint64(into)<<1 ^ 1)
+			keys[j] = randx.SplitMix64(chain ^ uint64(into)<<1 ^ 1)
 		}
 		return &tape.Synthetic{BlockSize: bs, HashIDs: keys, InputTokens: in}, nil
 	}
@@ -561,7 +562,7 @@ func (h *blockHasher) blocks(t *tape.Turn, msgs []json.RawMessage) (*tape.Synthe
 	if t.Request.Truncated {
 		// The proxy did not keep the body: its blocks are unknown, so they share nothing
 		// (without this, all such prompts of one length would look identical).
-		chain = splitmix64(chain ^ splitmix64(t.Conversation) ^ uint64(t.Index))
+		chain = randx.SplitMix64(chain ^ randx.SplitMix64(t.Conversation) ^ uint64(t.Index))
 	}
 	var b [8]byte
 	for j := range keys {
@@ -577,20 +578,8 @@ func (h *blockHasher) blocks(t *tape.Turn, msgs []json.RawMessage) (*tape.Synthe
 		}
 		binary.LittleEndian.PutUint64(b[:], uint64(hi-lo))
 		f.Write(b[:])
-		chain = splitmix64(f.Sum64())
+		chain = randx.SplitMix64(f.Sum64())
 		keys[j] = chain
 	}
 	return &tape.Synthetic{BlockSize: bs, HashIDs: keys, InputTokens: in}, nil
-}
-
-// syntheticBlockID is the id of block i of s, as package synth materializes it.
-func syntheticBlockID(s *tape.Synthetic, i int) uint64 {
-	if i < len(s.HashIDs) {
-		return s.HashIDs[i]
-	}
-	var last uint64
-	if len(s.HashIDs) > 0 {
-		last = s.HashIDs[len(s.HashIDs)-1]
-	}
-	return synth.DerivedBlockID(last, i)
 }

@@ -49,25 +49,17 @@ type convPlan struct {
 	sessionHeader string
 }
 
-// splitmix64 is a fast, well-mixed 64-bit hash used for sharding and sampling.
-func splitmix64(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	return x ^ (x >> 31)
-}
-
 // ShardOf returns the shard (0 <= shard < n) of a conversation id: a function of the id
 // alone, so that shards on several machines split a recording exactly.
 func ShardOf(conversation uint64, n int) int {
 	if n <= 1 {
 		return 0
 	}
-	return int(splitmix64(conversation) % uint64(n))
+	return int(randx.SplitMix64(conversation) % uint64(n))
 }
 
 func sampleKey(id uint64, seed int64) uint64 {
-	return splitmix64(id ^ splitmix64(uint64(seed)+0x5ca1ab1e))
+	return randx.SplitMix64(id ^ randx.SplitMix64(uint64(seed)+0x5ca1ab1e))
 }
 
 // latestRecording returns the newest complete recording, else the newest.

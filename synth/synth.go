@@ -11,6 +11,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/llmtape/llmtape/internal/randx"
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/tape"
 )
@@ -240,14 +241,6 @@ func (m *Materializer) Words() int { return len(m.off) - 1 }
 // Tokens returns the number of tokens of the whole text.
 func (m *Materializer) Tokens() int { return int(m.cum[len(m.cum)-1]) }
 
-// splitmix64 is a bijective 64-bit mixer (Steele et al.), used to spread ids over the text.
-func splitmix64(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	return x ^ (x >> 31)
-}
-
 // Block returns the text of block id with exactly tokens tokens (empty for tokens ≤ 0). The
 // text starts with a space and ends with a non-space character.
 func (m *Materializer) Block(id uint64, tokens int) string {
@@ -279,7 +272,7 @@ func (m *Materializer) appendBlock(dst []byte, id uint64, n int, esc bool) []byt
 		return dst
 	}
 	units := len(m.off) - 1
-	s := int(splitmix64(id) % uint64(units))
+	s := int(randx.SplitMix64(id) % uint64(units)) // spread ids over the text
 	dst, n = m.appendRun(dst, s, n, esc)
 	for ; n > 0; n-- {
 		dst = append(dst, m.filler...)
@@ -355,9 +348,11 @@ func validate(s *tape.Synthetic) error {
 	return nil
 }
 
-// blockID returns the id of block i of s: HashIDs[i], or for blocks beyond the trace's
-// hash_ids DerivedBlockID.
-func blockID(s *tape.Synthetic, i int) uint64 {
+// BlockID returns the id of block i of s, the one definition that Prompt materializes and
+// dataset's Mooncake export hashes: HashIDs[i], or for a block beyond the trace's hash_ids an
+// id derived from the last id and the position, with the top bit set so that it does not
+// meet the small ids of traces.
+func BlockID(s *tape.Synthetic, i int) uint64 {
 	if i < len(s.HashIDs) {
 		return s.HashIDs[i]
 	}
@@ -365,14 +360,7 @@ func blockID(s *tape.Synthetic, i int) uint64 {
 	if len(s.HashIDs) > 0 {
 		last = s.HashIDs[len(s.HashIDs)-1]
 	}
-	return DerivedBlockID(last, i)
-}
-
-// DerivedBlockID is the id Prompt gives block i of a Synthetic whose HashIDs end (with last)
-// before block i: derived from the last id and the position, with the top bit set so that it
-// does not meet the small ids of traces.
-func DerivedBlockID(last uint64, i int) uint64 {
-	return splitmix64(last^uint64(i)<<40) | 1<<63
+	return randx.SplitMix64(last^uint64(i)<<40) | 1<<63
 }
 
 // appendPrompt appends the prompt text of s.
@@ -380,7 +368,7 @@ func (m *Materializer) appendPrompt(dst []byte, s *tape.Synthetic, esc bool) []b
 	left := s.InputTokens
 	for i := 0; left > 0; i++ {
 		n := min(s.BlockSize, left)
-		dst = m.appendBlock(dst, blockID(s, i), n, esc)
+		dst = m.appendBlock(dst, BlockID(s, i), n, esc)
 		left -= n
 	}
 	return dst

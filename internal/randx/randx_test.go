@@ -54,3 +54,23 @@ func BenchmarkGamma(b *testing.B) {
 		randx.Gamma(rng, 0.5)
 	}
 }
+
+// TestSplitMix64 pins the reference generator's first outputs for seed 0 (state advanced by
+// the golden increment before each output) and Mix64 as SplitMix64 without the increment.
+func TestSplitMix64(t *testing.T) {
+	const gamma = 0x9e3779b97f4a7c15
+	want := []uint64{0xe220a8397b1dcdaf, 0x6e789e6aa1b965f4, 0x06c45d188009454f, 0xf88bb8a8724c81ec}
+	for i, w := range want {
+		if got := randx.SplitMix64(uint64(i) * gamma); got != w {
+			t.Errorf("output %d = %#x, want %#x", i, got, w)
+		}
+	}
+	for _, x := range []uint64{0, 1, 42, 1 << 63, ^uint64(0)} {
+		if randx.Mix64(x+gamma) != randx.SplitMix64(x) {
+			t.Errorf("Mix64(%#x+gamma) != SplitMix64(%#x)", x, x)
+		}
+	}
+	if got := randx.Mix64(0); got != 0 {
+		t.Errorf("Mix64(0) = %#x, want 0", got)
+	}
+}
