@@ -16,17 +16,6 @@ import (
 	"github.com/llmtape/llmtape/tape"
 )
 
-// The import formats.
-const (
-	FormatVLLM     = "vllm"     // vLLM multi-turn benchmark conversations: [{"id", "messages"}]
-	FormatShareGPT = "sharegpt" // ShareGPT: [{"id", "conversations": [{"from", "value"}]}]
-	FormatMooncake = "mooncake" // Mooncake trace JSONL: timestamp, input_length, output_length, hash_ids
-	FormatAzure    = "azure"    // Azure LLM inference trace CSV: TIMESTAMP,ContextTokens,GeneratedTokens
-)
-
-// ImportFormats lists the formats Parse accepts.
-var ImportFormats = []string{FormatVLLM, FormatShareGPT, FormatMooncake, FormatAzure}
-
 // checkEvery is how many records (lines, conversations) a long loop handles between checks
 // of its context: often enough to stop well within a second, rarely enough to cost nothing.
 const checkEvery = 1024
@@ -127,23 +116,14 @@ func (d *Dataset) Turns() int {
 	return n
 }
 
-// Parse reads an input file of the given format into a Dataset. file names the input in
-// errors and in the default recording name ("-" is stdin). Faults of the input are
-// *InputError values; an unknown format is ErrUnknownFormat; an input without conversations
-// is ErrEmpty. Parsing checks ctx every checkEvery records (or every conversation) and
-// returns its error once it is done.
+// Parse reads an input of the given format from r, which the caller opened, into a Dataset,
+// with that format's Decoder. file names the input in errors and in the default recording
+// name ("-" is stdin). Faults of the input are *InputError values; an unknown format is
+// ErrUnknownFormat; an input without conversations is ErrEmpty. Parsing checks ctx every
+// checkEvery records (or every conversation) and returns its error once it is done.
 func Parse(ctx context.Context, format string, r io.Reader, file string, cfg Config) (*Dataset, error) {
-	var parse func(ctx context.Context, data []byte, file string, cfg *Config) (*Dataset, error)
-	switch format {
-	case FormatVLLM:
-		parse = parseVLLM
-	case FormatShareGPT:
-		parse = parseShareGPT
-	case FormatMooncake:
-		parse = parseMooncake
-	case FormatAzure:
-		parse = parseAzure
-	default:
+	f, ok := lookup(format)
+	if !ok || f.Decode == nil {
 		return nil, fmt.Errorf("%w %q (want one of %s)", ErrUnknownFormat, format, strings.Join(ImportFormats, ", "))
 	}
 	if cfg.BlockSize < 0 {
@@ -160,9 +140,9 @@ func Parse(ctx context.Context, format string, r io.Reader, file string, cfg Con
 	// A byte order mark (files saved by some Windows tools) is not part of the content.
 	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, &InputError{File: shown, Err: errors.New("empty file, expected " + expected(format))}
+		return nil, &InputError{File: shown, Err: errors.New("empty file, expected " + f.Shape)}
 	}
-	d, err := parse(ctx, data, shown, &cfg)
+	d, err := f.Decode(ctx, data, shown, &cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -204,21 +184,6 @@ func readAll(r io.Reader) ([]byte, error) {
 	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
 	_, err := buf.ReadFrom(r)
 	return buf.Bytes(), err
-}
-
-// expected describes a format's shape for error messages.
-func expected(format string) string {
-	switch format {
-	case FormatVLLM:
-		return `a JSON array of {"id", "messages": [{"role", "content"}, …]}`
-	case FormatShareGPT:
-		return `a JSON array of {"id", "conversations": [{"from", "value"}, …]}`
-	case FormatMooncake:
-		return `JSON lines of {"timestamp", "input_length", "output_length", "hash_ids"}`
-	case FormatAzure:
-		return "a CSV file with the header TIMESTAMP,ContextTokens,GeneratedTokens"
-	}
-	return format
 }
 
 func displayName(file string) string {

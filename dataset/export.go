@@ -2,7 +2,6 @@ package dataset
 
 import (
 	"bufio"
-	"container/heap"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -21,13 +20,9 @@ import (
 	"github.com/llmtape/llmtape/tape"
 )
 
-// The export formats (FormatVLLM, FormatShareGPT and FormatMooncake, and this one).
-const (
-	FormatRequests = "requests" // JSONL of the exact request bodies with their offsets
-)
-
-// ExportFormats lists the formats Export writes.
-var ExportFormats = []string{FormatVLLM, FormatShareGPT, FormatMooncake, FormatRequests}
+// FormatRequests is the export-only format of JSON lines of the exact request bodies with
+// their offsets.
+const FormatRequests = "requests"
 
 // ExportConfig says how to export a recording.
 type ExportConfig struct {
@@ -49,18 +44,9 @@ type ExportStats struct {
 	Turns         int
 }
 
-// Export writes recording rec of st to w in cfg.Format.
-//
-//   - vllm: a JSON array of {"id", "messages"}, each conversation's full message list
-//     including the last reply, as vLLM's multi-turn benchmark reads it;
-//   - sharegpt: a JSON array of {"id", "conversations": [{"from", "value"}]};
-//   - mooncake: JSON lines of {"timestamp" (ms), "input_length", "output_length", "hash_ids"},
-//     plus "session_id" on every turn of a multi-turn conversation and "delay" (ms, the think
-//     time) on its later turns, in order of time;
-//   - requests: JSON lines of {"offset_ms", "conversation", "turn", "method", "path", "body"},
-//     the exact request bodies with their start relative to the recording, in order of time.
-//
-// Synthetic prompts are materialized with cfg.Materializer.
+// Export writes recording rec of st to w in cfg.Format, with that format's Encoder (see
+// ExportHelp for what each writes). Synthetic prompts are materialized with
+// cfg.Materializer. Export checks ctx every conversation and returns its error.
 func Export(ctx context.Context, st *tape.Store, rec uint64, w io.Writer, cfg ExportConfig) (ExportStats, error) {
 	if cfg.Materializer == nil {
 		cfg.Materializer = synth.Default()
@@ -75,16 +61,12 @@ func Export(ctx context.Context, st *tape.Store, rec uint64, w io.Writer, cfg Ex
 	if err != nil {
 		return ExportStats{}, fmt.Errorf("export: recording %d: %w", rec, err)
 	}
-	bw := bufio.NewWriterSize(w, 1<<16)
-	var stats ExportStats
-	switch cfg.Format {
-	case FormatVLLM, FormatShareGPT:
-		err = exportConversations(ctx, st, r, bw, &cfg, &stats)
-	case FormatMooncake, FormatRequests:
-		err = exportTurns(ctx, st, r, bw, &cfg, &stats)
-	default:
-		return stats, fmt.Errorf("export: %w %q (want one of %s)", ErrUnknownFormat, cfg.Format, strings.Join(ExportFormats, ", "))
+	f, ok := lookup(cfg.Format)
+	if !ok || f.Encode == nil {
+		return ExportStats{}, fmt.Errorf("export: %w %q (want one of %s)", ErrUnknownFormat, cfg.Format, strings.Join(ExportFormats, ", "))
 	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	stats, err := f.Encode(ctx, st, r, bw, &cfg)
 	if err != nil {
 		return stats, fmt.Errorf("export %s: %w", cfg.Format, err)
 	}
@@ -135,69 +117,81 @@ func syntheticReply(m *synth.Materializer, t *tape.Turn) string {
 	return m.Block(randx.SplitMix64(t.Conversation<<20^uint64(t.Index))|1<<62, t.Tokens.Completion)
 }
 
-// exportConversations writes the vllm or sharegpt format.
-func exportConversations(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufio.Writer, cfg *ExportConfig, stats *ExportStats) error {
-	used := map[string]bool{}
-	w.WriteString("[")
-	first := true
-	err := st.Conversations(r.ID, func(c *tape.Conversation) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var list []json.RawMessage
-		turns := 0
-		err := fullMessages(st, c, cfg.Materializer, func(t *tape.Turn, msgs []json.RawMessage) error {
-			if t.Request.Truncated {
-				return nil // its messages were not kept: the conversation ends at the turn before
+// conversationWriter writes one conversation of a JSON-array format: its id and full message
+// list, including the last reply.
+type conversationWriter func(w *bufio.Writer, id string, msgs []json.RawMessage) error
+
+// encodeConversations is the Encoder of a JSON array of conversations (vllm, sharegpt) whose
+// elements write writes.
+func encodeConversations(write conversationWriter) Encoder {
+	return func(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufio.Writer, cfg *ExportConfig) (ExportStats, error) {
+		var stats ExportStats
+		names := conversationNames{}
+		w.WriteString("[")
+		err := st.Conversations(r.ID, func(c *tape.Conversation) error {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			turns++
-			if t.Request.Synthetic != nil {
-				// Synthetic prompts are whole: each turn is a user message and a reply.
-				list = append(list, msgs...)
-				if t.Tokens.Completion > 0 {
-					list = append(list, chatMessage("assistant", syntheticReply(cfg.Materializer, t)))
-				}
-				return nil
+			list, turns, err := conversationList(st, c, cfg.Materializer)
+			if err != nil || len(list) == 0 {
+				return err
 			}
-			list = append(list[:0], msgs...)
-			if hasReply(t) {
-				list = append(list, tape.ReplyMessage(t))
+			if stats.Conversations > 0 {
+				w.WriteString(",")
 			}
+			w.WriteString("\n")
+			if err := write(w, names.unique(c), list); err != nil {
+				return fmt.Errorf("conversation %d: %w", c.ID, err)
+			}
+			stats.Conversations++
+			stats.Turns += turns
 			return nil
 		})
 		if err != nil {
-			return err
+			return stats, err
 		}
-		if len(list) == 0 {
+		w.WriteString("\n]\n")
+		return stats, nil
+	}
+}
+
+// conversationNames gives each conversation of an export a name no other one has.
+type conversationNames map[string]bool
+
+// unique returns conversationName(c), with "-<id>" added when an earlier conversation had it.
+func (used conversationNames) unique(c *tape.Conversation) string {
+	name := conversationName(c)
+	if used[name] {
+		name += "-" + strconv.FormatUint(c.ID, 10)
+	}
+	used[name] = true
+	return name
+}
+
+// conversationList returns the full message list of conversation c with its last reply, and
+// the turns it covers. Its text ends at a turn whose messages were not kept (a body larger
+// than the proxy's --max-body); synthetic turns (whole prompts) each add a user message and
+// a reply.
+func conversationList(st *tape.Store, c *tape.Conversation, m *synth.Materializer) (list []json.RawMessage, turns int, err error) {
+	err = fullMessages(st, c, m, func(t *tape.Turn, msgs []json.RawMessage) error {
+		if t.Request.Truncated {
+			return nil // its messages were not kept: the conversation ends at the turn before
+		}
+		turns++
+		if t.Request.Synthetic != nil {
+			list = append(list, msgs...)
+			if t.Tokens.Completion > 0 {
+				list = append(list, chatMessage("assistant", syntheticReply(m, t)))
+			}
 			return nil
 		}
-		name := conversationName(c)
-		if used[name] {
-			name += "-" + strconv.FormatUint(c.ID, 10)
+		list = append(list[:0], msgs...)
+		if hasReply(t) {
+			list = append(list, tape.ReplyMessage(t))
 		}
-		used[name] = true
-		if !first {
-			w.WriteString(",")
-		}
-		first = false
-		w.WriteString("\n")
-		if cfg.Format == FormatVLLM {
-			err = writeVLLM(w, name, list)
-		} else {
-			err = writeShareGPT(w, name, list)
-		}
-		if err != nil {
-			return fmt.Errorf("conversation %d: %w", c.ID, err)
-		}
-		stats.Conversations++
-		stats.Turns += turns
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	w.WriteString("\n]\n")
-	return nil
+	return list, turns, err
 }
 
 // writeVLLM writes one conversation. Stored messages are written verbatim; one that is not
@@ -258,179 +252,172 @@ func writeShareGPT(w *bufio.Writer, id string, msgs []json.RawMessage) error {
 	return err
 }
 
-// turnRef is a turn waiting to be written in time order: its line, ready.
-type turnRef struct {
-	start time.Time
-	seq   int // order of reading, for ties
-	conv  int // index in the conversations read so far
-	line  []byte
-	// keys are the mooncake hash_ids before numbering: the line ends with `"hash_ids":[`
-	// and write completes it.
+// exportOrigin is time zero of a turn export's offsets: the recording's start, or for a
+// recording without one its first conversation's first turn.
+func exportOrigin(st *tape.Store, r *tape.Recording) (time.Time, error) {
+	origin := r.Started
+	if !origin.IsZero() {
+		return origin, nil
+	}
+	err := st.Conversations(r.ID, func(c *tape.Conversation) error {
+		t, err := st.Turn(c.ID, 0)
+		if err != nil {
+			return err
+		}
+		origin = t.Timing.Start
+		return tape.ErrStop
+	})
+	if err != nil && !errors.Is(err, tape.ErrStop) {
+		return time.Time{}, err
+	}
+	return origin, nil
+}
+
+// turnHead is what the lines of the turn formats (mooncake, requests) say of a turn's place:
+// its conversation's exported name (JSON), whether that is a multi-turn session, the turn's
+// offset from the export's origin and its think time after the previous turn.
+type turnHead struct {
+	name    []byte
+	session bool
+	index   int
+	offset  time.Duration
+	think   time.Duration
+}
+
+// turnHeads returns a function that gives the turnHead of each turn of c in order.
+func turnHeads(c *tape.Conversation, origin time.Time) func(t *tape.Turn) turnHead {
+	name, _ := json.Marshal(conversationName(c))
+	session := c.Turns > 1 || c.Grouping == tape.GroupSession
+	var prev tape.Timing
+	return func(t *tape.Turn) turnHead {
+		h := turnHead{name: name, session: session, index: t.Index, offset: t.Timing.Start.Sub(origin)}
+		if t.Index > 0 {
+			h.think, _ = t.Timing.ThinkTime(&prev)
+		}
+		prev = tape.Timing{Start: t.Timing.Start, End: t.Timing.End}
+		return h
+	}
+}
+
+// mooncakeRow is one line of the mooncake format before its hash_ids are numbered: the line
+// up to `"hash_ids":[`, and the keys of the prompt's blocks.
+type mooncakeRow struct {
+	line []byte
 	keys []uint64
 }
 
-// turnHeap orders turnRefs by start, then by reading order.
-type turnHeap []*turnRef
-
-func (h turnHeap) Len() int { return len(h) }
-func (h turnHeap) Less(i, j int) bool {
-	if !h[i].start.Equal(h[j].start) {
-		return h[i].start.Before(h[j].start)
-	}
-	return h[i].seq < h[j].seq
-}
-func (h turnHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *turnHeap) Push(x any)   { *h = append(*h, x.(*turnRef)) }
-func (h *turnHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return x
-}
-
-// exportTurns writes the mooncake or requests format in order of time. Conversations come
-// from the store in arrival order and the turns of each in order, so a turn can be written
-// as soon as the next conversation's first turn starts after it: only the turns of
-// conversations that overlap in time are held in memory, never the whole recording.
-func exportTurns(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufio.Writer, cfg *ExportConfig, stats *ExportStats) error {
-	origin := r.Started
-	if origin.IsZero() {
-		// A recording without a start: offsets from its first conversation's first turn.
-		err := st.Conversations(r.ID, func(c *tape.Conversation) error {
-			t, err := st.Turn(c.ID, 0)
-			if err != nil {
-				return err
-			}
-			origin = t.Timing.Start
-			return tape.ErrStop
-		})
-		if err != nil && !errors.Is(err, tape.ErrStop) {
-			return err
-		}
+// encodeMooncake writes JSON lines of {"timestamp" (ms), "input_length", "output_length",
+// "hash_ids"}, plus "session_id" on every turn of a multi-turn conversation and "delay" (ms,
+// the think time) on its later turns, in order of time. Block keys are numbered 0, 1, 2, …
+// in the order they are first written.
+func encodeMooncake(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufio.Writer, cfg *ExportConfig) (ExportStats, error) {
+	origin, err := exportOrigin(st, r)
+	if err != nil {
+		return ExportStats{}, err
 	}
 	hasher := newBlockHasher(cfg)
-	renumber := map[uint64]uint64{}
-	var pending turnHeap
-	seenConv := map[int]bool{}
-	write := func(ref *turnRef) error {
-		if cfg.Format == FormatMooncake {
-			for k, key := range ref.keys {
-				n, ok := renumber[key]
-				if !ok {
-					n = uint64(len(renumber))
-					renumber[key] = n
-				}
-				if k > 0 {
-					ref.line = append(ref.line, ',')
-				}
-				ref.line = strconv.AppendUint(ref.line, n, 10)
-			}
-			ref.line = append(ref.line, "]}\n"...)
-		}
-		if _, err := w.Write(ref.line); err != nil {
-			return fmt.Errorf("write: %w", err)
-		}
-		if !seenConv[ref.conv] {
-			seenConv[ref.conv] = true
-			stats.Conversations++
-		}
-		stats.Turns++
-		return nil
-	}
-	flush := func(before time.Time, all bool) error {
-		for len(pending) > 0 && (all || pending[0].start.Before(before)) {
-			if err := write(heap.Pop(&pending).(*turnRef)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	ci, seq := -1, 0
-	err := st.Conversations(r.ID, func(c *tape.Conversation) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		ci++
-		name, _ := json.Marshal(conversationName(c))
-		session := c.Turns > 1 || c.Grouping == tape.GroupSession
+	numbers := map[uint64]uint64{}
+	return inTimeOrder(ctx, st, r, func(c *tape.Conversation) turnMaker[mooncakeRow] {
+		head := turnHeads(c, origin)
 		hasher.reset()
-		var prevEnd time.Time
-		return st.TurnMessages(c.ID, func(t *tape.Turn, msgs []json.RawMessage) error {
-			if t.Index == 0 {
-				if err := flush(t.Timing.Start, false); err != nil {
-					return err
-				}
+		return func(t *tape.Turn, msgs []json.RawMessage) (mooncakeRow, error) {
+			syn, err := hasher.blocks(t, msgs)
+			if err != nil {
+				return mooncakeRow{}, err
 			}
-			var think time.Duration
-			if t.Index > 0 {
-				think = max(t.Timing.Start.Sub(prevEnd), 0)
+			return mooncakeRow{line: appendMooncakeHead(nil, head(t), syn.InputTokens, t.Tokens.Completion), keys: syn.HashIDs}, nil
+		}
+	}, func(row mooncakeRow) error {
+		line := row.line
+		for k, key := range row.keys {
+			n, ok := numbers[key]
+			if !ok {
+				n = uint64(len(numbers))
+				numbers[key] = n
 			}
-			prevEnd = t.Timing.Start.Add(t.Timing.End)
-			offset := t.Timing.Start.Sub(origin)
-			var buf []byte
-			var keys []uint64
-			if cfg.Format == FormatMooncake {
-				syn, err := hasher.blocks(t, msgs)
-				if err != nil {
-					return err
-				}
-				buf = append(buf, `{"timestamp":`...)
-				buf = appendMillis(buf, offset)
-				if session {
-					buf = append(buf, `,"session_id":`...)
-					buf = append(buf, name...)
-					if t.Index > 0 {
-						buf = append(buf, `,"delay":`...)
-						buf = appendMillis(buf, think)
-					}
-				}
-				buf = append(buf, `,"input_length":`...)
-				buf = strconv.AppendInt(buf, int64(syn.InputTokens), 10)
-				buf = append(buf, `,"output_length":`...)
-				buf = strconv.AppendInt(buf, int64(t.Tokens.Completion), 10)
-				buf = append(buf, `,"hash_ids":[`...)
-				keys = syn.HashIDs // numbered when written, in order of time
-			} else {
-				body := []byte("null") // a body the proxy did not keep (larger than --max-body)
-				if !t.Request.Truncated {
-					var err error
-					if body, err = requestBody(t, msgs, cfg.Materializer); err != nil {
-						return fmt.Errorf("conversation %d turn %d: %w", t.Conversation, t.Index, err)
-					}
-				}
-				buf = append(buf, `{"offset_ms":`...)
-				buf = appendMillis(buf, offset)
-				buf = append(buf, `,"conversation":`...)
-				buf = append(buf, name...)
-				buf = append(buf, `,"turn":`...)
-				buf = strconv.AppendInt(buf, int64(t.Index), 10)
-				method := t.Request.Method
-				if method == "" {
-					method = "POST"
-				}
-				b, _ := json.Marshal(method)
-				buf = append(buf, `,"method":`...)
-				buf = append(buf, b...)
-				b, _ = json.Marshal(t.Request.Path)
-				buf = append(buf, `,"path":`...)
-				buf = append(buf, b...)
-				buf = append(buf, `,"body":`...)
-				buf = append(buf, body...)
-				if t.Request.Truncated {
-					buf = append(buf, `,"truncated":true`...)
-				}
-				buf = append(buf, "}\n"...)
+			if k > 0 {
+				line = append(line, ',')
 			}
-			heap.Push(&pending, &turnRef{start: t.Timing.Start, seq: seq, conv: ci, line: buf, keys: keys})
-			seq++
-			return nil
-		})
+			line = strconv.AppendUint(line, n, 10)
+		}
+		return writeLine(w, append(line, "]}\n"...))
 	})
-	if err != nil {
-		return err
+}
+
+// appendMooncakeHead appends a mooncake line up to its hash_ids' opening bracket.
+func appendMooncakeHead(buf []byte, h turnHead, in, out int) []byte {
+	buf = append(buf, `{"timestamp":`...)
+	buf = appendMillis(buf, h.offset)
+	if h.session {
+		buf = append(buf, `,"session_id":`...)
+		buf = append(buf, h.name...)
+		if h.index > 0 {
+			buf = append(buf, `,"delay":`...)
+			buf = appendMillis(buf, h.think)
+		}
 	}
-	return flush(time.Time{}, true)
+	buf = append(buf, `,"input_length":`...)
+	buf = strconv.AppendInt(buf, int64(in), 10)
+	buf = append(buf, `,"output_length":`...)
+	buf = strconv.AppendInt(buf, int64(out), 10)
+	return append(buf, `,"hash_ids":[`...)
+}
+
+// encodeRequests writes JSON lines of {"offset_ms", "conversation", "turn", "method",
+// "path", "body"}: the exact request bodies with their start relative to the recording, in
+// order of time. A body the proxy did not keep is null, with "truncated": true.
+func encodeRequests(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufio.Writer, cfg *ExportConfig) (ExportStats, error) {
+	origin, err := exportOrigin(st, r)
+	if err != nil {
+		return ExportStats{}, err
+	}
+	return inTimeOrder(ctx, st, r, func(c *tape.Conversation) turnMaker[[]byte] {
+		head := turnHeads(c, origin)
+		return func(t *tape.Turn, msgs []json.RawMessage) ([]byte, error) {
+			body := []byte("null") // a body the proxy did not keep (larger than --max-body)
+			if !t.Request.Truncated {
+				var err error
+				if body, err = requestBody(t, msgs, cfg.Materializer); err != nil {
+					return nil, fmt.Errorf("conversation %d turn %d: %w", t.Conversation, t.Index, err)
+				}
+			}
+			return appendRequestLine(nil, head(t), &t.Request, body), nil
+		}
+	}, func(line []byte) error { return writeLine(w, line) })
+}
+
+// appendRequestLine appends the requests line of a turn whose request is req and body body.
+func appendRequestLine(buf []byte, h turnHead, req *tape.Request, body []byte) []byte {
+	buf = append(buf, `{"offset_ms":`...)
+	buf = appendMillis(buf, h.offset)
+	buf = append(buf, `,"conversation":`...)
+	buf = append(buf, h.name...)
+	buf = append(buf, `,"turn":`...)
+	buf = strconv.AppendInt(buf, int64(h.index), 10)
+	method := req.Method
+	if method == "" {
+		method = "POST"
+	}
+	b, _ := json.Marshal(method)
+	buf = append(buf, `,"method":`...)
+	buf = append(buf, b...)
+	b, _ = json.Marshal(req.Path)
+	buf = append(buf, `,"path":`...)
+	buf = append(buf, b...)
+	buf = append(buf, `,"body":`...)
+	buf = append(buf, body...)
+	if req.Truncated {
+		buf = append(buf, `,"truncated":true`...)
+	}
+	return append(buf, "}\n"...)
+}
+
+// writeLine writes one line of a turn format.
+func writeLine(w *bufio.Writer, line []byte) error {
+	if _, err := w.Write(line); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
 }
 
 // appendMillis appends d in milliseconds: an integer when whole, else a decimal.
@@ -498,36 +485,54 @@ func (h *blockHasher) reset() {
 // blocks returns the keys of the blocks of cfg.BlockSize tokens of t's prompt (renumbered by
 // the caller) and the prompt length, as a Synthetic.
 func (h *blockHasher) blocks(t *tape.Turn, msgs []json.RawMessage) (*tape.Synthetic, error) {
-	bs := h.cfg.BlockSize
 	if s := t.Request.Synthetic; s != nil {
-		in := s.InputTokens
-		n := (in + bs - 1) / bs
-		keys := make([]uint64, n)
-		chain, chained := h.salt, 0 // chain covers source blocks 0 .. chained-1
-		for j := range keys {
-			if s.BlockSize == bs {
-				// Same blocks: the trace's own ids, keyed.
-				keys[j] = randx.SplitMix64(h.salt ^ randx.SplitMix64(synth.BlockID(s, j)))
-				continue
-			}
-			// Other blocks: key by the source blocks up to the block's end and how far
-			// into the last one it reaches. The block ends grow with j, so the chain is
-			// extended, not recomputed (linear in the blocks, even for tiny block sizes).
-			end := min((j+1)*bs, in)
-			k := (end - 1) / s.BlockSize
-			into := end - k*s.BlockSize
-			for ; chained <= k; chained++ {
-				chain = randx.SplitMix64(chain ^ randx.SplitMix64(synth.BlockID(s, chained)))
-			}
-			keys[j] = randx.SplitMix64(chain ^ uint64(into)<<1 ^ 1)
-		}
-		return &tape.Synthetic{BlockSize: bs, HashIDs: keys, InputTokens: in}, nil
+		return &tape.Synthetic{BlockSize: h.cfg.BlockSize, HashIDs: h.syntheticKeys(s), InputTokens: s.InputTokens}, nil
 	}
-	// Real text: tokens of each message's text, reusing the lists of messages that the
-	// previous turn had at the same place.
+	tokens := h.tokens(t, msgs)
+	in := t.Tokens.Prompt
+	if in <= 0 {
+		in = len(tokens)
+	}
+	chain := h.salt
+	if t.Request.Truncated {
+		// The proxy did not keep the body: its blocks are unknown, so they share nothing
+		// (without this, all such prompts of one length would look identical).
+		chain = randx.SplitMix64(chain ^ randx.SplitMix64(t.Conversation) ^ uint64(t.Index))
+	}
+	return &tape.Synthetic{BlockSize: h.cfg.BlockSize, HashIDs: h.tokenKeys(chain, tokens, in), InputTokens: in}, nil
+}
+
+// syntheticKeys returns the block keys of a synthetic prompt: with the same block size the
+// trace's own ids, keyed; with another, each block is keyed by the source blocks up to its
+// end and how far into the last one it reaches.
+func (h *blockHasher) syntheticKeys(s *tape.Synthetic) []uint64 {
+	bs, in := h.cfg.BlockSize, s.InputTokens
+	keys := make([]uint64, (in+bs-1)/bs)
+	chain, chained := h.salt, 0 // chain covers source blocks 0 .. chained-1
+	for j := range keys {
+		if s.BlockSize == bs {
+			keys[j] = randx.SplitMix64(h.salt ^ randx.SplitMix64(synth.BlockID(s, j)))
+			continue
+		}
+		// The block ends grow with j, so the chain is extended, not recomputed (linear in
+		// the blocks, even for tiny block sizes).
+		end := min((j+1)*bs, in)
+		k := (end - 1) / s.BlockSize
+		into := end - k*s.BlockSize
+		for ; chained <= k; chained++ {
+			chain = randx.SplitMix64(chain ^ randx.SplitMix64(synth.BlockID(s, chained)))
+		}
+		keys[j] = randx.SplitMix64(chain ^ uint64(into)<<1 ^ 1)
+	}
+	return keys
+}
+
+// tokens returns the tokens of each message's text of a real prompt, reusing the lists of
+// messages that the previous turn had at the same place; a legacy completion's prompt is
+// one text. The slice is reused by the next call.
+func (h *blockHasher) tokens(t *tape.Turn, msgs []json.RawMessage) []uint {
 	codec := h.cfg.Materializer
-	var tokens []uint
-	tokens = h.scratch[:0]
+	tokens := h.scratch[:0]
 	for i, raw := range msgs {
 		if i < len(h.msgRaw) && string(h.msgRaw[i]) == string(raw) {
 			tokens = append(tokens, h.msgTokens[i]...)
@@ -552,18 +557,14 @@ func (h *blockHasher) blocks(t *tape.Turn, msgs []json.RawMessage) (*tape.Synthe
 		tokens = append(tokens, codec.Encode(p)...)
 	}
 	h.scratch = tokens
-	in := t.Tokens.Prompt
-	if in <= 0 {
-		in = len(tokens)
-	}
-	n := (in + bs - 1) / bs
-	keys := make([]uint64, n)
-	chain := h.salt
-	if t.Request.Truncated {
-		// The proxy did not keep the body: its blocks are unknown, so they share nothing
-		// (without this, all such prompts of one length would look identical).
-		chain = randx.SplitMix64(chain ^ randx.SplitMix64(t.Conversation) ^ uint64(t.Index))
-	}
+	return tokens
+}
+
+// tokenKeys returns the chained keys of the blocks of a prompt of in tokens whose known
+// tokens are tokens (fewer when the prompt was not all kept), starting from chain.
+func (h *blockHasher) tokenKeys(chain uint64, tokens []uint, in int) []uint64 {
+	bs := h.cfg.BlockSize
+	keys := make([]uint64, (in+bs-1)/bs)
 	var b [8]byte
 	for j := range keys {
 		f := fnv.New64a()
@@ -581,5 +582,5 @@ func (h *blockHasher) blocks(t *tape.Turn, msgs []json.RawMessage) (*tape.Synthe
 		chain = randx.SplitMix64(f.Sum64())
 		keys[j] = chain
 	}
-	return &tape.Synthetic{BlockSize: bs, HashIDs: keys, InputTokens: in}, nil
+	return keys
 }

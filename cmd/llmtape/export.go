@@ -30,15 +30,7 @@ func newExportCmd() *cobra.Command {
 		Short: "Write a recording as vLLM, ShareGPT, Mooncake or request-body files",
 		Long: `Export writes a recording in another tool's format:
 
-  vllm      the conversations as vLLM's multi-turn benchmark reads them
-            ([{"id", "messages"}], each conversation's full message list and last reply)
-  sharegpt  [{"id", "conversations": [{"from", "value"}]}]
-  mooncake  JSONL of timestamp (ms), input_length, output_length and hash_ids (blocks of
-            --block-size tokens of the real prompt tokens, hashed with a salt that is never
-            written), plus session_id and delay (ms) on multi-turn conversations (AIPerf)
-  requests  JSONL of the exact request bodies with their offsets from the recording's start:
-            {"offset_ms", "conversation", "turn", "method", "path", "body"}
-
+` + dataset.ExportHelp() + `
 Prompts of imported traces (mooncake, azure) are materialized from the built-in text, or from
 --text-file. See docs/datasets.md.`,
 		Example: `  llmtape export --format vllm -o conversations.json

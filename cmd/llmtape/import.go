@@ -31,13 +31,7 @@ func newImportCmd() *cobra.Command {
 		Long: `Import reads a file of another tool's format and stores it as a recording, named after the
 file, that replay, analyze and export use like any other:
 
-  vllm      vLLM multi-turn benchmark conversations: [{"id", "messages": [{"role", "content"}]}]
-  sharegpt  ShareGPT: [{"id", "conversations": [{"from", "value"}]}] (human/user -> user,
-            gpt/bing/chatgpt/bard -> assistant, system; other speakers are skipped and listed)
-  mooncake  Mooncake trace JSONL: timestamp (ms), input_length, output_length, hash_ids
-            (blocks of --block-size tokens), optional session_id and delay (ms)
-  azure     Azure LLM inference trace CSV: TIMESTAMP,ContextTokens,GeneratedTokens
-
+` + dataset.ImportHelp() + `
 Traces without text (mooncake, azure) are stored compactly, as block ids and lengths; prompt
 text is made from them when it is needed (replay, export). Imported turns keep the timing the
 format has (arrivals, think time from delay) and no latency. A file that cannot be read
