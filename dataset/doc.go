@@ -6,10 +6,16 @@
 //
 // # Basics
 //
-// Parse reads a file into a Dataset: conversations and their turns, ready to be written, plus
+// Parse reads an input into a Dataset: conversations and their turns, ready to be written, plus
 // what was skipped and why. Dataset.Write puts it into a store in one transaction, so a
 // failed import leaves nothing behind. Import does both. Generate builds a Dataset from a
 // GenerateConfig. Export writes one recording in a format.
+//
+// Each format is a row of one table (Formats): a Decoder, an Encoder, or both, with its
+// shape and help lines; ImportFormats, ExportFormats, ImportHelp and ExportHelp are read from
+// it. The package reads no files: callers open inputs and pass readers (Parse) or bytes
+// (GenerateOptions.Text, for which GenerateConfig.TextPaths resolves the config's
+// text_files), and pass the writer that Export writes to.
 //
 // Text imports (vllm, sharegpt) store each turn's messages linearly, as the recorder does:
 // a turn keeps the previous turn's messages and reply (Request.Kept) and adds only its new

@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/llmtape/llmtape/internal/randx"
@@ -23,7 +23,8 @@ import (
 type GenerateConfig struct {
 	// NumConversations is how many conversations to generate (> 0).
 	NumConversations int
-	// TextFiles are the text files prompts are cut from, relative to the config file.
+	// TextFiles are the text files prompts are cut from, relative to the config file; the
+	// caller reads them (TextPaths) into GenerateOptions.Text.
 	TextFiles []string
 	// PrintStats asks for statistics of what was generated (the command prints them).
 	PrintStats bool
@@ -228,11 +229,11 @@ func parseArrival(raw json.RawMessage) (*Arrival, error) {
 type GenerateOptions struct {
 	// Seed makes generation deterministic: equal seeds and configs give equal datasets.
 	Seed uint64
-	// Dir is where text_files are looked for (the config file's directory).
-	Dir string
-	// Text, when not nil, replaces text_files (the command's --text-file).
+	// Text is the text prompts are cut from: the contents of the config's text_files (see
+	// GenerateConfig.TextPaths), or the command's --text-file. Generate reads no files: the
+	// caller does. Ignored when Materializer is set; one of the two is needed.
 	Text []byte
-	// Materializer, when not nil, replaces text_files and Text (and Tokenizer).
+	// Materializer, when not nil, replaces Text (and Tokenizer).
 	Materializer *synth.Materializer
 	// Tokenizer names the tiktoken encoding lengths are measured in; default o200k_base.
 	Tokenizer string
@@ -242,6 +243,20 @@ type GenerateOptions struct {
 	Name string
 	// Now is the recording's start; default time.Now.
 	Now func() time.Time
+}
+
+// TextPaths returns the paths of the config's text_files, those that are relative taken
+// relative to dir (the config file's directory), for the caller to read into
+// GenerateOptions.Text.
+func (c *GenerateConfig) TextPaths(dir string) []string {
+	paths := make([]string, len(c.TextFiles))
+	for i, name := range c.TextFiles {
+		paths[i] = name
+		if !filepath.IsAbs(name) {
+			paths[i] = filepath.Join(dir, name)
+		}
+	}
+	return paths
 }
 
 // generateCheckEvery is how many conversations Generate makes between checks of its context:
@@ -261,186 +276,49 @@ const basePrompt = " Please rewrite the following text and add more content:"
 // the previous one), and assistant messages are text of their sampled length. Lengths are
 // exact under the tokenizer: pieces are cut at word boundaries where no token crosses.
 //
-// Generate checks ctx every few conversations and returns its error, and no dataset, once it
-// is done.
+// It runs in phases: sampling the shape (messages per conversation, context lengths, the
+// common prefix), sampling arrivals, then per conversation sampling message lengths and
+// think times, cutting its text, and building and scheduling its turns. Generate checks ctx
+// every few conversations and returns its error, and no dataset, once it is done.
 func Generate(ctx context.Context, cfg *GenerateConfig, opts GenerateOptions) (*Dataset, error) {
-	if cfg == nil || cfg.NumConversations <= 0 || cfg.NumConversations > maxConversations {
-		return nil, errors.New("generate: num_conversations: expected 1 to 10000000")
+	if err := checkGenerateConfig(cfg); err != nil {
+		return nil, err
 	}
-	for _, d := range []struct {
-		name string
-		d    *Distribution
-	}{{"prompt_input.num_turns", cfg.NumTurns}, {"prompt_input.prefix_num_tokens", cfg.PrefixTokens},
-		{"prompt_input.num_tokens", cfg.UserTokens}, {"prompt_output.num_tokens", cfg.OutputTokens}} {
-		if d.d == nil {
-			return nil, fmt.Errorf("generate: %s: missing distribution", d.name)
-		}
-	}
-	m := opts.Materializer
-	text := opts.Text
-	if m == nil && text == nil {
-		var buf bytes.Buffer
-		for _, name := range cfg.TextFiles {
-			path := name
-			if !filepath.IsAbs(path) {
-				path = filepath.Join(opts.Dir, name)
-			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return nil, fmt.Errorf("generate: text file %q (text_files, relative to the config): %w", name, err)
-			}
-			buf.Write(b)
-			buf.WriteByte('\n')
-		}
-		text = buf.Bytes()
-	}
-	if m == nil {
-		var err error
-		if m, err = synth.New(ctx, text, opts.Tokenizer); err != nil {
-			return nil, fmt.Errorf("generate: text files: %w", err)
-		}
+	m, err := opts.materializer(ctx)
+	if err != nil {
+		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x6c6c6d74617065))
-	n := cfg.NumConversations
-
-	turnCounts := cfg.NumTurns.Ints(rng, n)
-	var messages int64
-	for i, t := range turnCounts {
-		t = max(t, 2)
-		t += t % 2
-		if t > maxTurns {
-			return nil, fmt.Errorf("generate: prompt_input.num_turns: sampled %d messages, more than the limit %d (give a max)", t, maxTurns)
-		}
-		turnCounts[i] = t
-		messages += int64(t)
+	sh, err := sampleShape(rng, cfg)
+	if err != nil {
+		return nil, err
 	}
-	prefixCounts := cfg.PrefixTokens.Ints(rng, n)
-	common := 0
-	if cfg.CommonPrefixTokens != nil {
-		common = cfg.CommonPrefixTokens.Ints(rng, 1)[0]
+	g := &generator{cfg: cfg, m: m, rng: rng, shape: sh, available: int64(m.Tokens()), baseTokens: m.Count(basePrompt)}
+	if sh.need+sh.messages > g.available {
+		return nil, fmt.Errorf("generate: the text files have %d tokens, not enough for %d conversations (%d messages, %d tokens of prefixes); add text files", g.available, cfg.NumConversations, sh.messages, sh.need)
 	}
-	available := int64(m.Tokens())
-	need := int64(common)
-	for _, p := range prefixCounts {
-		need += int64(max(p, 0))
-	}
-	if need+messages > available {
-		return nil, fmt.Errorf("generate: the text files have %d tokens, not enough for %d conversations (%d messages, %d tokens of prefixes); add text files", available, n, messages, need)
-	}
-
 	start := time.Now()
 	if opts.Now != nil {
 		start = opts.Now()
 	}
-	arrivals := make([]time.Duration, n)
-	if a := cfg.Arrival; a != nil {
-		var t float64
-		for i := range arrivals {
-			if i > 0 {
-				t += gap(rng, a)
-			}
-			arrivals[i] = time.Duration(t * float64(time.Second))
-		}
-	}
-
-	baseTokens := m.Count(basePrompt)
-	cursor := 0  // next word of the text
-	used := need // tokens of text taken so far (prefixes counted up front)
-	take := func(tokens int) (string, error) {
-		if tokens <= 0 {
-			return "", nil
-		}
-		used += int64(tokens)
-		if used > available {
-			return "", fmt.Errorf("generate: the text files have %d tokens, not enough for this config (%d conversations); add text files", available, n)
-		}
-		s, next := m.Slice(cursor, tokens)
-		cursor = next
-		return s, nil
-	}
-	commonText, err := take(common)
-	if err != nil {
+	arrivals := sampleArrivals(rng, cfg.Arrival, cfg.NumConversations)
+	if err := g.cutCommon(); err != nil {
 		return nil, err
 	}
-	used -= int64(common)
-
-	d := &Dataset{}
-	d.Recording.Name = opts.Name
-	if d.Recording.Name == "" {
-		d.Recording.Name = "generate"
-	}
-	d.Recording.Source = "generate"
-	d.Recording.Started = start
-	d.Recording.Complete = true
+	d := newGenerated(opts.Name, start)
 	var last time.Time
-	for ci := 0; ci < n; ci++ {
+	for ci := range cfg.NumConversations {
 		if ci%generateCheckEvery == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("generate: %w", err)
 			}
 		}
-		nt := turnCounts[ci]
-		userTokens := cfg.UserTokens.Ints(rng, nt)
-		outTokens := cfg.OutputTokens.Ints(rng, nt)
-		var thinks []float64
-		if cfg.ThinkTime != nil {
-			thinks = cfg.ThinkTime.Sample(rng, nt)
-		}
-		opening := fmt.Sprintf(" %d is a nice number...", ci)
-		openTokens := m.Count(opening)
-		msgs := make([]message, 0, nt)
-		for k := 0; k < nt; k++ {
-			if k%2 == 1 {
-				s, err := take(max(outTokens[k], 1))
-				if err != nil {
-					return nil, err
-				}
-				msgs = append(msgs, message{raw: chatMessage("assistant", s), role: "assistant", content: s})
-				continue
-			}
-			target := max(userTokens[k], baseTokens)
-			var b bytes.Buffer
-			if k == 0 && common > 0 {
-				b.WriteString(commonText)
-				target -= common
-			}
-			b.WriteString(opening)
-			target -= openTokens
-			if k == 0 {
-				if p := prefixCounts[ci]; p > 0 {
-					used -= int64(p) // counted up front
-					s, err := take(p)
-					if err != nil {
-						return nil, err
-					}
-					b.WriteString(s)
-				}
-			}
-			b.WriteString(basePrompt)
-			target -= baseTokens
-			s, err := take(target)
-			if err != nil {
-				return nil, err
-			}
-			b.WriteString(s)
-			content := b.String()
-			msgs = append(msgs, message{raw: chatMessage("user", content), role: "user", content: content})
+		msgs, thinks, err := g.conversation(ci)
+		if err != nil {
+			return nil, err
 		}
 		turns := textTurns(msgs, opts.Model, start.Add(arrivals[ci]))
-		at := start.Add(arrivals[ci])
-		for k := range turns {
-			t := &turns[k]
-			t.Match = tape.GroupImport
-			t.Tokens.Source = tape.TokensCounted
-			if k > 0 && thinks != nil {
-				// Think time before user message k (message index 2k).
-				at = at.Add(time.Duration(math.Max(thinks[2*k], 0) * float64(time.Second)))
-			}
-			t.Timing.Start = at
-		}
-		if at.After(last) {
-			last = at
-		}
+		last = later(last, schedule(turns, start.Add(arrivals[ci]), thinks))
 		d.Conversations = append(d.Conversations, Conversation{
 			Conversation: tape.Conversation{
 				Grouping: tape.GroupImport,
@@ -452,6 +330,223 @@ func Generate(ctx context.Context, cfg *GenerateConfig, opts GenerateOptions) (*
 	}
 	d.Recording.Ended = last
 	return d, nil
+}
+
+// checkGenerateConfig checks what Generate needs of a config built in code.
+func checkGenerateConfig(cfg *GenerateConfig) error {
+	if cfg == nil || cfg.NumConversations <= 0 || cfg.NumConversations > maxConversations {
+		return errors.New("generate: num_conversations: expected 1 to 10000000")
+	}
+	for _, d := range []struct {
+		name string
+		d    *Distribution
+	}{{"prompt_input.num_turns", cfg.NumTurns}, {"prompt_input.prefix_num_tokens", cfg.PrefixTokens},
+		{"prompt_input.num_tokens", cfg.UserTokens}, {"prompt_output.num_tokens", cfg.OutputTokens}} {
+		if d.d == nil {
+			return fmt.Errorf("generate: %s: missing distribution", d.name)
+		}
+	}
+	return nil
+}
+
+// materializer returns the Materializer to cut text with: o.Materializer, or one over o.Text.
+func (o *GenerateOptions) materializer(ctx context.Context) (*synth.Materializer, error) {
+	if o.Materializer != nil {
+		return o.Materializer, nil
+	}
+	if o.Text == nil {
+		return nil, errors.New("generate: no text to cut prompts from (the caller reads the config's text_files into GenerateOptions.Text)")
+	}
+	m, err := synth.New(ctx, o.Text, o.Tokenizer)
+	if err != nil {
+		return nil, fmt.Errorf("generate: text files: %w", err)
+	}
+	return m, nil
+}
+
+// shape is what Generate samples before it cuts any text: the messages of each conversation,
+// the tokens of each one's own context and of the common prefix, and the totals that the
+// text must hold (need: the prefixes and contexts; messages: at least a token each).
+type shape struct {
+	turns, prefixes []int
+	common          int
+	messages, need  int64
+}
+
+// sampleShape samples the messages per conversation (at least 2, rounded up to even), each
+// conversation's context tokens, then the common prefix's tokens.
+func sampleShape(rng *rand.Rand, cfg *GenerateConfig) (shape, error) {
+	n := cfg.NumConversations
+	sh := shape{turns: cfg.NumTurns.Ints(rng, n)}
+	for i, t := range sh.turns {
+		t = max(t, 2)
+		t += t % 2
+		if t > maxTurns {
+			return shape{}, fmt.Errorf("generate: prompt_input.num_turns: sampled %d messages, more than the limit %d (give a max)", t, maxTurns)
+		}
+		sh.turns[i] = t
+		sh.messages += int64(t)
+	}
+	sh.prefixes = cfg.PrefixTokens.Ints(rng, n)
+	if cfg.CommonPrefixTokens != nil {
+		sh.common = cfg.CommonPrefixTokens.Ints(rng, 1)[0]
+	}
+	sh.need = int64(sh.common)
+	for _, p := range sh.prefixes {
+		sh.need += int64(max(p, 0))
+	}
+	return sh, nil
+}
+
+// sampleArrivals returns each conversation's arrival from the first: all 0 without an
+// arrival process.
+func sampleArrivals(rng *rand.Rand, a *Arrival, n int) []time.Duration {
+	arrivals := make([]time.Duration, n)
+	if a == nil {
+		return arrivals
+	}
+	var t float64
+	for i := range arrivals {
+		if i > 0 {
+			t += gap(rng, a)
+		}
+		arrivals[i] = time.Duration(t * float64(time.Second))
+	}
+	return arrivals
+}
+
+// generator cuts the text of generated conversations: consecutive, non-overlapping pieces of
+// the Materializer's text, counting the tokens taken against what the text holds.
+type generator struct {
+	cfg        *GenerateConfig
+	m          *synth.Materializer
+	rng        *rand.Rand
+	shape      shape
+	available  int64  // tokens of the text
+	baseTokens int    // tokens of basePrompt
+	commonText string // the common prefix
+	cursor     int    // next word of the text
+	used       int64  // tokens taken so far, the prefixes and contexts counted up front
+}
+
+// take cuts the next tokens tokens of text.
+func (g *generator) take(tokens int) (string, error) {
+	if tokens <= 0 {
+		return "", nil
+	}
+	g.used += int64(tokens)
+	if g.used > g.available {
+		return "", fmt.Errorf("generate: the text files have %d tokens, not enough for this config (%d conversations); add text files", g.available, g.cfg.NumConversations)
+	}
+	s, next := g.m.Slice(g.cursor, tokens)
+	g.cursor = next
+	return s, nil
+}
+
+// cutCommon cuts the common prefix, counted up front in shape.need.
+func (g *generator) cutCommon() error {
+	g.used = g.shape.need
+	var err error
+	g.commonText, err = g.take(g.shape.common)
+	g.used -= int64(g.shape.common)
+	return err
+}
+
+// conversation samples the message lengths and think times of conversation ci and cuts its
+// messages: user and assistant alternating.
+func (g *generator) conversation(ci int) ([]message, []float64, error) {
+	nt := g.shape.turns[ci]
+	userTokens := g.cfg.UserTokens.Ints(g.rng, nt)
+	outTokens := g.cfg.OutputTokens.Ints(g.rng, nt)
+	var thinks []float64
+	if g.cfg.ThinkTime != nil {
+		thinks = g.cfg.ThinkTime.Sample(g.rng, nt)
+	}
+	opening := fmt.Sprintf(" %d is a nice number...", ci)
+	openTokens := g.m.Count(opening)
+	msgs := make([]message, 0, nt)
+	for k := range nt {
+		role, content := "assistant", ""
+		var err error
+		if k%2 == 1 {
+			content, err = g.take(max(outTokens[k], 1))
+		} else {
+			role = "user"
+			content, err = g.userMessage(ci, k, opening, openTokens, userTokens[k])
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		msgs = append(msgs, message{raw: chatMessage(role, content), role: role, content: content})
+	}
+	return msgs, thinks, nil
+}
+
+// userMessage cuts user message k of conversation ci, of sampled tokens: the common prefix
+// (first message), the opening, the conversation's own context (first message), the request,
+// and text up to the length.
+func (g *generator) userMessage(ci, k int, opening string, openTokens, tokens int) (string, error) {
+	target := max(tokens, g.baseTokens)
+	var b strings.Builder
+	if k == 0 && g.shape.common > 0 {
+		b.WriteString(g.commonText)
+		target -= g.shape.common
+	}
+	b.WriteString(opening)
+	target -= openTokens
+	if p := g.shape.prefixes[ci]; k == 0 && p > 0 {
+		g.used -= int64(p) // counted up front
+		s, err := g.take(p)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(s)
+	}
+	b.WriteString(basePrompt)
+	target -= g.baseTokens
+	s, err := g.take(target)
+	if err != nil {
+		return "", err
+	}
+	b.WriteString(s)
+	return b.String(), nil
+}
+
+// newGenerated returns the empty Dataset of a generation named name (default "generate").
+func newGenerated(name string, start time.Time) *Dataset {
+	d := &Dataset{}
+	d.Recording.Name = name
+	if d.Recording.Name == "" {
+		d.Recording.Name = "generate"
+	}
+	d.Recording.Source = "generate"
+	d.Recording.Started = start
+	d.Recording.Complete = true
+	return d
+}
+
+// schedule sets the start of each generated turn: the first at the conversation's arrival at,
+// each later one after the think time before its user message (message 2k of thinks; none
+// when thinks is nil), since generated turns have no latency. It returns the last start.
+func schedule(turns []tape.Turn, at time.Time, thinks []float64) time.Time {
+	for k := range turns {
+		t := &turns[k]
+		t.Match = tape.GroupImport
+		t.Tokens.Source = tape.TokensCounted
+		if k > 0 && thinks != nil {
+			at = at.Add(time.Duration(math.Max(thinks[2*k], 0) * float64(time.Second)))
+		}
+		t.Timing.Start = at
+	}
+	return at
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // gap samples the time in seconds between two conversation arrivals.

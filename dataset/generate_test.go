@@ -46,11 +46,25 @@ func generateFrom(t testing.TB, dir string, seed uint64) *dataset.Dataset {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Seed: seed, Dir: dir, Now: fixedNow})
+	d, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Seed: seed, Text: readTexts(t, cfg, dir), Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// readTexts reads the config's text_files from dir, as the command does.
+func readTexts(t testing.TB, cfg *dataset.GenerateConfig, dir string) []byte {
+	t.Helper()
+	var text []byte
+	for _, p := range cfg.TextPaths(dir) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text = append(append(text, b...), '\n')
+	}
+	return text
 }
 
 func must[T any](v T, err error) T {
@@ -208,7 +222,7 @@ func TestGenerateExtensions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Seed: 3, Dir: dir, Now: fixedNow})
+	d, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Seed: 3, Text: readTexts(t, cfg, dir), Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,24 +294,24 @@ func TestGenerateConfigErrors(t *testing.T) {
 			t.Errorf("ParseGenerateConfig(%.60q…): error %v, want one containing %q", tc.in, err, tc.want)
 		}
 	}
-	// A valid config whose text file is missing, or too short.
+	// A valid config without text (the caller reads text_files), or with too short a text.
 	cfg, err := dataset.ParseGenerateConfig([]byte(valid("")), "c.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	if _, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Dir: dir}); err == nil || !strings.Contains(err.Error(), `text file "t.txt"`) {
-		t.Errorf("missing text file: %v", err)
+	if got := cfg.TextPaths("/cfg"); len(got) != 1 || got[0] != filepath.Join("/cfg", "t.txt") {
+		t.Errorf("TextPaths = %q", got)
 	}
-	os.WriteFile(filepath.Join(dir, "t.txt"), []byte("too short"), 0o644)
-	if _, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Dir: dir}); err == nil || !strings.Contains(err.Error(), "text has") {
-		t.Errorf("short text file: %v", err)
+	if _, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{}); err == nil || !strings.Contains(err.Error(), "no text") {
+		t.Errorf("no text: %v", err)
+	}
+	if _, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Text: []byte("too short")}); err == nil || !strings.Contains(err.Error(), "text has") {
+		t.Errorf("short text: %v", err)
 	}
 	big := strings.Replace(valid(""), `"num_conversations": 2`, `"num_conversations": 1000`, 1)
 	big = strings.Replace(big, `"value": 10`, `"value": 1000`, 1)
 	cfg, _ = dataset.ParseGenerateConfig([]byte(big), "c.json")
-	os.WriteFile(filepath.Join(dir, "t.txt"), synth.DefaultText(), 0o644)
-	if _, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Dir: dir}); err == nil || !strings.Contains(err.Error(), "not enough") {
+	if _, err := dataset.Generate(context.Background(), cfg, dataset.GenerateOptions{Text: synth.DefaultText()}); err == nil || !strings.Contains(err.Error(), "not enough") {
 		t.Errorf("text too short for the config: %v", err)
 	}
 }

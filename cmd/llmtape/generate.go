@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -60,18 +61,15 @@ See docs/datasets.md.`,
 				if opts.Text, err = os.ReadFile(textFile); err != nil {
 					return fmt.Errorf("generate: text file: %w", err)
 				}
+			} else if opts.Text, err = readTextFiles(cfg, filepath.Dir(path)); err != nil {
+				return err
 			}
-			opts.Dir = filepath.Dir(path)
 			if opts.Name == "" {
 				opts.Name = filepath.Base(path)
 			}
 			begin := time.Now()
 			rec, d, err := storeDataset(cmd, "generate", func(ctx context.Context) (*dataset.Dataset, error) {
-				d, err := dataset.Generate(ctx, cfg, opts)
-				if errors.Is(err, fs.ErrNotExist) && textFile == "" {
-					return nil, fmt.Errorf("%w (put it next to the config, or name a text with --text-file)", err)
-				}
-				return d, err
+				return dataset.Generate(ctx, cfg, opts)
 			})
 			if err != nil {
 				return err
@@ -92,6 +90,25 @@ See docs/datasets.md.`,
 	cmd.Flags().StringVar(&opts.Tokenizer, "tokenizer", "", "tiktoken encoding the lengths are measured in: o200k_base (default) or cl100k_base")
 	cmd.Flags().BoolVar(&stats, "stats", false, "print statistics of what was generated (as the config's print_stats)")
 	return cmd
+}
+
+// readTextFiles reads the config's text_files (relative to dir, the config's directory), each
+// followed by a newline.
+func readTextFiles(cfg *dataset.GenerateConfig, dir string) ([]byte, error) {
+	var buf bytes.Buffer
+	for i, path := range cfg.TextPaths(dir) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			err = fmt.Errorf("generate: text file %q (text_files, relative to the config): %w", cfg.TextFiles[i], err)
+			if errors.Is(err, fs.ErrNotExist) {
+				err = fmt.Errorf("%w (put it next to the config, or name a text with --text-file)", err)
+			}
+			return nil, err
+		}
+		buf.Write(b)
+		buf.WriteByte('\n')
+	}
+	return buf.Bytes(), nil
 }
 
 // printGenerateStats prints the distributions of a generated dataset, in tokens of the

@@ -192,3 +192,26 @@ func TestGenerateAndExportVLLM(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateTextFiles: the command reads the config's text_files relative to the config and
+// says which one is missing; --text-file replaces them.
+func TestGenerateTextFiles(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := os.ReadFile("../../dataset/testdata/generate_multi_turn.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "generate_multi_turn.json")
+	os.WriteFile(path, cfg, 0o644)
+	db := filepath.Join(dir, "g.db")
+	code, _, errOut := dsExec("", "generate", "--store", db, path)
+	if code == 0 || !strings.Contains(errOut, `text file "pg1184.txt"`) || !strings.Contains(errOut, "put it next to the config") {
+		t.Errorf("missing text file: exit %d: %s", code, errOut)
+	}
+	text := filepath.Join(dir, "book.txt")
+	os.WriteFile(text, synth.DefaultText(), 0o644)
+	code, out, errOut := dsExec("", "generate", "--store", db, "--text-file", text, path)
+	if code != 0 || !strings.Contains(out, "24 conversations") {
+		t.Errorf("--text-file: exit %d: %s%s", code, out, errOut)
+	}
+}
