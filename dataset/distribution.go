@@ -73,6 +73,28 @@ func isInt(raw json.RawMessage) bool {
 	return len(raw) > 0 && !bytes.ContainsAny(raw, ".eE")
 }
 
+// need reads a number field that a distribution of kind must have.
+func need(kind string, raw json.RawMessage, name string) (float64, error) {
+	v, ok, err := num(raw, name)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, fmt.Errorf("%s distribution: missing field %q, expected a number", kind, name)
+	}
+	return v, nil
+}
+
+// distParsers read the fields of each kind of distribution into d; maxv is the "max" field
+// (0 when missing), already checked to be > 0 when given for any kind but uniform.
+var distParsers = map[string]func(d *Distribution, f *distFields, maxv float64) error{
+	"constant":  parseConstant,
+	"uniform":   parseUniform,
+	"lognormal": parseLognormal,
+	"zipf":      alphaParser(func(a float64) bool { return a > 1 }, "a number > 1 for zipf"),
+	"poisson":   alphaParser(func(a float64) bool { return a >= 0 && a <= 1e7 }, "a number from 0 to 1e7 for poisson"),
+}
+
 // parseDistribution reads one distribution object.
 func parseDistribution(raw json.RawMessage) (*Distribution, error) {
 	raw = bytes.TrimSpace(raw)
@@ -91,104 +113,117 @@ func parseDistribution(raw json.RawMessage) (*Distribution, error) {
 		return nil, errors.New(`missing field "distribution", expected one of constant, uniform, lognormal, zipf, poisson`)
 	}
 	d := &Distribution{Kind: *f.Distribution}
-	var err error
-	var has bool
 	maxv, hasMax, err := num(f.Max, "max")
 	if err != nil {
 		return nil, err
 	}
-	need := func(n json.RawMessage, name string) (float64, error) {
-		v, ok, err := num(n, name)
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			return 0, fmt.Errorf("%s distribution: missing field %q, expected a number", d.Kind, name)
-		}
-		return v, nil
-	}
 	if hasMax && maxv <= 0 && d.Kind != "uniform" {
 		return nil, fmt.Errorf("max: expected a number > 0, got %s", f.Max)
 	}
-	switch d.Kind {
-	case "constant":
-		if d.Value, err = need(f.Value, "value"); err != nil {
-			return nil, err
-		}
-		if d.Value < 0 {
-			return nil, fmt.Errorf("value: expected a number ≥ 0, got %s", f.Value)
-		}
-	case "uniform":
-		if d.Min, err = need(f.Min, "min"); err != nil {
-			return nil, err
-		}
-		if d.Max, err = need(f.Max, "max"); err != nil {
-			return nil, err
-		}
-		if d.Min <= 0 {
-			return nil, fmt.Errorf("min: expected a number > 0, got %s", f.Min)
-		}
-		if d.Min > d.Max {
-			return nil, fmt.Errorf("max: expected a number ≥ min (%s), got %s", f.Min, f.Max)
-		}
-		d.Integer = isInt(f.Min) && isInt(f.Max)
-	case "lognormal":
-		d.Max = maxv
-		if d.Average, has, err = num(f.Average, "average"); err != nil {
-			return nil, err
-		}
-		if has {
-			if len(f.Mean) > 0 || len(f.Sigma) > 0 {
-				return nil, errors.New("lognormal distribution: give either average (and median_ratio) or mean and sigma, not both")
-			}
-			if d.Average < 1 {
-				return nil, fmt.Errorf("average: expected a number ≥ 1, got %s", f.Average)
-			}
-			d.MedianRatio = 0.85
-			if r, ok, err := num(f.MedianRatio, "median_ratio"); err != nil {
-				return nil, err
-			} else if ok {
-				if r <= 0 || r >= 1 {
-					return nil, fmt.Errorf("median_ratio: expected a number in (0, 1), got %s", f.MedianRatio)
-				}
-				d.MedianRatio = r
-			}
-			d.Mean = math.Log(d.Average * d.MedianRatio)
-			d.Sigma = math.Sqrt(2 * math.Log(1/d.MedianRatio))
-			break
-		}
-		if d.Mean, err = need(f.Mean, "mean"); err != nil {
-			return nil, errors.New("lognormal distribution: expected average, or mean and sigma")
-		}
-		if d.Sigma, err = need(f.Sigma, "sigma"); err != nil {
-			return nil, errors.New("lognormal distribution: expected average, or mean and sigma")
-		}
-		if d.Mean <= 0 || d.Sigma < 0 {
-			return nil, fmt.Errorf("lognormal distribution: expected mean > 0 and sigma ≥ 0, got mean %s and sigma %s", f.Mean, f.Sigma)
-		}
-		if d.Mean > 40 || d.Sigma > 10 {
-			return nil, fmt.Errorf("lognormal distribution: mean %s, sigma %s: too large (mean ≤ 40, sigma ≤ 10)", f.Mean, f.Sigma)
-		}
-	case "zipf":
-		d.Max = maxv
-		if d.Alpha, err = need(f.Alpha, "alpha"); err != nil {
-			return nil, err
-		}
-		if d.Alpha <= 1 {
-			return nil, fmt.Errorf("alpha: expected a number > 1 for zipf, got %s", f.Alpha)
-		}
-	case "poisson":
-		d.Max = maxv
-		if d.Alpha, err = need(f.Alpha, "alpha"); err != nil {
-			return nil, err
-		}
-		if d.Alpha < 0 || d.Alpha > 1e7 {
-			return nil, fmt.Errorf("alpha: expected a number from 0 to 1e7 for poisson, got %s", f.Alpha)
-		}
-	default:
+	parse, ok := distParsers[d.Kind]
+	if !ok {
 		return nil, fmt.Errorf("distribution: unknown %q, expected one of constant, uniform, lognormal, zipf, poisson", d.Kind)
 	}
+	if err := parse(d, &f, maxv); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+func parseConstant(d *Distribution, f *distFields, _ float64) error {
+	var err error
+	if d.Value, err = need(d.Kind, f.Value, "value"); err != nil {
+		return err
+	}
+	if d.Value < 0 {
+		return fmt.Errorf("value: expected a number ≥ 0, got %s", f.Value)
+	}
+	return nil
+}
+
+func parseUniform(d *Distribution, f *distFields, _ float64) error {
+	var err error
+	if d.Min, err = need(d.Kind, f.Min, "min"); err != nil {
+		return err
+	}
+	if d.Max, err = need(d.Kind, f.Max, "max"); err != nil {
+		return err
+	}
+	if d.Min <= 0 {
+		return fmt.Errorf("min: expected a number > 0, got %s", f.Min)
+	}
+	if d.Min > d.Max {
+		return fmt.Errorf("max: expected a number ≥ min (%s), got %s", f.Min, f.Max)
+	}
+	d.Integer = isInt(f.Min) && isInt(f.Max)
+	return nil
+}
+
+// parseLognormal reads a lognormal given by its average (and median ratio) or by the mean and
+// sigma of the underlying normal.
+func parseLognormal(d *Distribution, f *distFields, maxv float64) error {
+	d.Max = maxv
+	var has bool
+	var err error
+	if d.Average, has, err = num(f.Average, "average"); err != nil {
+		return err
+	}
+	if has {
+		return lognormalByAverage(d, f)
+	}
+	const want = "lognormal distribution: expected average, or mean and sigma"
+	if d.Mean, err = need(d.Kind, f.Mean, "mean"); err != nil {
+		return errors.New(want)
+	}
+	if d.Sigma, err = need(d.Kind, f.Sigma, "sigma"); err != nil {
+		return errors.New(want)
+	}
+	if d.Mean <= 0 || d.Sigma < 0 {
+		return fmt.Errorf("lognormal distribution: expected mean > 0 and sigma ≥ 0, got mean %s and sigma %s", f.Mean, f.Sigma)
+	}
+	if d.Mean > 40 || d.Sigma > 10 {
+		return fmt.Errorf("lognormal distribution: mean %s, sigma %s: too large (mean ≤ 40, sigma ≤ 10)", f.Mean, f.Sigma)
+	}
+	return nil
+}
+
+// lognormalByAverage reads the median ratio of a lognormal given by its average, and sets
+// the normal's mean and sigma as vLLM does.
+func lognormalByAverage(d *Distribution, f *distFields) error {
+	if len(f.Mean) > 0 || len(f.Sigma) > 0 {
+		return errors.New("lognormal distribution: give either average (and median_ratio) or mean and sigma, not both")
+	}
+	if d.Average < 1 {
+		return fmt.Errorf("average: expected a number ≥ 1, got %s", f.Average)
+	}
+	d.MedianRatio = 0.85
+	if r, ok, err := num(f.MedianRatio, "median_ratio"); err != nil {
+		return err
+	} else if ok {
+		if r <= 0 || r >= 1 {
+			return fmt.Errorf("median_ratio: expected a number in (0, 1), got %s", f.MedianRatio)
+		}
+		d.MedianRatio = r
+	}
+	d.Mean = math.Log(d.Average * d.MedianRatio)
+	d.Sigma = math.Sqrt(2 * math.Log(1/d.MedianRatio))
+	return nil
+}
+
+// alphaParser reads the alpha of a zipf or poisson distribution, which ok must accept (want
+// says what it accepts).
+func alphaParser(ok func(alpha float64) bool, want string) func(d *Distribution, f *distFields, maxv float64) error {
+	return func(d *Distribution, f *distFields, maxv float64) error {
+		d.Max = maxv
+		var err error
+		if d.Alpha, err = need(d.Kind, f.Alpha, "alpha"); err != nil {
+			return err
+		}
+		if !ok(d.Alpha) {
+			return fmt.Errorf("alpha: expected %s, got %s", want, f.Alpha)
+		}
+		return nil
+	}
 }
 
 // Sample returns n samples.

@@ -82,100 +82,23 @@ func ParseGenerateConfig(data []byte, file string) (*GenerateConfig, error) {
 	fail := func(field string, err error) error {
 		return &InputError{File: file, Element: field, Err: err}
 	}
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
-		return nil, fail("", errors.New(`empty file, expected a JSON object {"filetype": "generate_conversations", …}`))
-	}
-	if trimmed[0] != '{' {
-		return nil, fail("", fmt.Errorf(`expected a JSON object {"filetype": "generate_conversations", …}, got %s`, kind(trimmed)))
-	}
-	var f generateFields
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&f); err != nil {
-		return nil, jsonError(data, file, 0, "", err)
-	}
-	if dec.More() {
-		return nil, fail("", errors.New("unexpected data after the config object"))
-	}
-	if f.Filetype == nil {
-		return nil, fail("filetype", errors.New(`missing, expected "generate_conversations"`))
-	}
-	if *f.Filetype != "generate_conversations" {
-		return nil, fail("filetype", fmt.Errorf(`expected "generate_conversations", got %q (a conversations file is imported with "llmtape import --format vllm")`, *f.Filetype))
+	f, err := decodeGenerateFields(data, file, fail)
+	if err != nil {
+		return nil, err
 	}
 	c := &GenerateConfig{}
-	if len(f.NumConversations) == 0 {
-		return nil, fail("num_conversations", errors.New("missing, expected an integer > 0"))
+	if c.NumConversations, err = numConversations(f.NumConversations); err != nil {
+		return nil, fail("num_conversations", err)
 	}
-	n, err := strconv.Atoi(string(bytes.TrimSpace(f.NumConversations)))
-	if err != nil || n <= 0 || n > maxConversations {
-		return nil, fail("num_conversations", fmt.Errorf("expected an integer from 1 to %d, got %s", maxConversations, f.NumConversations))
-	}
-	c.NumConversations = n
-	if len(f.TextFiles) == 0 {
-		return nil, fail("text_files", errors.New("missing, expected an array of file names"))
-	}
-	if err := json.Unmarshal(f.TextFiles, &c.TextFiles); err != nil {
-		return nil, fail("text_files", fmt.Errorf("expected an array of file names, got %s", kind(f.TextFiles)))
-	}
-	if len(c.TextFiles) == 0 {
-		return nil, fail("text_files", errors.New("expected at least one file name"))
-	}
-	for i, name := range c.TextFiles {
-		if name == "" {
-			return nil, fail(fmt.Sprintf("text_files[%d]", i), errors.New("expected a file name, got an empty string"))
-		}
+	if c.TextFiles, err = textFiles(f.TextFiles, fail); err != nil {
+		return nil, err
 	}
 	if len(f.PrintStats) > 0 && !bytes.Equal(f.PrintStats, []byte("null")) {
 		if err := json.Unmarshal(f.PrintStats, &c.PrintStats); err != nil {
 			return nil, fail("print_stats", fmt.Errorf("expected true or false, got %s", kind(f.PrintStats)))
 		}
 	}
-	section := func(raw json.RawMessage, name string) (map[string]json.RawMessage, error) {
-		if len(raw) == 0 {
-			return nil, fail(name, errors.New("missing, expected an object"))
-		}
-		obj, err := object(raw)
-		if err != nil {
-			return nil, fail(name, err)
-		}
-		return obj, nil
-	}
-	dist := func(sec map[string]json.RawMessage, secName, name string, optional bool) (*Distribution, error) {
-		raw, ok := sec[name]
-		if !ok {
-			if optional {
-				return &Distribution{Kind: "constant"}, nil
-			}
-			return nil, fail(secName+"."+name, errors.New(`missing, expected a distribution {"distribution": …}`))
-		}
-		d, err := parseDistribution(raw)
-		if err != nil {
-			return nil, fail(secName+"."+name, err)
-		}
-		return d, nil
-	}
-	in, err := section(f.PromptInput, "prompt_input")
-	if err != nil {
-		return nil, err
-	}
-	out, err := section(f.PromptOutput, "prompt_output")
-	if err != nil {
-		return nil, err
-	}
-	if c.NumTurns, err = dist(in, "prompt_input", "num_turns", false); err != nil {
-		return nil, err
-	}
-	if c.CommonPrefixTokens, err = dist(in, "prompt_input", "common_prefix_num_tokens", true); err != nil {
-		return nil, err
-	}
-	if c.PrefixTokens, err = dist(in, "prompt_input", "prefix_num_tokens", false); err != nil {
-		return nil, err
-	}
-	if c.UserTokens, err = dist(in, "prompt_input", "num_tokens", false); err != nil {
-		return nil, err
-	}
-	if c.OutputTokens, err = dist(out, "prompt_output", "num_tokens", false); err != nil {
+	if err := c.parseLengths(&f, fail); err != nil {
 		return nil, err
 	}
 	if len(f.Arrival) > 0 && !bytes.Equal(f.Arrival, []byte("null")) {
@@ -189,6 +112,111 @@ func ParseGenerateConfig(data []byte, file string) (*GenerateConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+// decodeGenerateFields decodes a config's object and checks its filetype.
+func decodeGenerateFields(data []byte, file string, fail func(string, error) error) (generateFields, error) {
+	var f generateFields
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return f, fail("", errors.New(`empty file, expected a JSON object {"filetype": "generate_conversations", …}`))
+	}
+	if trimmed[0] != '{' {
+		return f, fail("", fmt.Errorf(`expected a JSON object {"filetype": "generate_conversations", …}, got %s`, kind(trimmed)))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&f); err != nil {
+		return f, jsonError(data, file, 0, "", err)
+	}
+	if dec.More() {
+		return f, fail("", errors.New("unexpected data after the config object"))
+	}
+	if f.Filetype == nil {
+		return f, fail("filetype", errors.New(`missing, expected "generate_conversations"`))
+	}
+	if *f.Filetype != "generate_conversations" {
+		return f, fail("filetype", fmt.Errorf(`expected "generate_conversations", got %q (a conversations file is imported with "llmtape import --format vllm")`, *f.Filetype))
+	}
+	return f, nil
+}
+
+// numConversations reads num_conversations: an integer from 1 to maxConversations.
+func numConversations(raw json.RawMessage) (int, error) {
+	if len(raw) == 0 {
+		return 0, errors.New("missing, expected an integer > 0")
+	}
+	n, err := strconv.Atoi(string(bytes.TrimSpace(raw)))
+	if err != nil || n <= 0 || n > maxConversations {
+		return 0, fmt.Errorf("expected an integer from 1 to %d, got %s", maxConversations, raw)
+	}
+	return n, nil
+}
+
+// textFiles reads text_files: a non-empty array of non-empty names.
+func textFiles(raw json.RawMessage, fail func(string, error) error) ([]string, error) {
+	if len(raw) == 0 {
+		return nil, fail("text_files", errors.New("missing, expected an array of file names"))
+	}
+	var names []string
+	if err := json.Unmarshal(raw, &names); err != nil {
+		return nil, fail("text_files", fmt.Errorf("expected an array of file names, got %s", kind(raw)))
+	}
+	if len(names) == 0 {
+		return nil, fail("text_files", errors.New("expected at least one file name"))
+	}
+	for i, name := range names {
+		if name == "" {
+			return nil, fail(fmt.Sprintf("text_files[%d]", i), errors.New("expected a file name, got an empty string"))
+		}
+	}
+	return names, nil
+}
+
+// parseLengths reads the distributions of prompt_input and prompt_output.
+func (c *GenerateConfig) parseLengths(f *generateFields, fail func(string, error) error) error {
+	section := func(raw json.RawMessage, name string) (map[string]json.RawMessage, error) {
+		if len(raw) == 0 {
+			return nil, fail(name, errors.New("missing, expected an object"))
+		}
+		obj, err := object(raw)
+		if err != nil {
+			return nil, fail(name, err)
+		}
+		return obj, nil
+	}
+	in, err := section(f.PromptInput, "prompt_input")
+	if err != nil {
+		return err
+	}
+	out, err := section(f.PromptOutput, "prompt_output")
+	if err != nil {
+		return err
+	}
+	for _, l := range []struct {
+		sec           map[string]json.RawMessage
+		secName, name string
+		optional      bool
+		into          **Distribution
+	}{
+		{in, "prompt_input", "num_turns", false, &c.NumTurns},
+		{in, "prompt_input", "common_prefix_num_tokens", true, &c.CommonPrefixTokens},
+		{in, "prompt_input", "prefix_num_tokens", false, &c.PrefixTokens},
+		{in, "prompt_input", "num_tokens", false, &c.UserTokens},
+		{out, "prompt_output", "num_tokens", false, &c.OutputTokens},
+	} {
+		raw, ok := l.sec[l.name]
+		switch {
+		case !ok && l.optional:
+			*l.into = &Distribution{Kind: "constant"}
+		case !ok:
+			return fail(l.secName+"."+l.name, errors.New(`missing, expected a distribution {"distribution": …}`))
+		default:
+			if *l.into, err = parseDistribution(raw); err != nil {
+				return fail(l.secName+"."+l.name, err)
+			}
+		}
+	}
+	return nil
 }
 
 func parseArrival(raw json.RawMessage) (*Arrival, error) {

@@ -70,21 +70,31 @@ func syntheticTurn(model string, blockSize int, ids []uint64, in, out int, start
 // traces. Lines with a session_id form one conversation per session, in file order; other
 // lines are conversations of their own.
 func parseMooncake(ctx context.Context, data []byte, file string, cfg *Config) (*Dataset, error) {
-	bs := cfg.blockSize()
-	started := cfg.now()
-	d := &Dataset{}
-	d.Recording.Started = started
-	sessions := map[string]int{} // session id -> index in d.Conversations
-	lastStart := map[int]time.Duration{}
-	var minTS, maxTS time.Duration = math.MaxInt64, 0
-	fresh := uint64(freshIDBase)
-	filled := 0
-	lineNo := 0
-	for len(data) > 0 {
-		lineNo++
-		if lineNo%checkEvery == 1 { // the first and every checkEvery-th
+	mr := &mooncakeReader{
+		file: file, cfg: cfg, bs: cfg.blockSize(), started: cfg.now(),
+		d:        &Dataset{},
+		sessions: map[string]int{},
+		minTS:    math.MaxInt64,
+		fresh:    freshIDBase,
+	}
+	mr.d.Recording.Started = mr.started
+	err := eachLine(ctx, data, func(n int, line []byte) error {
+		mr.line = n
+		return mr.add(line)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return mr.finish(), nil
+}
+
+// eachLine calls fn with each line of data that is not blank, white space trimmed, and its
+// 1-based number. It checks ctx at the first line and every checkEvery-th.
+func eachLine(ctx context.Context, data []byte, fn func(n int, line []byte) error) error {
+	for n := 1; len(data) > 0; n++ {
+		if n%checkEvery == 1 {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		var line []byte
@@ -93,118 +103,179 @@ func parseMooncake(ctx context.Context, data []byte, file string, cfg *Config) (
 		} else {
 			line, data = data, nil
 		}
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 {
+		if line = bytes.TrimSpace(line); len(line) == 0 {
 			continue
 		}
-		fail := func(field string, err error) error {
-			return &InputError{File: file, Line: lineNo, Element: field, Err: err}
+		if err := fn(n, line); err != nil {
+			return err
 		}
-		if line[0] != '{' {
-			return nil, fail("", fmt.Errorf("expected a JSON object per line, got %s", kind(line)))
-		}
-		var l mooncakeLine
-		dec := json.NewDecoder(bytes.NewReader(line))
-		if err := dec.Decode(&l); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) {
-				return nil, fail(te.Field, fmt.Errorf("expected %s, got %s", typeName(te.Type.String()), te.Value))
-			}
-			return nil, fail("", fmt.Errorf("malformed JSON: %v", err))
-		}
-		if dec.More() {
-			return nil, fail("", errors.New("malformed JSON: more than one value on the line"))
-		}
-		if l.InputLength == nil {
-			return nil, fail("", errors.New(`missing field "input_length", expected an integer`))
-		}
-		if l.OutputLength == nil {
-			return nil, fail("", errors.New(`missing field "output_length", expected an integer`))
-		}
-		in, out := *l.InputLength, *l.OutputLength
-		if in < 0 || in > maxTraceTokens {
-			return nil, fail("input_length", fmt.Errorf("expected an integer from 0 to %d, got %d", maxTraceTokens, in))
-		}
-		if out < 0 || out > maxTraceTokens {
-			return nil, fail("output_length", fmt.Errorf("expected an integer from 0 to %d, got %d", maxTraceTokens, out))
-		}
-		var ids []uint64
-		if len(l.HashIDs) > 0 && !bytes.Equal(l.HashIDs, []byte("null")) {
-			if err := json.Unmarshal(l.HashIDs, &ids); err != nil {
-				return nil, fail("hash_ids", fmt.Errorf("expected an array of non-negative integers"))
-			}
-		}
-		need, err := blockCount(in, bs)
-		if err != nil {
-			return nil, fail("input_length", err)
-		}
-		if len(ids) > need {
-			return nil, fail("hash_ids", fmt.Errorf("%d block ids, but input_length %d fills only %d blocks of %d tokens (is the block size right? see --block-size)", len(ids), in, need, bs))
-		}
-		if len(ids) < need {
-			filled++
-			for len(ids) < need {
-				ids = append(ids, fresh)
-				fresh++
-			}
-		}
-		var ts, delay time.Duration
-		hasTS := l.Timestamp != nil
-		if hasTS {
-			var err error
-			if ts, err = msDuration(*l.Timestamp); err != nil {
-				return nil, fail("timestamp", err)
-			}
-		}
-		if l.Delay != nil {
-			var err error
-			if delay, err = msDuration(*l.Delay); err != nil {
-				return nil, fail("delay", err)
-			}
-		}
-		session, err := idString(l.SessionID)
-		if err != nil {
-			return nil, fail("session_id", err)
-		}
-		ci := -1
-		if session != "" {
-			if i, ok := sessions[session]; ok {
-				ci = i
-			}
-		}
-		if !hasTS {
-			if ci < 0 {
-				return nil, fail("", errors.New(`missing field "timestamp" (ms), expected a number (only later turns of a session may give just "delay")`))
-			}
-			ts = lastStart[ci] + delay
-		}
-		minTS, maxTS = min(minTS, ts), max(maxTS, ts)
-		t := syntheticTurn(cfg.Model, bs, ids, int(in), int(out), started.Add(ts))
-		if ci < 0 {
-			c := tape.Conversation{Grouping: tape.GroupSingle}
-			if session != "" {
-				c.Grouping, c.Session = tape.GroupSession, session
-				sessions[session] = len(d.Conversations)
-			}
-			ci = len(d.Conversations)
-			d.Conversations = append(d.Conversations, Conversation{Conversation: c})
-		}
-		c := &d.Conversations[ci]
-		t.Index = len(c.Turns)
-		c.Turns = append(c.Turns, t)
-		lastStart[ci] = ts
 	}
+	return nil
+}
+
+// mooncakeReader builds a Dataset from a Mooncake trace, one line at a time.
+type mooncakeReader struct {
+	file    string
+	line    int // the line being read
+	cfg     *Config
+	bs      int
+	started time.Time
+	d       *Dataset
+
+	sessions     map[string]int  // session id -> index in d.Conversations
+	lastStart    []time.Duration // per conversation: its last turn's timestamp
+	minTS, maxTS time.Duration   // the trace's first and last timestamps
+	fresh        uint64          // the next id for a block without hash_id
+	filled       int             // lines that had fewer hash_ids than blocks
+}
+
+// fail is a fault of the line being read.
+func (mr *mooncakeReader) fail(field string, err error) error {
+	return &InputError{File: mr.file, Line: mr.line, Element: field, Err: err}
+}
+
+// add reads one line into a turn of its conversation.
+func (mr *mooncakeReader) add(line []byte) error {
+	l, err := mr.decode(line)
+	if err != nil {
+		return err
+	}
+	in, out := *l.InputLength, *l.OutputLength
+	ids, err := mr.blockIDs(l.HashIDs, in)
+	if err != nil {
+		return err
+	}
+	ts, delay, err := mr.times(&l)
+	if err != nil {
+		return err
+	}
+	session, err := idString(l.SessionID)
+	if err != nil {
+		return mr.fail("session_id", err)
+	}
+	ci := -1
+	if i, ok := mr.sessions[session]; ok && session != "" {
+		ci = i
+	}
+	if l.Timestamp == nil {
+		// A later turn of a session may give only its delay after the previous turn.
+		if ci < 0 {
+			return mr.fail("", errors.New(`missing field "timestamp" (ms), expected a number (only later turns of a session may give just "delay")`))
+		}
+		ts = mr.lastStart[ci] + delay
+	}
+	mr.minTS, mr.maxTS = min(mr.minTS, ts), max(mr.maxTS, ts)
+	if ci < 0 {
+		ci = mr.newConversation(session)
+	}
+	t := syntheticTurn(mr.cfg.Model, mr.bs, ids, int(in), int(out), mr.started.Add(ts))
+	c := &mr.d.Conversations[ci]
+	t.Index = len(c.Turns)
+	c.Turns = append(c.Turns, t)
+	mr.lastStart[ci] = ts
+	return nil
+}
+
+// decode decodes one line and checks its lengths.
+func (mr *mooncakeReader) decode(line []byte) (mooncakeLine, error) {
+	var l mooncakeLine
+	if line[0] != '{' {
+		return l, mr.fail("", fmt.Errorf("expected a JSON object per line, got %s", kind(line)))
+	}
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if err := dec.Decode(&l); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return l, mr.fail(te.Field, fmt.Errorf("expected %s, got %s", typeName(te.Type.String()), te.Value))
+		}
+		return l, mr.fail("", fmt.Errorf("malformed JSON: %v", err))
+	}
+	if dec.More() {
+		return l, mr.fail("", errors.New("malformed JSON: more than one value on the line"))
+	}
+	if l.InputLength == nil {
+		return l, mr.fail("", errors.New(`missing field "input_length", expected an integer`))
+	}
+	if l.OutputLength == nil {
+		return l, mr.fail("", errors.New(`missing field "output_length", expected an integer`))
+	}
+	if in := *l.InputLength; in < 0 || in > maxTraceTokens {
+		return l, mr.fail("input_length", fmt.Errorf("expected an integer from 0 to %d, got %d", maxTraceTokens, in))
+	}
+	if out := *l.OutputLength; out < 0 || out > maxTraceTokens {
+		return l, mr.fail("output_length", fmt.Errorf("expected an integer from 0 to %d, got %d", maxTraceTokens, out))
+	}
+	return l, nil
+}
+
+// blockIDs returns the ids of the blocks of a prompt of in tokens: the line's hash_ids, and
+// for blocks it has none for, fresh ids that nothing shares.
+func (mr *mooncakeReader) blockIDs(raw json.RawMessage, in int64) ([]uint64, error) {
+	var ids []uint64
+	if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		if err := json.Unmarshal(raw, &ids); err != nil {
+			return nil, mr.fail("hash_ids", fmt.Errorf("expected an array of non-negative integers"))
+		}
+	}
+	need, err := blockCount(in, mr.bs)
+	if err != nil {
+		return nil, mr.fail("input_length", err)
+	}
+	if len(ids) > need {
+		return nil, mr.fail("hash_ids", fmt.Errorf("%d block ids, but input_length %d fills only %d blocks of %d tokens (is the block size right? see --block-size)", len(ids), in, need, mr.bs))
+	}
+	if len(ids) < need {
+		mr.filled++
+		for len(ids) < need {
+			ids = append(ids, mr.fresh)
+			mr.fresh++
+		}
+	}
+	return ids, nil
+}
+
+// times returns the line's timestamp and delay, 0 when missing.
+func (mr *mooncakeReader) times(l *mooncakeLine) (ts, delay time.Duration, err error) {
+	if l.Timestamp != nil {
+		if ts, err = msDuration(*l.Timestamp); err != nil {
+			return 0, 0, mr.fail("timestamp", err)
+		}
+	}
+	if l.Delay != nil {
+		if delay, err = msDuration(*l.Delay); err != nil {
+			return 0, 0, mr.fail("delay", err)
+		}
+	}
+	return ts, delay, nil
+}
+
+// newConversation starts a conversation: of the session, or of one turn when session is "".
+func (mr *mooncakeReader) newConversation(session string) int {
+	c := tape.Conversation{Grouping: tape.GroupSingle}
+	ci := len(mr.d.Conversations)
+	if session != "" {
+		c.Grouping, c.Session = tape.GroupSession, session
+		mr.sessions[session] = ci
+	}
+	mr.d.Conversations = append(mr.d.Conversations, Conversation{Conversation: c})
+	mr.lastStart = append(mr.lastStart, 0)
+	return ci
+}
+
+// finish sets the arrivals (from the trace's first timestamp) and the recording's end.
+func (mr *mooncakeReader) finish() *Dataset {
+	d := mr.d
 	for i := range d.Conversations {
 		c := &d.Conversations[i]
-		c.Conversation.Arrival = c.Turns[0].Timing.Start.Sub(started) - minTS
+		c.Conversation.Arrival = c.Turns[0].Timing.Start.Sub(mr.started) - mr.minTS
 	}
 	if len(d.Conversations) > 0 {
-		d.Recording.Ended = started.Add(maxTS)
+		d.Recording.Ended = mr.started.Add(mr.maxTS)
 	}
-	if filled > 0 {
-		d.Notes = append(d.Notes, fmt.Sprintf("%d requests had fewer hash_ids than blocks of %d tokens; their missing blocks got ids of their own (no sharing)", filled, bs))
+	if mr.filled > 0 {
+		d.Notes = append(d.Notes, fmt.Sprintf("%d requests had fewer hash_ids than blocks of %d tokens; their missing blocks got ids of their own (no sharing)", mr.filled, mr.bs))
 	}
-	return d, nil
+	return d
 }
 
 // msDuration converts a number of milliseconds to a duration.
