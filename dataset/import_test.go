@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/llmtape/llmtape/dataset"
+	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/synth"
 	"github.com/llmtape/llmtape/tape"
 )
@@ -822,5 +823,28 @@ func TestExportTruncatedBody(t *testing.T) {
 	stats, err := dataset.Export(context.Background(), st, rec.ID, &buf, dataset.ExportConfig{Format: "vllm"})
 	if err != nil || stats.Conversations != 0 || strings.TrimSpace(buf.String()) != "[\n]" {
 		t.Errorf("vllm export: %+v %v\n%s", stats, err, buf.String())
+	}
+}
+
+// TestImportContentParts: a reply given as content parts is stored with the text of
+// openai.ContentText, the one definition (parts joined with newlines, refusals included), and
+// its completion tokens are counted on that text.
+func TestImportContentParts(t *testing.T) {
+	in := `[{"id": "p", "messages": [{"role": "user", "content": "hi"},
+		{"role": "assistant", "content": [{"type": "text", "text": "one"}, {"type": "refusal", "refusal": "two"}]}]}]`
+	d, err := dataset.Parse(context.Background(), "vllm", strings.NewReader(in), "p.json", dataset.Config{Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := openai.ContentText(json.RawMessage(`[{"type": "text", "text": "one"}, {"type": "refusal", "refusal": "two"}]`))
+	tr := d.Conversations[0].Turns[0]
+	if tr.Response.Content != want || want != "one\ntwo" || tr.Tokens.Completion != openai.CountTokens(want) {
+		t.Errorf("reply %q with %d tokens, want %q with %d", tr.Response.Content, tr.Tokens.Completion, want, openai.CountTokens(want))
+	}
+	for _, bad := range []string{`5`, `{"a": 1}`, `["x"]`} {
+		in := `[{"id": "p", "messages": [{"role": "user", "content": ` + bad + `}]}]`
+		if _, err := dataset.Parse(context.Background(), "vllm", strings.NewReader(in), "p.json", dataset.Config{}); err == nil || !strings.Contains(err.Error(), "content: expected") {
+			t.Errorf("content %s: %v", bad, err)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/llmtape/llmtape/internal/jsonstr"
+	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -137,6 +138,21 @@ func idString(raw json.RawMessage) (string, error) {
 	return "", fmt.Errorf("expected a string, got %s", kind(raw))
 }
 
+// messageContent returns the text of a message's content by openai.ContentText, the one
+// definition (parts joined with newlines), and says what an import expects when it is
+// neither a string, an array of parts nor null.
+func messageContent(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	text, err := openai.ContentText(raw)
+	if err == nil {
+		return text, nil
+	}
+	if raw[0] == '[' {
+		return "", errors.New(`content: expected a string or an array of parts {"type", "text"}`)
+	}
+	return "", fmt.Errorf("content: expected a string, an array of parts or null, got %s", kind(raw))
+}
+
 // parseChatMessage checks a chat message ({"role": string, "content": string, array of parts
 // or null, …}) and keeps it compact.
 func parseChatMessage(raw json.RawMessage) (message, error) {
@@ -155,8 +171,7 @@ func parseChatMessage(raw json.RawMessage) (message, error) {
 	if m.role == "" {
 		return message{}, errors.New("role: expected a non-empty string")
 	}
-	m.content, err = contentText(obj["content"])
-	if err != nil {
+	if m.content, err = messageContent(obj["content"]); err != nil {
 		return message{}, err
 	}
 	var buf bytes.Buffer
@@ -166,34 +181,4 @@ func parseChatMessage(raw json.RawMessage) (message, error) {
 	}
 	m.raw = buf.Bytes()
 	return m, nil
-}
-
-// contentText returns the text of a message's content: a string, an array of parts (their
-// "text" fields joined), or missing/null ("").
-func contentText(raw json.RawMessage) (string, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return "", nil
-	}
-	switch raw[0] {
-	case '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", fmt.Errorf("content: %v", err)
-		}
-		return s, nil
-	case '[':
-		var parts []struct {
-			Text string `json:"text"`
-		}
-		if err := json.Unmarshal(raw, &parts); err != nil {
-			return "", errors.New("content: expected a string or an array of parts {\"type\", \"text\"}")
-		}
-		var b bytes.Buffer
-		for _, p := range parts {
-			b.WriteString(p.Text)
-		}
-		return b.String(), nil
-	}
-	return "", fmt.Errorf("content: expected a string, an array of parts or null, got %s", kind(raw))
 }
