@@ -484,7 +484,7 @@ func chatParams(model string, extra map[string]any) json.RawMessage {
 type message struct {
 	raw     json.RawMessage // compact JSON, stored verbatim
 	role    string
-	content string // text of the content (string, or text parts joined)
+	content string // text of the content (openai.ContentText)
 }
 
 // textTurns splits a conversation's message list into turns, stored linearly. Each
@@ -492,85 +492,102 @@ type message struct {
 // it are the request, it is the reply. Messages after the last reply make a final turn
 // without a reply when any of them is not an assistant message. start is every turn's start.
 func textTurns(msgs []message, model string, start time.Time) []tape.Turn {
-	var turns []tape.Turn
-	var fullTokens []int32 // tokens of each message of the current full list
-	prevLen := 0           // length of the previous turn's full list
-	pending := 0           // index of the first message after the previous reply
-	emit := func(end int, reply *message) {
-		req := tape.Request{
-			Method: "POST",
-			Path:   "/v1/chat/completions",
-			Model:  model,
-			Stream: true,
-			Params: chatParams(model, nil),
+	tb := turnBuilder{msgs: msgs, model: model, start: start}
+	pending := 0 // index of the first message after the previous reply
+	for i := range msgs {
+		if msgs[i].role == "assistant" && hasRequest(msgs[pending:i]) {
+			tb.add(i, &msgs[i])
+			pending = i + 1
 		}
-		from := 0
-		if len(turns) > 0 {
-			prev := &turns[len(turns)-1]
-			from = prevLen
-			req.Kept = prevLen
-			// msgs[prevLen] is the previous turn's reply as the client echoes it.
-			if prevLen < end && tape.JSONEqual(msgs[prevLen].raw, tape.ReplyMessage(prev)) {
-				req.Kept = prevLen + 1
-				fullTokens = append(fullTokens, int32(openai.CountTokens(openai.MessageText(msgs[prevLen].raw))))
-				from = prevLen + 1
-			}
-		}
-		for i := from; i < end; i++ {
-			n := int32(openai.CountTokens(openai.MessageText(msgs[i].raw)))
-			req.Messages = append(req.Messages, msgs[i].raw)
-			req.MessageMeta = append(req.MessageMeta, tape.MessageMeta{Tokens: n, Hash: tape.MessageHash(msgs[i].raw)})
-			fullTokens = append(fullTokens, n)
-		}
-		var prompt int
-		for _, n := range fullTokens {
-			prompt += int(n)
-		}
-		t := tape.Turn{
-			Index:   len(turns),
-			Match:   tape.GroupImport,
-			Request: req,
-			Timing:  tape.Timing{Start: start},
-			Tokens:  tape.Tokens{Prompt: prompt, Source: tape.TokensImported},
-		}
-		if reply != nil {
-			t.Response = tape.Response{Status: 200, Content: reply.content, FinishReason: "stop"}
-			if tc := toolCalls(reply.raw); tc != nil {
-				t.Response.ToolCalls = tc
-				t.Response.FinishReason = "tool_calls"
-				t.Tokens.Completion = openai.CountTokens(openai.MessageText(reply.raw))
-			} else {
-				t.Tokens.Completion = openai.CountTokens(reply.content)
-			}
-		}
-		turns = append(turns, t)
-		prevLen = end
 	}
+	if hasRequest(msgs[pending:]) {
+		tb.add(len(msgs), nil)
+	}
+	return tb.turns
+}
+
+// hasRequest reports whether msgs hold a message that is not an assistant's: what a reply
+// needs before it, and what makes trailing messages a turn.
+func hasRequest(msgs []message) bool {
 	for i := range msgs {
 		if msgs[i].role != "assistant" {
-			continue
-		}
-		// A reply needs a request: at least one non-assistant message since the last reply.
-		has := false
-		for j := pending; j < i; j++ {
-			if msgs[j].role != "assistant" {
-				has = true
-				break
-			}
-		}
-		if !has {
-			continue
-		}
-		emit(i, &msgs[i])
-		pending = i + 1
-	}
-	for j := pending; j < len(msgs); j++ {
-		if msgs[j].role != "assistant" {
-			emit(len(msgs), nil)
-			break
+			return true
 		}
 	}
-	return turns
+	return false
+}
+
+// turnBuilder makes the turns of one conversation's message list, in order.
+type turnBuilder struct {
+	msgs       []message
+	model      string
+	start      time.Time
+	turns      []tape.Turn
+	fullTokens []int32 // tokens of each message of the current full list
+	prevLen    int     // length of the previous turn's full list
+}
+
+// add appends the turn whose request is msgs[:end] and whose reply is reply (nil: none).
+func (tb *turnBuilder) add(end int, reply *message) {
+	req := tape.Request{
+		Method: "POST",
+		Path:   "/v1/chat/completions",
+		Model:  tb.model,
+		Stream: true,
+		Params: chatParams(tb.model, nil),
+	}
+	from := tb.keep(&req, end)
+	for i := from; i < end; i++ {
+		raw := tb.msgs[i].raw
+		n := int32(openai.CountTokens(openai.MessageText(raw)))
+		req.Messages = append(req.Messages, raw)
+		req.MessageMeta = append(req.MessageMeta, tape.MessageMeta{Tokens: n, Hash: tape.MessageHash(raw)})
+		tb.fullTokens = append(tb.fullTokens, n)
+	}
+	var prompt int
+	for _, n := range tb.fullTokens {
+		prompt += int(n)
+	}
+	t := tape.Turn{
+		Index:   len(tb.turns),
+		Match:   tape.GroupImport,
+		Request: req,
+		Timing:  tape.Timing{Start: tb.start},
+		Tokens:  tape.Tokens{Prompt: prompt, Source: tape.TokensImported},
+	}
+	if reply != nil {
+		setReply(&t, reply)
+	}
+	tb.turns = append(tb.turns, t)
+	tb.prevLen = end
+}
+
+// keep sets how many messages req keeps of the previous turn's (its messages and, when the
+// list echoes it, its reply) and returns the index of the first message req adds.
+func (tb *turnBuilder) keep(req *tape.Request, end int) int {
+	if len(tb.turns) == 0 {
+		return 0
+	}
+	prev := &tb.turns[len(tb.turns)-1]
+	req.Kept = tb.prevLen
+	// msgs[prevLen] is the previous turn's reply as the client echoes it.
+	if tb.prevLen < end && tape.JSONEqual(tb.msgs[tb.prevLen].raw, tape.ReplyMessage(prev)) {
+		req.Kept = tb.prevLen + 1
+		tb.fullTokens = append(tb.fullTokens, int32(openai.CountTokens(openai.MessageText(tb.msgs[tb.prevLen].raw))))
+	}
+	return req.Kept
+}
+
+// setReply makes reply t's response, with its completion tokens.
+func setReply(t *tape.Turn, reply *message) {
+	t.Response = tape.Response{Status: 200, Content: reply.content, FinishReason: "stop"}
+	if tc := toolCalls(reply.raw); tc != nil {
+		t.Response.ToolCalls = tc
+		t.Response.FinishReason = "tool_calls"
+		t.Tokens.Completion = openai.CountTokens(openai.MessageText(reply.raw))
+	} else {
+		t.Tokens.Completion = openai.CountTokens(reply.content)
+	}
 }
 
 // toolCalls returns the "tool_calls" array of a message, nil when it has none.
