@@ -34,3 +34,16 @@ func ExampleParse_error() {
 	// Output:
 	// trace.jsonl: line 1: input_length: expected an integer, got string
 }
+
+// The table of formats says which are imported (a Decoder) and exported (an Encoder).
+func ExampleFormats() {
+	for _, f := range dataset.Formats() {
+		fmt.Printf("%-8s import %-5v export %v\n", f.Name, f.Decode != nil, f.Encode != nil)
+	}
+	// Output:
+	// vllm     import true  export true
+	// sharegpt import true  export true
+	// mooncake import true  export true
+	// azure    import true  export false
+	// requests import false export true
+}

@@ -37,8 +37,8 @@ type Format struct {
 	Encode Encoder
 	// Shape is what an input must look like, for error messages ("a JSON array of …").
 	Shape string
-	// ImportHelp and ExportHelp are the command's help for the format: lines of at most 80
-	// columns once indented by 12.
+	// ImportHelp and ExportHelp are the commands' help for the format: lines that ImportHelp
+	// and ExportHelp indent by 12 columns, after the name.
 	ImportHelp, ExportHelp string
 }
 
