@@ -284,19 +284,28 @@ type turnHead struct {
 	think   time.Duration
 }
 
-// turnHeads returns a function that gives the turnHead of each turn of c in order.
-func turnHeads(c *tape.Conversation, origin time.Time) func(t *tape.Turn) turnHead {
-	name, _ := json.Marshal(conversationName(c))
-	session := c.Turns > 1 || c.Grouping == tape.GroupSession
-	var prev tape.Timing
-	return func(t *tape.Turn) turnHead {
-		h := turnHead{name: name, session: session, index: t.Index, offset: t.Timing.Start.Sub(origin)}
-		if t.Index > 0 {
-			h.think, _ = t.Timing.ThinkTime(&prev)
-		}
-		prev = tape.Timing{Start: t.Timing.Start, End: t.Timing.End}
-		return h
+// turnHeads gives the turnHead of each turn of a conversation, in order.
+type turnHeads struct {
+	origin  time.Time
+	name    []byte
+	session bool
+	prev    tape.Timing // the previous turn's start and end
+}
+
+// begin starts conversation c.
+func (h *turnHeads) begin(c *tape.Conversation) {
+	h.name, _ = json.Marshal(conversationName(c))
+	h.session = c.Turns > 1 || c.Grouping == tape.GroupSession
+}
+
+// next returns the turnHead of t, the conversation's next turn.
+func (h *turnHeads) next(t *tape.Turn) turnHead {
+	th := turnHead{name: h.name, session: h.session, index: t.Index, offset: t.Timing.Start.Sub(h.origin)}
+	if t.Index > 0 {
+		th.think, _ = t.Timing.ThinkTime(&h.prev)
 	}
+	h.prev = tape.Timing{Start: t.Timing.Start, End: t.Timing.End}
+	return th
 }
 
 // mooncakeRow is one line of the mooncake format before its hash_ids are numbered: the line
@@ -315,18 +324,19 @@ func encodeMooncake(ctx context.Context, st *tape.Store, r *tape.Recording, w *b
 	if err != nil {
 		return ExportStats{}, err
 	}
+	heads := turnHeads{origin: origin}
 	hasher := newBlockHasher(cfg)
 	numbers := map[uint64]uint64{}
-	return inTimeOrder(ctx, st, r, func(c *tape.Conversation) turnMaker[mooncakeRow] {
-		head := turnHeads(c, origin)
+	begin := func(c *tape.Conversation) {
+		heads.begin(c)
 		hasher.reset()
-		return func(t *tape.Turn, msgs []json.RawMessage) (mooncakeRow, error) {
-			syn, err := hasher.blocks(t, msgs)
-			if err != nil {
-				return mooncakeRow{}, err
-			}
-			return mooncakeRow{line: appendMooncakeHead(nil, head(t), syn.InputTokens, t.Tokens.Completion), keys: syn.HashIDs}, nil
+	}
+	return inTimeOrder(ctx, st, r, begin, func(t *tape.Turn, msgs []json.RawMessage) (mooncakeRow, error) {
+		syn, err := hasher.blocks(t, msgs)
+		if err != nil {
+			return mooncakeRow{}, err
 		}
+		return mooncakeRow{line: appendMooncakeHead(nil, heads.next(t), syn.InputTokens, t.Tokens.Completion), keys: syn.HashIDs}, nil
 	}, func(row mooncakeRow) error {
 		line := row.line
 		for k, key := range row.keys {
@@ -371,18 +381,16 @@ func encodeRequests(ctx context.Context, st *tape.Store, r *tape.Recording, w *b
 	if err != nil {
 		return ExportStats{}, err
 	}
-	return inTimeOrder(ctx, st, r, func(c *tape.Conversation) turnMaker[[]byte] {
-		head := turnHeads(c, origin)
-		return func(t *tape.Turn, msgs []json.RawMessage) ([]byte, error) {
-			body := []byte("null") // a body the proxy did not keep (larger than --max-body)
-			if !t.Request.Truncated {
-				var err error
-				if body, err = requestBody(t, msgs, cfg.Materializer); err != nil {
-					return nil, fmt.Errorf("conversation %d turn %d: %w", t.Conversation, t.Index, err)
-				}
+	heads := turnHeads{origin: origin}
+	return inTimeOrder(ctx, st, r, heads.begin, func(t *tape.Turn, msgs []json.RawMessage) ([]byte, error) {
+		body := []byte("null") // a body the proxy did not keep (larger than --max-body)
+		if !t.Request.Truncated {
+			var err error
+			if body, err = requestBody(t, msgs, cfg.Materializer); err != nil {
+				return nil, fmt.Errorf("conversation %d turn %d: %w", t.Conversation, t.Index, err)
 			}
-			return appendRequestLine(nil, head(t), &t.Request, body), nil
 		}
+		return appendRequestLine(nil, heads.next(t), &t.Request, body), nil
 	}, func(line []byte) error { return writeLine(w, line) })
 }
 

@@ -9,21 +9,20 @@ import (
 	"github.com/llmtape/llmtape/tape"
 )
 
-// turnMaker makes what an export writes for one turn, given its full message list; it is
-// called with the turns of one conversation in order.
+// turnMaker makes what an export writes for one turn, given its full message list.
 type turnMaker[T any] func(t *tape.Turn, msgs []json.RawMessage) (T, error)
 
-// inTimeOrder is the time-ordered turn iterator of the turn formats. It calls conversation
-// for each conversation of recording r (in arrival order, as the store keeps them), and the
-// turnMaker it returns with each of that conversation's turns in order; then it calls emit
-// with what was made, in order of the turns' start (ties in reading order), and counts the
-// conversations and turns emitted. It checks ctx every conversation.
+// inTimeOrder is the time-ordered turn iterator of the turn formats. For each conversation of
+// recording r (in arrival order, as the store keeps them) it calls begin, then makeTurn with
+// each of that conversation's turns in order; it calls emit with what was made in order of
+// the turns' start (ties in reading order), and counts the conversations and turns emitted.
+// It checks ctx every conversation.
 //
 // A made turn can be emitted as soon as a later conversation's first turn starts after it, so
 // only the turns of conversations that overlap in time are held, never the whole recording;
-// and each conversation's turns are made in order, so a maker may keep state (the previous
-// turn's end, its tokens) from one to the next.
-func inTimeOrder[T any](ctx context.Context, st *tape.Store, r *tape.Recording, conversation func(c *tape.Conversation) turnMaker[T], emit func(T) error) (ExportStats, error) {
+// and each conversation's turns are made in order after its begin, so the maker may keep
+// state (the previous turn's end, its tokens) from one to the next.
+func inTimeOrder[T any](ctx context.Context, st *tape.Store, r *tape.Recording, begin func(c *tape.Conversation), makeTurn turnMaker[T], emit func(T) error) (ExportStats, error) {
 	var stats ExportStats
 	var pending timeHeap[T]
 	emitted := map[int]bool{} // conversations (by reading index) with a turn emitted
@@ -47,7 +46,7 @@ func inTimeOrder[T any](ctx context.Context, st *tape.Store, r *tape.Recording, 
 			return err
 		}
 		ci++
-		makeTurn := conversation(c)
+		begin(c)
 		return st.TurnMessages(c.ID, func(t *tape.Turn, msgs []json.RawMessage) error {
 			if t.Index == 0 {
 				if err := flush(t.Timing.Start, false); err != nil {
