@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/metrics"
 	"github.com/llmtape/llmtape/tape"
 )
@@ -254,9 +255,9 @@ func (s *scan) conversation(src Source, ci int32, c *tape.Conversation, convIdx 
 			s.byTurnIn[b] = append(s.byTurnIn[b], float64(t.Tokens.Prompt))
 			s.byTurnOut[b] = append(s.byTurnOut[b], float64(t.Tokens.Completion))
 		}
-		if cls := t.FailureClass(); cls != "" {
+		if cls := t.FailureClass(); cls != errclass.None {
 			s.errors++
-			s.byClass[cls]++
+			s.byClass[string(cls)]++
 			if t.Response.Status > 0 {
 				s.byStatus[strconv.Itoa(t.Response.Status)]++
 			}

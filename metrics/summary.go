@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -27,8 +28,7 @@ type Summary struct {
 	OutputTokens Dist    `json:"output_tokens"`
 	CachedTokens int64   `json:"cached_tokens"` // sum over successful requests
 	Goodput      Goodput `json:"goodput"`
-	// ErrorsByClass counts failed requests by class: "http", "timeout", "connect", "stream",
-	// "canceled".
+	// ErrorsByClass counts failed requests by class (the names of errclass).
 	ErrorsByClass map[string]int `json:"errors_by_class"`
 	ByTurn        []TurnSummary  `json:"by_turn"`
 	Duration      float64        `json:"duration_s"`      // measurement window in seconds
@@ -127,10 +127,10 @@ func (a *Accumulator) Add(r *tape.Result) {
 			a.errors = make(map[string]int)
 		}
 		class := r.ErrorClass
-		if class == "" {
-			class = "http"
+		if class == errclass.None {
+			class = errclass.HTTP
 		}
-		a.errors[class]++
+		a.errors[string(class)]++
 		if b >= 0 {
 			a.byTurn[b].errors++
 		}

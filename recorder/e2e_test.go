@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/recorder"
@@ -504,7 +505,7 @@ func TestErrorTurnsThroughProxy(t *testing.T) {
 		upstream string
 		cancel   bool
 		status   int
-		class    string
+		class    errclass.Class
 		sends    int // the same request, sent again after each failure
 	}{
 		{name: "upstream unreachable", upstream: deadURL, status: 502, class: "connect", sends: 2},

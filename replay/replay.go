@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/metrics"
 	"github.com/llmtape/llmtape/openai"
@@ -536,7 +537,7 @@ func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind
 		// The next turn is due from the end of this reply.
 		sched = x.end
 		r.results <- &res
-		if !ok && (r.cfg.OnError == OnErrorStop || res.ErrorClass == ClassCanceled) {
+		if !ok && (r.cfg.OnError == OnErrorStop || res.ErrorClass == errclass.Canceled) {
 			return
 		}
 		if r.cfg.History == HistoryLive && tp.synthetic == nil {
@@ -591,7 +592,7 @@ func (r *Replayer) send(tp *turnPlan, header http.Header, body []byte, msgs []js
 			first = x.res.Sent
 		}
 		x.res.Retries = try
-		if metrics.OK(&x.res) || try >= r.cfg.Retries || x.res.ErrorClass == ClassCanceled ||
+		if metrics.OK(&x.res) || try >= r.cfg.Retries || x.res.ErrorClass == errclass.Canceled ||
 			r.abortCtx.Err() != nil {
 			x.res.Sent = first
 			return x

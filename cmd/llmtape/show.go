@@ -133,7 +133,7 @@ func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
 		st := showTurn{
 			Index: t.Index, Match: string(t.Match), Model: t.Request.Model, Path: t.Request.Path,
 			Start:  t.Timing.Start.UTC(),
-			Status: t.Response.Status, Error: t.Response.Error, ErrorClass: t.FailureClass(),
+			Status: t.Response.Status, Error: t.Response.Error, ErrorClass: string(t.FailureClass()),
 			FinishReason: t.Response.FinishReason, Kept: t.Request.Kept, Messages: []showMessage{},
 			Reply: t.Response.Content,
 			Tokens: showTokens{Prompt: t.Tokens.Prompt, Completion: t.Tokens.Completion,
