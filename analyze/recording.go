@@ -153,23 +153,6 @@ func TurnResult(t *tape.Turn) tape.Result {
 	return r
 }
 
-// recordLatency adds a result's latencies to set (failed results add nothing).
-func recordLatency(set *metrics.Set, r *tape.Result) {
-	if !metrics.OK(r) {
-		return
-	}
-	if r.TTFT > 0 {
-		set.Record(metrics.TTFT, r.Turn, r.TTFT)
-	}
-	if r.E2E > 0 {
-		set.Record(metrics.E2E, r.Turn, r.E2E)
-	}
-	if tpot, ok := metrics.ResultTPOT(r); ok {
-		set.Record(metrics.TPOT, r.Turn, tpot)
-	}
-	set.RecordITL(r.Turn, r.Chunks)
-}
-
 // turnRec is what the prefix-reuse pass keeps of a turn.
 type turnRec struct {
 	start   int64 // Unix ns, made non-decreasing within a conversation
@@ -263,7 +246,7 @@ func (s *scan) conversation(src Source, ci int32, c *tape.Conversation, convIdx 
 			}
 		}
 		r := TurnResult(t)
-		recordLatency(s.latency, &r)
+		s.latency.RecordResult(&r)
 		start := t.Timing.Start.UnixNano()
 		if prev != nil {
 			if gap, ok := t.Timing.ThinkTime(&prev.Timing); ok {

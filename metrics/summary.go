@@ -137,14 +137,7 @@ func (a *Accumulator) Add(r *tape.Result) {
 		return
 	}
 	a.ok++
-	if r.TTFT > 0 {
-		s.Record(TTFT, r.Turn, r.TTFT)
-	}
-	s.RecordITL(r.Turn, r.Chunks)
-	if tpot, ok := ResultTPOT(r); ok {
-		s.Record(TPOT, r.Turn, tpot)
-	}
-	s.Record(E2E, r.Turn, r.E2E)
+	s.RecordResult(r)
 	a.input = append(a.input, float64(r.InputTokens))
 	a.output = append(a.output, float64(r.OutputTokens))
 	a.inSum += int64(r.InputTokens)
