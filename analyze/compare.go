@@ -320,7 +320,7 @@ func readRecording(ctx context.Context, src Source, recording uint64, want map[k
 			if _, ok := want[k]; !ok {
 				return nil
 			}
-			r := TurnResult(t)
+			r := t.Result()
 			d.acc.Add(&r)
 			d.add(k, sampleOf(&r))
 			s := t.Timing.Start.UnixNano()

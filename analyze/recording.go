@@ -132,27 +132,6 @@ func FindRecording(src Source, ref string) (*tape.Recording, error) {
 	return tape.FindRecording(src, ref)
 }
 
-// TurnResult returns a recorded turn as the result of a request, so that recorded and replayed
-// figures come from the same code: TTFT is the first output event's offset, E2E is End − Sent,
-// and tokens are the turn's.
-func TurnResult(t *tape.Turn) tape.Result {
-	r := tape.Result{
-		Conversation: t.Conversation,
-		Turn:         t.Index,
-		Chunks:       t.Timing.Chunks,
-		InputTokens:  t.Tokens.Prompt,
-		OutputTokens: t.Tokens.Completion,
-		CachedTokens: t.Tokens.Cached,
-		TokenSource:  t.Tokens.Source,
-		Status:       t.Response.Status,
-		ErrorClass:   t.FailureClass(),
-		Error:        t.Response.Error,
-	}
-	r.TTFT, _ = t.Timing.TTFT()
-	r.E2E, _ = t.Timing.E2E()
-	return r
-}
-
 // turnRec is what the prefix-reuse pass keeps of a turn.
 type turnRec struct {
 	start   int64 // Unix ns, made non-decreasing within a conversation
@@ -245,7 +224,7 @@ func (s *scan) conversation(src Source, ci int32, c *tape.Conversation, convIdx 
 				s.byStatus[strconv.Itoa(t.Response.Status)]++
 			}
 		}
-		r := TurnResult(t)
+		r := t.Result()
 		s.latency.RecordResult(&r)
 		start := t.Timing.Start.UnixNano()
 		if prev != nil {

@@ -119,6 +119,27 @@ func (t *Turn) FailureClass() errclass.Class {
 	return errclass.HTTP
 }
 
+// Result returns the turn as the result of a request, so that recorded and replayed figures
+// come from the same code: TTFT and E2E as Timing defines them (0 where not measured), and the
+// turn's tokens, status and failure class.
+func (t *Turn) Result() Result {
+	r := Result{
+		Conversation: t.Conversation,
+		Turn:         t.Index,
+		Chunks:       t.Timing.Chunks,
+		InputTokens:  t.Tokens.Prompt,
+		OutputTokens: t.Tokens.Completion,
+		CachedTokens: t.Tokens.Cached,
+		TokenSource:  t.Tokens.Source,
+		Status:       t.Response.Status,
+		ErrorClass:   t.FailureClass(),
+		Error:        t.Response.Error,
+	}
+	r.TTFT, _ = t.Timing.TTFT()
+	r.E2E, _ = t.Timing.E2E()
+	return r
+}
+
 // HasRequest reports whether the turn holds a request that can be sent again: messages, a
 // prompt, or a synthetic prompt. Turns of older stores, or of a capture that lacked the body,
 // have none.
