@@ -26,7 +26,7 @@ func (r *Report) Write(w io.Writer, f Format) error {
 		err = output.WriteTable(&b, r.title(), []output.Section{r.runsSection()})
 		if err == nil {
 			b.WriteString("\n")
-			err = r.Summary.WriteTable(&b)
+			err = WriteSummary(&b, &r.Summary, FormatTable)
 		}
 		if err == nil && len(r.ByConversation) > 0 {
 			err = output.WriteTable(&b, "", []output.Section{r.convSection()})
@@ -70,6 +70,28 @@ func (r *Report) convSection() output.Section {
 			output.Int(c.InputTokens), output.Int(c.OutputTokens)})
 	}
 	return s
+}
+
+// WriteSummary renders a replayer's summary in format f: as a table (the layout of vLLM's
+// multi-turn benchmark, metrics.Summary.WriteTable, which "llmtape replay" prints and report's
+// table holds), as JSON (the keys of docs/replay.md), or as CSV in long form (the sections
+// report writes for it). HTML is report's alone: it is refused.
+func WriteSummary(w io.Writer, s *metrics.Summary, f Format) error {
+	var err error
+	switch f {
+	case FormatTable:
+		err = s.WriteTable(w)
+	case FormatJSON:
+		err = output.WriteJSON(w, s)
+	case FormatCSV:
+		err = output.WriteCSV(w, summarySections(s))
+	default:
+		return fmt.Errorf("write summary: format %q: want table, json or csv", f)
+	}
+	if err != nil {
+		return fmt.Errorf("write summary: %w", err)
+	}
+	return nil
 }
 
 // summarySections are the sections of a replayer summary (shared by report and compare).

@@ -10,8 +10,8 @@ import (
 	"github.com/llmtape/llmtape/tape"
 )
 
-// Summary is the replayer's summary of a run: what "llmtape replay" prints and writes with
-// --json, and what the store keeps as tape.Run.Summary. The JSON keys are stable and
+// Summary is the replayer's summary of a run: what "llmtape replay" prints (rendered in every
+// format by analyze.WriteSummary), and what the store keeps as tape.Run.Summary. The JSON keys are stable and
 // documented in docs/replay.md.
 type Summary struct {
 	Requests   Requests   `json:"requests"`
@@ -239,7 +239,8 @@ func fnum(v float64) string {
 
 // WriteTable writes the summary as a table like vLLM's multi-turn benchmark prints (count,
 // mean, std, min, 25%, 50%, 75%, 90%, 99%, max per metric), then throughput, goodput, errors
-// and per-turn figures. Lines fit in 100 columns.
+// and per-turn figures. Lines fit in 100 columns. It is the table format of
+// analyze.WriteSummary, which renders the summary in every format.
 func (s Summary) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	line := strings.Repeat("-", 94)
