@@ -12,21 +12,7 @@ import (
 
 // Write renders the comparison in format f.
 func (c *Comparison) Write(w io.Writer, f Format) error {
-	var err error
-	switch f {
-	case FormatJSON:
-		err = output.WriteJSON(w, c)
-	case FormatCSV:
-		err = output.WriteCSV(w, c.sections())
-	case FormatHTML:
-		err = writeHTML(w, c.title(), c.charts(), c.sections())
-	default:
-		err = output.WriteTable(w, c.title(), c.sections())
-	}
-	if err != nil {
-		return fmt.Errorf("write comparison: %w", err)
-	}
-	return nil
+	return rendering{what: "write comparison", value: c, title: c.title, secs: c.sections, charts: c.charts}.write(w, f)
 }
 
 // String names the side: "run 3 (nightly)", "recording 1 (prod)" or, for several runs,

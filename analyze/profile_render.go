@@ -10,22 +10,16 @@ import (
 )
 
 // Write renders the profile in format f.
+// The table leaves out the timeline, which is long.
 func (p *Profile) Write(w io.Writer, f Format) error {
-	var err error
-	switch f {
-	case FormatJSON:
-		err = output.WriteJSON(w, p)
-	case FormatCSV:
-		err = output.WriteCSV(w, append(p.sections(), timelineSection(p.Timeline)))
-	case FormatHTML:
-		err = writeHTML(w, p.title(), p.charts(), append(p.sections(), timelineSection(p.Timeline)))
-	default:
-		err = output.WriteTable(w, p.title(), p.sections())
-	}
-	if err != nil {
-		return fmt.Errorf("write analysis: %w", err)
-	}
-	return nil
+	return rendering{
+		what:   "write analysis",
+		value:  p,
+		title:  p.title,
+		secs:   func() []output.Section { return append(p.sections(), timelineSection(p.Timeline)) },
+		charts: p.charts,
+		table:  func(w io.Writer) error { return output.WriteTable(w, p.title(), p.sections()) },
+	}.write(w, f)
 }
 
 func (p *Profile) title() string {

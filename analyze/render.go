@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"fmt"
 	"html"
 	"io"
 	"sort"
@@ -25,6 +26,39 @@ const (
 // ParseFormat returns the Format named s, or an error naming the formats.
 func ParseFormat(s string) (Format, error) {
 	return output.ParseFormat(s, FormatTable, FormatJSON, FormatCSV, FormatHTML)
+}
+
+// rendering is one result in the shapes that its formats take.
+type rendering struct {
+	what   string                  // names the result in errors: "write report"
+	value  any                     // what JSON encodes
+	title  func() string           // the title of the table and the page
+	secs   func() []output.Section // the sections of CSV and HTML, and of the table unless set
+	charts func() []string         // the page's SVG charts
+	table  func(io.Writer) error   // writes the table; nil: the title and secs
+}
+
+// write renders the result in format f (a table for a format it does not know).
+func (r rendering) write(w io.Writer, f Format) error {
+	var err error
+	switch f {
+	case FormatJSON:
+		err = output.WriteJSON(w, r.value)
+	case FormatCSV:
+		err = output.WriteCSV(w, r.secs())
+	case FormatHTML:
+		err = writeHTML(w, r.title(), r.charts(), r.secs())
+	default:
+		if r.table == nil {
+			err = output.WriteTable(w, r.title(), r.secs())
+		} else {
+			err = r.table(w)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.what, err)
+	}
+	return nil
 }
 
 // writeHTML writes one self-contained page: the charts (inline SVG) then every section as a

@@ -13,32 +13,24 @@ import (
 // Write renders the report in format f. The table is the replayer's summary table, preceded by
 // the runs and followed by per-conversation rows when asked for.
 func (r *Report) Write(w io.Writer, f Format) error {
-	var err error
-	switch f {
-	case FormatJSON:
-		err = output.WriteJSON(w, r)
-	case FormatCSV:
-		err = output.WriteCSV(w, r.sections())
-	case FormatHTML:
-		err = writeHTML(w, r.title(), r.charts(), r.sections())
-	default:
-		var b strings.Builder
-		err = output.WriteTable(&b, r.title(), []output.Section{r.runsSection()})
-		if err == nil {
-			b.WriteString("\n")
-			err = WriteSummary(&b, &r.Summary, FormatTable)
-		}
-		if err == nil && len(r.ByConversation) > 0 {
-			err = output.WriteTable(&b, "", []output.Section{r.convSection()})
-		}
-		if err == nil {
-			_, err = io.WriteString(w, b.String())
-		}
+	return rendering{what: "write report", value: r, title: r.title, secs: r.sections, charts: r.charts,
+		table: r.writeTable}.write(w, f)
+}
+
+func (r *Report) writeTable(w io.Writer) error {
+	var b strings.Builder
+	err := output.WriteTable(&b, r.title(), []output.Section{r.runsSection()})
+	if err == nil {
+		b.WriteString("\n")
+		err = WriteSummary(&b, &r.Summary, FormatTable)
 	}
-	if err != nil {
-		return fmt.Errorf("write report: %w", err)
+	if err == nil && len(r.ByConversation) > 0 {
+		err = output.WriteTable(&b, "", []output.Section{r.convSection()})
 	}
-	return nil
+	if err == nil {
+		_, err = io.WriteString(w, b.String())
+	}
+	return err
 }
 
 func (r *Report) title() string {

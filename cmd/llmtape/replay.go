@@ -89,6 +89,18 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.Lookup("output").Usage = "write the summary to this file instead of stdout (-); recorded, request or a number is read as --output-len, the old meaning of --output, with a warning"
 }
 
+// parseOutputLen reads an output length: recorded, request or a positive number of tokens.
+func parseOutputLen(v string) (out replay.Output, tokens int, ok bool) {
+	switch v {
+	case "recorded":
+		return replay.OutputRecorded, 0, true
+	case "request":
+		return replay.OutputRequest, 0, true
+	}
+	n, err := strconv.Atoi(v)
+	return replay.OutputFixed, n, err == nil && n > 0
+}
+
 // isOutputLen reports whether an --output value is an output length (recorded, request or a
 // whole number): --output's meaning before it named the output file, as --output-len now does.
 func isOutputLen(v string) bool {
@@ -158,17 +170,9 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 		}
 		lenFlag, o.outputLen, o.out.output = "--output", o.out.output, "-"
 	}
-	switch o.outputLen {
-	case "recorded":
-		c.Output = replay.OutputRecorded
-	case "request":
-		c.Output = replay.OutputRequest
-	default:
-		n, err := strconv.Atoi(o.outputLen)
-		if err != nil || n <= 0 {
-			return c, usageErrorf("%s %q: want recorded, request or a number of tokens", lenFlag, o.outputLen)
-		}
-		c.Output, c.OutputTokens = replay.OutputFixed, n
+	var ok bool
+	if c.Output, c.OutputTokens, ok = parseOutputLen(o.outputLen); !ok {
+		return c, usageErrorf("%s %q: want recorded, request or a number of tokens", lenFlag, o.outputLen)
 	}
 	if legacy {
 		fmt.Fprintf(cmd.ErrOrStderr(), "llmtape: warning: --output %s: the output length is --output-len now (-o/--output names the output file)\n", o.outputLen)
