@@ -143,6 +143,20 @@ func FormatNum(f float64) string {
 	return strconv.FormatFloat(f, 'f', d, 64)
 }
 
+// FormatFixed formats a figure for a column of fixed width, as vLLM's benchmark tables do:
+// two decimals below 100, one below 10000, none from there on (at most 7 characters below
+// 10⁷).
+func FormatFixed(f float64) string {
+	a := math.Abs(f)
+	switch {
+	case a < 100:
+		return strconv.FormatFloat(f, 'f', 2, 64)
+	case a < 10000:
+		return strconv.FormatFloat(f, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(f, 'f', 0, 64)
+}
+
 // Millis formats a duration given in milliseconds for people: "27.6ms" below a second,
 // "1.25s" below a minute (to 10 ms), "2m3s" from a minute on (to the second).
 func Millis(ms float64) string {

@@ -97,3 +97,14 @@ func TestCSVForms(t *testing.T) {
 		t.Errorf("long CSV:\n%s\nwant:\n%s", long.String(), want)
 	}
 }
+
+func TestFormatFixed(t *testing.T) {
+	for _, tc := range []struct {
+		f    float64
+		want string
+	}{{0, "0.00"}, {-99.994, "-99.99"}, {-100, "-100.0"}, {9999.94, "9999.9"}, {12345.6, "12346"}, {math.Inf(-1), "-Inf"}} {
+		if got := output.FormatFixed(tc.f); got != tc.want {
+			t.Errorf("FormatFixed(%v) = %q, want %q", tc.f, got, tc.want)
+		}
+	}
+}
