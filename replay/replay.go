@@ -783,7 +783,8 @@ func joinPath(basePath, p string) string {
 	return p
 }
 
-// think returns the think time before the turn.
+// think returns the think time before the turn under Config.Think: the recorded figure
+// (turnPlan.think, tape's one definition) times ThinkScale, none, or the fixed ThinkTime.
 func (r *Replayer) think(tp *turnPlan) time.Duration {
 	switch r.cfg.Think {
 	case ThinkNone:
