@@ -325,7 +325,7 @@ func readRecording(ctx context.Context, src Source, recording uint64, want map[k
 			d.acc.Add(&r)
 			d.add(k, sampleOf(&r))
 			s := t.Timing.Start.UnixNano()
-			first, last = min(first, s), max(last, s+int64(t.Timing.End))
+			first, last = min(first, s), max(last, t.Timing.Ended().UnixNano())
 			return nil
 		})
 		if err != nil {

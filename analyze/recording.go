@@ -232,7 +232,7 @@ func (s *scan) conversation(src Source, ci int32, c *tape.Conversation, convIdx 
 				s.think = append(s.think, float64(gap)/float64(time.Millisecond))
 			}
 		}
-		end := start + int64(t.Timing.End)
+		end := t.Timing.Ended().UnixNano()
 		s.ivs = append(s.ivs, interval{start: start, end: end, out: int32(t.Tokens.Completion), first: n == 1})
 
 		if start < lastStart {
