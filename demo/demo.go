@@ -282,13 +282,12 @@ func startSim(cfg sim.Config) (*sim.Server, string, error) {
 // proxy's URL, the recorder, and a function that stops the proxy (letting streams finish) and
 // flushes the recorder.
 func startRecording(st *tape.Store, upstream string) (uint64, string, *recorder.Recorder, func() error, error) {
-	rec, err := recorder.New(st, recorder.Config{Name: "demo current", Upstream: upstream, Mode: proxy.ModeReverse})
+	rec, err := recorder.New(st, recorder.Config{Name: "demo current", Upstream: upstream, Mode: proxy.ModeReverse, Source: Source})
+	if err == nil {
+		err = rec.Start(context.Background())
+	}
 	if err != nil {
 		return 0, "", nil, nil, fmt.Errorf("start recorder: %w", err)
-	}
-	if err := markRecording(st, rec.Recording()); err != nil {
-		rec.Close()
-		return 0, "", nil, nil, err
 	}
 	px, err := proxy.New(proxy.Config{Upstream: upstream, Sink: rec})
 	if err != nil {

@@ -3,13 +3,20 @@
 //
 // # Basics
 //
-// New creates a recording in the store and returns a Recorder, which implements proxy.Sink:
+// New returns a Recorder, which implements proxy.Sink; Start creates the recording in the
+// store:
 //
 //	rec, err := recorder.New(store, recorder.Config{Upstream: "http://127.0.0.1:8000", Mode: "reverse"})
 //	...
 //	p, err := proxy.New(proxy.Config{Sink: rec, ...})
 //	...
+//	err = rec.Start(ctx) // rebuilds the stitching index, creates the recording
+//	...
 //	err = rec.Close() // after the proxy has stopped: records what is queued, flushes, completes
+//
+// New has no side effects (it neither reads nor writes the store, nor starts goroutines), so a
+// caller can build the recorder, the proxy and its listeners, and fail on bad input, before
+// anything reaches the store.
 //
 // Capture never blocks. Exchanges wait in a bounded queue (Config.QueueSize); when it is full the
 // exchange is counted in Stats.NotRecorded and a warning is logged at most once a second. Parsing
@@ -45,7 +52,7 @@
 // conversation forks it; anything else starts a conversation of its own. docs/stitching.md has
 // the full rules, ties included.
 //
-// The index that finds conversations is rebuilt by New from the store's recent conversations of
+// The index that finds conversations is rebuilt by Start from the store's recent conversations of
 // every proxy recording, so a conversation that started before a restart continues after it:
 // its new turns are added to that conversation, in the recording it started in.
 //

@@ -251,6 +251,9 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	}
 	rcfg.Writer.MaxDelay = o.commitInterval
 	rec, err := recorder.New(store, rcfg)
+	if err == nil {
+		err = rec.Start(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("start recorder: %w", err)
 	}
