@@ -31,6 +31,25 @@
 // request being sent) and token counts (the server's usage, else tiktoken). Other paths are
 // counted in Stats.Ignored.
 //
+// # Record session
+//
+// Session is the whole of "llmtape record" as a library type, also run by the demo: a proxy
+// on a listener whose exchanges a Recorder adds to one recording, the store (opened from a
+// path, or the caller's), an optional admin listener (AdminHandler: /health, /stats,
+// /snapshot, behind a Host check and an optional token), the drain on stop and a Summary:
+//
+//	s, err := recorder.NewSession(recorder.SessionConfig{StorePath: "llmtape.db",
+//		Proxy: proxy.Config{Upstream: "http://127.0.0.1:8000"}})
+//	...
+//	err = s.Start(ctx) // opens the store and listeners, then creates the recording
+//	...                // clients use "http://" + s.Addr().String() + "/v1"
+//	err = s.Stop(drainCtx) // streams in flight finish, or are cut when drainCtx ends
+//	sum := s.Summary()     // recording id, proxy and recorder counters, drain and close errors
+//
+// NewSession checks and builds only. Start fails on a port in use or a locked store before it
+// creates the recording, so a failed start leaves none. Signals are the caller's: the command
+// cancels drainCtx on a second Ctrl-C.
+//
 // # When the store fails
 //
 // A store that cannot take records (disk full, an I/O error) never slows the proxy: the turns it
