@@ -58,10 +58,7 @@ func startStack(t testing.TB, store *tape.Store, upstream string, cfg recorder.C
 
 func (st *stack) start() {
 	t := st.t
-	rec, err := recorder.New(st.store, st.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := mustNew(t, st.store, st.cfg)
 	p, err := proxy.New(proxy.Config{Upstream: st.upstream, Sink: rec})
 	if err != nil {
 		t.Fatal(err)
