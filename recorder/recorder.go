@@ -542,7 +542,7 @@ func (r *Recorder) finishOnce() error {
 // response, which a client that reads the stream to its end (as SDKs do) has seen before it
 // sends the next turn.
 func readyAt(t *tape.Turn) int64 {
-	return t.Timing.Start.UnixNano() + int64(t.Timing.End)
+	return t.Timing.Ended().UnixNano()
 }
 
 // sessionHeaderName returns the name of the first session header (in the order of names, as

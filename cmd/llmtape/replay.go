@@ -8,10 +8,8 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -363,17 +361,13 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 		case <-done:
 			return
 		}
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(sig)
-		p := r.Progress()
-		fmt.Fprintf(stderr, "\ninterrupted: letting %d requests in flight finish (Ctrl-C again to cancel them)\n", p.InFlight)
-		select {
-		case <-sig:
+		stop := onSecondInterrupt(func() {
 			fmt.Fprintln(stderr, "canceling requests in flight")
 			r.Abort()
-		case <-done:
-		}
+		})
+		defer stop()
+		fmt.Fprintf(stderr, "\ninterrupted: letting %d requests in flight finish (Ctrl-C again to cancel them)\n", r.Progress().InFlight)
+		<-done
 	}()
 	stopProgress := startProgress(r, stderr, o.progress)
 	rep, runErr := r.Run(ctx)
