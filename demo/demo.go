@@ -229,7 +229,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	if err := res.Summary.WriteTable(out); err != nil {
+	if err := analyze.WriteSummary(out, &res.Summary, analyze.FormatTable); err != nil {
 		return err
 	}
 
