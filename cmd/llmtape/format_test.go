@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -199,4 +202,57 @@ func TestReplayFormats(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRecordSummaryFormats: record's summary at the end is a table on stdout, or JSON or CSV
+// in the -o file with the banner still on stdout; a bad --format or an -o that is the store is
+// refused before the proxy starts.
+func TestRecordSummaryFormats(t *testing.T) {
+	up := recStartSim(t, time.Millisecond, 100*time.Microsecond)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "rec.db")
+	client := &http.Client{}
+	for _, format := range []string{"json", "csv"} {
+		file := filepath.Join(dir, "summary."+format)
+		rp := recRun(t, "--upstream", up, "--listen", "127.0.0.1:0", "--store", store, "--format", format, "-o", file)
+		for i := range 2 {
+			if _, err := recConverse(client, "http://"+rp.addr, []map[string]string{{"role": "user", "content": fmt.Sprintf("q%d", i)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		client.CloseIdleConnections()
+		rp.stop(t)
+		if strings.Contains(rp.out.String(), "turns recorded") {
+			t.Errorf("--format %s -o: the table summary reached stdout:\n%s", format, rp.out.String())
+		}
+		got := mustRead(t, file)
+		switch format {
+		case "json":
+			var sum struct {
+				Recording uint64 `json:"recording"`
+				Proxy     struct {
+					Exchanges int `json:"exchanges"`
+				} `json:"proxy"`
+				Recorder struct {
+					Recorded int `json:"recorded"`
+				} `json:"recorder"`
+			}
+			if err := json.Unmarshal(got, &sum); err != nil || sum.Recording == 0 || sum.Proxy.Exchanges != 2 || sum.Recorder.Recorded != 2 {
+				t.Errorf("JSON summary %+v (%v):\n%s", sum, err, got)
+			}
+		case "csv":
+			recs := readCSV(t, string(got))
+			if len(recs) != 2 || recs[0][0] != "recording" || recs[1][1] != "2" || recs[1][slices.Index(recs[0], "recorded")] != "2" {
+				t.Errorf("CSV summary:\n%s", got)
+			}
+		}
+	}
+	code, out, errOut := execCmd(context.Background(), "record", "--upstream", up, "--listen", "127.0.0.1:0", "--store", store, "--format", "yaml")
+	if code != 2 || out != "" || !strings.Contains(errOut, `--format: format "yaml"`) {
+		t.Errorf("--format yaml: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, errOut = execCmd(context.Background(), "record", "--upstream", up, "--listen", "127.0.0.1:0", "--store", store, "-o", store)
+	if code != 2 || out != "" {
+		t.Errorf("-o the store: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
 }

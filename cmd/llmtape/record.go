@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/llmtape/llmtape/internal/redact"
+	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/recorder"
 	"github.com/llmtape/llmtape/tape"
@@ -35,6 +36,7 @@ type recordOptions struct {
 	adminTokenEnv  string
 	allowConnect   []string
 	bodyTimeout    time.Duration
+	out            outputFlags // the summary at the end
 }
 
 func (o *recordOptions) bind(cmd *cobra.Command) {
@@ -56,6 +58,7 @@ func (o *recordOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.adminTokenEnv, "admin-token-env", "", "environment variable holding the admin listener's token: requests then need Authorization: Bearer <token> (required when --admin is not a loopback address)")
 	f.StringSliceVar(&o.allowConnect, "allow-connect", nil, "forward mode: HOST[:PORT] (port 443 if not given, * for any) that a CONNECT may reach untouched besides the --intercept hosts, repeatable; other CONNECTs are refused with 403")
 	f.DurationVar(&o.bodyTimeout, "body-timeout", proxy.DefaultBodyTimeout, "longest a client may pause while sending a request body before its connection is cut (recorded as canceled)")
+	o.out.bind(cmd)
 }
 
 func newRecordCmd() *cobra.Command {
@@ -76,14 +79,17 @@ Forward mode (--mode forward): clients set HTTPS_PROXY/HTTP_PROXY to the proxy; 
 Secret headers (any name containing auth, key, token, secret, password, cookie or signature,
 and --redact-header) reach the server but never the store; nor does the password of
 --upstream. SIGTERM or Ctrl-C stops accepting, lets streams finish for --drain-timeout, writes
-everything captured and exits 0; a second Ctrl-C cuts the streams at once.
+everything captured and exits 0; a second Ctrl-C cuts the streams at once. The summary it then
+prints is a table, or with --format json|csv the counts (docs/commands.md), to stdout or -o FILE.
 See docs/record.md and docs/https.md.`,
 		Example: `  llmtape record --upstream http://127.0.0.1:8000 --listen 127.0.0.1:8080 --store llmtape.db
   OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python chat.py
 
   llmtape record --mode forward --intercept api.openai.com --admin 127.0.0.1:8081
   HTTPS_PROXY=http://127.0.0.1:8080 SSL_CERT_FILE=~/.config/llmtape/llmtape-ca.pem ./agent
-  curl -s 127.0.0.1:8081/stats; curl -so snap.db 127.0.0.1:8081/snapshot`,
+  curl -s 127.0.0.1:8081/stats; curl -so snap.db 127.0.0.1:8081/snapshot
+
+  llmtape record --upstream http://127.0.0.1:8000 --format json -o record-summary.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
@@ -98,6 +104,10 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	format, err := o.out.parse(cmd)
+	if err != nil {
+		return err
 	}
 	cfg, adminPublic, err := o.sessionConfig(storePath(cmd), logw)
 	if err != nil {
@@ -116,7 +126,11 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 		}
 		return err
 	}
-	o.printStarted(stdout, logw, s, cfg.StorePath, adminPublic)
+	banner := stdout // where the summary goes as a table
+	if format != output.Table && output.IsStdout(o.out.output) {
+		banner = logw
+	}
+	o.printStarted(banner, logw, s, cfg.StorePath, adminPublic)
 	select {
 	case <-s.Done(): // serving failed; Stop returns why
 	case <-ctx.Done():
@@ -128,6 +142,5 @@ func (o *recordOptions) run(cmd *cobra.Command) error {
 	fmt.Fprintf(logw, "llmtape record: stopping; %d streams in flight (up to %v to finish)\n", s.Summary().Proxy.InFlight, o.drainTimeout)
 	err = s.Stop(dctx)
 	stopWatch()
-	printRecordSummary(stdout, logw, s.Summary())
-	return err
+	return errors.Join(err, o.printSummary(cmd, format, logw, s.Summary()))
 }

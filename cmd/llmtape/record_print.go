@@ -7,7 +7,10 @@ import (
 	"net"
 	"sync"
 
+	"github.com/spf13/cobra"
+
 	"github.com/llmtape/llmtape/internal/redact"
+	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/recorder"
 )
@@ -50,19 +53,40 @@ func recordSummaryStatus(w io.Writer, id uint64, rs recorder.Stats, closeErr err
 	}
 }
 
-// printRecordSummary prints what the session recorded, on stdout, and on stderr whether its
-// streams were cut and whether the recording is incomplete.
-func printRecordSummary(stdout, logw io.Writer, sum recorder.Summary) {
+// printSummary prints what the session recorded in format f (stdout or the -o file), and on
+// stderr whether its streams were cut and whether the recording is incomplete.
+func (o *recordOptions) printSummary(cmd *cobra.Command, f output.Format, logw io.Writer, sum recorder.Summary) error {
 	if sum.DrainErr != nil {
 		fmt.Fprintf(logw, "llmtape record: streams still running were cut: %v\n", sum.DrainErr)
 	}
 	ps, rs := sum.Proxy, sum.Recorder
-	fmt.Fprintf(stdout, "llmtape record: %d exchanges (%d failed upstream or client went away), %d turns recorded, %d not recorded, %d recording errors, %d requests passed through\n",
-		ps.Exchanges, ps.Errors, rs.Recorded, rs.NotRecorded, rs.Errors, ps.Passed)
-	if ps.UpstreamReconnects > 0 {
-		fmt.Fprintf(stdout, "llmtape record: %d requests sent again on a new connection because the upstream had closed the reused one (not errors)\n", ps.UpstreamReconnects)
-	}
+	err := o.out.print(cmd, f, sum, func(w io.Writer) error {
+		fmt.Fprintf(w, "llmtape record: %d exchanges (%d failed upstream or client went away), %d turns recorded, %d not recorded, %d recording errors, %d requests passed through\n",
+			ps.Exchanges, ps.Errors, rs.Recorded, rs.NotRecorded, rs.Errors, ps.Passed)
+		if ps.UpstreamReconnects > 0 {
+			fmt.Fprintf(w, "llmtape record: %d requests sent again on a new connection because the upstream had closed the reused one (not errors)\n", ps.UpstreamReconnects)
+		}
+		return nil
+	}, func() output.Section {
+		return output.Section{
+			Cols: []string{"recording", "exchanges", "errors", "client_gone", "passed", "upstream_reconnects",
+				"recorded", "not_recorded", "dropped", "lost", "recording_errors", "drain_error", "close_error"},
+			Rows: [][]output.Cell{{output.Int(sum.Recording), output.Int(ps.Exchanges), output.Int(ps.Errors),
+				output.Int(ps.ClientGone), output.Int(ps.Passed), output.Int(ps.UpstreamReconnects),
+				output.Int(rs.Recorded), output.Int(rs.NotRecorded), output.Int(rs.Dropped), output.Int(rs.Lost),
+				output.Int(rs.Errors), output.Text(errText(sum.DrainErr)), output.Text(errText(sum.CloseErr))}},
+		}
+	})
 	recordSummaryStatus(logw, sum.Recording, rs, sum.CloseErr)
+	return err
+}
+
+// errText is err's message, or "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // recordLogWriter serialises writes from the proxy's, the recorder's and the command's goroutines.
