@@ -275,11 +275,7 @@ func (s *Session) Stop(ctx context.Context) error {
 		serveErr = s.serveErr
 	default:
 	}
-	derr := s.proxy.Shutdown(ctx)
-	// proxy.Serve registers its server with the proxy only once it runs: one that starts
-	// after Shutdown (a Stop right after Start) is not shut down, but ends when its listener
-	// closes. Its error then says only that.
-	_ = s.ln.Close()
+	derr := s.proxy.Shutdown(ctx) // a Serve that starts after it (Stop right after Start) returns at once
 	<-s.served
 	cerr := s.rec.Close()
 	if s.admin != nil {
