@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -320,11 +321,11 @@ func readRecording(ctx context.Context, src Source, recording uint64, want map[k
 			if _, ok := want[k]; !ok {
 				return nil
 			}
-			r := TurnResult(t)
+			r := t.Result()
 			d.acc.Add(&r)
 			d.add(k, sampleOf(&r))
 			s := t.Timing.Start.UnixNano()
-			first, last = min(first, s), max(last, s+int64(t.Timing.End))
+			first, last = min(first, s), max(last, t.Timing.Ended().UnixNano())
 			return nil
 		})
 		if err != nil {
@@ -749,13 +750,13 @@ func (cond Condition) Eval(c *Comparison) (string, bool) {
 			} else {
 				v = *ch.Rel * 100
 			}
-			what = fmt.Sprintf("%s changed %+.1f%% (%s → %s)", ch.Name, v, fmtNum(ch.Base), fmtNum(ch.Target))
+			what = fmt.Sprintf("%s changed %+.1f%% (%s → %s)", ch.Name, v, output.FormatNum(ch.Base), output.FormatNum(ch.Target))
 		case cond.Signed:
 			v = ch.Abs
-			what = fmt.Sprintf("%s changed by %+g (%s → %s)", ch.Name, v, fmtNum(ch.Base), fmtNum(ch.Target))
+			what = fmt.Sprintf("%s changed by %+g (%s → %s)", ch.Name, v, output.FormatNum(ch.Base), output.FormatNum(ch.Target))
 		default:
 			v = ch.Target
-			what = fmt.Sprintf("%s is %s", ch.Name, fmtNum(v))
+			what = fmt.Sprintf("%s is %s", ch.Name, output.FormatNum(v))
 		}
 		var holds bool
 		switch cond.Op {

@@ -7,25 +7,12 @@ import (
 	"strings"
 
 	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/output"
 )
 
 // Write renders the comparison in format f.
 func (c *Comparison) Write(w io.Writer, f Format) error {
-	var err error
-	switch f {
-	case FormatJSON:
-		err = writeJSON(w, c)
-	case FormatCSV:
-		err = writeCSV(w, c.sections())
-	case FormatHTML:
-		err = writeHTML(w, c.title(), c.charts(), c.sections())
-	default:
-		err = writeTable(w, c.title(), c.sections())
-	}
-	if err != nil {
-		return fmt.Errorf("write comparison: %w", err)
-	}
-	return nil
+	return rendering{what: "write comparison", value: c, title: c.title, secs: c.sections, charts: c.charts}.write(w, f)
 }
 
 // String names the side: "run 3 (nightly)", "recording 1 (prod)" or, for several runs,
@@ -52,65 +39,65 @@ func (c *Comparison) title() string {
 // noSamples stands in the table for the figure of a side whose distribution has no samples.
 const noSamples = "n/a"
 
-func changeRow(ch Change) []cell {
+func changeRow(ch Change) []output.Cell {
 	if ch.Missing == "" {
-		return []cell{txt(ch.Name), num(ch.Base), num(ch.Target), num(ch.Abs), pctCell(ch.Rel)}
+		return []output.Cell{output.Text(ch.Name), output.Num(ch.Base), output.Num(ch.Target), output.Num(ch.Abs), output.Change(ch.Rel)}
 	}
-	b, t := num(ch.Base), num(ch.Target)
+	b, t := output.Num(ch.Base), output.Num(ch.Target)
 	if ch.Missing != "target" {
-		b = txt(noSamples)
+		b = output.Text(noSamples)
 	}
 	if ch.Missing != "base" {
-		t = txt(noSamples)
+		t = output.Text(noSamples)
 	}
-	return []cell{txt(ch.Name), b, t, txt("-"), txt("-")}
+	return []output.Cell{output.Text(ch.Name), b, t, output.Text("-"), output.Text("-")}
 }
 
-func (c *Comparison) sections() []section {
+func (c *Comparison) sections() []output.Section {
 	changeCols := []string{"figure", "base", "target", "abs", "rel"}
-	m := section{title: "metrics", cols: changeCols}
+	m := output.Section{Title: "metrics", Cols: changeCols}
 	for _, ch := range c.Metrics {
-		m.rows = append(m.rows, changeRow(ch))
+		m.Rows = append(m.Rows, changeRow(ch))
 	}
-	bt := section{title: "by turn index", keyCols: 2, cols: []string{"turn", "figure", "base", "target", "abs", "rel"}}
+	bt := output.Section{Title: "by turn index", KeyCols: 2, Cols: []string{"turn", "figure", "base", "target", "abs", "rel"}}
 	for _, t := range c.ByTurn {
 		for _, ch := range t.Changes {
-			bt.rows = append(bt.rows, append([]cell{txt(t.Bucket)}, changeRow(ch)...))
+			bt.Rows = append(bt.Rows, append([]output.Cell{output.Text(t.Bucket)}, changeRow(ch)...))
 		}
 	}
-	rt := section{title: "biggest regressions: turns (by ttft)", cols: []string{"conversation", "turn",
+	rt := output.Section{Title: "biggest regressions: turns (by ttft)", Cols: []string{"conversation", "turn",
 		"base_ttft", "target_ttft", "ttft_delta", "base_e2e", "target_e2e", "e2e_delta"}}
 	for _, r := range c.Regressions.Turns {
-		rt.rows = append(rt.rows, []cell{txt(strconv.FormatUint(r.Conversation, 10)), inum(r.Turn + 1),
-			num(r.BaseTTFT), num(r.TargetTTFT), num(r.TTFTDelta), num(r.BaseE2E), num(r.TargetE2E), num(r.E2EDelta)})
+		rt.Rows = append(rt.Rows, []output.Cell{output.Text(strconv.FormatUint(r.Conversation, 10)), output.Int(r.Turn + 1),
+			output.Num(r.BaseTTFT), output.Num(r.TargetTTFT), output.Num(r.TTFTDelta), output.Num(r.BaseE2E), output.Num(r.TargetE2E), output.Num(r.E2EDelta)})
 	}
-	rc := section{title: "biggest regressions: conversations (by summed e2e)", cols: []string{"conversation",
+	rc := output.Section{Title: "biggest regressions: conversations (by summed e2e)", Cols: []string{"conversation",
 		"turns", "base_e2e", "target_e2e", "e2e_delta", "ttft_delta"}}
 	for _, r := range c.Regressions.Conversations {
-		rc.rows = append(rc.rows, []cell{txt(strconv.FormatUint(r.Conversation, 10)), inum(r.Turns),
-			num(r.BaseE2E), num(r.TargetE2E), num(r.E2EDelta), num(r.TTFTDelta)})
+		rc.Rows = append(rc.Rows, []output.Cell{output.Text(strconv.FormatUint(r.Conversation, 10)), output.Int(r.Turns),
+			output.Num(r.BaseE2E), output.Num(r.TargetE2E), output.Num(r.E2EDelta), output.Num(r.TTFTDelta)})
 	}
-	dr := section{title: fmt.Sprintf("token drift over %d matched successful pairs", c.Drift.Pairs),
-		cols: []string{"tokens", "base_total", "target_total", "mean_delta", "mean_abs_delta", "changed_ratio"}}
+	dr := output.Section{Title: fmt.Sprintf("token drift over %d matched successful pairs", c.Drift.Pairs),
+		Cols: []string{"tokens", "base_total", "target_total", "mean_delta", "mean_abs_delta", "changed_ratio"}}
 	for _, d := range []struct {
 		name string
 		td   TokenDrift
 	}{{"input_tokens", c.Drift.InputTokens}, {"output_tokens", c.Drift.OutputTokens}} {
-		dr.rows = append(dr.rows, []cell{txt(d.name), inum(d.td.Base), inum(d.td.Target), num(d.td.MeanDelta),
-			num(d.td.MeanAbsDelta), num(d.td.ChangedRatio)})
+		dr.Rows = append(dr.Rows, []output.Cell{output.Text(d.name), output.Int(d.td.Base), output.Int(d.td.Target), output.Num(d.td.MeanDelta),
+			output.Num(d.td.MeanAbsDelta), output.Num(d.td.ChangedRatio)})
 	}
-	secs := []section{m, bt, rt, rc, dr}
+	secs := []output.Section{m, bt, rt, rc, dr}
 	if len(c.Warnings) > 0 {
-		ws := section{title: "warnings", cols: []string{"warning"}}
+		ws := output.Section{Title: "warnings", Cols: []string{"warning"}}
 		for _, w := range c.Warnings {
-			ws.rows = append(ws.rows, []cell{txt(w)})
+			ws.Rows = append(ws.Rows, []output.Cell{output.Text(w)})
 		}
-		secs = append([]section{ws}, secs...)
+		secs = append([]output.Section{ws}, secs...)
 	}
 	if len(c.Failed) > 0 {
-		f := section{title: "failed conditions", cols: []string{"condition"}}
+		f := output.Section{Title: "failed conditions", Cols: []string{"condition"}}
 		for _, r := range c.Failed {
-			f.rows = append(f.rows, []cell{txt(r)})
+			f.Rows = append(f.Rows, []output.Cell{output.Text(r)})
 		}
 		secs = append(secs, f)
 	}

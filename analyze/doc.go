@@ -7,7 +7,7 @@
 //
 // Everything reads a Source, which *tape.Store implements, and never sends traffic. Metric
 // definitions are package metrics': recorded turns go through the same HDR histograms as
-// replayed requests (TurnResult turns a turn into a result), so recorded and replayed figures
+// replayed requests (tape.Turn.Result turns a turn into a result), so recorded and replayed figures
 // compare like with like.
 //
 // Analyze makes two passes: one over every turn for the distributions (two halves of the

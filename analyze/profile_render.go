@@ -6,25 +6,20 @@ import (
 	"strconv"
 
 	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/output"
 )
 
 // Write renders the profile in format f.
+// The table leaves out the timeline, which is long.
 func (p *Profile) Write(w io.Writer, f Format) error {
-	var err error
-	switch f {
-	case FormatJSON:
-		err = writeJSON(w, p)
-	case FormatCSV:
-		err = writeCSV(w, append(p.sections(), timelineSection(p.Timeline)))
-	case FormatHTML:
-		err = writeHTML(w, p.title(), p.charts(), append(p.sections(), timelineSection(p.Timeline)))
-	default:
-		err = writeTable(w, p.title(), p.sections())
-	}
-	if err != nil {
-		return fmt.Errorf("write analysis: %w", err)
-	}
-	return nil
+	return rendering{
+		what:   "write analysis",
+		value:  p,
+		title:  p.title,
+		secs:   func() []output.Section { return append(p.sections(), timelineSection(p.Timeline)) },
+		charts: p.charts,
+		table:  func(w io.Writer) error { return output.WriteTable(w, p.title(), p.sections()) },
+	}.write(w, f)
 }
 
 func (p *Profile) title() string {
@@ -35,18 +30,18 @@ func (p *Profile) title() string {
 	return fmt.Sprintf("llmtape analyze: recording %d (%s)", p.Recording.ID, name)
 }
 
-func (p *Profile) sections() []section {
-	secs := []section{
-		{title: "overview", cols: []string{"figure", "value"}, rows: [][]cell{
-			{txt("conversations"), inum(p.Conversations)},
-			{txt("turns"), inum(p.Turns)},
-			{txt("errors"), inum(p.Errors.Total)},
-			{txt("server_cached_tokens"), inum(p.CachedTokens)},
-			{txt("arrival_span_s"), num(p.Arrivals.SpanS)},
-			{txt("conversations_per_s"), num(p.Arrivals.RatePerS)},
-			{txt("burstiness_cv"), num(p.Arrivals.CV)},
+func (p *Profile) sections() []output.Section {
+	secs := []output.Section{
+		{Title: "overview", Cols: []string{"figure", "value"}, Rows: [][]output.Cell{
+			{output.Text("conversations"), output.Int(p.Conversations)},
+			{output.Text("turns"), output.Int(p.Turns)},
+			{output.Text("errors"), output.Int(p.Errors.Total)},
+			{output.Text("server_cached_tokens"), output.Int(p.CachedTokens)},
+			{output.Text("arrival_span_s"), output.Num(p.Arrivals.SpanS)},
+			{output.Text("conversations_per_s"), output.Num(p.Arrivals.RatePerS)},
+			{output.Text("burstiness_cv"), output.Num(p.Arrivals.CV)},
 		}},
-		{title: "distributions", cols: distCols, rows: [][]cell{
+		{Title: "distributions", Cols: distCols, Rows: [][]output.Cell{
 			distRow("turns/conv", p.TurnsPerConversation),
 			distRow("input_tokens", p.InputTokens),
 			distRow("output_tokens", p.OutputTokens),
@@ -58,33 +53,33 @@ func (p *Profile) sections() []section {
 			distRow("e2e_ms", p.E2E),
 		}},
 	}
-	reuse := section{title: "prefix reuse", cols: []string{"block_size", "prompt_tokens", "hit_tokens",
+	reuse := output.Section{Title: "prefix reuse", Cols: []string{"block_size", "prompt_tokens", "hit_tokens",
 		"hit_ratio", "lru_cache_tokens", "lru_hit_tokens", "lru_hit_ratio"}}
 	for _, r := range p.PrefixReuse {
-		reuse.rows = append(reuse.rows, []cell{txt(strconv.Itoa(r.BlockSize)), inum(r.PromptTokens),
-			inum(r.HitTokens), num(r.HitRatio), inum(r.LRUTokens), inum(r.LRUHitTokens), num(r.LRUHitRatio)})
+		reuse.Rows = append(reuse.Rows, []output.Cell{output.Text(strconv.Itoa(r.BlockSize)), output.Int(r.PromptTokens),
+			output.Int(r.HitTokens), output.Num(r.HitRatio), output.Int(r.LRUTokens), output.Int(r.LRUHitTokens), output.Num(r.LRUHitRatio)})
 	}
 	secs = append(secs, reuse)
 	secs = append(secs, byTurnSection(p.ByTurn))
 	secs = append(secs,
-		section{title: "grouping (conversations)", cols: []string{"grouping", "conversations"}, rows: countRows(p.Grouping)},
-		section{title: "turn matches", cols: []string{"match", "turns"}, rows: countRows(p.Matches)},
-		section{title: "models", cols: []string{"model", "turns"}, rows: countRows(p.Models)},
-		section{title: "token sources", cols: []string{"source", "turns"}, rows: countRows(p.TokenSources)},
-		section{title: "errors by class", cols: []string{"class", "turns"}, rows: countRows(p.Errors.ByClass)},
-		section{title: "errors by status", cols: []string{"status", "turns"}, rows: countRows(p.Errors.ByStatus)},
+		output.Section{Title: "grouping (conversations)", Cols: []string{"grouping", "conversations"}, Rows: countRows(p.Grouping)},
+		output.Section{Title: "turn matches", Cols: []string{"match", "turns"}, Rows: countRows(p.Matches)},
+		output.Section{Title: "models", Cols: []string{"model", "turns"}, Rows: countRows(p.Models)},
+		output.Section{Title: "token sources", Cols: []string{"source", "turns"}, Rows: countRows(p.TokenSources)},
+		output.Section{Title: "errors by class", Cols: []string{"class", "turns"}, Rows: countRows(p.Errors.ByClass)},
+		output.Section{Title: "errors by status", Cols: []string{"status", "turns"}, Rows: countRows(p.Errors.ByStatus)},
 	)
 	return secs
 }
 
 // byTurnSection is the per-turn-bucket table: medians and tails of the latencies.
-func byTurnSection(ts []TurnStats) section {
-	s := section{title: "by turn index", cols: []string{"turn", "requests", "in_p50", "out_p50",
+func byTurnSection(ts []TurnStats) output.Section {
+	s := output.Section{Title: "by turn index", Cols: []string{"turn", "requests", "in_p50", "out_p50",
 		"ttft_p50", "ttft_p99", "itl_p50", "itl_p99", "e2e_p50", "e2e_p99"}}
 	for _, t := range ts {
-		s.rows = append(s.rows, []cell{txt(t.Bucket), inum(t.Requests), num(t.InputTokens.P50),
-			num(t.OutputTokens.P50), num(t.TTFT.P50), num(t.TTFT.P99), num(t.ITL.P50), num(t.ITL.P99),
-			num(t.E2E.P50), num(t.E2E.P99)})
+		s.Rows = append(s.Rows, []output.Cell{output.Text(t.Bucket), output.Int(t.Requests), output.Num(t.InputTokens.P50),
+			output.Num(t.OutputTokens.P50), output.Num(t.TTFT.P50), output.Num(t.TTFT.P99), output.Num(t.ITL.P50), output.Num(t.ITL.P99),
+			output.Num(t.E2E.P50), output.Num(t.E2E.P99)})
 	}
 	return s
 }
@@ -154,12 +149,12 @@ func concurrencyChart(title string, tl Timeline) string {
 }
 
 // timelineSection lists the timeline, bucket by bucket (CSV and HTML only: it is long).
-func timelineSection(tl Timeline) section {
-	s := section{title: "timeline", cols: []string{"start_s", "requests_per_s", "conversations_per_s",
+func timelineSection(tl Timeline) output.Section {
+	s := output.Section{Title: "timeline", Cols: []string{"start_s", "requests_per_s", "conversations_per_s",
 		"output_tokens_per_s", "concurrency"}}
 	for i := range tl.Requests {
-		s.rows = append(s.rows, []cell{txt(strconv.FormatFloat(float64(i)*tl.BucketS, 'f', -1, 64)),
-			num(tl.Requests[i]), num(tl.Conversations[i]), num(tl.OutputTok[i]), num(tl.Concurrency[i])})
+		s.Rows = append(s.Rows, []output.Cell{output.Text(strconv.FormatFloat(float64(i)*tl.BucketS, 'f', -1, 64)),
+			output.Num(tl.Requests[i]), output.Num(tl.Conversations[i]), output.Num(tl.OutputTok[i]), output.Num(tl.Concurrency[i])})
 	}
 	return s
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/metrics"
 	"github.com/llmtape/llmtape/tape"
 )
@@ -131,44 +132,6 @@ func FindRecording(src Source, ref string) (*tape.Recording, error) {
 	return tape.FindRecording(src, ref)
 }
 
-// TurnResult returns a recorded turn as the result of a request, so that recorded and replayed
-// figures come from the same code: TTFT is the first output event's offset, E2E is End − Sent,
-// and tokens are the turn's.
-func TurnResult(t *tape.Turn) tape.Result {
-	r := tape.Result{
-		Conversation: t.Conversation,
-		Turn:         t.Index,
-		Chunks:       t.Timing.Chunks,
-		InputTokens:  t.Tokens.Prompt,
-		OutputTokens: t.Tokens.Completion,
-		CachedTokens: t.Tokens.Cached,
-		TokenSource:  t.Tokens.Source,
-		Status:       t.Response.Status,
-		ErrorClass:   t.FailureClass(),
-		Error:        t.Response.Error,
-	}
-	r.TTFT, _ = t.Timing.TTFT()
-	r.E2E, _ = t.Timing.E2E()
-	return r
-}
-
-// recordLatency adds a result's latencies to set (failed results add nothing).
-func recordLatency(set *metrics.Set, r *tape.Result) {
-	if !metrics.OK(r) {
-		return
-	}
-	if r.TTFT > 0 {
-		set.Record(metrics.TTFT, r.Turn, r.TTFT)
-	}
-	if r.E2E > 0 {
-		set.Record(metrics.E2E, r.Turn, r.E2E)
-	}
-	if tpot, ok := metrics.ResultTPOT(r); ok {
-		set.Record(metrics.TPOT, r.Turn, tpot)
-	}
-	set.RecordITL(r.Turn, r.Chunks)
-}
-
 // turnRec is what the prefix-reuse pass keeps of a turn.
 type turnRec struct {
 	start   int64 // Unix ns, made non-decreasing within a conversation
@@ -254,22 +217,22 @@ func (s *scan) conversation(src Source, ci int32, c *tape.Conversation, convIdx 
 			s.byTurnIn[b] = append(s.byTurnIn[b], float64(t.Tokens.Prompt))
 			s.byTurnOut[b] = append(s.byTurnOut[b], float64(t.Tokens.Completion))
 		}
-		if cls := t.FailureClass(); cls != "" {
+		if cls := t.FailureClass(); cls != errclass.None {
 			s.errors++
-			s.byClass[cls]++
+			s.byClass[string(cls)]++
 			if t.Response.Status > 0 {
 				s.byStatus[strconv.Itoa(t.Response.Status)]++
 			}
 		}
-		r := TurnResult(t)
-		recordLatency(s.latency, &r)
+		r := t.Result()
+		s.latency.RecordResult(&r)
 		start := t.Timing.Start.UnixNano()
 		if prev != nil {
 			if gap, ok := t.Timing.ThinkTime(&prev.Timing); ok {
 				s.think = append(s.think, float64(gap)/float64(time.Millisecond))
 			}
 		}
-		end := start + int64(t.Timing.End)
+		end := t.Timing.Ended().UnixNano()
 		s.ivs = append(s.ivs, interval{start: start, end: end, out: int32(t.Tokens.Completion), first: n == 1})
 
 		if start < lastStart {

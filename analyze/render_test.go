@@ -33,3 +33,35 @@ func TestTableFitsIn100Columns(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteSummary: a replayer's summary renders in each format; its table is the replayer's.
+func TestWriteSummary(t *testing.T) {
+	s := &metrics.Summary{Requests: metrics.Requests{Total: 3, OK: 2, Errors: 1},
+		ErrorsByClass: map[string]int{"=http": 1}, TTFT: metrics.Dist{Count: 2, Mean: 12.5, P50: 12, Max: 13}}
+	var table, want bytes.Buffer
+	if err := analyze.WriteSummary(&table, s, analyze.FormatTable); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteTable(&want); err != nil {
+		t.Fatal(err)
+	}
+	if table.String() != want.String() {
+		t.Errorf("table:\n%s\nwant:\n%s", table.String(), want.String())
+	}
+	var js, csv bytes.Buffer
+	if err := analyze.WriteSummary(&js, s, analyze.FormatJSON); err != nil || !strings.HasPrefix(js.String(), "{\n  \"requests\": {\n    \"total\": 3,") {
+		t.Errorf("json (%v):\n%s", err, js.String())
+	}
+	if err := analyze.WriteSummary(&csv, s, analyze.FormatCSV); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"section,row,column,value\n", "summary,requests.errors,value,1\n",
+		"distributions,ttft_ms,mean,12.5\n", "errors by class,'=http,requests,1\n"} {
+		if !strings.Contains(csv.String(), line) {
+			t.Errorf("csv lacks %q:\n%s", line, csv.String())
+		}
+	}
+	if err := analyze.WriteSummary(&csv, s, analyze.FormatHTML); err == nil || !strings.Contains(err.Error(), "want table, json or csv") {
+		t.Errorf("html: %v", err)
+	}
+}

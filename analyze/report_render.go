@@ -7,37 +7,30 @@ import (
 	"strings"
 
 	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/output"
 )
 
 // Write renders the report in format f. The table is the replayer's summary table, preceded by
 // the runs and followed by per-conversation rows when asked for.
 func (r *Report) Write(w io.Writer, f Format) error {
-	var err error
-	switch f {
-	case FormatJSON:
-		err = writeJSON(w, r)
-	case FormatCSV:
-		err = writeCSV(w, r.sections())
-	case FormatHTML:
-		err = writeHTML(w, r.title(), r.charts(), r.sections())
-	default:
-		var b strings.Builder
-		err = writeTable(&b, r.title(), []section{r.runsSection()})
-		if err == nil {
-			b.WriteString("\n")
-			err = r.Summary.WriteTable(&b)
-		}
-		if err == nil && len(r.ByConversation) > 0 {
-			err = writeTable(&b, "", []section{r.convSection()})
-		}
-		if err == nil {
-			_, err = io.WriteString(w, b.String())
-		}
+	return rendering{what: "write report", value: r, title: r.title, secs: r.sections, charts: r.charts,
+		table: r.writeTable}.write(w, f)
+}
+
+func (r *Report) writeTable(w io.Writer) error {
+	var b strings.Builder
+	err := output.WriteTable(&b, r.title(), []output.Section{r.runsSection()})
+	if err == nil {
+		b.WriteString("\n")
+		err = WriteSummary(&b, &r.Summary, FormatTable)
 	}
-	if err != nil {
-		return fmt.Errorf("write report: %w", err)
+	if err == nil && len(r.ByConversation) > 0 {
+		err = output.WriteTable(&b, "", []output.Section{r.convSection()})
 	}
-	return nil
+	if err == nil {
+		_, err = io.WriteString(w, b.String())
+	}
+	return err
 }
 
 func (r *Report) title() string {
@@ -51,68 +44,90 @@ func (r *Report) title() string {
 	return "llmtape report: run " + strings.Join(names, ", ")
 }
 
-func (r *Report) runsSection() section {
-	s := section{title: "runs", cols: []string{"run", "name", "target", "recording", "requests", "partial"}}
+func (r *Report) runsSection() output.Section {
+	s := output.Section{Title: "runs", Cols: []string{"run", "name", "target", "recording", "requests", "partial"}}
 	for _, run := range r.Runs {
-		s.rows = append(s.rows, []cell{txt(strconv.FormatUint(run.ID, 10)), txt(run.Name), txt(run.Target),
-			inum(int64(run.Recording)), inum(run.Requests), txt(strconv.FormatBool(run.Partial))})
+		s.Rows = append(s.Rows, []output.Cell{output.Text(strconv.FormatUint(run.ID, 10)), output.Text(run.Name), output.Text(run.Target),
+			output.Int(int64(run.Recording)), output.Int(run.Requests), output.Text(strconv.FormatBool(run.Partial))})
 	}
 	return s
 }
 
-func (r *Report) convSection() section {
-	s := section{title: "by conversation", cols: []string{"conversation", "requests", "errors",
+func (r *Report) convSection() output.Section {
+	s := output.Section{Title: "by conversation", Cols: []string{"conversation", "requests", "errors",
 		"ttft_mean", "ttft_max", "e2e_mean", "e2e_max", "in_tokens", "out_tokens"}}
 	for _, c := range r.ByConversation {
-		s.rows = append(s.rows, []cell{txt(strconv.FormatUint(c.Conversation, 10)), inum(c.Requests),
-			inum(c.Errors), num(c.TTFTMean), num(c.TTFTMax), num(c.E2EMean), num(c.E2EMax),
-			inum(c.InputTokens), inum(c.OutputTokens)})
+		s.Rows = append(s.Rows, []output.Cell{output.Text(strconv.FormatUint(c.Conversation, 10)), output.Int(c.Requests),
+			output.Int(c.Errors), output.Num(c.TTFTMean), output.Num(c.TTFTMax), output.Num(c.E2EMean), output.Num(c.E2EMax),
+			output.Int(c.InputTokens), output.Int(c.OutputTokens)})
 	}
 	return s
+}
+
+// WriteSummary renders a replayer's summary in format f: as a table (the layout of vLLM's
+// multi-turn benchmark, metrics.Summary.WriteTable, which "llmtape replay" prints and report's
+// table holds), as JSON (the keys of docs/replay.md), or as CSV in long form (the sections
+// report writes for it). HTML is report's alone: it is refused.
+func WriteSummary(w io.Writer, s *metrics.Summary, f Format) error {
+	var err error
+	switch f {
+	case FormatTable:
+		err = s.WriteTable(w)
+	case FormatJSON:
+		err = output.WriteJSON(w, s)
+	case FormatCSV:
+		err = output.WriteCSV(w, summarySections(s))
+	default:
+		return fmt.Errorf("write summary: format %q: want table, json or csv", f)
+	}
+	if err != nil {
+		return fmt.Errorf("write summary: %w", err)
+	}
+	return nil
 }
 
 // summarySections are the sections of a replayer summary (shared by report and compare).
-func summarySections(s *metrics.Summary) []section {
-	return []section{
-		{title: "summary", cols: []string{"figure", "value"}, rows: [][]cell{
-			{txt("requests.total"), inum(s.Requests.Total)},
-			{txt("requests.ok"), inum(s.Requests.OK)},
-			{txt("requests.errors"), inum(s.Requests.Errors)},
-			{txt("throughput.requests_per_s"), num(s.Throughput.RequestsPerS)},
-			{txt("throughput.input_tokens_per_s"), num(s.Throughput.InputTokensPerS)},
-			{txt("throughput.output_tokens_per_s"), num(s.Throughput.OutputTokensPerS)},
-			{txt("goodput.slo"), txt(s.Goodput.SLO)},
-			{txt("goodput.requests_per_s"), num(s.Goodput.RequestsPerS)},
-			{txt("goodput.met"), inum(s.Goodput.Met)},
-			{txt("goodput.ratio"), num(s.Goodput.Ratio)},
-			{txt("cached_tokens"), inum(s.CachedTokens)},
-			{txt("duration_s"), num(s.Duration)},
-			{txt("warmup_excluded"), inum(s.Warmup)},
-			{txt("retries"), inum(s.Retries)},
-			{txt("reconnects"), inum(s.Reconnects)},
+func summarySections(s *metrics.Summary) []output.Section {
+	return []output.Section{
+		{Title: "summary", Cols: []string{"figure", "value"}, Rows: [][]output.Cell{
+			{output.Text("requests.total"), output.Int(s.Requests.Total)},
+			{output.Text("requests.ok"), output.Int(s.Requests.OK)},
+			{output.Text("requests.errors"), output.Int(s.Requests.Errors)},
+			{output.Text("throughput.requests_per_s"), output.Num(s.Throughput.RequestsPerS)},
+			{output.Text("throughput.input_tokens_per_s"), output.Num(s.Throughput.InputTokensPerS)},
+			{output.Text("throughput.output_tokens_per_s"), output.Num(s.Throughput.OutputTokensPerS)},
+			{output.Text("goodput.slo"), output.Text(s.Goodput.SLO)},
+			{output.Text("goodput.requests_per_s"), output.Num(s.Goodput.RequestsPerS)},
+			{output.Text("goodput.met"), output.Int(s.Goodput.Met)},
+			{output.Text("goodput.ratio"), output.Num(s.Goodput.Ratio)},
+			{output.Text("cached_tokens"), output.Int(s.CachedTokens)},
+			{output.Text("duration_s"), output.Num(s.Duration)},
+			{output.Text("warmup_excluded"), output.Int(s.Warmup)},
+			{output.Text("retries"), output.Int(s.Retries)},
+			{output.Text("reconnects"), output.Int(s.Reconnects)},
 		}},
-		{title: "distributions", cols: distCols, rows: [][]cell{
+		{Title: "distributions", Cols: distCols, Rows: [][]output.Cell{
 			distRow("ttft_ms", s.TTFT), distRow("tpot_ms", s.TPOT), distRow("itl_ms", s.ITL),
 			distRow("e2e_ms", s.E2E), distRow("schedule_lag_ms", s.ScheduleLag),
 			distRow("input_tokens", s.InputTokens), distRow("output_tokens", s.OutputTokens),
 		}},
-		{title: "errors by class", cols: []string{"class", "requests"}, rows: countRows(s.ErrorsByClass)},
+		{Title: "errors by class", Cols: []string{"class", "requests"}, Rows: countRows(s.ErrorsByClass)},
 		byTurnSummarySection(s.ByTurn),
 	}
 }
 
-func byTurnSummarySection(ts []metrics.TurnSummary) section {
-	s := section{title: "by turn index", cols: []string{"turn", "requests", "errors", "ttft_p50",
+func byTurnSummarySection(ts []metrics.TurnSummary) output.Section {
+	s := output.Section{Title: "by turn index", Cols: []string{"turn", "requests", "errors", "ttft_p50",
 		"ttft_p99", "tpot_p50", "itl_p50", "itl_p99", "e2e_p50", "e2e_p99"}}
 	for _, t := range ts {
-		s.rows = append(s.rows, []cell{txt(t.Bucket), inum(t.Requests), inum(t.Errors), num(t.TTFT.P50),
-			num(t.TTFT.P99), num(t.TPOT.P50), num(t.ITL.P50), num(t.ITL.P99), num(t.E2E.P50), num(t.E2E.P99)})
+		s.Rows = append(s.Rows, []output.Cell{output.Text(t.Bucket), output.Int(t.Requests), output.Int(t.Errors), output.Num(t.TTFT.P50),
+			output.Num(t.TTFT.P99), output.Num(t.TPOT.P50), output.Num(t.ITL.P50), output.Num(t.ITL.P99), output.Num(t.E2E.P50), output.Num(t.E2E.P99)})
 	}
 	return s
 }
 
-func (r *Report) sections() []section {
-	secs := []section{r.runsSection()}
+func (r *Report) sections() []output.Section {
+	secs := []output.Section{r.runsSection()}
 	secs = append(secs, summarySections(&r.Summary)...)
 	if len(r.ByConversation) > 0 {
 		secs = append(secs, r.convSection())

@@ -2,7 +2,6 @@ package analyze
 
 import (
 	"math/rand/v2"
-	"strings"
 	"testing"
 )
 
@@ -46,19 +45,5 @@ func TestU64SetMatchesMap(t *testing.T) {
 	}
 	if s.n != len(ref) {
 		t.Fatalf("%d keys, want %d", s.n, len(ref))
-	}
-}
-
-// TestTableKeepsNamesOnOneLine: a name with a newline or tab stays in its table cell.
-func TestTableKeepsNamesOnOneLine(t *testing.T) {
-	var b strings.Builder
-	err := writeTable(&b, "run 1 (a\nb)", []section{{title: "runs", cols: []string{"name", "n"},
-		rows: [][]cell{{txt("evil\nname\twith tab"), inum(1)}, {txt("plain"), inum(2)}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "run 1 (a\\nb)\n\n== runs ==\nname                  n\nevil\\nname\\twith tab  1\nplain                 2\n"
-	if b.String() != want {
-		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -167,22 +166,32 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 			err = cerr
 		}
 	}()
-	recID, proxyURL, rec, stopProxy, err := startRecording(st, curURL)
-	if err != nil {
-		return err
+	rs, err := recorder.NewSession(recorder.SessionConfig{Store: st,
+		Proxy:    proxy.Config{Upstream: curURL},
+		Recorder: recorder.Config{Name: "demo current", Source: Source}})
+	if err == nil {
+		err = rs.Start(ctx)
 	}
+	if err != nil {
+		return fmt.Errorf("start recording: %w", err)
+	}
+	proxyURL := "http://" + rs.Addr().String()
 	p.step("Recording through `llmtape record` at " + proxyURL)
 	p.say("%d simulated users follow the workload, each sending the server's real reply back", len(ds.Conversations))
 	driver, err := replay.New(work, replay.Config{
 		Target: proxyURL, Recording: script.ID, Name: "demo users",
 		History: replay.HistoryLive, Seed: cfg.Seed,
 	})
-	if err != nil {
-		stopProxy()
-		return fmt.Errorf("drive workload: %w", err)
+	var drove *replay.Report
+	if err == nil {
+		drove, err = driver.Run(ctx)
 	}
-	drove, err := driver.Run(ctx)
-	stopErr := stopProxy()
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	stopErr := rs.Stop(stopCtx)
+	cancel()
+	if stopErr == nil {
+		stopErr = rs.Summary().DrainErr // streams cut after 30 s
+	}
 	if err != nil {
 		return fmt.Errorf("drive workload: %w", err)
 	}
@@ -192,9 +201,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	rs := rec.Stats()
+	sum := rs.Summary()
+	recID := sum.Recording
 	p.say("recorded %d exchanges (%d not recorded, %d driver errors) in %s",
-		rs.Recorded, rs.NotRecorded, drove.Summary.Requests.Errors, time.Since(start).Round(time.Second))
+		sum.Recorder.Recorded, sum.Recorder.NotRecorded, drove.Summary.Requests.Errors, time.Since(start).Round(time.Second))
 
 	prof, err := analyze.Analyze(ctx, st, recID, analyze.Config{})
 	if err != nil {
@@ -219,7 +229,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	if err := res.Summary.WriteTable(out); err != nil {
+	if err := analyze.WriteSummary(out, &res.Summary, analyze.FormatTable); err != nil {
 		return err
 	}
 
@@ -276,41 +286,6 @@ func startSim(cfg sim.Config) (*sim.Server, string, error) {
 		return nil, "", err
 	}
 	return srv, url, nil
-}
-
-// startRecording puts a recording proxy in front of upstream and returns the recording id, the
-// proxy's URL, the recorder, and a function that stops the proxy (letting streams finish) and
-// flushes the recorder.
-func startRecording(st *tape.Store, upstream string) (uint64, string, *recorder.Recorder, func() error, error) {
-	rec, err := recorder.New(st, recorder.Config{Name: "demo current", Upstream: upstream, Mode: proxy.ModeReverse})
-	if err != nil {
-		return 0, "", nil, nil, fmt.Errorf("start recorder: %w", err)
-	}
-	if err := markRecording(st, rec.Recording()); err != nil {
-		rec.Close()
-		return 0, "", nil, nil, err
-	}
-	px, err := proxy.New(proxy.Config{Upstream: upstream, Sink: rec})
-	if err != nil {
-		rec.Close()
-		return 0, "", nil, nil, fmt.Errorf("start proxy: %w", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		rec.Close()
-		return 0, "", nil, nil, fmt.Errorf("listen: %w", err)
-	}
-	go px.Serve(ln)
-	stop := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		serr := px.Shutdown(ctx)
-		if cerr := rec.Close(); cerr != nil {
-			return cerr
-		}
-		return serr
-	}
-	return rec.Recording(), "http://" + ln.Addr().String(), rec, stop, nil
 }
 
 // writeReport writes the comparison as HTML, starting with ReportMarker.

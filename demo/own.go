@@ -114,18 +114,3 @@ func isDemoReport(path string) (bool, error) {
 		bytes.Contains(head, []byte("<title>llmtape compare: base recording 1 (demo current) -&gt; target run 1 (candidate), "))
 	return bytes.HasPrefix(head, []byte(ReportMarker)) || legacy, nil
 }
-
-// markRecording sets the demo's Source on the recording id, so that a later demo knows the
-// store as its own. The recorder reads the recording back before it finishes it, so the
-// mark stays.
-func markRecording(st *tape.Store, id uint64) error {
-	r, err := st.Recording(id)
-	if err != nil {
-		return fmt.Errorf("mark recording: %w", err)
-	}
-	r.Source = Source
-	if err := st.UpdateRecording(r); err != nil {
-		return fmt.Errorf("mark recording: %w", err)
-	}
-	return nil
-}

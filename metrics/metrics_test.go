@@ -71,6 +71,30 @@ func TestRecordITLSplitsChunks(t *testing.T) {
 	}
 }
 
+func TestRecordResult(t *testing.T) {
+	ms := time.Millisecond
+	s := metrics.NewSet()
+	chunks := []tape.Chunk{{Offset: 40 * ms, Tokens: 1}, {Offset: 50 * ms, Tokens: 1}, {Offset: 70 * ms, Tokens: 2}}
+	s.RecordResult(&tape.Result{Turn: 1, Status: 200, TTFT: 40 * ms, E2E: 80 * ms, OutputTokens: 4, Chunks: chunks})
+	// Failed results add nothing; a result without a TTFT (not streamed) adds no TTFT sample.
+	s.RecordResult(&tape.Result{Turn: 1, Status: 503, ErrorClass: "http", TTFT: 9 * ms, E2E: 9 * ms})
+	s.RecordResult(&tape.Result{Turn: 1, Status: 200, ErrorClass: "stream", TTFT: 9 * ms, E2E: 9 * ms})
+	s.RecordResult(&tape.Result{Turn: 1, Status: 200, E2E: 30 * ms, OutputTokens: 1})
+	for _, c := range []struct {
+		metric string
+		count  int64
+		min    float64
+	}{{metrics.TTFT, 1, 40}, {metrics.E2E, 2, 30}, {metrics.TPOT, 1, 40.0 / 3}, {metrics.ITL, 3, 10}} {
+		d := s.Dist(c.metric, "")
+		if d.Count != c.count || math.Abs(d.Min-c.min) > 0.01 {
+			t.Errorf("%s: %d samples, min %.3f; want %d, %.3f", c.metric, d.Count, d.Min, c.count, c.min)
+		}
+		if b := s.Dist(c.metric, metrics.TurnBuckets[metrics.TurnBucketIndex(1)]); b.Count != c.count {
+			t.Errorf("%s: turn bucket has %d samples, want %d", c.metric, b.Count, c.count)
+		}
+	}
+}
+
 func TestRecordDoesNotAllocate(t *testing.T) {
 	s := metrics.NewSet()
 	s.Record(metrics.TTFT, 3, time.Millisecond)

@@ -154,6 +154,26 @@ func (s *Set) RecordITL(turnIndex int, chunks []tape.Chunk) {
 	}
 }
 
+// RecordResult adds the latencies of a successful result (OK) to the set: its TTFT and E2E
+// where measured (> 0), its TPOT (ResultTPOT) and the ITL of its events. A failed result adds
+// nothing. It is the one place where a result becomes latency samples, for a replay's results
+// and a recording's turns alike.
+func (s *Set) RecordResult(r *tape.Result) {
+	if !OK(r) {
+		return
+	}
+	if r.TTFT > 0 {
+		s.Record(TTFT, r.Turn, r.TTFT)
+	}
+	if r.E2E > 0 {
+		s.Record(E2E, r.Turn, r.E2E)
+	}
+	if tpot, ok := ResultTPOT(r); ok {
+		s.Record(TPOT, r.Turn, tpot)
+	}
+	s.RecordITL(r.Turn, r.Chunks)
+}
+
 // Hist returns the histogram of the metric for the bucket ("" for overall, else one of
 // TurnBuckets), or nil when nothing was recorded there. The histogram belongs to the Set: do
 // not change it.

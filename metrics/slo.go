@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -70,7 +71,7 @@ func (o SLO) String() string {
 }
 
 // OK reports whether a result succeeded: no error class and an HTTP status below 400.
-func OK(r *tape.Result) bool { return r.ErrorClass == "" && r.Status < 400 }
+func OK(r *tape.Result) bool { return r.ErrorClass == errclass.None && r.Status < 400 }
 
 // ResultTPOT returns (E2E − TTFT) / (output tokens − 1) and true, or false when the result has
 // fewer than 2 output tokens or no first token.

@@ -7,11 +7,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
+	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/tape"
 )
 
-// Summary is the replayer's summary of a run: what "llmtape replay" prints and writes with
-// --json, and what the store keeps as tape.Run.Summary. The JSON keys are stable and
+// Summary is the replayer's summary of a run: what "llmtape replay" prints (rendered in every
+// format by analyze.WriteSummary), and what the store keeps as tape.Run.Summary. The JSON keys are stable and
 // documented in docs/replay.md.
 type Summary struct {
 	Requests   Requests   `json:"requests"`
@@ -27,8 +29,7 @@ type Summary struct {
 	OutputTokens Dist    `json:"output_tokens"`
 	CachedTokens int64   `json:"cached_tokens"` // sum over successful requests
 	Goodput      Goodput `json:"goodput"`
-	// ErrorsByClass counts failed requests by class: "http", "timeout", "connect", "stream",
-	// "canceled".
+	// ErrorsByClass counts failed requests by class (the names of errclass).
 	ErrorsByClass map[string]int `json:"errors_by_class"`
 	ByTurn        []TurnSummary  `json:"by_turn"`
 	Duration      float64        `json:"duration_s"`      // measurement window in seconds
@@ -127,24 +128,17 @@ func (a *Accumulator) Add(r *tape.Result) {
 			a.errors = make(map[string]int)
 		}
 		class := r.ErrorClass
-		if class == "" {
-			class = "http"
+		if class == errclass.None {
+			class = errclass.HTTP
 		}
-		a.errors[class]++
+		a.errors[string(class)]++
 		if b >= 0 {
 			a.byTurn[b].errors++
 		}
 		return
 	}
 	a.ok++
-	if r.TTFT > 0 {
-		s.Record(TTFT, r.Turn, r.TTFT)
-	}
-	s.RecordITL(r.Turn, r.Chunks)
-	if tpot, ok := ResultTPOT(r); ok {
-		s.Record(TPOT, r.Turn, tpot)
-	}
-	s.Record(E2E, r.Turn, r.E2E)
+	s.RecordResult(r)
 	a.input = append(a.input, float64(r.InputTokens))
 	a.output = append(a.output, float64(r.OutputTokens))
 	a.inSum += int64(r.InputTokens)
@@ -225,21 +219,10 @@ func (s Summary) ErrorsText() string {
 	return strings.Join(classes, ", ")
 }
 
-// fnum formats a figure in at most 7 characters.
-func fnum(v float64) string {
-	switch {
-	case v < 100 && v > -100:
-		return fmt.Sprintf("%.2f", v)
-	case v < 10000 && v > -10000:
-		return fmt.Sprintf("%.1f", v)
-	default:
-		return fmt.Sprintf("%.0f", v)
-	}
-}
-
 // WriteTable writes the summary as a table like vLLM's multi-turn benchmark prints (count,
 // mean, std, min, 25%, 50%, 75%, 90%, 99%, max per metric), then throughput, goodput, errors
-// and per-turn figures. Lines fit in 100 columns.
+// and per-turn figures. Lines fit in 100 columns. It is the table format of
+// analyze.WriteSummary, which renders the summary in every format.
 func (s Summary) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	line := strings.Repeat("-", 94)
@@ -255,9 +238,9 @@ func (s Summary) WriteTable(w io.Writer) error {
 	}
 	for _, r := range rows {
 		d := r.d
-		fmt.Fprintf(&b, "%-14s%8d%8s%8s%8s%8s%8s%8s%8s%8s%8s\n", r.name, d.Count, fnum(d.Mean),
-			fnum(d.Std), fnum(d.Min), fnum(d.P25), fnum(d.P50), fnum(d.P75), fnum(d.P90),
-			fnum(d.P99), fnum(d.Max))
+		fmt.Fprintf(&b, "%-14s%8d%8s%8s%8s%8s%8s%8s%8s%8s%8s\n", r.name, d.Count, output.FormatFixed(d.Mean),
+			output.FormatFixed(d.Std), output.FormatFixed(d.Min), output.FormatFixed(d.P25), output.FormatFixed(d.P50), output.FormatFixed(d.P75), output.FormatFixed(d.P90),
+			output.FormatFixed(d.P99), output.FormatFixed(d.Max))
 	}
 	fmt.Fprintln(&b, line)
 	fmt.Fprintf(&b, "requests       %d total, %d ok, %d errors", s.Requests.Total, s.Requests.OK,
@@ -296,16 +279,16 @@ func (s Summary) WriteTable(w io.Writer) error {
 		fmt.Fprintln(&b)
 	}
 	l := s.ScheduleLag
-	fmt.Fprintf(&b, "schedule lag   mean %s ms, p50 %s, p90 %s, p99 %s, max %s\n", fnum(l.Mean),
-		fnum(l.P50), fnum(l.P90), fnum(l.P99), fnum(l.Max))
+	fmt.Fprintf(&b, "schedule lag   mean %s ms, p50 %s, p90 %s, p99 %s, max %s\n", output.FormatFixed(l.Mean),
+		output.FormatFixed(l.P50), output.FormatFixed(l.P90), output.FormatFixed(l.P99), output.FormatFixed(l.Max))
 	if len(s.ByTurn) > 0 {
 		fmt.Fprintln(&b, line)
 		fmt.Fprintf(&b, "%-6s%9s%7s%10s%10s%10s%10s%10s%10s\n", "turn", "requests", "errors",
 			"ttft p50", "ttft p99", "tpot p50", "tpot p99", "e2e p50", "e2e p99")
 		for _, t := range s.ByTurn {
 			fmt.Fprintf(&b, "%-6s%9d%7d%10s%10s%10s%10s%10s%10s\n", t.Bucket, t.Requests, t.Errors,
-				fnum(t.TTFT.P50), fnum(t.TTFT.P99), fnum(t.TPOT.P50), fnum(t.TPOT.P99),
-				fnum(t.E2E.P50), fnum(t.E2E.P99))
+				output.FormatFixed(t.TTFT.P50), output.FormatFixed(t.TTFT.P99), output.FormatFixed(t.TPOT.P50), output.FormatFixed(t.TPOT.P99),
+				output.FormatFixed(t.E2E.P50), output.FormatFixed(t.E2E.P99))
 		}
 	}
 	_, err := io.WriteString(w, b.String())

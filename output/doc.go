@@ -1,8 +1,23 @@
-// Package output puts a command's result where the user asked: a file, stdout or a device,
-// without ever replacing what the user did not name. (The renderers of tables, JSON and CSV
-// are to move here too; CSVCell is the first of them.)
+// Package output renders a command's result as a table, JSON or CSV, and puts it where the
+// user asked: a file, stdout or a device, without ever replacing what the user did not name.
+// It imports nothing of llmtape's.
 //
-// # Basics
+// # Rendering
+//
+// A result is a list of Sections: a title, column names and rows of Cells. A Cell is text
+// (Text) or a number (Num, Int, Change) that each format renders its own way: FormatNum's at
+// most seven characters in a table, the shortest exact form in CSV. Format names a
+// rendering, as the --format flag of every command does; ParseFormat checks one.
+//
+//   - WriteTable writes sections as aligned text under "== title ==" lines (analyze,
+//     report, compare); Section.WriteText writes one section without its title (ls, merge).
+//   - WriteCSV writes sections in long form, one record per cell (section,row,column,value);
+//     Section.WriteCSV writes one section flat, a header then one record per row (ls,
+//     show, merge). Every text cell goes through CSVCell.
+//   - WriteJSON writes any value as indented JSON and a newline: the one shape of every
+//     command's --format json.
+//
+// # Output files
 //
 // Create (or Write, which wraps it) takes the path the user gave and Options naming the store
 // the command reads or writes:

@@ -31,3 +31,32 @@ func ExampleWrite() {
 	// true
 	// <nil>
 }
+
+func ExampleWriteTable() {
+	up := 0.25
+	secs := []output.Section{{Title: "runs", Cols: []string{"run", "requests", "ttft_ms", "change"},
+		Rows: [][]output.Cell{
+			{output.Text("nightly"), output.Int(1200), output.Num(52.125), output.Change(&up)},
+			{output.Text("=cmd()"), output.Int(12_345_678), output.Num(0.5), output.Change(nil)},
+		}}}
+	output.WriteTable(os.Stdout, "llmtape report", secs)
+	output.WriteCSV(os.Stdout, secs)
+	secs[0].WriteCSV(os.Stdout)
+	// Output:
+	// llmtape report
+	//
+	// == runs ==
+	// run      requests  ttft_ms  change
+	// nightly      1200    52.12  +25.0%
+	// =cmd()      12.3M    0.500       -
+	// section,row,column,value
+	// runs,nightly,requests,1200
+	// runs,nightly,ttft_ms,52.125
+	// runs,nightly,change,0.25
+	// runs,'=cmd(),requests,12345678
+	// runs,'=cmd(),ttft_ms,0.5
+	// runs,'=cmd(),change,-
+	// run,requests,ttft_ms,change
+	// nightly,1200,52.125,0.25
+	// '=cmd(),12345678,0.5,-
+}

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -55,6 +56,9 @@ func recordingProxy(b *testing.B, upstream string) (p *proxy.Proxy, addr string,
 	}
 	rec, err = recorder.New(st, recorder.Config{Upstream: upstream, Mode: proxy.ModeReverse})
 	if err != nil {
+		b.Fatal(err)
+	}
+	if err := rec.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })

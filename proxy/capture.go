@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/internal/reconn"
 )
 
@@ -74,7 +75,7 @@ func (p *Proxy) roundTrip(req *http.Request, start time.Time) *http.Response {
 	if err != nil {
 		x.Err = "reach upstream: " + err.Error()
 		x.ErrClass = c.classify(err)
-		if x.ErrClass == "canceled" && c.clientCtx.Err() != nil {
+		if x.ErrClass == errclass.Canceled && c.clientCtx.Err() != nil {
 			x.ClientGone = true
 		}
 		resp = errorResponse(req, err)
@@ -115,18 +116,18 @@ func (c *capture) canDrain() bool {
 }
 
 // classify names the kind of an upstream failure.
-func (c *capture) classify(err error) string {
+func (c *capture) classify(err error) errclass.Class {
 	switch {
 	case c.clientCtx.Err() != nil || errors.Is(err, context.Canceled) || c.p.abortCtx.Err() != nil:
-		return "canceled"
+		return errclass.Canceled
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
-		return "timeout"
+		return errclass.Timeout
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return "timeout"
+		return errclass.Timeout
 	}
-	return "connect"
+	return errclass.Connect
 }
 
 // reqTee keeps the first max bytes of a request body as the transport sends it. The transport
@@ -289,8 +290,8 @@ func (t *respTee) Close() error {
 		if x.Err == "" {
 			x.Err = "read upstream: " + t.readErr.Error()
 			x.ErrClass = c.classify(t.readErr)
-			if x.ErrClass == "connect" {
-				x.ErrClass = "stream"
+			if x.ErrClass == errclass.Connect {
+				x.ErrClass = errclass.Stream
 			}
 		}
 		if c.clientCtx.Err() != nil {
@@ -302,7 +303,7 @@ func (t *respTee) Close() error {
 		x.ClientGone = true
 		if x.Err == "" {
 			x.Err = "write to client: client went away"
-			x.ErrClass = "canceled"
+			x.ErrClass = errclass.Canceled
 		}
 	}
 	if r := c.req; r != nil {
@@ -322,7 +323,7 @@ func (t *respTee) Close() error {
 			// Whatever failed upstream failed because the client stopped sending: the turn
 			// is the client's, canceled, without the half body.
 			x.Err = "read request body: " + ErrBodyStalled.Error()
-			x.ErrClass, x.ClientGone = "canceled", true
+			x.ErrClass, x.ClientGone = errclass.Canceled, true
 		}
 		r.mu.Unlock()
 		r.closeDeferred()

@@ -3,6 +3,8 @@ package proxy
 import (
 	"net/http"
 	"time"
+
+	"github.com/llmtape/llmtape/errclass"
 )
 
 // Exchange is one request and its response as captured on the hot path: raw bytes and
@@ -35,7 +37,7 @@ type Exchange struct {
 	ClientGone bool          // the client went away before the response ended
 	// Err describes a failure: reaching the upstream, reading from it, or writing to the client.
 	Err      string
-	ErrClass string // "connect", "timeout", "stream", "canceled" or empty
+	ErrClass errclass.Class // errclass.Connect, Timeout, Stream, Canceled or None
 
 	// Fields added after the seam was first agreed (additions only).
 

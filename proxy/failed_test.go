@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/proxy/proxytest"
 )
@@ -66,7 +67,7 @@ func TestFailedExchangeKeepsRequestBody(t *testing.T) {
 		upstream func(*testing.T) string
 		body     []byte
 		status   int
-		class    string
+		class    errclass.Class
 	}{
 		{"connection refused", refused, small, http.StatusBadGateway, "connect"},
 		{"connection refused, large body", refused, large, http.StatusBadGateway, "connect"},

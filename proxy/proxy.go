@@ -124,6 +124,7 @@ type Proxy struct {
 	inflight int64
 	idle     []chan struct{} // closed when inflight drops to 0
 	srvs     []*http.Server
+	shutdown bool // Shutdown was called: Serve starts no server
 }
 
 // New returns a proxy for cfg.
@@ -205,7 +206,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Serve accepts connections on l until Shutdown. It returns nil after Shutdown.
+// Serve accepts connections on l until Shutdown. It returns nil after Shutdown, at once (closing
+// l) when Shutdown has already been called.
 func (p *Proxy) Serve(l net.Listener) error {
 	srv := &http.Server{
 		Handler:           p,
@@ -214,6 +216,13 @@ func (p *Proxy) Serve(l net.Listener) error {
 		ErrorLog:          nil,
 	}
 	p.mu.Lock()
+	if p.shutdown {
+		// Shutdown came first (a Serve goroutine scheduled late): it could not stop this
+		// server, so never start it.
+		p.mu.Unlock()
+		_ = l.Close()
+		return nil
+	}
 	p.srvs = append(p.srvs, srv)
 	p.mu.Unlock()
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -228,6 +237,7 @@ func (p *Proxy) Serve(l net.Listener) error {
 // "canceled"), connections are closed, and ctx's error is returned.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
+	p.shutdown = true
 	srvs := append([]*http.Server(nil), p.srvs...)
 	p.mu.Unlock()
 	var wg sync.WaitGroup

@@ -544,6 +544,29 @@ func TestShutdownWaitsForStreams(t *testing.T) {
 	}
 }
 
+// TestServeAfterShutdown: a Serve that starts after Shutdown (its goroutine scheduled late)
+// returns at once and closes its listener, instead of serving a server nothing will stop.
+func TestServeAfterShutdown(t *testing.T) {
+	p, err := proxy.New(proxy.Config{Upstream: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Serve(l); err != nil {
+		t.Errorf("Serve after Shutdown: %v, want nil", err)
+	}
+	if c, err := net.Dial("tcp", l.Addr().String()); err == nil {
+		c.Close()
+		t.Error("the listener still accepts after Serve returned")
+	}
+}
+
 func TestShutdownTimeoutAbortsStreams(t *testing.T) {
 	canceled := make(chan struct{})
 	up := httptest.NewServer(slowStream(canceled))

@@ -55,10 +55,7 @@ func BenchmarkRecorder(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	r, err := recorder.New(s, recorder.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	r := mustNew(b, s, recorder.Config{})
 	b.ResetTimer()
 	start := time.Now()
 	feed(r, xs, false)
@@ -99,10 +96,7 @@ func BenchmarkStitchManyOpen(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	r, err := recorder.New(s, recorder.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	r := mustNew(b, s, recorder.Config{})
 	all := shortExchanges(10000*4 + b.N)
 	warm, xs := all[:10000*4], all[10000*4:]
 	feed(r, warm, true)
@@ -119,7 +113,7 @@ func BenchmarkStitchManyOpen(b *testing.B) {
 	b.ReportMetric(float64(open), "open")
 }
 
-// BenchmarkRebuild measures New on a store that holds 2,000 recorded conversations of 4 turns:
+// BenchmarkRebuild measures Start on a store that holds 2,000 recorded conversations of 4 turns:
 // the stitching index is rebuilt from the store each time.
 func BenchmarkRebuild(b *testing.B) {
 	b.ReportAllocs()
@@ -128,20 +122,14 @@ func BenchmarkRebuild(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	r, err := recorder.New(s, recorder.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	r := mustNew(b, s, recorder.Config{})
 	feed(r, shortExchanges(2000*4), false)
 	if err := r.Close(); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for range b.N {
-		r, err := recorder.New(s, recorder.Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		r := mustNew(b, s, recorder.Config{})
 		if open := r.Stats().Open; open != 2000 {
 			b.Fatalf("%d conversations open after rebuild, want 2000", open)
 		}

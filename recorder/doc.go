@@ -3,13 +3,20 @@
 //
 // # Basics
 //
-// New creates a recording in the store and returns a Recorder, which implements proxy.Sink:
+// New returns a Recorder, which implements proxy.Sink; Start creates the recording in the
+// store:
 //
 //	rec, err := recorder.New(store, recorder.Config{Upstream: "http://127.0.0.1:8000", Mode: "reverse"})
 //	...
 //	p, err := proxy.New(proxy.Config{Sink: rec, ...})
 //	...
+//	err = rec.Start(ctx) // rebuilds the stitching index, creates the recording
+//	...
 //	err = rec.Close() // after the proxy has stopped: records what is queued, flushes, completes
+//
+// New has no side effects (it neither reads nor writes the store, nor starts goroutines), so a
+// caller can build the recorder, the proxy and its listeners, and fail on bad input, before
+// anything reaches the store.
 //
 // Capture never blocks. Exchanges wait in a bounded queue (Config.QueueSize); when it is full the
 // exchange is counted in Stats.NotRecorded and a warning is logged at most once a second. Parsing
@@ -23,6 +30,25 @@
 // output-carrying stream event at the time of the read that completed it, offsets from the
 // request being sent) and token counts (the server's usage, else tiktoken). Other paths are
 // counted in Stats.Ignored.
+//
+// # Record session
+//
+// Session is the whole of "llmtape record" as a library type, also run by the demo: a proxy
+// on a listener whose exchanges a Recorder adds to one recording, the store (opened from a
+// path, or the caller's), an optional admin listener (AdminHandler: /health, /stats,
+// /snapshot, behind a Host check and an optional token), the drain on stop and a Summary:
+//
+//	s, err := recorder.NewSession(recorder.SessionConfig{StorePath: "llmtape.db",
+//		Proxy: proxy.Config{Upstream: "http://127.0.0.1:8000"}})
+//	...
+//	err = s.Start(ctx) // opens the store and listeners, then creates the recording
+//	...                // clients use "http://" + s.Addr().String() + "/v1"
+//	err = s.Stop(drainCtx) // streams in flight finish, or are cut when drainCtx ends
+//	sum := s.Summary()     // recording id, proxy and recorder counters, drain and close errors
+//
+// NewSession checks and builds only. Start fails on a port in use or a locked store before it
+// creates the recording, so a failed start leaves none. Signals are the caller's: the command
+// cancels drainCtx on a second Ctrl-C.
 //
 // # When the store fails
 //
@@ -45,7 +71,7 @@
 // conversation forks it; anything else starts a conversation of its own. docs/stitching.md has
 // the full rules, ties included.
 //
-// The index that finds conversations is rebuilt by New from the store's recent conversations of
+// The index that finds conversations is rebuilt by Start from the store's recent conversations of
 // every proxy recording, so a conversation that started before a restart continues after it:
 // its new turns are added to that conversation, in the recording it started in.
 //

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/recorder"
@@ -57,10 +58,7 @@ func startStack(t testing.TB, store *tape.Store, upstream string, cfg recorder.C
 
 func (st *stack) start() {
 	t := st.t
-	rec, err := recorder.New(st.store, st.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := mustNew(t, st.store, st.cfg)
 	p, err := proxy.New(proxy.Config{Upstream: st.upstream, Sink: rec})
 	if err != nil {
 		t.Fatal(err)
@@ -504,7 +502,7 @@ func TestErrorTurnsThroughProxy(t *testing.T) {
 		upstream string
 		cancel   bool
 		status   int
-		class    string
+		class    errclass.Class
 		sends    int // the same request, sent again after each failure
 	}{
 		{name: "upstream unreachable", upstream: deadURL, status: 502, class: "connect", sends: 2},

@@ -1,6 +1,7 @@
 package recorder_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log"
@@ -28,6 +29,9 @@ func ExampleNew() {
 
 	rec, err := recorder.New(store, recorder.Config{Upstream: "http://127.0.0.1:8000", Mode: "reverse"})
 	if err != nil {
+		log.Fatal(err)
+	}
+	if err := rec.Start(context.Background()); err != nil { // creates the recording
 		log.Fatal(err)
 	}
 	// In "llmtape record" the proxy calls Capture; here two exchanges are made by hand.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/recorder"
 	"github.com/llmtape/llmtape/sim"
@@ -191,7 +192,7 @@ func TestFailedTurnsKeepRequestAndConversation(t *testing.T) {
 	if len(byKey) != len(fc.sent) || stats.Recorded != uint64(len(fc.sent)) {
 		t.Fatalf("%d turns stored, %d recorded, %d requests sent", len(byKey), stats.Recorded, len(fc.sent))
 	}
-	classes := map[string]int{}
+	classes := map[errclass.Class]int{}
 	for key, a := range fc.sent {
 		got := byKey[key]
 		tt := got.ti.turn
@@ -208,7 +209,7 @@ func TestFailedTurnsKeepRequestAndConversation(t *testing.T) {
 		if a.failed != (cls != "") {
 			t.Errorf("%s: the client saw failed=%v, stored error class %q (status %d, error %q)", key, a.failed, cls, tt.Response.Status, tt.Response.Error)
 		}
-		want := map[string]string{"reset": "connect", "503": "http", "cut": "stream"}[a.fault]
+		want := map[string]errclass.Class{"reset": errclass.Connect, "503": errclass.HTTP, "cut": errclass.Stream}[a.fault]
 		if a.fault != "" && (cls != want || tt.Response.Error == "") {
 			t.Errorf("%s (%s): error class %q error %q, want %q and an error", key, a.fault, cls, tt.Response.Error, want)
 		}
@@ -229,7 +230,7 @@ func TestFailedTurnsKeepRequestAndConversation(t *testing.T) {
 			}
 		}
 	}
-	if classes["connect"] == 0 || classes["http"] == 0 || classes["stream"] == 0 {
+	if classes[errclass.Connect] == 0 || classes[errclass.HTTP] == 0 || classes[errclass.Stream] == 0 {
 		t.Errorf("failed turns by class %v: want connect, http and stream", classes)
 	}
 	t.Logf("%d requests, failed turns by class %v", len(fc.sent), classes)

@@ -2,6 +2,7 @@ package recorder_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -31,6 +32,9 @@ func mustNew(t testing.TB, s *tape.Store, cfg recorder.Config) *recorder.Recorde
 	t.Helper()
 	r, err := recorder.New(s, cfg)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return r

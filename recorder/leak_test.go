@@ -13,10 +13,7 @@ import (
 func TestCloseLeavesNoGoroutines(t *testing.T) {
 	s, _ := mustStore(t)
 	before := runtime.NumGoroutine()
-	r, err := recorder.New(s, recorder.Config{Workers: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := mustNew(t, s, recorder.Config{Workers: 3})
 	for _, x := range shortExchanges(200) {
 		r.Capture(x)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/proxy"
@@ -123,18 +124,18 @@ func (p *parser) response(out *parsed, x *proxy.Exchange) {
 
 	switch {
 	case x.Status >= 400:
-		resp.ErrorClass = "http"
+		resp.ErrorClass = errclass.HTTP
 		resp.Error = errorText(x.Body)
 		if resp.Error == "" {
 			resp.Error = x.Err
 		}
-		if x.ErrClass == "connect" || x.ErrClass == "timeout" {
+		if x.ErrClass == errclass.Connect || x.ErrClass == errclass.Timeout {
 			resp.ErrorClass = x.ErrClass
 		}
 	case x.Status == 0:
 		resp.ErrorClass = x.ErrClass
 		if resp.ErrorClass == "" {
-			resp.ErrorClass = "connect"
+			resp.ErrorClass = errclass.Connect
 		}
 		resp.Error = x.Err
 	case isEventStream(x):
@@ -143,7 +144,7 @@ func (p *parser) response(out *parsed, x *proxy.Exchange) {
 		if r, err := openai.ParseResponse(x.Body); err == nil {
 			fillFromResponse(resp, r, &t.Tokens)
 		} else {
-			resp.ErrorClass = "stream"
+			resp.ErrorClass = errclass.Stream
 			resp.Error = "parse response: " + err.Error()
 		}
 	}
@@ -154,8 +155,8 @@ func (p *parser) response(out *parsed, x *proxy.Exchange) {
 	// proxy reads the end of the body from the upstream, and that is no failure.
 	if out.complete {
 		t.Timing.ClientGone = false
-	} else if x.ClientGone || x.ErrClass == "canceled" {
-		resp.ErrorClass = "canceled"
+	} else if x.ClientGone || x.ErrClass == errclass.Canceled {
+		resp.ErrorClass = errclass.Canceled
 		if resp.Error == "" {
 			resp.Error = x.Err
 		}
@@ -182,7 +183,7 @@ func answered(resp *tape.Response, chat bool) bool {
 	switch resp.ErrorClass {
 	case "":
 		return true
-	case "canceled":
+	case errclass.Canceled:
 		return resp.Content != "" || len(resp.ToolCalls) > 0
 	}
 	return false
@@ -214,7 +215,7 @@ func (p *parser) stream(out *parsed, x *proxy.Exchange) {
 		ev, err := dec.Next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				resp.ErrorClass = "stream"
+				resp.ErrorClass = errclass.Stream
 				resp.Error = "decode stream: " + err.Error()
 			}
 			break
@@ -228,14 +229,14 @@ func (p *parser) stream(out *parsed, x *proxy.Exchange) {
 		if err := openai.ParseChunk(ev.Data, &c); err != nil {
 			// Not a chunk: an error object the parser does not know, or garbage. Keep the first.
 			if e, ok := openai.ParseError(ev.Data); ok && resp.Error == "" {
-				resp.ErrorClass = "stream"
+				resp.ErrorClass = errclass.Stream
 				resp.Error = e.Message
 			}
 			continue
 		}
 		acc.Add(&c)
 		if c.Error != nil && resp.Error == "" {
-			resp.ErrorClass = "stream"
+			resp.ErrorClass = errclass.Stream
 			resp.Error = c.Error.Message
 		}
 		if c.HasOutput() {
@@ -253,7 +254,7 @@ func (p *parser) stream(out *parsed, x *proxy.Exchange) {
 		t.Tokens = tape.Tokens{Prompt: u.PromptTokens, Completion: u.CompletionTokens, Cached: u.Cached(), Source: tape.TokensServer}
 	}
 	if e := acc.Err(); e != nil && resp.Error == "" {
-		resp.ErrorClass = "stream"
+		resp.ErrorClass = errclass.Stream
 		resp.Error = e.Message
 	}
 	// Tokens per chunk: when the server's count equals the number of output events, each event

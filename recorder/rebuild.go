@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -12,11 +13,15 @@ import (
 // then arrival) of every recording the proxy made (Source "record"), each with every turn's
 // state, so that a request after a restart continues or forks a conversation recorded before
 // it. Imports and generated recordings are left out: a live client does not continue them.
-func (r *Recorder) rebuild(max int) error {
+// It stops with ctx's error when ctx ends.
+func (r *Recorder) rebuild(ctx context.Context, max int) error {
 	var convs []*tape.Conversation
 	err := r.store.Recordings(func(rec *tape.Recording) error {
-		if rec.Source != "record" {
+		if rec.Source != SourceRecord {
 			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		return r.store.Conversations(rec.ID, func(c *tape.Conversation) error {
 			convs = append(convs, c)
@@ -38,7 +43,12 @@ func (r *Recorder) rebuild(max int) error {
 	}
 	byID := make(map[uint64]*conv, len(convs))
 	all := make([]loaded, 0, len(convs))
-	for _, tc := range convs {
+	for i, tc := range convs {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
 		session := ""
 		if tc.Grouping == tape.GroupSession {
 			session = tc.Session

@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,8 @@ const (
 	DefaultQueueSize = 8192
 	// DefaultMaxOpen is the number of conversations the stitching index keeps.
 	DefaultMaxOpen = 20000
+	// SourceRecord is the default Config.Source: a recording made by a recording proxy.
+	SourceRecord = "record"
 )
 
 // infoCacheSize bounds the per-message cache (hashes and token counts of the messages that
@@ -50,11 +53,14 @@ type Config struct {
 	// by mistake. The session headers (DefaultSessionHeaders, SessionHeaders) are kept unless
 	// named here.
 	RedactHeaders []string
-	// Name, Upstream and Mode describe the recording this recorder creates. Name defaults to
+	// Name, Upstream and Mode describe the recording that Start creates. Name defaults to
 	// "record <start time>". The password of a URL in Upstream is stored as "xxxxx".
 	Name     string
 	Upstream string
 	Mode     string
+	// Source is the recording's tape.Recording.Source. Default SourceRecord. Start continues
+	// the conversations of earlier recordings whose Source is SourceRecord only.
+	Source string
 	// Writer configures the store's batched writer. Its OnLost, when set, is called after the
 	// recorder has counted the loss.
 	Writer tape.WriterConfig
@@ -93,17 +99,20 @@ type Stats struct {
 // goroutine in capture order, writing through the store's batched writer.
 type Recorder struct {
 	store *tape.Store
-	w     *tape.Writer
-	rec   tape.Recording // as created; counters are the writer's business
+	cfg   Config
+	w     atomic.Pointer[tape.Writer] // set by Start
+	rec   tape.Recording              // as created; counters are the writer's business
 	p     parser
 	ix    *index
 	log   *slog.Logger
 	queue int64
 
-	mu     sync.RWMutex // guards closed against the channel sends in Capture
-	closed bool
-	work   chan *job
-	order  chan *job
+	life    sync.Mutex   // serialises Start and Close
+	mu      sync.RWMutex // guards running and closed against the channel sends in Capture
+	running bool         // set by Start
+	closed  bool
+	work    chan *job
+	order   chan *job
 
 	inflight   atomic.Int64
 	seen       atomic.Uint64
@@ -146,9 +155,10 @@ type job struct {
 
 var _ proxy.Sink = (*Recorder)(nil)
 
-// New creates a recording in store and starts a recorder that adds to it. The stitching index
-// is rebuilt from the store's recent conversations so that conversations recorded before a
-// restart continue (see docs/stitching.md). Close stops the recorder; the store stays open.
+// New returns a recorder that will add a recording to store. It only builds: it reads and
+// writes nothing and starts no goroutine, so a caller may check everything else that can fail
+// before anything reaches the store. Start creates the recording; Close stops the recorder
+// (the store stays open).
 func New(store *tape.Store, cfg Config) (*Recorder, error) {
 	if store == nil {
 		return nil, errors.New("new recorder: nil store")
@@ -162,8 +172,12 @@ func New(store *tape.Store, cfg Config) (*Recorder, error) {
 	if cfg.MaxOpen <= 0 {
 		cfg.MaxOpen = DefaultMaxOpen
 	}
+	if cfg.Source == "" {
+		cfg.Source = SourceRecord
+	}
 	r := &Recorder{
 		store:    store,
+		cfg:      cfg,
 		log:      cfg.Logger,
 		queue:    int64(cfg.QueueSize),
 		work:     make(chan *job, cfg.QueueSize),
@@ -183,16 +197,33 @@ func New(store *tape.Store, cfg Config) (*Recorder, error) {
 		r.p.sessionHeaders = append(r.p.sessionHeaders, http.CanonicalHeaderKey(h))
 	}
 	r.p.redact = redact.New(cfg.RedactHeaders, r.p.sessionHeaders)
+	return r, nil
+}
 
-	if err := r.rebuild(cfg.MaxOpen); err != nil {
-		return nil, fmt.Errorf("new recorder: rebuild stitching index: %w", err)
+// Start rebuilds the stitching index from the store's recent conversations, so that
+// conversations recorded before a restart continue (see docs/stitching.md), creates the
+// recording and starts recording. Call it once, before the first Capture (exchanges captured
+// earlier are counted as not recorded). A canceled ctx stops the rebuild; nothing is then
+// written.
+func (r *Recorder) Start(ctx context.Context) error {
+	r.life.Lock()
+	defer r.life.Unlock()
+	r.mu.RLock()
+	used := r.running || r.closed
+	r.mu.RUnlock()
+	if used {
+		return errors.New("start recorder: already started or closed")
+	}
+	cfg := r.cfg
+	if err := r.rebuild(ctx, cfg.MaxOpen); err != nil {
+		return fmt.Errorf("start recorder: rebuild stitching index: %w", err)
 	}
 	r.open.Store(int64(r.ix.open()))
 
 	now := time.Now()
 	r.rec = tape.Recording{
 		Name:     cfg.Name,
-		Source:   "record",
+		Source:   cfg.Source,
 		Upstream: redact.URL(cfg.Upstream),
 		Mode:     cfg.Mode,
 		Started:  now,
@@ -200,8 +231,8 @@ func New(store *tape.Store, cfg Config) (*Recorder, error) {
 	if r.rec.Name == "" {
 		r.rec.Name = "record " + now.UTC().Format(time.RFC3339)
 	}
-	if err := store.CreateRecording(&r.rec); err != nil {
-		return nil, fmt.Errorf("new recorder: create recording: %w", err)
+	if err := r.store.CreateRecording(&r.rec); err != nil {
+		return fmt.Errorf("start recorder: create recording: %w", err)
 	}
 
 	wcfg := cfg.Writer
@@ -224,34 +255,38 @@ func New(store *tape.Store, cfg Config) (*Recorder, error) {
 			userLost(rec, err)
 		}
 	}
-	r.w = store.NewWriter(wcfg)
+	r.w.Store(r.store.NewWriter(wcfg))
 
 	r.workers.Add(cfg.Workers)
 	for range cfg.Workers {
 		go r.parseLoop()
 	}
 	go r.stitchLoop()
-	return r, nil
+	r.mu.Lock()
+	r.running = true
+	r.mu.Unlock()
+	return nil
 }
 
-// Recording returns the id of the recording this recorder writes.
+// Recording returns the id of the recording this recorder writes (0 before Start).
 func (r *Recorder) Recording() uint64 { return r.rec.ID }
 
-// Capture queues a finished exchange. It never blocks: when the queue is full, or after Close,
-// the exchange is counted as not recorded (and a warning is logged at most once a second). The
+// Capture queues a finished exchange. It never blocks: when the queue is full, before Start or
+// after Close, the exchange is counted as not recorded (and a warning is logged at most once a second). The
 // recorder owns x afterwards; the caller must not change it.
 func (r *Recorder) Capture(x *proxy.Exchange) {
 	r.seen.Add(1)
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	open := r.running && !r.closed
 	full := false
-	if !r.closed {
+	if open {
 		full = r.inflight.Add(1) > r.queue
 		if full {
 			r.inflight.Add(-1)
 		}
 	}
-	if r.closed || full {
+	if !open || full {
 		n := r.dropped.Add(1)
 		if r.rateOK(&r.lastLogged) {
 			r.log.Warn("recorder is behind: exchanges not recorded", "not_recorded", n, "queue", r.queue)
@@ -386,7 +421,7 @@ func (r *Recorder) record(p *parsed) {
 
 // put hands a turn, with the conversation record it needs, to the writer.
 func (r *Recorder) put(recs ...tape.Record) {
-	if err := r.w.PutTogether(recs...); err != nil {
+	if err := r.w.Load().PutTogether(recs...); err != nil {
 		r.errs.Add(1)
 		r.failed.Add(1)
 		return
@@ -419,7 +454,9 @@ func (r *Recorder) Stats() Stats {
 		Errors:      r.errs.Load() + r.lost.Load(),
 		Open:        int(r.open.Load()),
 		QueueDepth:  int(max(r.inflight.Load(), 0)),
-		Stored:      uint64(max(r.w.Stats().Committed, 0)),
+	}
+	if w := r.w.Load(); w != nil {
+		s.Stored = uint64(max(w.Stats().Committed, 0))
 	}
 	if put > lostTurns {
 		s.Recorded = put - lostTurns
@@ -428,12 +465,14 @@ func (r *Recorder) Stats() Stats {
 }
 
 // Close stops accepting exchanges, records every queued one, flushes the store writer and
-// writes the recording's end: complete, or, when exchanges are not in the store
+// writes the recording's end (after Start; a recorder never started has nothing to close): complete, or, when exchanges are not in the store
 // (Stats.NotRecorded), incomplete with their count. That write is tried even after the store
 // lost records, and again a few times if it fails (a full disk may have room again once the
 // failed batches are dropped); if it never succeeds the error wraps ErrStatusNotWritten.
 // Close returns the first store error. It does not close the store.
 func (r *Recorder) Close() error {
+	r.life.Lock()
+	defer r.life.Unlock()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -442,11 +481,15 @@ func (r *Recorder) Close() error {
 	r.closed = true
 	close(r.work)
 	close(r.order)
+	running := r.running
 	r.mu.Unlock()
+	if !running {
+		return nil
+	}
 
 	r.workers.Wait()
 	<-r.stitched
-	errW := r.w.Close()
+	errW := r.w.Load().Close()
 	if errW != nil {
 		errW = fmt.Errorf("close recorder: flush: %w", errW)
 	}
@@ -499,7 +542,7 @@ func (r *Recorder) finishOnce() error {
 // response, which a client that reads the stream to its end (as SDKs do) has seen before it
 // sends the next turn.
 func readyAt(t *tape.Turn) int64 {
-	return t.Timing.Start.UnixNano() + int64(t.Timing.End)
+	return t.Timing.Ended().UnixNano()
 }
 
 // sessionHeaderName returns the name of the first session header (in the order of names, as

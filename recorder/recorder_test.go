@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/proxy"
 	"github.com/llmtape/llmtape/recorder"
 	"github.com/llmtape/llmtape/tape"
@@ -106,7 +107,7 @@ func TestResponseKinds(t *testing.T) {
 		name      string
 		x         *proxy.Exchange
 		status    int
-		class     string
+		class     errclass.Class
 		content   string
 		errSubstr string
 		streamed  bool

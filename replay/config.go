@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -228,111 +229,133 @@ func cfgErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 }
 
-// withDefaults fills defaults and checks the values.
+// withDefaults fills defaults and checks the values, in the order of the Config's fields:
+// target, pacing (arrival, speed, think time), modes, limits.
 func (c Config) withDefaults() (Config, error) {
-	if c.Target == "" {
-		return c, cfgErr("no target URL")
+	if err := checkTarget(c.Target); err != nil {
+		return c, err
 	}
-	u, err := url.Parse(c.Target)
+	if err := c.pacingDefaults(); err != nil {
+		return c, err
+	}
+	if err := c.modeDefaults(); err != nil {
+		return c, err
+	}
+	if err := c.limitDefaults(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// checkTarget checks that target is an http(s) base URL.
+func checkTarget(target string) error {
+	if target == "" {
+		return cfgErr("no target URL")
+	}
+	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return c, cfgErr("target %q is not an http(s) URL", redact.URL(c.Target))
+		return cfgErr("target %q is not an http(s) URL", redact.URL(target))
 	}
 	if u.Fragment != "" {
-		return c, cfgErr("target %q: want a base URL without #fragment", redact.URL(c.Target))
+		return cfgErr("target %q: want a base URL without #fragment", redact.URL(target))
 	}
-	if c.Arrival == "" {
-		c.Arrival = ArrivalOriginal
+	return nil
+}
+
+// oneOf sets an empty *v to the first of values (the default) and checks that *v is one of
+// them; name and want name the setting and its values in the error.
+func oneOf[T ~string](v *T, name, want string, values ...T) error {
+	if *v == "" {
+		*v = values[0]
 	}
-	switch c.Arrival {
-	case ArrivalOriginal, ArrivalAll:
-	case ArrivalPoisson, ArrivalGamma:
-		if !(c.Rate > 0) || math.IsInf(c.Rate, 1) {
-			return c, cfgErr("arrival %s needs a finite rate above 0", c.Arrival)
-		}
-	default:
-		return c, cfgErr("unknown arrival %q (want original, poisson, gamma or all)", c.Arrival)
+	if !slices.Contains(values, *v) {
+		return cfgErr("unknown %s %q (want %s)", name, *v, want)
+	}
+	return nil
+}
+
+// pacingDefaults fills and checks the arrival process, Speed and the think time.
+func (c *Config) pacingDefaults() error {
+	if err := oneOf(&c.Arrival, "arrival", "original, poisson, gamma or all",
+		ArrivalOriginal, ArrivalPoisson, ArrivalGamma, ArrivalAll); err != nil {
+		return err
+	}
+	if (c.Arrival == ArrivalPoisson || c.Arrival == ArrivalGamma) && (!(c.Rate > 0) || math.IsInf(c.Rate, 1)) {
+		return cfgErr("arrival %s needs a finite rate above 0", c.Arrival)
 	}
 	if c.Burstiness == 0 {
 		c.Burstiness = DefaultBurstiness
 	}
 	if !(c.Burstiness > 0) || math.IsInf(c.Burstiness, 1) {
-		return c, cfgErr("burstiness must be a finite number above 0")
+		return cfgErr("burstiness must be a finite number above 0")
 	}
 	if c.Speed == 0 {
 		c.Speed = DefaultSpeed
 	}
 	if !(c.Speed >= MinSpeed && c.Speed <= MaxSpeed) {
-		return c, cfgErr("speed %v out of range: want %g to %g", c.Speed, MinSpeed, MaxSpeed)
+		return cfgErr("speed %v out of range: want %g to %g", c.Speed, MinSpeed, MaxSpeed)
 	}
-	if c.Think == "" {
-		c.Think = ThinkOriginal
+	if err := oneOf(&c.Think, "think mode", "original, none or a duration",
+		ThinkOriginal, ThinkNone, ThinkFixed); err != nil {
+		return err
 	}
-	switch c.Think {
-	case ThinkOriginal, ThinkNone:
-	case ThinkFixed:
-		if c.ThinkTime < 0 {
-			return c, cfgErr("think time must not be negative")
-		}
-	default:
-		return c, cfgErr("unknown think mode %q (want original, none or a duration)", c.Think)
+	if c.Think == ThinkFixed && c.ThinkTime < 0 {
+		return cfgErr("think time must not be negative")
 	}
 	if c.ThinkScale == nil {
 		s := 1 / c.Speed
 		c.ThinkScale = &s
 	} else if s := *c.ThinkScale; s != 0 && !(s >= MinSpeed && s <= MaxSpeed) {
-		return c, cfgErr("think scale %v out of range: want 0 or %g to %g", s, MinSpeed, MaxSpeed)
+		return cfgErr("think scale %v out of range: want 0 or %g to %g", s, MinSpeed, MaxSpeed)
 	}
-	if c.History == "" {
-		c.History = HistoryRecorded
+	return nil
+}
+
+// modeDefaults fills and checks the history, output-length, error and failed-turn modes and
+// the session header.
+func (c *Config) modeDefaults() error {
+	if err := oneOf(&c.History, "history", "recorded or live", HistoryRecorded, HistoryLive); err != nil {
+		return err
 	}
-	if c.History != HistoryRecorded && c.History != HistoryLive {
-		return c, cfgErr("unknown history %q (want recorded or live)", c.History)
+	if err := oneOf(&c.Output, "output mode", "recorded, request or a number",
+		OutputRecorded, OutputRequest, OutputFixed); err != nil {
+		return err
 	}
-	if c.Output == "" {
-		c.Output = OutputRecorded
+	if c.Output == OutputFixed && c.OutputTokens <= 0 {
+		return cfgErr("output length must be above 0")
 	}
-	switch c.Output {
-	case OutputRecorded, OutputRequest:
-	case OutputFixed:
-		if c.OutputTokens <= 0 {
-			return c, cfgErr("output length must be above 0")
-		}
-	default:
-		return c, cfgErr("unknown output mode %q (want recorded, request or a number)", c.Output)
+	if err := oneOf(&c.OnError, "on-error", "continue or stop-conversation", OnErrorContinue, OnErrorStop); err != nil {
+		return err
 	}
-	if c.OnError == "" {
-		c.OnError = OnErrorContinue
-	}
-	if c.OnError != OnErrorContinue && c.OnError != OnErrorStop {
-		return c, cfgErr("unknown on-error %q (want continue or stop-conversation)", c.OnError)
-	}
-	if c.Failed == "" {
-		c.Failed = FailedSend
-	}
-	if c.Failed != FailedSend && c.Failed != FailedSkip {
-		return c, cfgErr("unknown failed policy %q (want send or skip)", c.Failed)
+	if err := oneOf(&c.Failed, "failed policy", "send or skip", FailedSend, FailedSkip); err != nil {
+		return err
 	}
 	if c.SessionHeader != "" && !httpguts.ValidHeaderFieldName(c.SessionHeader) {
-		return c, cfgErr("session header %q is not a valid header name", c.SessionHeader)
+		return cfgErr("session header %q is not a valid header name", c.SessionHeader)
 	}
+	return nil
+}
+
+// limitDefaults checks the limits, the sample and the shard, and fills the timeout.
+func (c *Config) limitDefaults() error {
 	if c.MaxConcurrency < 0 || c.MaxConversations < 0 || c.MaxRequests < 0 || c.Retries < 0 ||
 		c.Duration < 0 || c.Warmup < 0 || c.WarmupRequests < 0 || c.SampleCount < 0 {
-		return c, cfgErr("limits must not be negative")
+		return cfgErr("limits must not be negative")
 	}
 	if c.Sample < 0 || c.Sample > 1 {
-		return c, cfgErr("sample fraction must be in (0, 1]")
+		return cfgErr("sample fraction must be in (0, 1]")
 	}
 	if c.Shards < 0 || c.Shard < 0 || (c.Shards > 1 && c.Shard >= c.Shards) ||
 		(c.Shards <= 1 && c.Shard > 0) {
-		return c, cfgErr("shard %d/%d: want 0 <= i < n", c.Shard, c.Shards)
+		return cfgErr("shard %d/%d: want 0 <= i < n", c.Shard, c.Shards)
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
 	if c.Timeout < 0 {
-		return c, cfgErr("timeout must be above 0")
+		return cfgErr("timeout must be above 0")
 	}
-	return c, nil
+	return nil
 }
 
 // ParseShard parses "i/n" (0 <= i < n).

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/metrics"
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/tape"
@@ -138,7 +139,7 @@ func TestReadStream(t *testing.T) {
 	tests := []struct {
 		name      string
 		in        string
-		class     string
+		class     errclass.Class
 		chunks    int
 		out, tok  int
 		wantReply string
@@ -328,9 +329,9 @@ func TestReadWholeBadBodies(t *testing.T) {
 			r := newStreamReplayer()
 			x := &exchange{}
 			r.readWhole(context.Background(), tt.body, time.Now(), x)
-			if x.res.ErrorClass != ClassStream || !strings.Contains(x.res.Error, tt.msg) ||
+			if x.res.ErrorClass != errclass.Stream || !strings.Contains(x.res.Error, tt.msg) ||
 				strings.Contains(x.res.Error, "\n") {
-				t.Errorf("class %q, error %q; want %q containing %q", x.res.ErrorClass, x.res.Error, ClassStream, tt.msg)
+				t.Errorf("class %q, error %q; want %q containing %q", x.res.ErrorClass, x.res.Error, errclass.Stream, tt.msg)
 			}
 		})
 	}

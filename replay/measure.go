@@ -14,18 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/internal/reconn"
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/tape"
-)
-
-// Error classes of tape.Result.ErrorClass.
-const (
-	ClassHTTP     = "http"     // the server answered with a status of 400 or more
-	ClassTimeout  = "timeout"  // the request took longer than Config.Timeout
-	ClassConnect  = "connect"  // no response: the connection could not be made or broke first
-	ClassStream   = "stream"   // the stream broke, carried an error object or a malformed event
-	ClassCanceled = "canceled" // aborted by a second Ctrl-C (Replayer.Abort)
 )
 
 // stampReader records the monotonic time right after each Read that returned data. It is
@@ -76,7 +68,7 @@ func (r *Replayer) attempt(ctx context.Context, url string, body []byte, x *exch
 	}
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		res.ErrorClass, res.Error = ClassConnect, err.Error()
+		res.ErrorClass, res.Error = errclass.Connect, err.Error()
 		return
 	}
 	req.Header = x.header // shared and never written: the transport only reads it
@@ -95,7 +87,7 @@ func (r *Replayer) attempt(ctx context.Context, url string, body []byte, x *exch
 	}
 	if err != nil {
 		res.E2E = time.Since(sent)
-		res.ErrorClass, res.Error = r.classify(ctx, err, ClassConnect), oneLine(err.Error())
+		res.ErrorClass, res.Error = r.classify(ctx, err, errclass.Connect), oneLine(err.Error())
 		return
 	}
 	defer resp.Body.Close()
@@ -103,7 +95,7 @@ func (r *Replayer) attempt(ctx context.Context, url string, body []byte, x *exch
 	if resp.StatusCode >= 400 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		res.E2E = time.Since(sent)
-		res.ErrorClass = ClassHTTP
+		res.ErrorClass = errclass.HTTP
 		if e, ok := openai.ParseError(b); ok && e.Message != "" {
 			res.Error = fmt.Sprintf("%d: %s", resp.StatusCode, oneLine(e.Message))
 		} else {
@@ -178,7 +170,7 @@ func (r *Replayer) readStream(ctx context.Context, body io.Reader, sent time.Tim
 		at := sr.last
 		if err != nil {
 			if err != io.EOF {
-				res.ErrorClass, res.Error = r.classify(ctx, err, ClassStream), "read stream: "+oneLine(err.Error())
+				res.ErrorClass, res.Error = r.classify(ctx, err, errclass.Stream), "read stream: "+oneLine(err.Error())
 			}
 			break
 		}
@@ -211,12 +203,12 @@ func (r *Replayer) readStream(ctx context.Context, body io.Reader, sent time.Tim
 	switch {
 	case res.ErrorClass != "":
 	case acc.Err() != nil:
-		res.ErrorClass, res.Error = ClassStream, "error in stream: "+oneLine(acc.Err().Message)
+		res.ErrorClass, res.Error = errclass.Stream, "error in stream: "+oneLine(acc.Err().Message)
 	case malformed > 0:
-		res.ErrorClass = ClassStream
+		res.ErrorClass = errclass.Stream
 		res.Error = fmt.Sprintf("%d malformed events, first: %s", malformed, firstBad)
 	case !done && acc.FinishReason() == "":
-		res.ErrorClass, res.Error = ClassStream, "stream ended before [DONE]"
+		res.ErrorClass, res.Error = errclass.Stream, "stream ended before [DONE]"
 	}
 }
 
@@ -232,16 +224,16 @@ func (r *Replayer) readWhole(ctx context.Context, body io.Reader, sent time.Time
 	end := time.Since(sent)
 	res.E2E = end
 	if err != nil {
-		res.ErrorClass, res.Error = r.classify(ctx, err, ClassStream), "read response: "+oneLine(err.Error())
+		res.ErrorClass, res.Error = r.classify(ctx, err, errclass.Stream), "read response: "+oneLine(err.Error())
 		return
 	}
 	if len(b) > maxWholeBody {
-		res.ErrorClass, res.Error = ClassStream, fmt.Sprintf("response larger than %d MiB and not a stream", maxWholeBody>>20)
+		res.ErrorClass, res.Error = errclass.Stream, fmt.Sprintf("response larger than %d MiB and not a stream", maxWholeBody>>20)
 		return
 	}
 	resp, err := openai.ParseResponse(b)
 	if err != nil {
-		res.ErrorClass, res.Error = ClassStream, "malformed response: "+oneLine(err.Error())
+		res.ErrorClass, res.Error = errclass.Stream, "malformed response: "+oneLine(err.Error())
 		return
 	}
 	res.Chunks = []tape.Chunk{{Offset: end}}
@@ -355,19 +347,19 @@ func replyMessage(content string, calls []openai.ToolCall) json.RawMessage {
 }
 
 // classify names the class of a transport error.
-func (r *Replayer) classify(ctx context.Context, err error, fallback string) string {
+func (r *Replayer) classify(ctx context.Context, err error, fallback errclass.Class) errclass.Class {
 	if r.abortCtx.Err() != nil && errors.Is(err, context.Canceled) {
-		return ClassCanceled
+		return errclass.Canceled
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
-		return ClassTimeout
+		return errclass.Timeout
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return ClassTimeout
+		return errclass.Timeout
 	}
 	if r.abortCtx.Err() != nil {
-		return ClassCanceled
+		return errclass.Canceled
 	}
 	return fallback
 }

@@ -32,7 +32,9 @@ type turnPlan struct {
 	synthetic *tape.Synthetic
 	// completion is the recorded completion tokens (0 when unknown).
 	completion int
-	// think is the recorded gap between the previous turn's end and this turn's start.
+	// think is the recorded think time, tape.Timing.ThinkTime (the gap between the end of the
+	// previous turn's reply and this turn's start, never below 0); 0 for a first turn or
+	// without start times. Replayer.think applies Config.Think to it.
 	think time.Duration
 	// skip, when not empty, is why the turn is not replayed, and skipKind its kind (the
 	// report keeps one example reason per kind).

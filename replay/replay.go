@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/llmtape/llmtape/errclass"
 	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/metrics"
 	"github.com/llmtape/llmtape/openai"
@@ -78,26 +79,57 @@ type Progress struct {
 	Elapsed  time.Duration // since the run's start (0 before it)
 }
 
-// New checks the config, resolves the recording and loads the conversations to replay.
+// New checks the config, resolves the recording and loads the conversations to replay, in
+// phases: validate the config, find the recording, build the plan, make the HTTP clients and
+// headers, then the synthetic text and the concurrency limits.
 func New(st *tape.Store, cfg Config) (*Replayer, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Recording == 0 {
-		if cfg.Recording, err = latestRecording(st); err != nil {
-			return nil, err
-		}
-	} else if _, err := st.Recording(cfg.Recording); err != nil {
-		return nil, fmt.Errorf("find recording %d: %w", cfg.Recording, err)
+	if cfg.Recording, err = findRecording(st, cfg.Recording); err != nil {
+		return nil, err
 	}
 	r := &Replayer{cfg: cfg, store: st, stop: make(chan struct{})}
-	r.base, _ = url.Parse(cfg.Target)
-	r.base.Path = strings.TrimRight(r.base.Path, "/")
-	r.base.RawPath = ""
-	r.plans, err = load(st, &r.cfg)
-	if err != nil {
+	r.base = baseURL(cfg.Target)
+	if err := r.buildPlan(); err != nil {
 		return nil, err
+	}
+	r.client, r.fresh = clients(cfg)
+	r.header = requestHeader(cfg)
+	r.synth = synthesizer(cfg.Synthesize, r.plans)
+	r.setLimits()
+	r.abortCtx, r.abort = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// findRecording returns id after checking that the store has it, or the latest recording
+// when id is 0.
+func findRecording(st *tape.Store, id uint64) (uint64, error) {
+	if id == 0 {
+		return latestRecording(st)
+	}
+	if _, err := st.Recording(id); err != nil {
+		return 0, fmt.Errorf("find recording %d: %w", id, err)
+	}
+	return id, nil
+}
+
+// baseURL returns the target (checked by withDefaults) without a trailing slash on its path.
+func baseURL(target string) *url.URL {
+	u, _ := url.Parse(target)
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u
+}
+
+// buildPlan loads the conversations, makes each recorded path's request URL once, prepares
+// each turn's params, and counts the requests planned.
+func (r *Replayer) buildPlan() error {
+	var err error
+	r.plans, err = load(r.store, &r.cfg)
+	if err != nil {
+		return err
 	}
 	var planned int64
 	r.urls = map[string]string{}
@@ -118,12 +150,19 @@ func New(st *tape.Store, cfg Config) (*Replayer, error) {
 			}
 		}
 	}
-	if cfg.MaxRequests > 0 {
-		planned = min(planned, int64(cfg.MaxRequests))
+	if r.cfg.MaxRequests > 0 {
+		planned = min(planned, int64(r.cfg.MaxRequests))
 	}
 	r.planned.Store(planned)
-	r.client = cfg.Client
-	if r.client == nil {
+	return nil
+}
+
+// clients returns the client that sends the requests (Config.Client, else one with a
+// transport sized for the run) and a copy of it without keep-alive for re-sending a request
+// lost to a closed connection (nil when its transport cannot be cloned).
+func clients(cfg Config) (client, fresh *http.Client) {
+	client = cfg.Client
+	if client == nil {
 		conns := cfg.MaxConcurrency
 		if conns == 0 {
 			conns = 4096
@@ -133,60 +172,73 @@ func New(st *tape.Store, cfg Config) (*Replayer, error) {
 		tr.MaxIdleConnsPerHost = conns
 		tr.DisableCompression = true // compressed SSE would be buffered by the decompressor
 		tr.ForceAttemptHTTP2 = false
-		r.client = &http.Client{Transport: tr}
+		client = &http.Client{Transport: tr}
 	}
-	if tr, ok := transportOf(r.client); ok {
-		fresh := tr.Clone()
-		fresh.DisableKeepAlives = true
-		c := *r.client
-		c.Transport = fresh
-		r.fresh = &c
+	if tr, ok := transportOf(client); ok {
+		tr = tr.Clone()
+		tr.DisableKeepAlives = true
+		c := *client
+		c.Transport = tr
+		fresh = &c
 	}
-	r.header = http.Header{
+	return client, fresh
+}
+
+// requestHeader returns the headers of every request: JSON in, a stream out, the API key as a
+// bearer token, then Config.Header, whose names replace the defaults.
+func requestHeader(cfg Config) http.Header {
+	h := http.Header{
 		"Content-Type": {"application/json"},
 		"Accept":       {"text/event-stream"},
 		"User-Agent":   {"llmtape-replay"},
 	}
 	if cfg.APIKey != "" {
-		r.header.Set("Authorization", "Bearer "+cfg.APIKey)
+		h.Set("Authorization", "Bearer "+cfg.APIKey)
 	}
 	for k, vs := range cfg.Header {
-		r.header.Del(k)
+		h.Del(k)
 		for _, v := range vs {
-			r.header.Add(k, v)
+			h.Add(k, v)
 		}
 	}
-	r.synth = cfg.Synthesize
-	if r.synth == nil {
-		// synth.Default tokenizes its text once (about 0.2 s): only pay for it when a turn
-		// needs it, and then here rather than in the first conversation's schedule.
-	warm:
-		for _, p := range r.plans {
-			for i := range p.turns {
-				if p.turns[i].synthetic != nil {
-					synth.Default()
-					break warm
-				}
+	return h
+}
+
+// synthesizer returns fn, or package synth's default text, which it warms up here when a
+// planned turn is synthetic: synth.Default tokenizes its text once (about 0.2 s), better paid
+// now than in the first conversation's schedule, and not at all when no turn needs it.
+func synthesizer(fn func(*tape.Synthetic) ([]json.RawMessage, error), plans []*convPlan) func(*tape.Synthetic) ([]json.RawMessage, error) {
+	if fn != nil {
+		return fn
+	}
+warm:
+	for _, p := range plans {
+		for i := range p.turns {
+			if p.turns[i].synthetic != nil {
+				synth.Default()
+				break warm
 			}
 		}
-		r.synth = func(s *tape.Synthetic) ([]json.RawMessage, error) {
-			return synth.Default().Messages(s)
-		}
 	}
-	if cfg.Arrival == ArrivalAll && cfg.MaxConversations == 0 && cfg.MaxConcurrency > 0 {
+	return func(s *tape.Synthetic) ([]json.RawMessage, error) {
+		return synth.Default().Messages(s)
+	}
+}
+
+// setLimits makes the slots of Config.MaxConversations and Config.MaxConcurrency. Under
+// ArrivalAll with only a request limit, the conversation limit is the request limit.
+func (r *Replayer) setLimits() {
+	if r.cfg.Arrival == ArrivalAll && r.cfg.MaxConversations == 0 && r.cfg.MaxConcurrency > 0 {
 		// "As soon as a slot is free": with only a request limit, a conversation starts when a
 		// request slot could take it, rather than all waiting at once.
-		r.cfg.MaxConversations = cfg.MaxConcurrency
-		cfg.MaxConversations = cfg.MaxConcurrency
+		r.cfg.MaxConversations = r.cfg.MaxConcurrency
 	}
-	if cfg.MaxConversations > 0 {
-		r.convSlots = make(chan struct{}, cfg.MaxConversations)
+	if r.cfg.MaxConversations > 0 {
+		r.convSlots = make(chan struct{}, r.cfg.MaxConversations)
 	}
-	if cfg.MaxConcurrency > 0 {
-		r.reqSlots = make(chan struct{}, cfg.MaxConcurrency)
+	if r.cfg.MaxConcurrency > 0 {
+		r.reqSlots = make(chan struct{}, r.cfg.MaxConcurrency)
 	}
-	r.abortCtx, r.abort = context.WithCancel(context.Background())
-	return r, nil
 }
 
 // Config returns the config with its defaults filled in.
@@ -242,10 +294,40 @@ func (r *Replayer) Progress() Progress {
 // The run is created in the store before the first request and its results are written as
 // they finish, so a crash loses at most the writer's last commit interval. Errors of single
 // requests never stop the run; Run returns an error only when the store fails.
+//
+// Its phases: wait for the run's time zero, create the run, start the collector of results,
+// dispatch the conversations, drain the results, save the run with its summary.
 func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 	if !r.ran.CompareAndSwap(false, true) {
 		return nil, errors.New("replay: Run called twice")
 	}
+	if err := r.waitStart(ctx); err != nil {
+		return nil, err
+	}
+	run, err := r.createRun()
+	if err != nil {
+		return nil, err
+	}
+	col := r.startCollector(run.ID)
+	go r.watchStop(ctx)
+
+	skips := r.dispatch()
+	r.halt("done") // ends watchStop when nothing stopped the run early
+	close(r.results)
+	werr := col.close()
+
+	rep, err := r.save(run.ID, col, skips)
+	if err != nil {
+		return nil, err
+	}
+	if werr != nil {
+		return rep, fmt.Errorf("write results: %w", werr)
+	}
+	return rep, nil
+}
+
+// waitStart sets the run's time zero, now or Config.StartAt, and waits for it.
+func (r *Replayer) waitStart(ctx context.Context) error {
 	r.start = time.Now()
 	if !r.cfg.StartAt.IsZero() {
 		// StartAt is the run's time zero, on the monotonic clock from here on. A replayer that
@@ -261,12 +343,18 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
-				return nil, fmt.Errorf("wait for start time: %w", ctx.Err())
+				return fmt.Errorf("wait for start time: %w", ctx.Err())
 			}
 		}
 	}
 	start := r.start
 	r.started.Store(&start)
+	return nil
+}
+
+// createRun creates the run in the store, named by Config.Name, else by its start (and its
+// shard).
+func (r *Replayer) createRun() (*tape.Run, error) {
 	run := &tape.Run{
 		Name: r.cfg.Name, Target: redact.URL(r.cfg.Target), Recording: r.cfg.Recording,
 		Options: r.cfg.options(), Started: r.start,
@@ -282,80 +370,102 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 		return nil, fmt.Errorf("create run: %w", err)
 	}
 	r.runID = run.ID // before any conversation goroutine
-	var lost atomic.Int64
+	return run, nil
+}
+
+// watchStop stops scheduling on ctx (first Ctrl-C) or at the end of Config.Duration, counted
+// from the run's time zero. It returns once the run has stopped scheduling for any reason.
+func (r *Replayer) watchStop(ctx context.Context) {
+	var timeout <-chan time.Time
+	if r.cfg.Duration > 0 {
+		t := time.NewTimer(time.Until(r.start.Add(r.cfg.Duration)))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-ctx.Done():
+		r.halt("interrupted")
+	case <-timeout:
+		r.halt("duration")
+	case <-r.stop:
+	}
+}
+
+// collector takes the results from the conversations on one goroutine: it numbers them in
+// the order they finish, adds them to the run's figures and hands them to the store's
+// writer. Its fields other than lost are read only after close.
+type collector struct {
+	w    *tape.Writer
+	lost atomic.Int64 // results the store could not commit
+	acc  metrics.Accumulator
+	// windowStart and windowEnd are the first send and the last reply end of the results
+	// outside warmup: the measurement window (windowStart is -1 before the first).
+	windowStart, windowEnd time.Duration
+	putErr                 error // the writer's first error
+	done                   chan struct{}
+}
+
+// startCollector makes r.results and the store's writer, and starts collecting the results
+// of run.
+func (r *Replayer) startCollector(run uint64) *collector {
+	c := &collector{windowStart: -1, done: make(chan struct{})}
 	wcfg := r.cfg.Writer
 	onLost := wcfg.OnLost
 	wcfg.OnLost = func(rec tape.Record, err error) {
-		lost.Add(1)
+		c.lost.Add(1)
 		if onLost != nil {
 			onLost(rec, err)
 		}
 	}
-	w := r.store.NewWriter(wcfg)
-
-	// Stop scheduling on ctx (first Ctrl-C) or at the end of --duration, counted from the
-	// run's time zero.
-	go func() {
-		var timeout <-chan time.Time
-		if r.cfg.Duration > 0 {
-			t := time.NewTimer(time.Until(r.start.Add(r.cfg.Duration)))
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case <-ctx.Done():
-			r.halt("interrupted")
-		case <-timeout:
-			r.halt("duration")
-		case <-r.stop:
-		}
-	}()
-
+	c.w = r.store.NewWriter(wcfg)
 	r.results = make(chan *tape.Result, 1024)
-	var acc metrics.Accumulator
-	var collect sync.WaitGroup
-	var windowStart, windowEnd time.Duration = -1, 0
-	var putErr error
-	collect.Add(1)
-	go func() {
-		defer collect.Done()
-		var seq uint64
-		for res := range r.results {
-			seq++
-			res.Seq, res.Run = seq, run.ID
-			acc.Add(res)
-			if !res.Warmup {
-				if windowStart < 0 || res.Sent < windowStart {
-					windowStart = res.Sent
-				}
-				windowEnd = max(windowEnd, res.Sent+res.E2E)
+	go c.collect(r.results, run)
+	return c
+}
+
+func (c *collector) collect(results <-chan *tape.Result, run uint64) {
+	defer close(c.done)
+	var seq uint64
+	for res := range results {
+		seq++
+		res.Seq, res.Run = seq, run
+		c.acc.Add(res)
+		if !res.Warmup {
+			if c.windowStart < 0 || res.Sent < c.windowStart {
+				c.windowStart = res.Sent
 			}
-			if err := w.Put(res); err != nil && putErr == nil {
-				putErr = err
-			}
+			c.windowEnd = max(c.windowEnd, res.Sent+res.E2E)
 		}
-	}()
+		if err := c.w.Put(res); err != nil && c.putErr == nil {
+			c.putErr = err
+		}
+	}
+}
 
-	skips := r.dispatch()
-	r.halt("done") // ends the goroutine above when nothing stopped the run early
-	close(r.results)
-	collect.Wait()
-	werr := w.Close()
+// close waits until the closed results channel is drained, then closes the writer. It
+// returns the first error of writing the results.
+func (c *collector) close() error {
+	<-c.done
+	werr := c.w.Close()
+	if c.putErr != nil {
+		return c.putErr
+	}
+	return werr
+}
 
-	// Save the run with its summary and histograms.
-	window := windowEnd - max(windowStart, 0)
-	sum := acc.Summary(window, r.cfg.SLO)
+// save reads the run back and saves it with its end, whether it stopped early, its summary
+// and its histograms, and returns the report.
+func (r *Replayer) save(id uint64, c *collector, skips map[string]string) (*Report, error) {
+	sum := c.acc.Summary(c.windowEnd-max(c.windowStart, 0), r.cfg.SLO)
 	sum.Reconnects = int(r.reconnects.Load())
 	sum.Skipped = int(r.skipped.Load())
-	set := acc.Set()
-	saved, err := r.store.Run(run.ID)
+	set := c.acc.Set()
+	saved, err := r.store.Run(id)
 	if err != nil {
-		return nil, fmt.Errorf("read run %d back: %w", run.ID, err)
+		return nil, fmt.Errorf("read run %d back: %w", id, err)
 	}
 	saved.Ended = time.Now()
-	reason, _ := r.stopReason.Load().(string)
-	saved.Partial = reason == "interrupted" || reason == "aborted" ||
-		(reason == "duration" && r.cut.Load() > 0)
+	saved.Partial = r.partial()
 	if saved.Summary, err = json.Marshal(sum); err != nil {
 		return nil, fmt.Errorf("encode summary: %w", err)
 	}
@@ -363,21 +473,23 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	if err := r.store.UpdateRun(saved); err != nil {
-		return nil, fmt.Errorf("save run %d: %w", run.ID, err)
+		return nil, fmt.Errorf("save run %d: %w", id, err)
 	}
-	rep := &Report{Run: saved, Summary: sum, Set: set, Lost: int(lost.Load())}
+	rep := &Report{Run: saved, Summary: sum, Set: set, Lost: int(c.lost.Load())}
 	rep.Skipped = int(r.skipped.Load())
 	for _, s := range skips {
 		rep.SkipReasons = append(rep.SkipReasons, s)
 	}
 	slices.Sort(rep.SkipReasons)
-	if putErr != nil {
-		return rep, fmt.Errorf("write results: %w", putErr)
-	}
-	if werr != nil {
-		return rep, fmt.Errorf("write results: %w", werr)
-	}
 	return rep, nil
+}
+
+// partial says whether the run stopped early: interrupted, aborted, or at the end of
+// Config.Duration with conversations cut short.
+func (r *Replayer) partial() bool {
+	reason, _ := r.stopReason.Load().(string)
+	return reason == "interrupted" || reason == "aborted" ||
+		(reason == "duration" && r.cut.Load() > 0)
 }
 
 // dispatchLead is how long before its arrival a conversation's goroutine is started.
@@ -471,72 +583,28 @@ func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind
 		// leaves the rest of the conversation to be sent: each later turn's recorded message
 		// list is what its client sent. The live history is dropped, since a later turn's
 		// list is relative to the skipped one: the next turn goes out as recorded.
-		if tp.skip != "" {
-			skip(tp.skipKind, fmt.Sprintf("conversation %d turn %d: %s", p.id, tp.index, tp.skip))
+		req, kind, why := r.build(tp, live)
+		if kind != "" {
+			skip(kind, fmt.Sprintf("conversation %d turn %d: %s", p.id, tp.index, why))
 			live = nil
 			continue
 		}
-		msgs, err := r.messages(tp, live)
-		if err != nil {
-			skip("synthetic", fmt.Sprintf("conversation %d turn %d: %v", p.id, tp.index, err))
-			live = nil
-			continue
-		}
-		body, prompt, err := r.body(tp, msgs)
-		if err != nil {
-			skip("body", fmt.Sprintf("conversation %d turn %d: %v", p.id, tp.index, err))
-			live = nil
-			continue
-		}
-		if d := time.Until(r.start.Add(sched)); d > 0 {
-			timer.Reset(d)
-			select {
-			case <-timer.C:
-			case <-r.stop:
-				r.cut.Add(1)
-				return
-			}
-		}
-		if r.stopped() {
+		if !r.waitTurn(timer, sched) {
 			r.cut.Add(1)
 			return
 		}
-		if r.reqSlots != nil {
-			select {
-			case r.reqSlots <- struct{}{}:
-			case <-r.stop:
-				r.cut.Add(1)
-				return
-			}
-		}
-		n := r.issued.Add(1)
-		if r.cfg.MaxRequests > 0 && n > int64(r.cfg.MaxRequests) {
-			r.halt("max-requests")
-			if r.reqSlots != nil {
-				<-r.reqSlots
-			}
+		n, ok := r.count()
+		if !ok {
 			return
 		}
-		if r.cfg.MaxRequests > 0 && n == int64(r.cfg.MaxRequests) {
-			r.halt("max-requests")
-		}
-		x := r.send(tp, header, body, msgs, prompt, sched)
-		if r.reqSlots != nil {
-			<-r.reqSlots
-		}
-		res := x.res
-		res.Conversation, res.Turn = p.id, tp.index
-		res.Warmup = (r.cfg.Warmup > 0 && sched < r.cfg.Warmup) ||
-			(r.cfg.WarmupRequests > 0 && n <= int64(r.cfg.WarmupRequests))
-		ok := metrics.OK(&res)
-		r.done.Add(1)
-		if !ok {
-			r.failed.Add(1)
-		}
+		x := r.send(tp, header, req.body, req.msgs, req.prompt, sched)
+		r.releaseSlot()
+		res := r.result(p, tp, x, n)
+		ok = metrics.OK(res)
 		// The next turn is due from the end of this reply.
 		sched = x.end
-		r.results <- &res
-		if !ok && (r.cfg.OnError == OnErrorStop || res.ErrorClass == ClassCanceled) {
+		r.results <- res
+		if !ok && (r.cfg.OnError == OnErrorStop || res.ErrorClass == errclass.Canceled) {
 			return
 		}
 		if r.cfg.History == HistoryLive && tp.synthetic == nil {
@@ -544,9 +612,95 @@ func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind
 			if !ok || reply == nil {
 				reply = tp.reply
 			}
-			live = append(slices.Clip(msgs), reply)
+			live = append(slices.Clip(req.msgs), reply)
 		}
 	}
+}
+
+// turnRequest is one turn's request, built before its send time.
+type turnRequest struct {
+	msgs   []json.RawMessage // nil for a completion
+	body   []byte
+	prompt json.RawMessage // a completion's prompt
+}
+
+// build makes a turn's request from its plan and the live history. When the turn is not to
+// be sent, kind is the kind of reason (not empty) and why the reason.
+func (r *Replayer) build(tp *turnPlan, live []json.RawMessage) (req turnRequest, kind, why string) {
+	if tp.skip != "" {
+		return req, tp.skipKind, tp.skip
+	}
+	msgs, err := r.messages(tp, live)
+	if err != nil {
+		return req, "synthetic", err.Error()
+	}
+	body, prompt, err := r.body(tp, msgs)
+	if err != nil {
+		return req, "body", err.Error()
+	}
+	return turnRequest{msgs: msgs, body: body, prompt: prompt}, "", ""
+}
+
+// waitTurn waits for the turn's send time sched (from the run's time zero) and then for a
+// request slot (Config.MaxConcurrency). It returns false when the run stops scheduling
+// first; with true the caller holds a slot and releases it with releaseSlot.
+func (r *Replayer) waitTurn(timer *time.Timer, sched time.Duration) bool {
+	if d := time.Until(r.start.Add(sched)); d > 0 {
+		timer.Reset(d)
+		select {
+		case <-timer.C:
+		case <-r.stop:
+			return false
+		}
+	}
+	if r.stopped() {
+		return false
+	}
+	if r.reqSlots != nil {
+		select {
+		case r.reqSlots <- struct{}{}:
+		case <-r.stop:
+			return false
+		}
+	}
+	return true
+}
+
+// releaseSlot frees the request slot that waitTurn took.
+func (r *Replayer) releaseSlot() {
+	if r.reqSlots != nil {
+		<-r.reqSlots
+	}
+}
+
+// count numbers the request about to be sent (from 1) and stops scheduling at
+// Config.MaxRequests. It returns false, releasing the request's slot, for a request past the
+// limit, which is not sent.
+func (r *Replayer) count() (int64, bool) {
+	n := r.issued.Add(1)
+	if r.cfg.MaxRequests > 0 && n > int64(r.cfg.MaxRequests) {
+		r.halt("max-requests")
+		r.releaseSlot()
+		return n, false
+	}
+	if r.cfg.MaxRequests > 0 && n == int64(r.cfg.MaxRequests) {
+		r.halt("max-requests")
+	}
+	return n, true
+}
+
+// result returns the result of request n, turn tp of conversation p, and counts it as done
+// (and failed when it did not succeed).
+func (r *Replayer) result(p *convPlan, tp *turnPlan, x *exchange, n int64) *tape.Result {
+	res := x.res
+	res.Conversation, res.Turn = p.id, tp.index
+	res.Warmup = (r.cfg.Warmup > 0 && res.Scheduled < r.cfg.Warmup) ||
+		(r.cfg.WarmupRequests > 0 && n <= int64(r.cfg.WarmupRequests))
+	r.done.Add(1)
+	if !metrics.OK(&res) {
+		r.failed.Add(1)
+	}
+	return &res
 }
 
 // SessionID is the value of a conversation's session headers in a run:
@@ -591,7 +745,7 @@ func (r *Replayer) send(tp *turnPlan, header http.Header, body []byte, msgs []js
 			first = x.res.Sent
 		}
 		x.res.Retries = try
-		if metrics.OK(&x.res) || try >= r.cfg.Retries || x.res.ErrorClass == ClassCanceled ||
+		if metrics.OK(&x.res) || try >= r.cfg.Retries || x.res.ErrorClass == errclass.Canceled ||
 			r.abortCtx.Err() != nil {
 			x.res.Sent = first
 			return x
@@ -629,7 +783,8 @@ func joinPath(basePath, p string) string {
 	return p
 }
 
-// think returns the think time before the turn.
+// think returns the think time before the turn under Config.Think: the recorded figure
+// (turnPlan.think, tape's one definition) times ThinkScale, none, or the fixed ThinkTime.
 func (r *Replayer) think(tp *turnPlan) time.Duration {
 	switch r.cfg.Think {
 	case ThinkNone:

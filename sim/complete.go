@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
@@ -255,7 +256,9 @@ func jitter(d, j time.Duration, rng *rand.Rand) time.Duration {
 	return max(d, 0)
 }
 
-// handleCompletion serves /v1/chat/completions (chat) and /v1/completions.
+// handleCompletion serves /v1/chat/completions (chat) and /v1/completions, in phases: read the
+// request, draw its faults, plan the reply, wait for a running slot, prefill (prefix cache),
+// generate the token events, end the reply (stream or whole), keep its blocks in the cache.
 //
 // Timing: the request's arrival (before its body is read) anchors every deadline. The first
 // event is due at arrival + queue wait + TTFT + uncached prompt tokens × PrefillPerToken; each
@@ -264,9 +267,77 @@ func jitter(d, j time.Duration, rng *rand.Rand) time.Duration {
 // each absolute deadline on a sleeper (see pacer.go).
 func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat bool) {
 	arrival := time.Now()
+	req := s.readRequest(w, r, chat)
+	if req == nil {
+		return
+	}
+	idx := uint64(s.ctr.requests.Add(1) - 1)
+	faults := s.planFor(idx)
+	if faults.fail {
+		s.ctr.addFailed(s.cfg.FailStatus)
+		s.writeInjectedFailure(w)
+		return
+	}
+	c := s.planReply(w, req, chat, idx, arrival)
+	if req.Stream {
+		c.writeStreamHeader()
+	}
+	wait, ok := s.queue(r.Context())
+	if !ok {
+		return
+	}
+	defer s.lim.release()
+	defer c.stopDecoding()
+	jrng := rand.New(rand.NewPCG(uint64(s.cfg.Seed)^saltJitter, idx)) // the jitter's stream
+	deadline := c.prefill(wait, jrng)
+	if !c.generate(r.Context().Done(), faults, deadline, jrng) {
+		return
+	}
+	if !c.writeEnd() {
+		s.ctr.canceled.Add(1)
+		return
+	}
+	s.ctr.completed.Add(1)
+	c.cacheReply()
+	if c.finish == "length" {
+		s.ctr.finishedLength.Add(1)
+	} else {
+		s.ctr.finishedStop.Add(1)
+	}
+	s.ctr.e2e.observe(time.Since(arrival), 1)
+	if req.Stream && s.cfg.CloseAfterStream {
+		closeAfterStream(w)
+	}
+}
+
+// completion is one request being answered: what planReply decided, and the state that the
+// later phases of handleCompletion share.
+type completion struct {
+	s       *Server
+	w       http.ResponseWriter
+	flusher http.Flusher // nil when w cannot flush
+	req     *request
+	chat    bool
+	arrival time.Time
+
+	tokens  []uint32 // the prompt
+	hashes  []uint64 // the prompt's block hashes; nil without a prefix cache
+	n       int      // output tokens
+	finish  string   // finish reason
+	textRng *rand.Rand
+	meta    meta
+
+	u        usage
+	st       *stream
+	decoding bool // counted in the decoding gauge
+}
+
+// readRequest reads and checks the request body. It returns nil when it has answered the
+// request with an error, or the client went away while sending.
+func (s *Server) readRequest(w http.ResponseWriter, r *http.Request, chat bool) *request {
 	if r.Method != http.MethodPost {
 		writeMethodNotAllowed(w, "POST")
-		return
+		return nil
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
@@ -274,10 +345,10 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 		if errors.As(err, &mbe) {
 			s.ctr.bad.Add(1)
 			writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than "+strconv.Itoa(maxBody)+" bytes", "invalid_request_error", nil)
-			return
+			return nil
 		}
 		s.ctr.canceled.Add(1)
-		return // the client went away while sending
+		return nil // the client went away while sending
 	}
 	req, err := parseRequest(body, chat)
 	if err != nil {
@@ -285,50 +356,64 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 		br := &badRequest{msg: err.Error()}
 		errors.As(err, &br)
 		writeError(w, http.StatusBadRequest, br.msg, "invalid_request_error", nil)
-		return
+		return nil
 	}
-	idx := uint64(s.ctr.requests.Add(1) - 1)
-	p := s.planFor(idx)
-	if p.fail {
-		s.ctr.addFailed(s.cfg.FailStatus)
-		s.writeInjectedFailure(w)
-		return
-	}
+	return req
+}
 
-	// Prompt tokens and the seeded output.
-	var tokens []uint32
-	if req.PromptTokens != nil {
-		tokens = req.PromptTokens
-	} else {
-		for _, seg := range req.Segments {
-			tokens = s.tokenize(tokens, seg)
-		}
+// planReply decides request idx's reply before it waits: the prompt's tokens and blocks, the
+// output length, finish reason and text's random stream (seeded by the prompt), and the id.
+func (s *Server) planReply(w http.ResponseWriter, req *request, chat bool, idx uint64, arrival time.Time) completion {
+	c := completion{s: s, w: w, req: req, chat: chat, arrival: arrival}
+	c.flusher, _ = w.(http.Flusher)
+	c.tokens = s.promptTokens(req)
+	h := promptHash(c.tokens)
+	outRng := newOutputRand(s.cfg.Seed, h)
+	natural := s.cfg.OutputLen.Min + outRng.IntN(s.cfg.OutputLen.Max-s.cfg.OutputLen.Min+1)
+	c.n, c.finish = outputLen(req, natural)
+	c.textRng = outRng // the text continues the length's stream: the same prompt, the same text
+	if s.cfg.VaryOutput {
+		c.textRng = newVariedTextRand(s.cfg.Seed, h, idx)
 	}
+	if s.cache != nil {
+		c.hashes = blockHashes(c.tokens, s.cfg.BlockSize)
+	}
+	c.meta = s.replyMeta(req.Model, chat, idx, arrival)
+	return c
+}
+
+// promptTokens returns the prompt's tokens: the ids the request gave, else its segments
+// tokenized one by one.
+func (s *Server) promptTokens(req *request) []uint32 {
+	if req.PromptTokens != nil {
+		return req.PromptTokens
+	}
+	var tokens []uint32
+	for _, seg := range req.Segments {
+		tokens = s.tokenize(tokens, seg)
+	}
+	return tokens
+}
+
+// promptHash is the FNV-1a hash of the tokens (each as 4 little-endian bytes): the seed of a
+// prompt's reply.
+func promptHash(tokens []uint32) uint64 {
 	h := fnv.New64a()
 	var tb [4]byte
 	for _, t := range tokens {
 		binary.LittleEndian.PutUint32(tb[:], t)
 		h.Write(tb[:])
 	}
-	outRng := newOutputRand(s.cfg.Seed, h.Sum64())
-	natural := s.cfg.OutputLen.Min + outRng.IntN(s.cfg.OutputLen.Max-s.cfg.OutputLen.Min+1)
-	n, finish := outputLen(req, natural)
-	textRng := outRng // the text continues the length's stream: the same prompt, the same text
-	if s.cfg.VaryOutput {
-		textRng = newVariedTextRand(s.cfg.Seed, h.Sum64(), idx)
-	}
-	jrng := rand.New(rand.NewPCG(uint64(s.cfg.Seed)^saltJitter, idx))
-	var hashes []uint64
-	if s.cache != nil {
-		hashes = blockHashes(tokens, s.cfg.BlockSize)
-	}
+	return h.Sum64()
+}
 
-	model := req.Model
+// replyMeta returns the creation time, model and id that every object of request idx's reply
+// carries. The model is the request's, else Config.Model.
+func (s *Server) replyMeta(model string, chat bool, idx uint64, arrival time.Time) meta {
 	if model == "" {
 		model = s.cfg.Model
 	}
-	m := &meta{created: arrival.Unix()}
-	m.model = jsonstr.Append(nil, model)
+	m := meta{created: arrival.Unix(), model: jsonstr.Append(nil, model)}
 	// Ids are unique per server instance (not seeded): two sims never hand out the same id.
 	idRng := rand.New(rand.NewPCG(s.idSeed, idx))
 	if chat {
@@ -336,98 +421,92 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 	} else {
 		m.id = makeID("cmpl-", idRng)
 	}
+	return m
+}
 
-	flusher, _ := w.(http.Flusher)
-	if req.Stream {
-		hd := w.Header()
-		hd["Content-Type"] = []string{"text/event-stream"}
-		hd["Cache-Control"] = []string{"no-cache"}
-		hd["Server"] = []string{"llmtape-sim"}
-		w.WriteHeader(http.StatusOK)
-		if flusher != nil {
-			flusher.Flush()
-		}
+// writeStreamHeader sends a stream's status and headers at once, before the request waits for
+// a running slot.
+func (c *completion) writeStreamHeader() {
+	hd := c.w.Header()
+	hd["Content-Type"] = []string{"text/event-stream"}
+	hd["Cache-Control"] = []string{"no-cache"}
+	hd["Server"] = []string{"llmtape-sim"}
+	c.w.WriteHeader(http.StatusOK)
+	c.flush()
+}
+
+func (c *completion) flush() {
+	if c.flusher != nil {
+		c.flusher.Flush()
 	}
+}
 
-	// Queue.
-	ctx := r.Context()
+// queue waits for a running slot (Config.MaxRunning) and returns how long it waited; false
+// when the request was canceled first. The caller releases the slot.
+func (s *Server) queue(ctx context.Context) (time.Duration, bool) {
 	queued := time.Now()
 	if err := s.lim.acquire(ctx); err != nil {
 		s.ctr.canceled.Add(1)
-		return
+		return 0, false
 	}
-	defer s.lim.release()
 	wait := time.Since(queued)
 	s.ctr.queue.observe(wait, 1)
+	return wait, true
+}
 
-	// Prefix cache.
+// prefill looks the prompt up in the prefix cache, counts its tokens, and returns the first
+// event's deadline: arrival + queue wait + TTFT + uncached prompt tokens × PrefillPerToken,
+// jittered by jrng.
+func (c *completion) prefill(wait time.Duration, jrng *rand.Rand) time.Time {
+	s := c.s
 	cached := 0
 	if s.cache != nil {
-		cached = s.cache.lookup(hashes) * s.cfg.BlockSize
+		cached = s.cache.lookup(c.hashes) * s.cfg.BlockSize
 		// As in vLLM, the last prompt token is always computed.
-		cached = min(cached, max(len(tokens)-1, 0)/s.cfg.BlockSize*s.cfg.BlockSize)
+		cached = min(cached, max(len(c.tokens)-1, 0)/s.cfg.BlockSize*s.cfg.BlockSize)
 	}
-	s.ctr.queried.Add(int64(len(tokens)))
+	s.ctr.queried.Add(int64(len(c.tokens)))
 	s.ctr.cached.Add(int64(cached))
-	s.ctr.prompt.Add(int64(len(tokens)))
-	u := usage{prompt: len(tokens), completion: n, cached: cached}
+	s.ctr.prompt.Add(int64(len(c.tokens)))
+	c.u = usage{prompt: len(c.tokens), completion: c.n, cached: cached}
 
-	ttft := s.cfg.TTFT + time.Duration(len(tokens)-cached)*s.cfg.PrefillPerToken
-	deadline := arrival.Add(wait + jitter(ttft, s.cfg.Jitter, jrng))
+	ttft := s.cfg.TTFT + time.Duration(len(c.tokens)-cached)*s.cfg.PrefillPerToken
+	return c.arrival.Add(wait + jitter(ttft, s.cfg.Jitter, jrng))
+}
 
+// generate waits for each event's deadline and writes it (a whole reply only keeps its text),
+// with the planned stall and disconnect, and jrng's jitter on every gap; it counts the tokens
+// sent. It returns false when the request was canceled or the server closed; a planned
+// disconnect aborts the handler.
+func (c *completion) generate(done <-chan struct{}, faults plan, deadline time.Time, jrng *rand.Rand) bool {
+	s := c.s
 	k := s.cfg.TokensPerChunk
-	chunks := (n + k - 1) / k
-	// Fault positions: before event j in 1..chunks (chunks is the finish event), so at least
-	// one token event is sent first.
-	stallAt, cutAt := -1, -1
-	if p.stall {
-		stallAt = 1 + int(p.stallAt*float64(chunks))
-		s.ctr.stalled.Add(1)
-	}
-	if p.disconnect {
-		cutAt = 1 + int(p.cutAt*float64(chunks))
-	}
-
+	chunks := (c.n + k - 1) / k
+	stallAt, cutAt := s.faultEvents(faults, chunks)
 	// The text is kept for a non-streamed reply, and for a chat reply whose blocks go into the
 	// prefix cache at the end.
-	st := newStream(chat, s.cfg.Stamp, !req.Stream || (chat && s.cache != nil), m, textRng)
-	// The first token's deadline is waited for on the precise pacer (TTFT is the figure held
-	// to the tightest tolerance); the later ones on a time.Timer, which costs several times
-	// less CPU per wake-up and is late by at most about 1 ms, without accumulating (absolute
-	// deadlines), unless PreciseTimers asks for the pacer throughout.
-	first := newSleeper()
-	var later sleeper
-	if s.cfg.PreciseTimers {
-		later = newSleeper()
-	} else {
-		later = newTimerSleeper()
-	}
+	c.st = newStream(c.chat, s.cfg.Stamp, !c.req.Stream || (c.chat && s.cache != nil), &c.meta, c.textRng)
+	first, later := s.sleepers()
 	defer first.stop()
 	defer later.stop()
-	decoding := false
-	defer func() {
-		if decoding {
-			s.ctr.decoding.Add(-1)
-		}
-	}()
 	var last time.Time
 	sent := 0
 	for j := 0; j <= chunks; j++ {
 		if j == stallAt {
 			deadline = deadline.Add(s.cfg.Stall)
 		}
-		var sl sleeper = later
+		sl := later
 		if j == 0 {
 			sl = first
 		}
-		if !sl.wait(deadline, ctx.Done(), s.closing) {
+		if !sl.wait(deadline, done, s.closing) {
 			s.ctr.canceled.Add(1)
-			return
+			return false
 		}
 		if j == 0 {
-			s.cache.insert(hashes) // the prompt's blocks exist once its prefill is done
+			s.cache.insert(c.hashes) // the prompt's blocks exist once its prefill is done
 			s.ctr.decoding.Add(1)
-			decoding = true
+			c.decoding = true
 		}
 		if j == cutAt {
 			s.ctr.disconnected.Add(1)
@@ -439,78 +518,115 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request, chat b
 		if j == chunks {
 			break
 		}
-		tk := min(k, n-sent)
-		if req.Stream {
-			if _, err := w.Write(st.event(tk)); err != nil {
-				s.ctr.canceled.Add(1)
-				s.ctr.completion.Add(int64(sent))
-				return
-			}
-			if flusher != nil {
-				flusher.Flush()
-			}
-		} else {
-			st.event(tk)
+		tk := min(k, c.n-sent)
+		if !c.writeEvent(tk) {
+			s.ctr.canceled.Add(1)
+			s.ctr.completion.Add(int64(sent))
+			return false
 		}
 		now := time.Now()
 		if j == 0 {
-			s.ctr.ttft.observe(now.Sub(arrival), 1)
+			s.ctr.ttft.observe(now.Sub(c.arrival), 1)
 		} else {
 			s.ctr.itl.observe(now.Sub(last)/time.Duration(tk), int64(tk))
 		}
 		last = now
 		sent += tk
 		// The gap before the next event: its token count × the per-token ITL.
-		next := min(k, n-sent)
+		next := min(k, c.n-sent)
 		if next > 0 {
 			itl := s.cfg.ITL + time.Duration(s.ctr.decoding.Load())*s.cfg.ITLPerRunning
 			deadline = deadline.Add(jitter(time.Duration(next)*itl, s.cfg.Jitter, jrng))
 		}
 	}
 	s.ctr.completion.Add(int64(sent))
+	return true
+}
 
-	var err2 error
-	if req.Stream {
-		var up *usage
-		if req.IncludeUsage {
-			up = &u
-		}
-		_, err2 = w.Write(st.finalEvent(m, finish, up))
-		if err2 == nil {
-			_, err2 = w.Write(doneEvent)
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-	} else {
-		resp := wholeResponse(chat, m, st.text, finish, u)
-		hd := w.Header()
+// faultEvents returns before which event (1..chunks, chunks being the finish event) the
+// planned stall and disconnect happen, -1 for none, so that at least one token event is sent
+// first. It counts a stall.
+func (s *Server) faultEvents(p plan, chunks int) (stallAt, cutAt int) {
+	stallAt, cutAt = -1, -1
+	if p.stall {
+		stallAt = 1 + int(p.stallAt*float64(chunks))
+		s.ctr.stalled.Add(1)
+	}
+	if p.disconnect {
+		cutAt = 1 + int(p.cutAt*float64(chunks))
+	}
+	return stallAt, cutAt
+}
+
+// sleepers returns what the first event's deadline and the later ones are waited on. The
+// first token's deadline is waited for on the precise pacer (TTFT is the figure held to the
+// tightest tolerance); the later ones on a time.Timer, which costs several times less CPU per
+// wake-up and is late by at most about 1 ms, without accumulating (absolute deadlines),
+// unless PreciseTimers asks for the pacer throughout.
+func (s *Server) sleepers() (first, later sleeper) {
+	first = newSleeper()
+	if s.cfg.PreciseTimers {
+		return first, newSleeper()
+	}
+	return first, newTimerSleeper()
+}
+
+// writeEvent generates the next tk tokens and writes them as one stream event (a whole reply
+// only keeps them); false when the client is gone.
+func (c *completion) writeEvent(tk int) bool {
+	if !c.req.Stream {
+		c.st.event(tk)
+		return true
+	}
+	if _, err := c.w.Write(c.st.event(tk)); err != nil {
+		return false
+	}
+	c.flush()
+	return true
+}
+
+// stopDecoding takes the request out of the decoding gauge once the handler is done with it.
+func (c *completion) stopDecoding() {
+	if c.decoding {
+		c.s.ctr.decoding.Add(-1)
+	}
+}
+
+// writeEnd writes what follows the token events: a stream's final event (with the usage when
+// the request asked for it) and [DONE], or the whole reply; false when the client is gone.
+func (c *completion) writeEnd() bool {
+	if !c.req.Stream {
+		resp := wholeResponse(c.chat, &c.meta, c.st.text, c.finish, c.u)
+		hd := c.w.Header()
 		hd["Content-Type"] = []string{"application/json; charset=utf-8"}
 		hd["Server"] = []string{"llmtape-sim"}
 		hd["Content-Length"] = []string{strconv.Itoa(len(resp))}
-		_, err2 = w.Write(resp)
+		_, err := c.w.Write(resp)
+		return err == nil
 	}
-	if err2 != nil {
-		s.ctr.canceled.Add(1)
+	var u *usage
+	if c.req.IncludeUsage {
+		u = &c.u
+	}
+	_, err := c.w.Write(c.st.finalEvent(&c.meta, c.finish, u))
+	if err == nil {
+		_, err = c.w.Write(doneEvent)
+	}
+	c.flush()
+	return err == nil
+}
+
+// cacheReply adds a chat reply's blocks to the prefix cache. As vLLM keeps the KV blocks of
+// generated tokens, it adds the blocks of the prompt followed by this reply rendered as the
+// assistant message that a client sends back in its next turn, so that turn reuses the reply
+// too.
+func (c *completion) cacheReply() {
+	if !c.chat || c.s.cache == nil {
 		return
 	}
-	s.ctr.completed.Add(1)
-	if chat && s.cache != nil {
-		// As vLLM keeps the KV blocks of generated tokens, add the blocks of the prompt followed
-		// by this reply rendered as the assistant message that a client sends back in its next
-		// turn, so that turn reuses the reply too.
-		reply := openai.Message{Role: "assistant", Content: string(st.text)}
-		s.cache.insert(blockHashes(s.tokenize(tokens[:len(tokens):len(tokens)], reply.Text()), s.cfg.BlockSize))
-	}
-	if finish == "length" {
-		s.ctr.finishedLength.Add(1)
-	} else {
-		s.ctr.finishedStop.Add(1)
-	}
-	s.ctr.e2e.observe(time.Since(arrival), 1)
-	if req.Stream && s.cfg.CloseAfterStream {
-		closeAfterStream(w)
-	}
+	reply := openai.Message{Role: "assistant", Content: string(c.st.text)}
+	tokens := c.s.tokenize(c.tokens[:len(c.tokens):len(c.tokens)], reply.Text())
+	c.s.cache.insert(blockHashes(tokens, c.s.cfg.BlockSize))
 }
 
 // closeAfterStream ends the chunked body of a stream whose last event has been flushed and

@@ -8,6 +8,8 @@ import (
 	"math"
 	"time"
 	"unsafe"
+
+	"github.com/llmtape/llmtape/errclass"
 )
 
 // The record codec: a version byte, then the fields in a fixed order. Unsigned integers are
@@ -389,7 +391,7 @@ func encodeTurn(buf []byte, t *Turn) []byte {
 	e.raw(r.ToolCalls)
 	e.str(r.FinishReason)
 	e.str(r.Error)
-	e.str(r.ErrorClass)
+	e.str(string(r.ErrorClass))
 	e.bool(r.Streamed)
 	e.int(r.Events)
 
@@ -460,7 +462,7 @@ func decodeTurn(v []byte, t *Turn) error {
 	r.ToolCalls = d.raw()
 	r.FinishReason = d.str()
 	r.Error = d.str()
-	r.ErrorClass = d.str()
+	r.ErrorClass = errclass.Class(d.str())
 	r.Streamed = d.bool()
 	r.Events = d.int()
 
@@ -544,7 +546,7 @@ func encodeResult(buf []byte, r *Result) []byte {
 	e.int(r.CachedTokens)
 	e.str(string(r.TokenSource))
 	e.int(r.Status)
-	e.str(r.ErrorClass)
+	e.str(string(r.ErrorClass))
 	e.str(r.Error)
 	e.bool(r.Warmup)
 	e.int(r.Retries)
@@ -567,7 +569,7 @@ func decodeResult(v []byte, r *Result) error {
 		CachedTokens: d.int(),
 		TokenSource:  TokenSource(d.str()),
 		Status:       d.int(),
-		ErrorClass:   d.str(),
+		ErrorClass:   errclass.Class(d.str()),
 		Error:        d.str(),
 		Warmup:       d.bool(),
 		Retries:      d.int(),

@@ -3,6 +3,8 @@ package tape
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/llmtape/llmtape/errclass"
 )
 
 // Recording is one run of "llmtape record", one import or one "generate": a set of
@@ -107,14 +109,35 @@ func (t *Turn) Failed() bool {
 
 // FailureClass is the error class of a turn that failed (Failed): its own, or "http" when it has
 // none (a turn imported with only a failing status); "" for a turn that did not fail.
-func (t *Turn) FailureClass() string {
+func (t *Turn) FailureClass() errclass.Class {
 	switch {
 	case !t.Failed():
 		return ""
 	case t.Response.ErrorClass != "":
 		return t.Response.ErrorClass
 	}
-	return "http"
+	return errclass.HTTP
+}
+
+// Result returns the turn as the result of a request, so that recorded and replayed figures
+// come from the same code: TTFT and E2E as Timing defines them (0 where not measured), and the
+// turn's tokens, status and failure class.
+func (t *Turn) Result() Result {
+	r := Result{
+		Conversation: t.Conversation,
+		Turn:         t.Index,
+		Chunks:       t.Timing.Chunks,
+		InputTokens:  t.Tokens.Prompt,
+		OutputTokens: t.Tokens.Completion,
+		CachedTokens: t.Tokens.Cached,
+		TokenSource:  t.Tokens.Source,
+		Status:       t.Response.Status,
+		ErrorClass:   t.FailureClass(),
+		Error:        t.Response.Error,
+	}
+	r.TTFT, _ = t.Timing.TTFT()
+	r.E2E, _ = t.Timing.E2E()
+	return r
 }
 
 // HasRequest reports whether the turn holds a request that can be sent again: messages, a
@@ -181,8 +204,8 @@ type Response struct {
 	// Error is the error body or message when the request failed (HTTP status ≥ 400, an error
 	// object in the stream, a connection failure); empty otherwise.
 	Error string
-	// ErrorClass is one of "http", "timeout", "connect", "stream", "canceled" or empty.
-	ErrorClass string
+	// ErrorClass is the kind of failure (see errclass), or empty.
+	ErrorClass errclass.Class
 	Streamed   bool
 	// Events is the number of SSE data events in the response (0 when not streamed).
 	Events int
@@ -279,7 +302,7 @@ type Result struct {
 	CachedTokens int
 	TokenSource  TokenSource
 	Status       int
-	ErrorClass   string // "http", "timeout", "connect", "stream", "canceled" or empty
+	ErrorClass   errclass.Class // the kind of failure (see errclass), or empty
 	Error        string
 	Warmup       bool // excluded from statistics
 	Retries      int

@@ -8,40 +8,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/llmtape/llmtape/analyze"
-	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/tape"
 )
 
 func init() { register(newAnalyzeCmd) }
-
-// outputOptions are the flags every analysis command shares.
-type outputOptions struct {
-	format string
-	output string
-}
-
-func (o *outputOptions) bind(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&o.format, "format", "table", "output format: table, json, csv or html")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "-", "write to this file instead of stdout (-)")
-}
-
-// parse checks the format and the output file before anything is read. The output must not
-// be the store: replacing it would destroy the file being read.
-func (o *outputOptions) parse(cmd *cobra.Command) (analyze.Format, error) {
-	f, err := analyze.ParseFormat(o.format)
-	if err != nil {
-		return "", usageErrorf("--format: %v", err)
-	}
-	if err := checkOutput(cmd, o.output); err != nil {
-		return "", err
-	}
-	return f, nil
-}
-
-// write renders through fn into stdout or the --output file (see package output).
-func (o *outputOptions) write(cmd *cobra.Command, fn func(w io.Writer) error) error {
-	return output.Write(o.output, outputOpts(cmd), fn)
-}
 
 // openStoreRead opens the --store file read-only.
 func openStoreRead(cmd *cobra.Command) (*tape.Store, error) {
@@ -52,9 +22,12 @@ func openStoreRead(cmd *cobra.Command) (*tape.Store, error) {
 	return s, nil
 }
 
+// analyzeFormats are the formats of analyze, report and compare.
+var analyzeFormats = []analyze.Format{analyze.FormatTable, analyze.FormatJSON, analyze.FormatCSV, analyze.FormatHTML}
+
 func newAnalyzeCmd() *cobra.Command {
 	var (
-		out       outputOptions
+		out       outputFlags
 		recording string
 		cfg       analyze.Config
 	)
@@ -107,6 +80,6 @@ store (computed once when a turn was recorded or imported); nothing is tokenized
 	cmd.Flags().StringVar(&recording, "recording", "latest", "recording to analyse: id, name or latest")
 	cmd.Flags().IntSliceVar(&cfg.BlockSizes, "block-size", analyze.DefaultBlockSizes, "prefix-cache block sizes in tokens")
 	cmd.Flags().Int64Var(&cfg.CacheTokens, "cache-tokens", analyze.DefaultCacheTokens, "LRU prefix cache budget in tokens")
-	out.bind(cmd)
+	out.bind(cmd, analyzeFormats...)
 	return cmd
 }

@@ -15,7 +15,7 @@ func init() { register(newCompareCmd) }
 
 func newCompareCmd() *cobra.Command {
 	var (
-		out    outputOptions
+		out    outputFlags
 		failOn string
 		slo    string
 		top    int
@@ -85,6 +85,6 @@ are left out of the TTFT figures and counted. See docs/analyze.md.`,
 	cmd.Flags().StringVar(&failOn, "fail-on", "", "exit 1 when a condition holds, e.g. 'ttft_ms.p99>+10%,errors>0'")
 	cmd.Flags().StringVar(&slo, "slo", "", "goodput objectives for both sides, e.g. ttft=500ms,tpot=50ms (default: the runs' own --slo when they agree)")
 	cmd.Flags().IntVar(&top, "top", 10, "regressions to list, per turn and per conversation")
-	out.bind(cmd)
+	out.bind(cmd, analyzeFormats...)
 	return cmd
 }

@@ -138,3 +138,32 @@ func TestAnalyzeBinaryInterrupted(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+// onSecondInterrupt calls abort on a signal that arrives while it watches, and stop returns
+// once abort has; stopped without a signal, it never calls abort.
+func TestOnSecondInterrupt(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("sends itself SIGINT")
+	}
+	aborted := make(chan struct{})
+	stop := onSecondInterrupt(func() { close(aborted) })
+	// The signal goes to the watcher's channel (Notify replaces the default action): it does
+	// not end the test process.
+	self, err := os.FindProcess(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := self.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-aborted:
+	case <-time.After(interruptDeadline):
+		t.Fatal("no abort after SIGINT")
+	}
+	stop()
+	stop() // a second stop is a no-op
+
+	stop = onSecondInterrupt(func() { t.Error("abort without a signal") })
+	stop()
+}

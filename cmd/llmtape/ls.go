@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 
+	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -24,17 +24,6 @@ func openStoreReadOnly(cmd *cobra.Command) (*tape.Store, error) {
 		return nil, fmt.Errorf("%w; while it records, 'llmtape record --admin ADDR' serves a copy at http://ADDR/snapshot", err)
 	}
 	return s, err
-}
-
-// parseTableJSON checks a --format flag whose values are table and json.
-func parseTableJSON(format string) (bool, error) {
-	switch format {
-	case "table", "text", "":
-		return false, nil
-	case "json":
-		return true, nil
-	}
-	return false, usageErrorf("--format: unknown format %q (want table or json)", format)
 }
 
 // lsRecording is a recording as `ls --format json` prints it.
@@ -70,19 +59,23 @@ type lsOutput struct {
 }
 
 func newLsCmd() *cobra.Command {
-	var format string
+	var out outputFlags
 	cmd := &cobra.Command{
 		Use:   "ls",
 		Short: "List the recordings and runs in the store",
 		Long: `Ls lists the store's recordings (each with its conversations and turns) and replay runs
 (each with its target and requests), with their start and end times. The store is opened
 read-only; a store that a running "llmtape record" holds cannot be opened (use its admin
-listener's /snapshot).`,
+listener's /snapshot).
+
+--format csv writes one record per recording and run (kind recording or run), with the keys
+of --format json as columns; a column that does not apply to the kind is empty.`,
 		Example: `  llmtape ls
-  llmtape ls --store prod.db --format json | jq '.recordings[] | select(.turns > 100)'`,
+  llmtape ls --store prod.db --format json | jq '.recordings[] | select(.turns > 100)'
+  llmtape ls --format csv -o store.csv`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := parseTableJSON(format)
+			f, err := out.parse(cmd)
 			if err != nil {
 				return err
 			}
@@ -91,17 +84,14 @@ listener's /snapshot).`,
 				return err
 			}
 			defer s.Close()
-			out, err := listStore(s)
+			res, err := listStore(s)
 			if err != nil {
 				return fmt.Errorf("ls: %w", err)
 			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), out)
-			}
-			return writeLsTable(cmd.OutOrStdout(), out)
+			return out.print(cmd, f, res, res.writeTable, res.csv)
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	out.bind(cmd)
 	return cmd
 }
 
@@ -139,18 +129,12 @@ func listStore(s *tape.Store) (*lsOutput, error) {
 	return out, nil
 }
 
-// cell makes a name fit one table cell: control characters (a tab would start a new column,
-// a newline a new row) become spaces; "-" for an empty name.
-func cell(s string) string {
+// orDash is s, or "-" when it is empty.
+func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
+	return s
 }
 
 // fmtTime prints a wall-clock time for tables ("-" when unset).
@@ -161,37 +145,75 @@ func fmtTime(t *time.Time) string {
 	return t.Format("2006-01-02 15:04:05")
 }
 
-func writeLsTable(w io.Writer, out *lsOutput) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if len(out.Recordings) == 0 {
-		fmt.Fprintln(tw, "no recordings")
-	} else {
-		fmt.Fprintln(tw, "RECORDING\tNAME\tSOURCE\tSTARTED (UTC)\tENDED (UTC)\tCONVERSATIONS\tTURNS")
-		for _, r := range out.Recordings {
-			ended := fmtTime(r.Ended)
-			switch {
-			case r.NotRecorded > 0:
-				ended += fmt.Sprintf(" (incomplete: %d not recorded)", r.NotRecorded)
-			case r.Status != tape.StatusComplete:
-				ended += " (incomplete)"
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\n", r.ID, cell(r.Name), cell(r.Source),
-				fmtTime(r.Started), ended, r.Conversations, r.Turns)
+// csvTime prints a wall-clock time for CSV, as JSON does ("" when unset).
+func csvTime(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
+// writeTable writes the recordings, then the runs, each as aligned columns ("no recordings",
+// "no runs" when there are none).
+func (out *lsOutput) writeTable(w io.Writer) error {
+	recs := output.Section{Cols: []string{"RECORDING", "NAME", "SOURCE", "STARTED (UTC)", "ENDED (UTC)", "CONVERSATIONS", "TURNS"}}
+	for _, r := range out.Recordings {
+		ended := fmtTime(r.Ended)
+		switch {
+		case r.NotRecorded > 0:
+			ended += fmt.Sprintf(" (incomplete: %d not recorded)", r.NotRecorded)
+		case r.Status != tape.StatusComplete:
+			ended += " (incomplete)"
+		}
+		recs.Rows = append(recs.Rows, []output.Cell{output.Text(strconv.FormatUint(r.ID, 10)), output.Text(orDash(r.Name)),
+			output.Text(orDash(r.Source)), output.Text(fmtTime(r.Started)), output.Text(ended), output.Int(r.Conversations), output.Int(r.Turns)})
+	}
+	runs := output.Section{Cols: []string{"RUN", "NAME", "TARGET", "RECORDING", "STARTED (UTC)", "ENDED (UTC)", "REQUESTS"}}
+	for _, r := range out.Runs {
+		ended := fmtTime(r.Ended)
+		if r.Partial {
+			ended += " (partial)"
+		}
+		runs.Rows = append(runs.Rows, []output.Cell{output.Text(strconv.FormatUint(r.ID, 10)), output.Text(orDash(r.Name)),
+			output.Text(orDash(r.Target)), output.Text(strconv.FormatUint(r.Recording, 10)), output.Text(fmtTime(r.Started)), output.Text(ended), output.Int(r.Requests)})
+	}
+	var b strings.Builder
+	for i, s := range []struct {
+		sec  output.Section
+		none string
+	}{{recs, "no recordings\n"}, {runs, "no runs\n"}} {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		if len(s.sec.Rows) == 0 {
+			b.WriteString(s.none)
+		} else if err := s.sec.WriteText(&b); err != nil {
+			return err
 		}
 	}
-	fmt.Fprintln(tw)
-	if len(out.Runs) == 0 {
-		fmt.Fprintln(tw, "no runs")
-	} else {
-		fmt.Fprintln(tw, "RUN\tNAME\tTARGET\tRECORDING\tSTARTED (UTC)\tENDED (UTC)\tREQUESTS")
-		for _, r := range out.Runs {
-			ended := fmtTime(r.Ended)
-			if r.Partial {
-				ended += " (partial)"
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%d\n", r.ID, cell(r.Name), cell(r.Target), r.Recording,
-				fmtTime(r.Started), ended, r.Requests)
-		}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// csv is ls as one flat table: a record per recording, then per run, with the keys of ls's
+// JSON as columns (status is the recording's, or a run's complete or partial).
+func (out *lsOutput) csv() output.Section {
+	s := output.Section{Cols: []string{"kind", "id", "name", "source", "target", "recording", "started", "ended",
+		"status", "not_recorded", "conversations", "turns", "requests"}}
+	none := output.Text("")
+	for _, r := range out.Recordings {
+		s.Rows = append(s.Rows, []output.Cell{output.Text("recording"), output.Int(r.ID), output.Text(r.Name),
+			output.Text(r.Source), none, none, output.Text(csvTime(r.Started)), output.Text(csvTime(r.Ended)),
+			output.Text(r.Status), output.Int(r.NotRecorded), output.Int(r.Conversations), output.Int(r.Turns), none})
 	}
-	return tw.Flush()
+	for _, r := range out.Runs {
+		status := "complete"
+		if r.Partial {
+			status = "partial"
+		}
+		s.Rows = append(s.Rows, []output.Cell{output.Text("run"), output.Int(r.ID), output.Text(r.Name), none,
+			output.Text(r.Target), output.Int(r.Recording), output.Text(csvTime(r.Started)), output.Text(csvTime(r.Ended)),
+			output.Text(status), none, none, none, output.Int(r.Requests)})
+	}
+	return s
 }

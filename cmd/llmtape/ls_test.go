@@ -80,7 +80,7 @@ func TestLsTableAndJSON(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("ls: exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"RECORDING", "record 2026-11-27", "2026-11-27 09:00:00", "3              9\n", "RUN", "vllm-0.11", "http://127.0.0.1:8000"} {
+	for _, want := range []string{"RECORDING", "record 2026-11-27", "2026-11-27 09:00:00", "            3      9\n", "RUN", "vllm-0.11", "http://127.0.0.1:8000"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ls table lacks %q:\n%s", want, out)
 		}
@@ -214,7 +214,8 @@ func TestLsBadFormat(t *testing.T) {
 	}
 }
 
-// TestLsTableControlCharacters: a name with a tab or a newline stays in its cell.
+// TestLsTableControlCharacters: a name with a tab or a newline stays in its cell, quoted as
+// in every table.
 func TestLsTableControlCharacters(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ls.db")
 	s, err := tape.Open(path, &tape.Options{NoSync: true})
@@ -231,7 +232,7 @@ func TestLsTableControlCharacters(t *testing.T) {
 	}
 	lines := strings.Split(out, "\n")
 	// Header, the recording's one row, a blank line, "no runs".
-	if len(lines) < 3 || !strings.Contains(lines[1], "a b c") || strings.TrimSpace(lines[2]) != "" {
+	if len(lines) < 3 || !strings.Contains(lines[1], `a\tb\nc`) || strings.TrimSpace(lines[2]) != "" {
 		t.Errorf("ls table:\n%s", out)
 	}
 }

@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/llmtape/llmtape/merge"
+	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -39,7 +39,7 @@ type mergeOutput struct {
 }
 
 func newMergeCmd() *cobra.Command {
-	var format string
+	var out outputFlags
 	cmd := &cobra.Command{
 		Use:   "merge INPUT.db...",
 		Short: "Combine stores (the shards of a replay on several machines) into the --store",
@@ -55,10 +55,13 @@ only share a name are all kept: the name then picks the latest of them, ids pick
 
 Inputs are opened read-only; the output must not be one of them. Afterwards, report the shards
 as one run with "llmtape report --run NAME_OR_ID ..." (their histograms merge exactly).
-See docs/scaling.md.`,
+
+What was merged is printed as a table, as JSON, or as CSV (a record per input and one for the
+total, with the keys of --format json as columns); -o FILE writes it to a file, which must be
+neither the --store nor an input. See docs/scaling.md.`,
 		Example: `  llmtape merge --store merged.db results/shard-*.db
   llmtape report --store merged.db --run shard-0 --run shard-1 --run shard-2 --format json
-  llmtape merge --store all.db monday.db tuesday.db --format json`,
+  llmtape merge --store all.db monday.db tuesday.db --format json -o merged.json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageErrorf("give the input stores to merge, e.g. llmtape merge --store merged.db shard-0.db shard-1.db")
@@ -66,26 +69,30 @@ See docs/scaling.md.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var asJSON bool
-			switch format {
-			case "table", "":
-			case "json":
-				asJSON = true
-			default:
-				return usageErrorf("--format: unknown format %q (want table or json)", format)
+			f, err := out.parse(cmd)
+			if err != nil {
+				return err
+			}
+			for _, in := range args {
+				if err := output.Check(out.output, output.Options{Store: in, Stdout: cmd.OutOrStdout()}); errors.Is(err, output.ErrIsStore) {
+					return usageErrorf("merge: output %s is the input %s: name another file", out.output, in)
+				}
 			}
 			ctx := cmd.Context()
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			return runMerge(ctx, cmd, storePath(cmd), args, asJSON)
+			return runMerge(ctx, cmd, storePath(cmd), args, func(res *mergeOutput) error {
+				return out.print(cmd, f, res, res.writeTable, res.csv)
+			})
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	out.bind(cmd)
 	return cmd
 }
 
-func runMerge(ctx context.Context, cmd *cobra.Command, outPath string, inPaths []string, asJSON bool) error {
+// runMerge merges the inputs into the store at outPath and hands what it merged to print.
+func runMerge(ctx context.Context, cmd *cobra.Command, outPath string, inPaths []string, print func(*mergeOutput) error) error {
 	stderr := cmd.ErrOrStderr()
 	outInfo, _ := os.Stat(outPath)
 	var (
@@ -166,12 +173,7 @@ func runMerge(ctx context.Context, cmd *cobra.Command, outPath string, inPaths [
 		}
 	}
 
-	out := cmd.OutOrStdout()
-	if asJSON {
-		if err := writeJSON(out, res); err != nil {
-			return err
-		}
-	} else if err := writeMergeTable(out, &res); err != nil {
+	if err := print(&res); err != nil {
 		return err
 	}
 	if res.Total.Unlinked > 0 {
@@ -186,12 +188,13 @@ func runMerge(ctx context.Context, cmd *cobra.Command, outPath string, inPaths [
 	return nil
 }
 
-func writeMergeTable(w io.Writer, res *mergeOutput) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "INPUT\tRECORDINGS\tREUSED\tCONVERSATIONS\tTURNS\tRUNS\tRUNS SKIPPED\tRESULTS")
+// writeTable writes a line per input (and the total of several) as aligned columns, then
+// what the store holds and which run names it holds more than once.
+func (res *mergeOutput) writeTable(w io.Writer) error {
+	t := output.Section{Cols: []string{"INPUT", "RECORDINGS", "REUSED", "CONVERSATIONS", "TURNS", "RUNS", "RUNS SKIPPED", "RESULTS"}}
 	line := func(name string, s merge.Stats) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", name, s.Recordings, s.SharedRecordings,
-			s.Conversations, s.Turns, s.Runs, s.SkippedRuns, s.Results)
+		t.Rows = append(t.Rows, []output.Cell{output.Text(name), output.Int(s.Recordings), output.Int(s.SharedRecordings),
+			output.Int(s.Conversations), output.Int(s.Turns), output.Int(s.Runs), output.Int(s.SkippedRuns), output.Int(s.Results)})
 	}
 	for _, in := range res.Inputs {
 		line(filepath.Base(in.Path), in.Stats)
@@ -199,7 +202,7 @@ func writeMergeTable(w io.Writer, res *mergeOutput) error {
 	if len(res.Inputs) > 1 {
 		line("total", res.Total)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.WriteText(w); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "%s now holds %s and %s (llmtape ls --store %s)\n", res.Store,
@@ -219,6 +222,23 @@ func writeMergeTable(w io.Writer, res *mergeOutput) error {
 			len(ids), n, strings.Join(s, ", "), n)
 	}
 	return nil
+}
+
+// csv is the merge as one flat table: a record per input (by the path given) and one for the
+// total, with the keys of merge.Stats as columns.
+func (res *mergeOutput) csv() output.Section {
+	t := output.Section{Cols: []string{"input", "recordings", "shared_recordings", "conversations", "turns", "runs",
+		"skipped_runs", "results", "unlinked"}}
+	line := func(name string, s merge.Stats) {
+		t.Rows = append(t.Rows, []output.Cell{output.Text(name), output.Int(s.Recordings), output.Int(s.SharedRecordings),
+			output.Int(s.Conversations), output.Int(s.Turns), output.Int(s.Runs), output.Int(s.SkippedRuns),
+			output.Int(s.Results), output.Int(s.Unlinked)})
+	}
+	for _, in := range res.Inputs {
+		line(in.Path, in.Stats)
+	}
+	line("total", res.Total)
+	return t
 }
 
 // mergePlural formats n and the noun, adding "s" unless n is 1.

@@ -67,7 +67,7 @@ func TestRecordCutsAStalledBody(t *testing.T) {
 	_ = st.Recordings(func(r *tape.Recording) error {
 		return st.Conversations(r.ID, func(c *tape.Conversation) error {
 			return st.Turns(c.ID, func(tu *tape.Turn) error {
-				classes = append(classes, tu.Response.ErrorClass)
+				classes = append(classes, string(tu.Response.ErrorClass))
 				return nil
 			})
 		})

@@ -29,6 +29,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/llmtape/llmtape/proxy/proxytest"
+	"github.com/llmtape/llmtape/recorder"
 	"github.com/llmtape/llmtape/sim"
 	"github.com/llmtape/llmtape/sim/simtest"
 	"github.com/llmtape/llmtape/tape"
@@ -117,14 +118,14 @@ func recCountTurns(t *testing.T, path string) int {
 }
 
 // recAdminStats fetches /stats.
-func recAdminStats(t *testing.T, admin string) recordAdminStats {
+func recAdminStats(t *testing.T, admin string) recorder.AdminStats {
 	t.Helper()
 	resp, err := http.Get("http://" + admin + "/stats")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st recordAdminStats
+	var st recorder.AdminStats
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}

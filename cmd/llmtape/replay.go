@@ -2,22 +2,20 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/llmtape/llmtape/analyze"
 	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/metrics"
 	"github.com/llmtape/llmtape/output"
@@ -34,7 +32,7 @@ type replayOptions struct {
 	arrival    string
 	think      string
 	thinkScale float64
-	output     string
+	outputLen  string
 	warmup     string
 	sample     string
 	shard      string
@@ -43,6 +41,7 @@ type replayOptions struct {
 	apiKeyEnv  string
 	slo        string
 	jsonFile   string
+	out        outputFlags
 	progress   time.Duration
 	// maxErrorRate is --max-error-rate, a share 0..1; below 0 (not given) it is off.
 	maxErrorRate float64
@@ -61,7 +60,7 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.think, "think", "original", "think time before each next turn: original (recorded × --think-scale), none, or a duration")
 	f.Float64Var(&o.thinkScale, "think-scale", 0, "multiply recorded think times (default 1/--speed)")
 	f.StringVar((*string)(&c.History), "history", "recorded", "history: recorded (send the recorded messages) or live (the target's own replies)")
-	f.StringVar(&o.output, "output", "recorded", "output length: recorded (max_tokens = recorded completion tokens), request (as sent), or N tokens")
+	f.StringVar(&o.outputLen, "output-len", "recorded", "output length: recorded (max_tokens = recorded completion tokens), request (as sent), or N tokens")
 	f.BoolVar(&c.IgnoreEOS, "ignore-eos", false, "add vLLM's ignore_eos and min_tokens so outputs have exactly the set length")
 	f.StringVar(&c.Model, "model", "", "replace the model of every request")
 	f.IntVar(&c.MaxConcurrency, "max-concurrency", 0, "most requests in flight at once (0: no limit)")
@@ -81,9 +80,33 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.StringVar((*string)(&c.Failed), "failed", string(replay.FailedSend), "turns that failed when recorded: send (they were part of the load) or skip")
 	f.StringVar(&c.SessionHeader, "session-header", "", `send this header with an id of the conversation on every request, e.g. X-Session-ID (value "llmtape-<run id>-<conversation id>"); conversations recorded with a session header get theirs anyway`)
 	f.StringVar(&o.slo, "slo", "", "objectives for goodput, e.g. ttft=500ms,tpot=50ms,e2e=10s")
-	f.StringVar(&o.jsonFile, "json", "", "also write the summary as JSON to this file (-: to stdout alone, the table then goes to stderr)")
+	f.StringVar(&o.jsonFile, "json", "", "also write the summary as JSON to this file (-: to stdout alone, the summary of --format then goes to stderr); kept for one release, like --format json -o FILE")
 	f.Float64Var(&o.maxErrorRate, "max-error-rate", -1, "exit 1 when the share of failed requests (0..1) is above this, e.g. 0.05 (default: off; a run with no successful request always exits 1)")
 	f.DurationVar(&o.progress, "progress-interval", 10*time.Second, "interval of the plain progress lines when stderr is not a terminal (0: none)")
+	o.out.bind(cmd)
+	f.Lookup("output").Usage = "write the summary to this file instead of stdout (-); recorded, request or a number is read as --output-len, the old meaning of --output, with a warning"
+}
+
+// parseOutputLen reads an output length: recorded, request or a positive number of tokens.
+func parseOutputLen(v string) (out replay.Output, tokens int, ok bool) {
+	switch v {
+	case "recorded":
+		return replay.OutputRecorded, 0, true
+	case "request":
+		return replay.OutputRequest, 0, true
+	}
+	n, err := strconv.Atoi(v)
+	return replay.OutputFixed, n, err == nil && n > 0
+}
+
+// isOutputLen reports whether an --output value is an output length (recorded, request or a
+// whole number): --output's meaning before it named the output file, as --output-len now does.
+func isOutputLen(v string) bool {
+	if v == "recorded" || v == "request" {
+		return true
+	}
+	_, err := strconv.Atoi(v)
+	return err == nil
 }
 
 // config turns the flags into a replay.Config; bad values are usage errors.
@@ -136,17 +159,21 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 		}
 		c.ThinkScale = &s
 	}
-	switch o.output {
-	case "recorded":
-		c.Output = replay.OutputRecorded
-	case "request":
-		c.Output = replay.OutputRequest
-	default:
-		n, err := strconv.Atoi(o.output)
-		if err != nil || n <= 0 {
-			return c, usageErrorf("--output %q: want recorded, request or a number of tokens", o.output)
+	// --output was the output length before it named the output file: an output length
+	// given to it is read as --output-len, with a warning.
+	lenFlag, legacy := "--output-len", flags.Changed("output") && isOutputLen(o.out.output)
+	if legacy {
+		if flags.Changed("output-len") {
+			return c, usageErrorf("--output %s is an output length (the old name of --output-len) and --output-len is given too", o.out.output)
 		}
-		c.Output, c.OutputTokens = replay.OutputFixed, n
+		lenFlag, o.outputLen, o.out.output = "--output", o.out.output, "-"
+	}
+	var ok bool
+	if c.Output, c.OutputTokens, ok = parseOutputLen(o.outputLen); !ok {
+		return c, usageErrorf("%s %q: want recorded, request or a number of tokens", lenFlag, o.outputLen)
+	}
+	if legacy {
+		fmt.Fprintf(cmd.ErrOrStderr(), "llmtape: warning: --output %s: the output length is --output-len now (-o/--output names the output file)\n", o.outputLen)
 	}
 	if o.warmup != "" {
 		if n, err := strconv.Atoi(o.warmup); err == nil && n >= 0 {
@@ -245,12 +272,18 @@ partial run is saved, the summary printed, and the exit status is 130.
 
 The exit status is 1, after the run is saved and its summary printed, when no request was
 measured, when no request succeeded (a target that is down), or when the share of failed
-requests is above --max-error-rate. See docs/replay.md.`,
+requests is above --max-error-rate.
+
+The summary is printed as a table, or with --format json or csv, to stdout or the -o file;
+"run N saved" follows a table on stdout and goes to stderr otherwise. --json FILE (kept for one
+release) also writes the JSON summary to FILE; --json - puts it on stdout alone and the summary
+of --format on stderr. See docs/replay.md.`,
 		Example: `  llmtape replay --target http://127.0.0.1:8000
   llmtape replay --target http://gpu-2:8000/v1 --recording 3 --speed 2 --slo ttft=500ms,tpot=50ms
   llmtape replay --target http://router:8000 --recording latest --session-header X-Session-ID --failed skip
   llmtape replay --target http://127.0.0.1:8000 --arrival poisson --rate 5 --think none --history live
-  llmtape replay --target http://10.0.0.5:8000 --shard 1/3 --start-at 2026-01-02T15:00:00Z --json run.json`,
+  llmtape replay --target http://10.0.0.5:8000 --shard 1/3 --start-at 2026-01-02T15:00:00Z --format json -o run.json
+  llmtape replay --target http://127.0.0.1:8000 --output-len 256 --ignore-eos`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
@@ -260,6 +293,10 @@ requests is above --max-error-rate. See docs/replay.md.`,
 
 func (o *replayOptions) run(cmd *cobra.Command) error {
 	cfg, err := o.config(cmd)
+	if err != nil {
+		return err
+	}
+	format, err := o.out.parse(cmd)
 	if err != nil {
 		return err
 	}
@@ -324,17 +361,13 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 		case <-done:
 			return
 		}
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(sig)
-		p := r.Progress()
-		fmt.Fprintf(stderr, "\ninterrupted: letting %d requests in flight finish (Ctrl-C again to cancel them)\n", p.InFlight)
-		select {
-		case <-sig:
+		stop := onSecondInterrupt(func() {
 			fmt.Fprintln(stderr, "canceling requests in flight")
 			r.Abort()
-		case <-done:
-		}
+		})
+		defer stop()
+		fmt.Fprintf(stderr, "\ninterrupted: letting %d requests in flight finish (Ctrl-C again to cancel them)\n", r.Progress().InFlight)
+		<-done
 	}()
 	stopProgress := startProgress(r, stderr, o.progress)
 	rep, runErr := r.Run(ctx)
@@ -348,19 +381,9 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 		}
 		return fmt.Errorf("replay: %w", runErr)
 	}
-	out := cmd.OutOrStdout()
-	if o.jsonFile == "-" {
-		// stdout carries the JSON alone, for a pipe into jq; the table goes to stderr.
-		out = stderr
-	}
-	if err := rep.Summary.WriteTable(out); err != nil {
+	if err := o.writeSummary(cmd, format, rep); err != nil {
 		return err
 	}
-	state := "complete"
-	if rep.Run.Partial {
-		state = "partial"
-	}
-	fmt.Fprintf(out, "run %d %q saved (%s, %d results)\n", rep.Run.ID, rep.Run.Name, state, rep.Run.Requests)
 	if rep.Skipped > 0 {
 		fmt.Fprintf(stderr, "skipped %d turns that cannot be sent: %s\n", rep.Skipped, strings.Join(rep.SkipReasons, "; "))
 	}
@@ -368,7 +391,10 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 		fmt.Fprintf(stderr, "warning: %d results could not be written to the store\n", rep.Lost)
 	}
 	if o.jsonFile != "" {
-		if err := writeSummaryJSON(o.jsonFile, outputOpts(cmd), rep.Summary); err != nil {
+		err := output.Write(o.jsonFile, outputOpts(cmd), func(w io.Writer) error {
+			return analyze.WriteSummary(w, &rep.Summary, analyze.FormatJSON)
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -410,19 +436,30 @@ func replayVerdict(rep *replay.Report, convs int, maxErrorRate float64) error {
 	return nil
 }
 
-func writeSummaryJSON(path string, opts output.Options, s metrics.Summary) error {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode summary: %w", err)
+// writeSummary writes the run's summary in format f to stdout or the -o file, and the line
+// that says the run was saved: after a table on stdout, else on stderr. With --json - stdout
+// carries the JSON alone (for a pipe into jq), and what would go there goes to stderr.
+func (o *replayOptions) writeSummary(cmd *cobra.Command, f output.Format, rep *replay.Report) error {
+	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	if o.jsonFile == "-" {
+		stdout = stderr
 	}
-	b = append(b, '\n')
-	err = output.Write(path, opts, func(w io.Writer) error {
-		_, err := w.Write(b)
+	opts := outputOpts(cmd)
+	opts.Stdout = stdout
+	if err := output.Write(o.out.output, opts, func(w io.Writer) error {
+		return analyze.WriteSummary(w, &rep.Summary, f)
+	}); err != nil {
 		return err
-	})
-	if err != nil {
-		return fmt.Errorf("write summary: %w", err)
 	}
+	saved := stderr
+	if f == output.Table && output.IsStdout(o.out.output) {
+		saved = stdout
+	}
+	state := "complete"
+	if rep.Run.Partial {
+		state = "partial"
+	}
+	fmt.Fprintf(saved, "run %d %q saved (%s, %d results)\n", rep.Run.ID, rep.Run.Name, state, rep.Run.Requests)
 	return nil
 }
 

@@ -236,15 +236,7 @@ func TestReplayInterruptSavesPartialRun(t *testing.T) {
 	if !strings.Contains(out, "halfway") {
 		t.Errorf("ls does not show the partial run:\n%s", out)
 	}
-	s, err := tape.Open(path, &tape.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	run, err := s.FindRun("halfway")
-	if err != nil {
-		t.Fatal(err)
-	}
+	run := mustFindRun(t, path, "halfway")
 	if !run.Partial || run.Requests == 0 || run.Requests >= 100 || len(run.Summary) == 0 || len(run.Histograms) == 0 {
 		t.Errorf("run: partial %v requests %d summary %d bytes histograms %d", run.Partial, run.Requests,
 			len(run.Summary), len(run.Histograms))

@@ -16,7 +16,7 @@ func init() { register(newReportCmd) }
 
 func newReportCmd() *cobra.Command {
 	var (
-		out  outputOptions
+		out  outputFlags
 		runs []string
 		by   string
 		slo  string
@@ -85,6 +85,6 @@ conversation and --slo recomputes goodput; both read the run's results.`,
 	cmd.Flags().StringArrayVar(&runs, "run", nil, "run to report: id, name or latest (repeat to merge shards; default latest)")
 	cmd.Flags().StringVar(&by, "by", "", "add a breakdown: conversation")
 	cmd.Flags().StringVar(&slo, "slo", "", "recompute goodput for these objectives, e.g. ttft=500ms,tpot=50ms,e2e=10s")
-	out.bind(cmd)
+	out.bind(cmd, analyzeFormats...)
 	return cmd
 }

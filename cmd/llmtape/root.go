@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/llmtape/llmtape/output"
 )
 
 // defaultStore is the store file used when neither --store nor $LLMTAPE_STORE names one.
@@ -132,10 +133,5 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }
 
-// writeJSON writes v as indented JSON followed by a newline: the one shape of every command's
-// --format json output.
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+// writeJSON writes v as every command's --format json does (output.WriteJSON).
+func writeJSON(w io.Writer, v any) error { return output.WriteJSON(w, v) }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/llmtape/llmtape/openai"
+	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -69,7 +71,7 @@ type showOutput struct {
 }
 
 func newShowCmd() *cobra.Command {
-	var format string
+	var out outputFlags
 	cmd := &cobra.Command{
 		Use:   "show CONVERSATION",
 		Short: "Show the turns of one conversation",
@@ -79,13 +81,16 @@ reply, the timing (think time before it, TTFT and end-to-end latency from the re
 sent upstream) and the token counts with their source. A turn that failed (the upstream could
 not be reached, answered an error, broke off the stream, or the client went away) is marked
 FAILED with its error class; its messages are the ones the client sent. --format json gives
-each added message verbatim, the reply in full, and error_class on failed turns.`,
+each added message verbatim, the reply in full, and error_class on failed turns. --format csv
+writes one record per turn: its timing, status, tokens, the number of messages it kept and
+added, and the reply in full.`,
 		Example: `  llmtape ls                     # find a recording
   llmtape show 42
-  llmtape show 42 --format json | jq '.turns[].tokens'`,
+  llmtape show 42 --format json | jq '.turns[].tokens'
+  llmtape show 42 --format csv -o turns.csv`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := parseTableJSON(format)
+			f, err := out.parse(cmd)
 			if err != nil {
 				return err
 			}
@@ -98,20 +103,17 @@ each added message verbatim, the reply in full, and error_class on failed turns.
 				return err
 			}
 			defer s.Close()
-			out, err := showConversation(s, id)
+			conv, err := showConversation(s, id)
 			if errors.Is(err, tape.ErrNotFound) {
 				return fmt.Errorf("show: conversation %d is not in %s", id, s.Path())
 			}
 			if err != nil {
 				return fmt.Errorf("show: %w", err)
 			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), out)
-			}
-			return writeShowText(cmd.OutOrStdout(), out)
+			return out.print(cmd, f, conv, conv.writeTable, conv.csv)
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	out.bind(cmd)
 	return cmd
 }
 
@@ -133,7 +135,7 @@ func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
 		st := showTurn{
 			Index: t.Index, Match: string(t.Match), Model: t.Request.Model, Path: t.Request.Path,
 			Start:  t.Timing.Start.UTC(),
-			Status: t.Response.Status, Error: t.Response.Error, ErrorClass: t.FailureClass(),
+			Status: t.Response.Status, Error: t.Response.Error, ErrorClass: string(t.FailureClass()),
 			FinishReason: t.Response.FinishReason, Kept: t.Request.Kept, Messages: []showMessage{},
 			Reply: t.Response.Content,
 			Tokens: showTokens{Prompt: t.Tokens.Prompt, Completion: t.Tokens.Completion,
@@ -175,8 +177,9 @@ func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
 	return out, nil
 }
 
-// messagePreview returns a chat message's role and the first characters of its text (text
-// parts of a content array, or the names of its tool calls).
+// messagePreview returns a chat message's role and the first characters of its text
+// (openai.ContentText), followed by a tag for each part of a content array that has no text
+// ("[image_url]") and the names of its tool calls ("[call get_weather]").
 func messagePreview(raw json.RawMessage) (role, text string) {
 	var m struct {
 		Role      string          `json:"role"`
@@ -190,22 +193,17 @@ func messagePreview(raw json.RawMessage) (role, text string) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return "?", preview(string(raw))
 	}
-	var s string
-	if err := json.Unmarshal(m.Content, &s); err != nil {
-		var parts []struct {
-			Type string `json:"type"`
-			Text string `json:"text"`
-		}
-		if json.Unmarshal(m.Content, &parts) == nil {
-			var texts []string
-			for _, p := range parts {
-				if p.Text != "" {
-					texts = append(texts, p.Text)
-				} else if p.Type != "" {
-					texts = append(texts, "["+p.Type+"]")
-				}
+	s, _ := openai.ContentText(m.Content) // content that is neither text nor parts shows none
+	var parts []struct {
+		Type    string          `json:"type"`
+		Text    json.RawMessage `json:"text"`
+		Refusal json.RawMessage `json:"refusal"`
+	}
+	if len(m.Content) > 0 && m.Content[0] == '[' && json.Unmarshal(m.Content, &parts) == nil {
+		for _, p := range parts {
+			if p.Text == nil && p.Refusal == nil && p.Type != "" {
+				s += " [" + p.Type + "]"
 			}
-			s = strings.Join(texts, " ")
 		}
 	}
 	for _, tc := range m.ToolCalls {
@@ -238,27 +236,43 @@ func preview(s string) string {
 	return s
 }
 
+// fmtMs formats a duration in milliseconds for the table ("-" when unknown).
 func fmtMs(v *float64) string {
 	if v == nil {
 		return "-"
 	}
-	return fmtDurationMs(*v)
+	return output.Millis(*v)
 }
 
-func fmtDurationMs(v float64) string {
-	d := time.Duration(v * float64(time.Millisecond))
-	switch {
-	case d >= time.Minute:
-		return d.Round(time.Second).String()
-	case d >= time.Second:
-		return d.Round(10 * time.Millisecond).String()
+// csvMs is a duration in milliseconds for CSV ("" when unknown).
+func csvMs(v *float64) output.Cell {
+	if v == nil {
+		return output.Text("")
 	}
-	return strconv.FormatFloat(v, 'f', 1, 64) + "ms"
+	return output.Num(*v)
 }
 
-func writeShowText(w io.Writer, out *showOutput) error {
+// csv is the conversation as one flat table: a record per turn.
+func (out *showOutput) csv() output.Section {
+	s := output.Section{Cols: []string{"conversation", "turn", "start", "match", "model", "path", "status",
+		"error_class", "error", "finish_reason", "think_ms", "ttft_ms", "e2e_ms", "prompt_tokens", "cached_tokens",
+		"completion_tokens", "token_source", "kept_messages", "added_messages", "reply"}}
+	for _, t := range out.Turns {
+		s.Rows = append(s.Rows, []output.Cell{output.Int(out.ID), output.Int(t.Index),
+			output.Text(t.Start.Format(time.RFC3339Nano)), output.Text(t.Match), output.Text(t.Model),
+			output.Text(t.Path), output.Int(t.Status), output.Text(t.ErrorClass), output.Text(t.Error),
+			output.Text(t.FinishReason), csvMs(t.ThinkMs), csvMs(t.TTFTMs), csvMs(t.E2EMs),
+			output.Int(t.Tokens.Prompt), output.Int(t.Tokens.Cached), output.Int(t.Tokens.Completion),
+			output.Text(t.Tokens.Source), output.Int(t.Kept), output.Int(len(t.Messages)), output.Text(t.Reply)})
+	}
+	return s
+}
+
+// writeTable writes the conversation for people: a header line, then each turn with the
+// first characters of its messages and reply.
+func (out *showOutput) writeTable(w io.Writer) error {
 	fmt.Fprintf(w, "conversation %d  recording %d  grouping %s  arrival %s  turns %d\n",
-		out.ID, out.Recording, out.Grouping, fmtDurationMs(out.ArrivalMs), len(out.Turns))
+		out.ID, out.Recording, out.Grouping, output.Millis(out.ArrivalMs), len(out.Turns))
 	if out.Session != "" && out.SessionHeader != "" {
 		fmt.Fprintf(w, "session %s (header %s)\n", out.Session, out.SessionHeader)
 	} else if out.Session != "" {
@@ -289,11 +303,4 @@ func writeShowText(w io.Writer, out *showOutput) error {
 		}
 	}
 	return nil
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -2,10 +2,14 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 
 	"github.com/spf13/cobra"
+
+	"github.com/llmtape/llmtape/output"
 )
 
 func init() { register(newVersionCmd) }
@@ -52,29 +56,36 @@ func readBuildVersion() buildVersion {
 }
 
 func newVersionCmd() *cobra.Command {
-	var format string
+	var out outputFlags
 	cmd := &cobra.Command{
 		Use:     "version",
 		Short:   "Print the version, commit and Go version",
+		Long:    "Version prints the release version, the commit it was built from and the Go version.\n--format text is the same as table.",
 		Example: "  llmtape version\n  llmtape version --format json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := parseTableJSON(format)
+			f, err := out.parse(cmd)
 			if err != nil {
 				return err
 			}
 			v := readBuildVersion()
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), v)
-			}
-			commit := v.Commit
-			if v.Modified {
-				commit += " (modified)"
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "llmtape %s\ncommit  %s\ngo      %s\n", v.Version, commit, v.Go)
-			return nil
+			return out.print(cmd, f, v, v.writeTable, v.csv)
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	out.bind(cmd)
 	return cmd
+}
+
+func (v buildVersion) writeTable(w io.Writer) error {
+	commit := v.Commit
+	if v.Modified {
+		commit += " (modified)"
+	}
+	_, err := fmt.Fprintf(w, "llmtape %s\ncommit  %s\ngo      %s\n", v.Version, commit, v.Go)
+	return err
+}
+
+func (v buildVersion) csv() output.Section {
+	return output.Section{Cols: []string{"version", "commit", "modified", "go"}, Rows: [][]output.Cell{{
+		output.Text(v.Version), output.Text(v.Commit), output.Text(strconv.FormatBool(v.Modified)), output.Text(v.Go)}}}
 }
