@@ -235,38 +235,9 @@ func (d *Distribution) Sample(rng *rand.Rand, n int) []float64 {
 			out[i] = d.Value
 		}
 	case "uniform":
-		for i := range out {
-			if d.Integer {
-				lo, hi := int64(d.Min), int64(d.Max)
-				out[i] = float64(lo + rng.Int64N(hi-lo+1))
-			} else {
-				out[i] = d.Min + rng.Float64()*(d.Max-d.Min)
-			}
-		}
+		d.sampleUniform(rng, out)
 	case "lognormal":
-		mu, sigma := d.Mean, d.Sigma
-		if d.Average > 0 {
-			// By average (also for a Distribution built in code without Mean and Sigma).
-			r := d.MedianRatio
-			if !(r > 0 && r < 1) {
-				r = 0.85
-			}
-			mu, sigma = math.Log(d.Average*r), math.Sqrt(2*math.Log(1/r))
-		}
-		if d.Average <= 0 && mu == 0 && sigma == 0 {
-			break // the zero lognormal (only when built in code): all zeros
-		}
-		var sum float64
-		for i := range out {
-			out[i] = math.Exp(mu + sigma*rng.NormFloat64())
-			sum += out[i]
-		}
-		if d.Average > 0 && sum > 0 {
-			scale := d.Average / (sum / float64(n))
-			for i := range out {
-				out[i] *= scale
-			}
-		}
+		d.sampleLognormal(rng, out)
 	case "zipf":
 		z := rand.NewZipf(rng, d.Alpha, 1, math.MaxUint32)
 		for i := range out {
@@ -286,6 +257,47 @@ func (d *Distribution) Sample(rng *rand.Rand, n int) []float64 {
 		out[i] = math.Min(out[i], maxSample)
 	}
 	return out
+}
+
+// sampleUniform fills out with uniform samples: integers from Min to Max inclusive when both
+// were integers, else reals.
+func (d *Distribution) sampleUniform(rng *rand.Rand, out []float64) {
+	for i := range out {
+		if d.Integer {
+			lo, hi := int64(d.Min), int64(d.Max)
+			out[i] = float64(lo + rng.Int64N(hi-lo+1))
+		} else {
+			out[i] = d.Min + rng.Float64()*(d.Max-d.Min)
+		}
+	}
+}
+
+// sampleLognormal fills out with lognormal samples; by average, the batch is scaled so that
+// its mean is exactly Average (as vLLM does).
+func (d *Distribution) sampleLognormal(rng *rand.Rand, out []float64) {
+	mu, sigma := d.Mean, d.Sigma
+	if d.Average > 0 {
+		// By average (also for a Distribution built in code without Mean and Sigma).
+		r := d.MedianRatio
+		if !(r > 0 && r < 1) {
+			r = 0.85
+		}
+		mu, sigma = math.Log(d.Average*r), math.Sqrt(2*math.Log(1/r))
+	}
+	if d.Average <= 0 && mu == 0 && sigma == 0 {
+		return // the zero lognormal (only when built in code): all zeros
+	}
+	var sum float64
+	for i := range out {
+		out[i] = math.Exp(mu + sigma*rng.NormFloat64())
+		sum += out[i]
+	}
+	if d.Average > 0 && sum > 0 {
+		scale := d.Average / (sum / float64(len(out)))
+		for i := range out {
+			out[i] *= scale
+		}
+	}
 }
 
 // Ints returns n samples rounded to integers, ties to even (as numpy's round).

@@ -35,13 +35,16 @@ func parseVLLM(ctx context.Context, data []byte, file string, cfg *Config) (*Dat
 		})
 }
 
+// elementParser turns the field array of one element of a conversations file into messages,
+// adding to d.Skipped what it leaves out; fail places an error in the element's field.
+type elementParser func(d *Dataset, elem string, arr []json.RawMessage, fail func(field string, err error) error) ([]message, error)
+
 // parseConversations reads a JSON array of conversations {"id", field: [...]} (the vllm and
 // sharegpt formats): element errors, ids (a repeated id is skipped, a missing one is the
 // element's index) and turns are handled here; parse turns one element's field array into
 // messages, adding to d.Skipped what it leaves out. An element without turns is skipped with
 // the reason noTurns (unless parse returned no messages: it has said why).
-func parseConversations(ctx context.Context, data []byte, file string, cfg *Config, field, fieldWant, noTurns string,
-	parse func(d *Dataset, elem string, arr []json.RawMessage, fail func(field string, err error) error) ([]message, error)) (*Dataset, error) {
+func parseConversations(ctx context.Context, data []byte, file string, cfg *Config, field, fieldWant, noTurns string, parse elementParser) (*Dataset, error) {
 	d := &Dataset{}
 	start := cfg.now()
 	d.Recording.Started, d.Recording.Ended = start, start
@@ -68,16 +71,10 @@ func parseConversations(ctx context.Context, data []byte, file string, cfg *Conf
 			}
 			seen[id] = i
 		}
-		rawArr, ok := obj[field]
-		if !ok {
-			return fail("", fmt.Errorf("missing field %q, expected an array of %s", field, fieldWant))
+		arr, err := fieldArray(obj, field, fieldWant, fail)
+		if err != nil {
+			return err
 		}
-		// rawArr is valid JSON, a field of a valid object.
-		rawArr = bytes.TrimSpace(rawArr)
-		if len(rawArr) == 0 || rawArr[0] != '[' {
-			return fail(field, fmt.Errorf("expected an array of %s", fieldWant))
-		}
-		arr := elementsInPlace(rawArr)
 		msgs, err := parse(d, elem, arr, fail)
 		if err != nil || msgs == nil {
 			return err
@@ -100,6 +97,20 @@ func parseConversations(ctx context.Context, data []byte, file string, cfg *Conf
 		return nil, err
 	}
 	return d, nil
+}
+
+// fieldArray returns the elements of an element's array field (of fieldWant objects).
+func fieldArray(obj map[string]json.RawMessage, field, fieldWant string, fail func(string, error) error) ([]json.RawMessage, error) {
+	rawArr, ok := obj[field]
+	if !ok {
+		return nil, fail("", fmt.Errorf("missing field %q, expected an array of %s", field, fieldWant))
+	}
+	// rawArr is valid JSON, a field of a valid object.
+	rawArr = bytes.TrimSpace(rawArr)
+	if len(rawArr) == 0 || rawArr[0] != '[' {
+		return nil, fail(field, fmt.Errorf("expected an array of %s", fieldWant))
+	}
+	return elementsInPlace(rawArr), nil
 }
 
 // object decodes a JSON object into its fields, which are slices of raw when it is valid.
