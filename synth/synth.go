@@ -100,8 +100,29 @@ func New(ctx context.Context, text []byte, tokenizerName string) (*Materializer,
 	if len(words) == 0 {
 		return nil, errors.New("synth: text has no words")
 	}
-	counts := make(map[string]int32, 1<<14)
-	freq := make(map[string]int, 1<<14)
+	counts, freq, err := m.index(ctx, s, words)
+	if err != nil {
+		return nil, err
+	}
+	if total := m.Tokens(); total < minTokens {
+		return nil, fmt.Errorf("synth: text has %d tokens, need at least %d", total, minTokens)
+	}
+	tags, err := tagWords(counts, freq)
+	if err != nil {
+		return nil, err
+	}
+	m.filler = tags[0]
+	copy(m.lenWords[:], tags[:lenWordCount])
+	copy(m.digits[:], tags[lenWordCount:tagWordCount])
+	return m, nil
+}
+
+// index builds the corpus of words (s is their text) with its escaped twin, offsets and
+// cumulative token counts, and returns each unit's tokens and frequency. It checks ctx every
+// 4096 words.
+func (m *Materializer) index(ctx context.Context, s string, words []string) (counts map[string]int32, freq map[string]int, err error) {
+	counts = make(map[string]int32, 1<<14)
+	freq = make(map[string]int, 1<<14)
 	var b, e strings.Builder
 	b.Grow(len(s) + len(words))
 	e.Grow(len(s) + len(words) + len(s)/50)
@@ -112,18 +133,18 @@ func New(ctx context.Context, text []byte, tokenizerName string) (*Materializer,
 	for i, w := range words {
 		if i%4096 == 0 {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		if b.Len() > 1<<30 {
-			return nil, errors.New("synth: text larger than 1 GiB")
+			return nil, nil, errors.New("synth: text larger than 1 GiB")
 		}
 		unit := " " + w
 		n, ok := counts[unit]
 		if !ok {
-			c, err := codec.Count(unit)
+			c, err := m.codec.Count(unit)
 			if err != nil {
-				return nil, fmt.Errorf("synth: count tokens: %w", err)
+				return nil, nil, fmt.Errorf("synth: count tokens: %w", err)
 			}
 			n = int32(c)
 			counts[unit] = n
@@ -142,11 +163,12 @@ func New(ctx context.Context, text []byte, tokenizerName string) (*Materializer,
 	m.cum = append(m.cum, int32(total))
 	m.corpus = b.String()
 	m.esc = e.String()
-	if total < minTokens {
-		return nil, fmt.Errorf("synth: text has %d tokens, need at least %d", total, minTokens)
-	}
+	return counts, freq, nil
+}
 
-	// The tag words: the most frequent lowercase ASCII words of one token, in a stable order.
+// tagWords returns the tag words: the most frequent lowercase ASCII words of one token, in a
+// stable order, at least tagWordCount of them.
+func tagWords(counts map[string]int32, freq map[string]int) ([]string, error) {
 	var tags []string
 	for unit, n := range counts {
 		if n == 1 && isLowerWord(unit[1:]) {
@@ -162,10 +184,7 @@ func New(ctx context.Context, text []byte, tokenizerName string) (*Materializer,
 		}
 		return tags[i] < tags[j]
 	})
-	m.filler = tags[0]
-	copy(m.lenWords[:], tags[:lenWordCount])
-	copy(m.digits[:], tags[lenWordCount:tagWordCount])
-	return m, nil
+	return tags, nil
 }
 
 // isLowerWord reports whether w is two or more ASCII lowercase letters.
