@@ -45,9 +45,6 @@ type Config struct {
 	CacheTokens int64
 }
 
-// ErrNoRecording is returned when the store holds no recording to analyse: tape's.
-var ErrNoRecording = tape.ErrNoRecording
-
 // RecordingInfo names the recording a Profile describes.
 type RecordingInfo struct {
 	ID      uint64    `json:"id"`
@@ -124,12 +121,6 @@ type Profile struct {
 	Timeline             Timeline       `json:"timeline"`
 	// Latency holds the recorded latency histograms (not in JSON): the HTML report's CDFs.
 	Latency *metrics.Set `json:"-"`
-}
-
-// FindRecording resolves ref: "" or "latest" (the newest recording), a numeric id, or a name
-// (the newest recording of that name). The rule is tape.FindRecording's.
-func FindRecording(src Source, ref string) (*tape.Recording, error) {
-	return tape.FindRecording(src, ref)
 }
 
 // turnRec is what the prefix-reuse pass keeps of a turn.

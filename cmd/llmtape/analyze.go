@@ -63,9 +63,9 @@ store (computed once when a turn was recorded or imported); nothing is tokenized
 				return err
 			}
 			defer s.Close()
-			rec, err := analyze.FindRecording(s, recording)
+			rec, err := tape.FindRecording(s, recording)
 			if err != nil {
-				if errors.Is(err, analyze.ErrNoRecording) {
+				if errors.Is(err, tape.ErrNoRecording) {
 					return fmt.Errorf("analyze: %w (record or import one first)", err)
 				}
 				return fmt.Errorf("analyze: %w", err)

@@ -9,10 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/llmtape/llmtape/analyze"
 	"github.com/llmtape/llmtape/dataset"
 	"github.com/llmtape/llmtape/output"
 	"github.com/llmtape/llmtape/synth"
+	"github.com/llmtape/llmtape/tape"
 )
 
 func init() { register(newExportCmd) }
@@ -69,9 +69,9 @@ Prompts of imported traces (mooncake, azure) are materialized from the built-in 
 				return err
 			}
 			defer st.Close()
-			rec, err := analyze.FindRecording(st, recording)
+			rec, err := tape.FindRecording(st, recording)
 			if err != nil {
-				if errors.Is(err, analyze.ErrNoRecording) {
+				if errors.Is(err, tape.ErrNoRecording) {
 					return fmt.Errorf("export: %w (record or import one first)", err)
 				}
 				return fmt.Errorf("export: %w", err)
