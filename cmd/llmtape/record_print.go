@@ -15,10 +15,21 @@ import (
 	"github.com/llmtape/llmtape/recorder"
 )
 
-// printStarted says where the proxy listens and how to point clients at it, and warns about
-// listeners that other machines can reach.
+// printStarted warns about listeners that other machines can reach, then says where the proxy
+// listens and how to point clients at it. The warnings come first: whoever waits for the
+// listening line (a script, a test) has them by then.
 func (o *recordOptions) printStarted(stdout, logw io.Writer, s *recorder.Session, store string, adminPublic bool) {
 	addr := s.Addr().String()
+	if a := s.AdminAddr(); a != nil && adminPublic {
+		fmt.Fprintf(logw, "llmtape record: warning: admin listener on %s is reachable from other machines; it serves the whole store to anyone holding the token, in clear text over HTTP\n", a)
+	}
+	if a, ok := s.Addr().(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
+		to := "the upstream"
+		if o.mode == proxy.ModeForward {
+			to = "the --intercept and --allow-connect hosts"
+		}
+		fmt.Fprintf(logw, "llmtape record: warning: listening on %s, reachable from other machines; anyone who can connect can send requests through it to %s\n", addr, to)
+	}
 	fmt.Fprintf(stdout, "llmtape record: %s proxy listening on http://%s, recording %d into %s\n", o.mode, addr, s.Summary().Recording, store)
 	if o.mode == proxy.ModeReverse {
 		fmt.Fprintf(stdout, "  forwarding to %s; point clients at it: export OPENAI_BASE_URL=http://%s/v1\n", redact.URL(o.upstream), addr)
@@ -27,16 +38,6 @@ func (o *recordOptions) printStarted(stdout, logw io.Writer, s *recorder.Session
 	}
 	if a := s.AdminAddr(); a != nil {
 		fmt.Fprintf(stdout, "  admin on http://%s (/health, /stats, /snapshot)\n", a)
-		if adminPublic {
-			fmt.Fprintf(logw, "llmtape record: warning: admin listener on %s is reachable from other machines; it serves the whole store to anyone holding the token, in clear text over HTTP\n", a)
-		}
-	}
-	if a, ok := s.Addr().(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
-		to := "the upstream"
-		if o.mode == proxy.ModeForward {
-			to = "the --intercept and --allow-connect hosts"
-		}
-		fmt.Fprintf(logw, "llmtape record: warning: listening on %s, reachable from other machines; anyone who can connect can send requests through it to %s\n", addr, to)
 	}
 }
 
