@@ -51,7 +51,8 @@ type Config struct {
 	// password, cookie or signature) (the --redact-header flag). The proxy drops them before
 	// the recorder sees them; the recorder drops them again so that no caller can store them
 	// by mistake. The session headers (DefaultSessionHeaders, SessionHeaders) are kept unless
-	// named here.
+	// named here; one named here names no conversation (its value is not stored as the
+	// conversation's session either).
 	RedactHeaders []string
 	// Name, Upstream and Mode describe the recording that Start creates. Name defaults to
 	// "record <start time>". The password of a URL in Upstream is stored as "xxxxx".
@@ -193,10 +194,18 @@ func New(store *tape.Store, cfg Config) (*Recorder, error) {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	r.p = parser{cache: newInfoCache(infoCacheSize)}
+	var session []string
 	for _, h := range append(append([]string{}, DefaultSessionHeaders...), cfg.SessionHeaders...) {
-		r.p.sessionHeaders = append(r.p.sessionHeaders, http.CanonicalHeaderKey(h))
+		session = append(session, http.CanonicalHeaderKey(h))
 	}
-	r.p.redact = redact.New(cfg.RedactHeaders, r.p.sessionHeaders)
+	r.p.redact = redact.New(cfg.RedactHeaders, session)
+	// A session header that is also redacted is never stored, not even as the conversation's
+	// session id: it names no conversation.
+	for _, h := range session {
+		if !r.p.redact.Secret(h) {
+			r.p.sessionHeaders = append(r.p.sessionHeaders, h)
+		}
+	}
 	return r, nil
 }
 

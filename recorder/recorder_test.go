@@ -462,6 +462,30 @@ func TestRedactHeaders(t *testing.T) {
 	}
 }
 
+// A session header that is also redacted is a secret like any other: its value is stored
+// neither as a header nor as the conversation's session id, and it groups nothing.
+func TestRedactedSessionHeaderNamesNoConversation(t *testing.T) {
+	s, path := mustStore(t)
+	r := mustNew(t, s, recorder.Config{RedactHeaders: []string{"x-session-id"}})
+	x := exchange(t0, chatPath, chatBody(msg("user", "hi")), 200, "text/event-stream", sseOf("ok", true))
+	x.ReqHeader.Set("X-Session-ID", "sess-secret-value")
+	r.Capture(x)
+	mustClose(t, r)
+	for _, c := range readAll(t, s) {
+		if c.conv.Session != "" || c.conv.SessionHeader != "" {
+			t.Errorf("conversation session %q from header %q, want none", c.conv.Session, c.conv.SessionHeader)
+		}
+	}
+	s.Close()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("sess-secret-value")) {
+		t.Error("the store file holds the redacted session header's value")
+	}
+}
+
 // Capture never blocks: a full queue and a closed recorder count exchanges as not recorded,
 // other paths as ignored; every exchange is accounted for.
 func TestCaptureAccounting(t *testing.T) {
