@@ -130,6 +130,8 @@ type Recorder struct {
 
 	workers  sync.WaitGroup
 	stitched chan struct{}
+	// noteStop ends noteLoop, which has returned when noted is closed.
+	noteStop, noted chan struct{}
 
 	// broken holds the conversations that lost a turn (set by the writer's OnLost, taken by
 	// the stitcher): their later turns cannot be stored after the gap, so the stitcher
@@ -271,6 +273,8 @@ func (r *Recorder) Start(ctx context.Context) error {
 		go r.parseLoop()
 	}
 	go r.stitchLoop()
+	r.noteStop, r.noted = make(chan struct{}), make(chan struct{})
+	go r.noteLoop(notRecordedInterval)
 	r.mu.Lock()
 	r.running = true
 	r.mu.Unlock()
@@ -496,6 +500,8 @@ func (r *Recorder) Close() error {
 		return nil
 	}
 
+	close(r.noteStop)
+	<-r.noted
 	r.workers.Wait()
 	<-r.stitched
 	errW := r.w.Load().Close()
@@ -503,6 +509,44 @@ func (r *Recorder) Close() error {
 		errW = fmt.Errorf("close recorder: flush: %w", errW)
 	}
 	return errors.Join(errW, r.finish())
+}
+
+// notRecordedInterval is how often a recorder that is running writes its count of exchanges
+// not recorded into the recording, when it has changed.
+const notRecordedInterval = time.Second
+
+// noteLoop writes the count of exchanges not recorded (Stats.NotRecorded) into the recording
+// while it runs, every interval when it has changed, so that a recording cut short by a crash
+// or kill -9 (whose end is never written) still says how many it lacks. finish writes the
+// final count.
+func (r *Recorder) noteLoop(interval time.Duration) {
+	defer close(r.noted)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var written uint64
+	for {
+		select {
+		case <-r.noteStop:
+			return
+		case <-t.C:
+		}
+		n := r.Stats().NotRecorded
+		if n == written {
+			continue
+		}
+		rec, err := r.store.Recording(r.rec.ID)
+		if err == nil {
+			rec.NotRecorded, rec.Complete = int(n), false
+			err = r.store.UpdateRecording(rec)
+		}
+		if err != nil {
+			if r.rateOK(&r.lastStore) {
+				r.log.Error("recorder: could not note the exchanges not recorded", "recording", r.rec.ID, "err", err)
+			}
+			continue
+		}
+		written = n
+	}
 }
 
 // finishRetries are the pauses before the second and later attempts to write the recording's

@@ -2,6 +2,7 @@ package recorder_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -574,5 +575,39 @@ func TestManyTwins(t *testing.T) {
 		if d := c.turns[1].turn.Timing.Start.Sub(c.turns[0].turn.Timing.Start); c.turns[0].turn.Timing.Start.After(t0.Add(2*burst*time.Second)) && d != time.Second {
 			t.Errorf("conversation %d: serial follow-up %v after its first turn, want 1s", c.conv.ID, d)
 		}
+	}
+}
+
+// A running recorder writes its count of exchanges not recorded into the recording as it goes,
+// so that a recording cut short (kill -9: no Close) still says how many it lacks.
+func TestNotRecordedIsWrittenWhileRunning(t *testing.T) {
+	s, _ := mustStore(t)
+	r, err := recorder.New(s, recorder.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Captured before Start: not recorded.
+	r.Capture(exchange(t0, chatPath, chatBody(msg("user", "early")), 200, "text/event-stream", sseOf("ok", true)))
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		rec, err := s.Recording(r.Recording())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.NotRecorded == 1 && !rec.Complete {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recording while running: not_recorded %d complete %v, want 1 false", rec.NotRecorded, rec.Complete)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the store: the write is due within a second
+	}
+	mustClose(t, r)
+	if rec, err := s.Recording(r.Recording()); err != nil || rec.NotRecorded != 1 || rec.Complete {
+		t.Errorf("after Close: %+v, %v", rec, err)
 	}
 }
