@@ -273,6 +273,15 @@ func (t *respTee) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// endsWithDone reports whether an SSE body ends with the [DONE] event (whitespace after it
+// aside): the OpenAI-style end of a whole stream.
+func endsWithDone(body []byte) bool {
+	body = bytes.TrimRight(body, " \r\n")
+	line := body[bytes.LastIndexByte(body, '\n')+1:]
+	v, ok := bytes.CutPrefix(line, []byte("data:"))
+	return ok && string(bytes.TrimSpace(v)) == "[DONE]"
+}
+
 // Close ends the exchange: the copy to the client is over (all of it, or it failed).
 func (t *respTee) Close() error {
 	if t.closed {
@@ -286,6 +295,9 @@ func (t *respTee) Close() error {
 	c.cancel()
 	c.stopAbort()
 	switch {
+	case t.readErr != nil && c.clientCtx.Err() != nil && !x.RespTruncated && endsWithDone(x.Body):
+		// The client hung up after reading the stream's [DONE], as some clients do without
+		// waiting for the connection's end: the stream was whole, and nothing failed.
 	case t.readErr != nil:
 		if x.Err == "" {
 			x.Err = "read upstream: " + t.readErr.Error()

@@ -254,6 +254,48 @@ func slowStream(canceled chan<- struct{}) http.Handler {
 	})
 }
 
+// A client that hangs up right after reading [DONE], while the upstream keeps the response
+// open, read a whole stream: the exchange has no error and the client is not counted as gone.
+func TestHangUpAfterDoneIsNoError(t *testing.T) {
+	hold := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n")
+		w.(http.Flusher).Flush()
+		select { // the response stays open until the client has gone
+		case <-r.Context().Done():
+		case <-hold:
+		}
+	}))
+	defer up.Close()
+	defer close(hold)
+	col := &proxytest.Collector{}
+	p, addr := proxytest.MustStart(t, proxy.Config{Upstream: up.URL, Sink: col})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/chat/completions", strings.NewReader(`{"stream":true}`))
+	resp, err := rawClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream ended before [DONE]: %v", err)
+		}
+		if strings.HasPrefix(line, "data: [DONE]") {
+			break
+		}
+	}
+	resp.Body.Close()
+	x := col.Wait(t, 1)[0]
+	if x.Err != "" || x.ErrClass != "" || x.ClientGone {
+		t.Errorf("exchange err %q class %q gone %v, want a whole stream", x.Err, x.ErrClass, x.ClientGone)
+	}
+	if st := p.Stats(); st.Errors != 0 || st.ClientGone != 0 {
+		t.Errorf("stats %+v, want no error and no client gone", st)
+	}
+}
+
 func TestClientGoneCancelsUpstream(t *testing.T) {
 	canceled := make(chan struct{})
 	up := httptest.NewServer(slowStream(canceled))
