@@ -36,12 +36,15 @@ type ExportConfig struct {
 	// Salt keys the hash of real prompt tokens into hash_ids (mooncake format); it is never
 	// written. Default: 16 random bytes per export.
 	Salt []byte
+	// NoITL leaves the ITL samples out of the results format's lines (they are most of a
+	// line's bytes: one value per output token).
+	NoITL bool
 }
 
 // ExportStats counts what Export wrote.
 type ExportStats struct {
 	Conversations int
-	Turns         int
+	Turns         int // turns, or for the results formats lines (requests)
 }
 
 // Export writes recording rec of st to w in cfg.Format, with that format's Encoder (see
@@ -65,8 +68,31 @@ func Export(ctx context.Context, st *tape.Store, rec uint64, w io.Writer, cfg Ex
 	if !ok || f.Encode == nil {
 		return ExportStats{}, fmt.Errorf("export: %w %q (want one of %s)", ErrUnknownFormat, cfg.Format, strings.Join(ExportFormats, ", "))
 	}
+	return encode(w, &cfg, func(bw *bufio.Writer) (ExportStats, error) { return f.Encode(ctx, st, r, bw, &cfg) })
+}
+
+// ExportRun writes run of st to w in cfg.Format, one of RunExportFormats, with that format's
+// RunEncoder: the run's results, or the conversations as its target answered them. It checks
+// ctx every conversation or every few thousand results and returns its error.
+func ExportRun(ctx context.Context, st *tape.Store, run uint64, w io.Writer, cfg ExportConfig) (ExportStats, error) {
+	if cfg.Materializer == nil {
+		cfg.Materializer = synth.Default()
+	}
+	r, err := st.Run(run)
+	if err != nil {
+		return ExportStats{}, fmt.Errorf("export: run %d: %w", run, err)
+	}
+	f, ok := lookup(cfg.Format)
+	if !ok || f.EncodeRun == nil {
+		return ExportStats{}, fmt.Errorf("export: %w %q for a run (want one of %s)", ErrUnknownFormat, cfg.Format, strings.Join(RunExportFormats, ", "))
+	}
+	return encode(w, &cfg, func(bw *bufio.Writer) (ExportStats, error) { return f.EncodeRun(ctx, st, r, bw, &cfg) })
+}
+
+// encode runs an encoder on a buffered w and flushes it.
+func encode(w io.Writer, cfg *ExportConfig, fn func(*bufio.Writer) (ExportStats, error)) (ExportStats, error) {
 	bw := bufio.NewWriterSize(w, 1<<16)
-	stats, err := f.Encode(ctx, st, r, bw, &cfg)
+	stats, err := fn(bw)
 	if err != nil {
 		return stats, fmt.Errorf("export %s: %w", cfg.Format, err)
 	}
