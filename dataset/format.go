@@ -51,14 +51,14 @@ type Format struct {
 // formats is the one table of formats, in the order that help and error messages list them.
 var formats = []Format{
 	{
-		Name: FormatVLLM, Decode: parseVLLM, Encode: encodeConversations(writeVLLM),
+		Name: FormatVLLM, Decode: parseVLLM, Encode: encodeConversations(writeVLLM), EncodeRun: encodeRunConversations(writeVLLM),
 		Shape:      `a JSON array of {"id", "messages": [{"role", "content"}, …]}`,
 		ImportHelp: `vLLM multi-turn benchmark conversations: [{"id", "messages": [{"role", "content"}]}]`,
 		ExportHelp: "the conversations as vLLM's multi-turn benchmark reads them\n" +
 			`([{"id", "messages"}], each conversation's full message list and last reply)`,
 	},
 	{
-		Name: FormatShareGPT, Decode: parseShareGPT, Encode: encodeConversations(writeShareGPT),
+		Name: FormatShareGPT, Decode: parseShareGPT, Encode: encodeConversations(writeShareGPT), EncodeRun: encodeRunConversations(writeShareGPT),
 		Shape: `a JSON array of {"id", "conversations": [{"from", "value"}, …]}`,
 		ImportHelp: `ShareGPT: [{"id", "conversations": [{"from", "value"}]}] (human/user -> user,` + "\n" +
 			`gpt/bing/chatgpt/bard -> assistant, system; other speakers are skipped and listed)`,

@@ -33,15 +33,19 @@ func newExportCmd() *cobra.Command {
 		Long: `Export writes a recording in another tool's format:
 
 ` + dataset.ExportHelp() + `
-With --run, it writes a replay run instead: its results (` + strings.Join(dataset.RunExportFormats, ", ") + `),
-one line per request in the order they completed. Prompts of imported traces (mooncake,
-azure) are materialized from the built-in text, or from --text-file. See docs/datasets.md
-and docs/json.md.`,
+With --run RUN it writes a replay run instead (formats ` + strings.Join(dataset.RunExportFormats, ", ") + `):
+results and results-csv give one line per request in the order they completed; vllm and
+sharegpt give the conversations as the run's target answered them (vLLM's -o), from the
+replies a replay with --keep-replies stores. Prompts of imported traces (mooncake, azure) are
+materialized from the built-in text, or from --text-file. See docs/datasets.md and
+docs/json.md.`,
 		Example: `  llmtape export --format vllm -o conversations.json
   llmtape export --format mooncake --recording 2 -o trace.jsonl
   llmtape export --format requests | jq -c .body
   llmtape export --run latest --format results -o results.jsonl
-  llmtape export --run 3 --format results-csv -o results.csv`,
+  llmtape export --run 3 --format results-csv -o results.csv
+  llmtape replay --target http://127.0.0.1:8000 --keep-replies --name new
+  llmtape export --run new --format vllm -o answered.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			byRun := cmd.Flags().Changed("run")

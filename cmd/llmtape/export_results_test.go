@@ -77,8 +77,9 @@ func readResultLines(t *testing.T, data []byte) []resultLine {
 // teeProxy is a reverse proxy to target that keeps every response body by the content of the
 // request's last message, so that a test can read what the target sent (and the sim's stamps).
 type teeProxy struct {
-	mu     sync.Mutex
-	bodies map[string]*bytes.Buffer
+	mu       sync.Mutex
+	bodies   map[string]*bytes.Buffer
+	requests map[string][]byte // the request bodies, by the same key
 }
 
 func startTeeProxy(t *testing.T, target string) (*teeProxy, string) {
@@ -87,7 +88,7 @@ func startTeeProxy(t *testing.T, target string) (*teeProxy, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := &teeProxy{bodies: map[string]*bytes.Buffer{}}
+	tp := &teeProxy{bodies: map[string]*bytes.Buffer{}, requests: map[string][]byte{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.FlushInterval = -1
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -102,6 +103,7 @@ func startTeeProxy(t *testing.T, target string) (*teeProxy, string) {
 		buf := &bytes.Buffer{}
 		tp.mu.Lock()
 		tp.bodies[key] = buf
+		tp.requests[key] = body
 		tp.mu.Unlock()
 		rp.ServeHTTP(&teeWriter{ResponseWriter: w, buf: buf}, r)
 	}))
