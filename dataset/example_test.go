@@ -46,4 +46,6 @@ func ExampleFormats() {
 	// mooncake import true  export true
 	// azure    import true  export false
 	// requests import false export true
+	// results  import false export true
+	// results-csv import false export true
 }

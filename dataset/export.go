@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/llmtape/llmtape/internal/randx"
+	"github.com/llmtape/llmtape/metrics"
 	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/synth"
 	"github.com/llmtape/llmtape/tape"
@@ -36,12 +38,15 @@ type ExportConfig struct {
 	// Salt keys the hash of real prompt tokens into hash_ids (mooncake format); it is never
 	// written. Default: 16 random bytes per export.
 	Salt []byte
+	// NoITL leaves the ITL samples out of the results format's lines (they are most of a
+	// line's bytes: one value per output token).
+	NoITL bool
 }
 
 // ExportStats counts what Export wrote.
 type ExportStats struct {
 	Conversations int
-	Turns         int
+	Turns         int // turns, or for the results formats lines (requests)
 }
 
 // Export writes recording rec of st to w in cfg.Format, with that format's Encoder (see
@@ -65,8 +70,31 @@ func Export(ctx context.Context, st *tape.Store, rec uint64, w io.Writer, cfg Ex
 	if !ok || f.Encode == nil {
 		return ExportStats{}, fmt.Errorf("export: %w %q (want one of %s)", ErrUnknownFormat, cfg.Format, strings.Join(ExportFormats, ", "))
 	}
+	return encode(w, &cfg, func(bw *bufio.Writer) (ExportStats, error) { return f.Encode(ctx, st, r, bw, &cfg) })
+}
+
+// ExportRun writes run of st to w in cfg.Format, one of RunExportFormats, with that format's
+// RunEncoder: the run's results, or the conversations as its target answered them. It checks
+// ctx every conversation or every few thousand results and returns its error.
+func ExportRun(ctx context.Context, st *tape.Store, run uint64, w io.Writer, cfg ExportConfig) (ExportStats, error) {
+	if cfg.Materializer == nil {
+		cfg.Materializer = synth.Default()
+	}
+	r, err := st.Run(run)
+	if err != nil {
+		return ExportStats{}, fmt.Errorf("export: run %d: %w", run, err)
+	}
+	f, ok := lookup(cfg.Format)
+	if !ok || f.EncodeRun == nil {
+		return ExportStats{}, fmt.Errorf("export: %w %q for a run (want one of %s)", ErrUnknownFormat, cfg.Format, strings.Join(RunExportFormats, ", "))
+	}
+	return encode(w, &cfg, func(bw *bufio.Writer) (ExportStats, error) { return f.EncodeRun(ctx, st, r, bw, &cfg) })
+}
+
+// encode runs an encoder on a buffered w and flushes it.
+func encode(w io.Writer, cfg *ExportConfig, fn func(*bufio.Writer) (ExportStats, error)) (ExportStats, error) {
 	bw := bufio.NewWriterSize(w, 1<<16)
-	stats, err := f.Encode(ctx, st, r, bw, &cfg)
+	stats, err := fn(bw)
 	if err != nil {
 		return stats, fmt.Errorf("export %s: %w", cfg.Format, err)
 	}
@@ -125,34 +153,109 @@ type conversationWriter func(w *bufio.Writer, id string, msgs []json.RawMessage)
 // elements write writes.
 func encodeConversations(write conversationWriter) Encoder {
 	return func(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufio.Writer, cfg *ExportConfig) (ExportStats, error) {
-		var stats ExportStats
-		names := conversationNames{}
-		w.WriteString("[")
-		err := st.Conversations(r.ID, func(c *tape.Conversation) error {
+		return writeConversations(ctx, st, r.ID, w, write, func(c *tape.Conversation) ([]json.RawMessage, int, error) {
+			return conversationList(st, c, cfg.Materializer)
+		})
+	}
+}
+
+// encodeRunConversations is the RunEncoder of a JSON array of conversations (vllm, sharegpt):
+// the run's recording's conversations as the run's target answered them (answeredList), from
+// the replies the run kept (replay --keep-replies).
+func encodeRunConversations(write conversationWriter) RunEncoder {
+	return func(ctx context.Context, st *tape.Store, run *tape.Run, w *bufio.Writer, cfg *ExportConfig) (ExportStats, error) {
+		replies, err := runReplies(ctx, st, run)
+		if err != nil {
+			return ExportStats{}, err
+		}
+		if len(replies) == 0 {
+			return ExportStats{}, fmt.Errorf("run %d has no successful request with a kept reply (replay with --keep-replies keeps them)", run.ID)
+		}
+		return writeConversations(ctx, st, run.Recording, w, write, func(c *tape.Conversation) ([]json.RawMessage, int, error) {
+			return answeredList(st, c, cfg.Materializer, replies[c.ID])
+		})
+	}
+}
+
+// runReplies returns the replies that run kept of its successful requests, by conversation
+// and turn index.
+func runReplies(ctx context.Context, st *tape.Store, run *tape.Run) (map[uint64]map[int]*tape.Reply, error) {
+	replies := map[uint64]map[int]*tape.Reply{}
+	n := 0
+	err := st.Results(run.ID, func(r *tape.Result) error {
+		if n++; n%checkEvery == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			list, turns, err := conversationList(st, c, cfg.Materializer)
-			if err != nil || len(list) == 0 {
-				return err
-			}
-			if stats.Conversations > 0 {
-				w.WriteString(",")
-			}
-			w.WriteString("\n")
-			if err := write(w, names.unique(c), list); err != nil {
-				return fmt.Errorf("conversation %d: %w", c.ID, err)
-			}
-			stats.Conversations++
-			stats.Turns += turns
-			return nil
-		})
-		if err != nil {
-			return stats, err
 		}
-		w.WriteString("\n]\n")
-		return stats, nil
+		if r.Reply == nil || !metrics.OK(r) {
+			return nil
+		}
+		if replies[r.Conversation] == nil {
+			replies[r.Conversation] = map[int]*tape.Reply{}
+		}
+		replies[r.Conversation][r.Turn] = r.Reply
+		return nil
+	})
+	return replies, err
+}
+
+// answeredList returns the message list of conversation c as the run's target answered it,
+// and the turns it covers: each turn's messages as the client sent them, with every assistant
+// message that was the reply of an earlier turn replaced by the target's reply to that turn
+// (as replay --history live sends them), and the target's last reply. It ends before the
+// first turn without a reply (not sent, failed, or its body not kept by the proxy).
+func answeredList(st *tape.Store, c *tape.Conversation, m *synth.Materializer, replies map[int]*tape.Reply) (list []json.RawMessage, turns int, err error) {
+	err = fullMessages(st, c, m, func(t *tape.Turn, msgs []json.RawMessage) error {
+		reply := replies[t.Index]
+		if reply == nil || t.Request.Truncated {
+			return tape.ErrStop
+		}
+		sent := msgs
+		switch q := &t.Request; {
+		case q.Synthetic != nil: // whole prompts: each adds a user message
+			sent = append(slices.Clip(list), msgs...)
+		case list != nil && len(q.Messages)+q.Kept > 0 && q.Kept <= len(list):
+			sent = append(slices.Clip(list[:q.Kept]), q.Messages...)
+		}
+		list = append(slices.Clip(sent), reply.Message())
+		turns++
+		return nil
+	})
+	return list, turns, err
+}
+
+// writeConversations writes the conversations of recording rec as a JSON array whose elements
+// write writes, each with the message list that listOf gives (none: left out).
+func writeConversations(ctx context.Context, st *tape.Store, rec uint64, w *bufio.Writer, write conversationWriter,
+	listOf func(*tape.Conversation) ([]json.RawMessage, int, error)) (ExportStats, error) {
+	var stats ExportStats
+	names := conversationNames{}
+	w.WriteString("[")
+	err := st.Conversations(rec, func(c *tape.Conversation) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		list, turns, err := listOf(c)
+		if err != nil || len(list) == 0 {
+			return err
+		}
+		if stats.Conversations > 0 {
+			w.WriteString(",")
+		}
+		w.WriteString("\n")
+		if err := write(w, names.unique(c), list); err != nil {
+			return fmt.Errorf("conversation %d: %w", c.ID, err)
+		}
+		stats.Conversations++
+		stats.Turns += turns
+		return nil
+	})
+	if err != nil {
+		return stats, err
 	}
+	w.WriteString("\n]\n")
+	return stats, nil
 }
 
 // conversationNames gives each conversation of an export a name no other one has.

@@ -29,12 +29,18 @@ type Decoder func(ctx context.Context, data []byte, file string, cfg *Config) (*
 // conversation.
 type Encoder func(ctx context.Context, st *tape.Store, r *tape.Recording, w *bufio.Writer, cfg *ExportConfig) (ExportStats, error)
 
-// Format is one file format: its name, its codec (a nil Decode or Encode: not imported, or
-// not exported), and the words that describe it to users.
+// RunEncoder writes run of st in one export format to w, like an Encoder: the run's results,
+// or its recording's conversations as the run's target answered them.
+type RunEncoder func(ctx context.Context, st *tape.Store, run *tape.Run, w *bufio.Writer, cfg *ExportConfig) (ExportStats, error)
+
+// Format is one file format: its name, its codec (a nil Decode, Encode or EncodeRun: not
+// imported, not exported from a recording, or not from a run), and the words that describe it
+// to users.
 type Format struct {
-	Name   string
-	Decode Decoder
-	Encode Encoder
+	Name      string
+	Decode    Decoder
+	Encode    Encoder
+	EncodeRun RunEncoder
 	// Shape is what an input must look like, for error messages ("a JSON array of …").
 	Shape string
 	// ImportHelp and ExportHelp are the commands' help for the format: lines that ImportHelp
@@ -45,14 +51,14 @@ type Format struct {
 // formats is the one table of formats, in the order that help and error messages list them.
 var formats = []Format{
 	{
-		Name: FormatVLLM, Decode: parseVLLM, Encode: encodeConversations(writeVLLM),
+		Name: FormatVLLM, Decode: parseVLLM, Encode: encodeConversations(writeVLLM), EncodeRun: encodeRunConversations(writeVLLM),
 		Shape:      `a JSON array of {"id", "messages": [{"role", "content"}, …]}`,
 		ImportHelp: `vLLM multi-turn benchmark conversations: [{"id", "messages": [{"role", "content"}]}]`,
 		ExportHelp: "the conversations as vLLM's multi-turn benchmark reads them\n" +
 			`([{"id", "messages"}], each conversation's full message list and last reply)`,
 	},
 	{
-		Name: FormatShareGPT, Decode: parseShareGPT, Encode: encodeConversations(writeShareGPT),
+		Name: FormatShareGPT, Decode: parseShareGPT, Encode: encodeConversations(writeShareGPT), EncodeRun: encodeRunConversations(writeShareGPT),
 		Shape: `a JSON array of {"id", "conversations": [{"from", "value"}, …]}`,
 		ImportHelp: `ShareGPT: [{"id", "conversations": [{"from", "value"}]}] (human/user -> user,` + "\n" +
 			`gpt/bing/chatgpt/bard -> assistant, system; other speakers are skipped and listed)`,
@@ -77,6 +83,16 @@ var formats = []Format{
 		ExportHelp: "JSONL of the exact request bodies with their offsets from the recording's start:\n" +
 			`{"offset_ms", "conversation", "turn", "method", "path", "body"}`,
 	},
+	{
+		Name: FormatResults, Encode: encodeResults, EncodeRun: encodeRunResults,
+		ExportHelp: "JSONL, one line per request of --run (or turn of --recording): offsets, schedule\n" +
+			"lag, TTFT, E2E, TPOT, ITL samples (not with --no-itl), tokens, status, error and\n" +
+			"the stream events (docs/json.md)",
+	},
+	{
+		Name: FormatResultsCSV, Encode: encodeResultsCSV, EncodeRun: encodeRunResultsCSV,
+		ExportHelp: "the results as CSV, without the lists (ITL samples, events)",
+	},
 }
 
 // ImportFormats lists the formats Parse accepts.
@@ -84,6 +100,9 @@ var ImportFormats = formatNames(func(f *Format) bool { return f.Decode != nil })
 
 // ExportFormats lists the formats Export writes.
 var ExportFormats = formatNames(func(f *Format) bool { return f.Encode != nil })
+
+// RunExportFormats lists the formats ExportRun writes.
+var RunExportFormats = formatNames(func(f *Format) bool { return f.EncodeRun != nil })
 
 // Formats returns a copy of the table of formats, in the order help lists them.
 func Formats() []Format { return append([]Format(nil), formats...) }

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"fmt"
+	"iter"
 	"sort"
 	"strings"
 	"time"
@@ -140,17 +141,30 @@ func (s *Set) RecordN(metric string, turnIndex int, d time.Duration, n int64) {
 	}
 }
 
-// RecordITL records the inter-token latencies of a stream's output events: for each event
+// ITLSamples yields the inter-token latency samples of a stream's output events: for each event
 // after the first, the gap since the previous event divided evenly over the tokens the event
-// carries (an event with Tokens <= 0 counts as one token).
-func (s *Set) RecordITL(turnIndex int, chunks []tape.Chunk) {
-	for i := 1; i < len(chunks); i++ {
-		n := int64(chunks[i].Tokens)
-		if n < 1 {
-			n = 1
+// carries (an event with Tokens <= 0 counts as one token), and n, how many samples of that
+// value the event gives (its tokens). It is the one split of events into ITL samples, for the
+// histograms (RecordITL) and for exports of every sample.
+func ITLSamples(chunks []tape.Chunk) iter.Seq2[time.Duration, int64] {
+	return func(yield func(time.Duration, int64) bool) {
+		for i := 1; i < len(chunks); i++ {
+			n := int64(chunks[i].Tokens)
+			if n < 1 {
+				n = 1
+			}
+			gap := chunks[i].Offset - chunks[i-1].Offset
+			if !yield(gap/time.Duration(n), n) {
+				return
+			}
 		}
-		gap := chunks[i].Offset - chunks[i-1].Offset
-		s.RecordN(ITL, turnIndex, gap/time.Duration(n), n)
+	}
+}
+
+// RecordITL records the inter-token latencies of a stream's output events, as ITL splits them.
+func (s *Set) RecordITL(turnIndex int, chunks []tape.Chunk) {
+	for itl, n := range ITLSamples(chunks) {
+		s.RecordN(ITL, turnIndex, itl, n)
 	}
 }
 

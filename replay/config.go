@@ -145,6 +145,10 @@ type Config struct {
 	ThinkTime time.Duration `json:"think_time,omitempty"`
 	// History is the history mode; default HistoryRecorded.
 	History History `json:"history"`
+	// KeepReplies stores each reply's text and tool calls with its result (tape.Result.Reply),
+	// so that the run's conversations can be exported as the target answered them. Default
+	// false: results hold timing and tokens only.
+	KeepReplies bool `json:"keep_replies,omitempty"`
 	// Output is the output-length mode; default OutputRecorded.
 	Output Output `json:"output"`
 	// OutputTokens is the limit under OutputFixed.

@@ -351,7 +351,9 @@ func TestReplyMessageBytes(t *testing.T) {
 		{"hi <b>\u2028", calls, `{"role":"assistant","content":"hi <b>\u2028","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f\u003c\u003e","arguments":"{\"a\":\"\u0026\"}"}}]}`},
 		{"plain", nil, `{"role":"assistant","content":"plain"}`},
 	} {
-		if got := string(replyMessage(tt.content, tt.calls)); got != tt.want {
+		var x exchange
+		x.setReply(tt.content, tt.calls)
+		if got := string(x.reply); got != tt.want {
 			t.Errorf("got  %s\nwant %s", got, tt.want)
 		}
 	}

@@ -40,6 +40,7 @@ func (s *stampReader) Read(p []byte) (int, error) {
 type exchange struct {
 	res        tape.Result
 	reply      json.RawMessage // the target's reply as an assistant message (live history)
+	answer     tape.Reply      // the same reply's text and tool calls (Config.KeepReplies)
 	retryAfter time.Duration
 	reconnects int           // sent again on a new connection after the target closed the reused one
 	end        time.Duration // when the attempt ended, from the run's start
@@ -199,7 +200,7 @@ func (r *Replayer) readStream(ctx context.Context, body io.Reader, sent time.Tim
 		res.InputTokens, res.OutputTokens, res.CachedTokens = u.PromptTokens, u.CompletionTokens, u.Cached()
 		res.TokenSource = tape.TokensServer
 	}
-	x.reply = replyMessage(acc.Content(), acc.ToolCalls())
+	x.setReply(acc.Content(), acc.ToolCalls())
 	switch {
 	case res.ErrorClass != "":
 	case acc.Err() != nil:
@@ -243,7 +244,7 @@ func (r *Replayer) readWhole(ctx context.Context, body io.Reader, sent time.Time
 		res.InputTokens, res.OutputTokens, res.CachedTokens = u.PromptTokens, u.CompletionTokens, u.Cached()
 		res.TokenSource = tape.TokensServer
 	}
-	x.reply = replyMessage(resp.Content(), resp.ToolCalls())
+	x.setReply(resp.Content(), resp.ToolCalls())
 }
 
 // tokens fills the token counts when the server gave no usage (tiktoken over the reply and
@@ -339,11 +340,12 @@ func apportion(chunks []tape.Chunk, sizes []int, total int) {
 	}
 }
 
-// replyMessage is the target's reply as the assistant message a client echoes back (tool
-// calls in their message form: id, type and function, without the stream's index).
-func replyMessage(content string, calls []openai.ToolCall) json.RawMessage {
-	t := tape.Turn{Response: tape.Response{Content: content, ToolCalls: openai.MarshalToolCalls(calls)}}
-	return tape.ReplyMessage(&t)
+// setReply keeps the target's reply: its text and tool calls (in their message form: id,
+// type and function, without the stream's index), and the assistant message a client echoes
+// back.
+func (x *exchange) setReply(content string, calls []openai.ToolCall) {
+	x.answer = tape.Reply{Content: content, ToolCalls: openai.MarshalToolCalls(calls)}
+	x.reply = x.answer.Message()
 }
 
 // classify names the class of a transport error.

@@ -696,6 +696,10 @@ func (r *Replayer) result(p *convPlan, tp *turnPlan, x *exchange, n int64) *tape
 	res.Conversation, res.Turn = p.id, tp.index
 	res.Warmup = (r.cfg.Warmup > 0 && res.Scheduled < r.cfg.Warmup) ||
 		(r.cfg.WarmupRequests > 0 && n <= int64(r.cfg.WarmupRequests))
+	if r.cfg.KeepReplies && x.reply != nil {
+		reply := x.answer
+		res.Reply = &reply
+	}
 	r.done.Add(1)
 	if !metrics.OK(&res) {
 		r.failed.Add(1)

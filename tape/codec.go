@@ -531,7 +531,11 @@ func decodeRun(v []byte, r *Run) error {
 
 func encodeResult(buf []byte, r *Result) []byte {
 	if buf == nil {
-		buf = make([]byte, 0, 128+len(r.Error)+len(r.ErrorClass)+15*len(r.Chunks))
+		size := 128 + len(r.Error) + len(r.ErrorClass) + 15*len(r.Chunks)
+		if r.Reply != nil {
+			size += len(r.Reply.Content) + len(r.Reply.ToolCalls)
+		}
+		buf = make([]byte, 0, size)
 	}
 	e := encoder{append(buf, recordVersion)}
 	e.uvarint(r.Conversation)
@@ -550,6 +554,13 @@ func encodeResult(buf []byte, r *Result) []byte {
 	e.str(r.Error)
 	e.bool(r.Warmup)
 	e.int(r.Retries)
+	if r.Reply == nil {
+		e.bool(false)
+	} else {
+		e.bool(true)
+		e.str(r.Reply.Content)
+		e.raw(r.Reply.ToolCalls)
+	}
 	return e.b
 }
 
@@ -573,6 +584,12 @@ func decodeResult(v []byte, r *Result) error {
 		Error:        d.str(),
 		Warmup:       d.bool(),
 		Retries:      d.int(),
+	}
+	if d.more() && d.bool() { // appended after the first release: absent in older records
+		r.Reply = &Reply{Content: d.str(), ToolCalls: d.raw()}
+	}
+	if d.err != nil {
+		*r = Result{}
 	}
 	return d.err
 }

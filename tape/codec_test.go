@@ -130,6 +130,38 @@ func TestCodecRoundTrip(t *testing.T) {
 		if err := decodeResult(encodeResult(nil, in), &out); err != nil || !reflect.DeepEqual(in, &out) {
 			t.Errorf("got %#v (%v), want %#v", out, err, *in)
 		}
+		for _, reply := range []*Reply{{Content: "héllo"}, {ToolCalls: json.RawMessage(`[{"id":"c"}]`)}, {}} {
+			in.Reply = reply
+			var out Result
+			if err := decodeResult(encodeResult(nil, in), &out); err != nil || !reflect.DeepEqual(in, &out) {
+				t.Errorf("got %#v (%v), want %#v", out, err, *in)
+			}
+		}
+	})
+	t.Run("result of the first release", func(t *testing.T) {
+		// Written before Reply existed: the record ends after Retries, and has no reply.
+		in := &Result{Conversation: 3, Turn: 4, Chunks: []Chunk{{Offset: 1, Tokens: 2}}, E2E: 8, Status: 200, Retries: 1}
+		e := encoder{[]byte{recordVersion}}
+		e.uvarint(in.Conversation)
+		e.int(in.Turn)
+		e.dur(0)
+		e.dur(0)
+		e.dur(0)
+		e.chunks(in.Chunks)
+		e.dur(in.E2E)
+		e.int(0)
+		e.int(0)
+		e.int(0)
+		e.str("")
+		e.int(in.Status)
+		e.str("")
+		e.str("")
+		e.bool(false)
+		e.int(in.Retries)
+		var out Result
+		if err := decodeResult(e.b, &out); err != nil || !reflect.DeepEqual(in, &out) {
+			t.Errorf("got %#v (%v), want %#v", out, err, *in)
+		}
 	})
 }
 
@@ -179,6 +211,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeTurn(nil, fullTurn()))
 	f.Add(encodeTurn(nil, &Turn{}))
 	f.Add(encodeResult(nil, &Result{Chunks: []Chunk{{1, 2}}, Error: "x"}))
+	f.Add(encodeResult(nil, &Result{Status: 200, Reply: &Reply{Content: "r", ToolCalls: json.RawMessage(`[{"id":"c"}]`)}}))
 	f.Add(encodeRun(nil, &Run{Histograms: map[string][]byte{"a": {1}}}))
 	f.Add(encodeRecording(nil, &Recording{Name: "r"}))
 	f.Add(encodeConversation(nil, &Conversation{ID: 1}))

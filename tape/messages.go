@@ -17,14 +17,19 @@ import (
 // tool calls (and "content":null when it then has no text). The recorder compares the
 // client's echoed message with it (JSONEqual) to decide Request.Kept.
 func ReplyMessage(t *Turn) json.RawMessage {
-	tc := bytes.TrimSpace(t.Response.ToolCalls)
+	return replyMessage(t.Response.Content, t.Response.ToolCalls)
+}
+
+// replyMessage is the assistant message of a reply of content and tool calls.
+func replyMessage(content string, toolCalls json.RawMessage) json.RawMessage {
+	tc := bytes.TrimSpace(toolCalls)
 	hasTools := len(tc) > 0 && !bytes.Equal(tc, []byte("null"))
-	b := make([]byte, 0, len(t.Response.Content)+len(tc)+48)
+	b := make([]byte, 0, len(content)+len(tc)+48)
 	b = append(b, `{"role":"assistant","content":`...)
-	if hasTools && t.Response.Content == "" {
+	if hasTools && content == "" {
 		b = append(b, "null"...)
 	} else {
-		b = jsonstr.Append(b, t.Response.Content)
+		b = jsonstr.Append(b, content)
 	}
 	if hasTools {
 		b = append(b, `,"tool_calls":`...)

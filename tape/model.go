@@ -306,4 +306,17 @@ type Result struct {
 	Error        string
 	Warmup       bool // excluded from statistics
 	Retries      int
+	// Reply is what the target answered, kept when the run was made with replay
+	// --keep-replies (what it received of a request that failed mid-stream); nil otherwise.
+	Reply *Reply
 }
+
+// Reply is a target's answer to a replayed request: its text and tool calls.
+type Reply struct {
+	Content   string
+	ToolCalls json.RawMessage // assembled tool calls as a JSON array; nil when none
+}
+
+// Message returns the reply as the assistant message a client echoes back, as ReplyMessage
+// does for a recorded turn.
+func (r *Reply) Message() json.RawMessage { return replyMessage(r.Content, r.ToolCalls) }

@@ -60,6 +60,7 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.think, "think", "original", "think time before each next turn: original (recorded × --think-scale), none, or a duration")
 	f.Float64Var(&o.thinkScale, "think-scale", 0, "multiply recorded think times (default 1/--speed)")
 	f.StringVar((*string)(&c.History), "history", "recorded", "history: recorded (send the recorded messages) or live (the target's own replies)")
+	f.BoolVar(&c.KeepReplies, "keep-replies", false, "store each reply's text and tool calls with its result (for export --run RUN --format vllm|sharegpt)")
 	f.StringVar(&o.outputLen, "output-len", "recorded", "output length: recorded (max_tokens = recorded completion tokens), request (as sent), or N tokens")
 	f.BoolVar(&c.IgnoreEOS, "ignore-eos", false, "add vLLM's ignore_eos and min_tokens so outputs have exactly the set length")
 	f.StringVar(&c.Model, "model", "", "replace the model of every request")

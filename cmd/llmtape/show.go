@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,27 @@ type showTurn struct {
 	Messages     []showMessage `json:"messages"`
 	Reply        string        `json:"reply"`
 	Tokens       showTokens    `json:"tokens"`
+	Events       []showEvent   `json:"events,omitempty"` // with --events
+}
+
+// showEvent is one output event of a stream in `show --events`: its arrival from the request
+// being sent, the gap since the previous event (for the first, since the request was sent)
+// and the tokens it carried.
+type showEvent struct {
+	OffsetMs float64 `json:"offset_ms"`
+	GapMs    float64 `json:"gap_ms"`
+	Tokens   int32   `json:"tokens"`
+}
+
+// showEvents returns the event timeline of a turn's or a result's output events.
+func showEvents(chunks []tape.Chunk) []showEvent {
+	evs := make([]showEvent, len(chunks))
+	var prev time.Duration
+	for i, c := range chunks {
+		evs[i] = showEvent{OffsetMs: ms(c.Offset), GapMs: ms(c.Offset - prev), Tokens: c.Tokens}
+		prev = c.Offset
+	}
+	return evs
 }
 
 type showTokens struct {
@@ -71,10 +93,14 @@ type showOutput struct {
 }
 
 func newShowCmd() *cobra.Command {
-	var out outputFlags
+	var (
+		out    outputFlags
+		events bool
+		run    string
+	)
 	cmd := &cobra.Command{
 		Use:   "show CONVERSATION",
-		Short: "Show the turns of one conversation",
+		Short: "Show the turns of one conversation, or its requests in a replay run",
 		Long: `Show prints the turns of one conversation: for each turn the messages it added (role and
 the first characters; the messages kept from earlier turns are counted, not repeated), the
 reply, the timing (think time before it, TTFT and end-to-end latency from the request being
@@ -83,11 +109,18 @@ not be reached, answered an error, broke off the stream, or the client went away
 FAILED with its error class; its messages are the ones the client sent. --format json gives
 each added message verbatim, the reply in full, and error_class on failed turns. --format csv
 writes one record per turn: its timing, status, tokens, the number of messages it kept and
-added, and the reply in full.`,
+added, and the reply in full.
+
+--events adds each turn's stream events: when each arrived (from the request being sent), the
+gap since the one before, and the tokens it carried; --format csv then writes one record per
+event. --run RUN shows the conversation's requests in that replay run instead (their timing,
+tokens and outcome; with --events their events), as the run measured them.`,
 		Example: `  llmtape ls                     # find a recording
   llmtape show 42
   llmtape show 42 --format json | jq '.turns[].tokens'
-  llmtape show 42 --format csv -o turns.csv`,
+  llmtape show 42 --format csv -o turns.csv
+  llmtape show 42 --events
+  llmtape show --run latest 42 --events --format csv`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := out.parse(cmd)
@@ -103,23 +136,38 @@ added, and the reply in full.`,
 				return err
 			}
 			defer s.Close()
-			conv, err := showConversation(s, id)
+			if cmd.Flags().Changed("run") {
+				res, err := showRun(s, run, id, events)
+				if err != nil {
+					return fmt.Errorf("show: %w", err)
+				}
+				if events && f == output.CSV {
+					return out.print(cmd, f, res, res.writeTable, res.eventsCSV)
+				}
+				return out.print(cmd, f, res, res.writeTable, res.csv)
+			}
+			conv, err := showConversation(s, id, events)
 			if errors.Is(err, tape.ErrNotFound) {
 				return fmt.Errorf("show: conversation %d is not in %s", id, s.Path())
 			}
 			if err != nil {
 				return fmt.Errorf("show: %w", err)
 			}
+			if events && f == output.CSV {
+				return out.print(cmd, f, conv, conv.writeTable, conv.eventsCSV)
+			}
 			return out.print(cmd, f, conv, conv.writeTable, conv.csv)
 		},
 	}
 	out.bind(cmd)
+	cmd.Flags().BoolVar(&events, "events", false, "show each turn's stream events: offset, gap and tokens")
+	cmd.Flags().StringVar(&run, "run", "", "show the conversation's requests in this replay run (id, name or latest)")
 	return cmd
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
+func showConversation(s *tape.Store, id uint64, events bool) (*showOutput, error) {
 	conv, err := s.Conversation(id)
 	if err != nil {
 		return nil, err
@@ -153,6 +201,9 @@ func showConversation(s *tape.Store, id uint64) (*showOutput, error) {
 		if d, ok := t.Timing.TTFT(); ok {
 			ttft := ms(d)
 			st.TTFTMs = &ttft
+		}
+		if events {
+			st.Events = showEvents(t.Timing.Chunks)
 		}
 		for _, m := range t.Request.Messages {
 			role, text := messagePreview(m)
@@ -301,6 +352,137 @@ func (out *showOutput) writeTable(w io.Writer) error {
 		} else {
 			fmt.Fprintf(w, "  %-9s %s\n", "reply", preview(t.Reply))
 		}
+		writeEvents(w, t.Events)
 	}
 	return nil
+}
+
+// writeEvents writes an event timeline under a turn or a request of the table.
+func writeEvents(w io.Writer, evs []showEvent) {
+	if evs == nil {
+		return
+	}
+	fmt.Fprintf(w, "  events %d\n  %6s %10s %10s %6s\n", len(evs), "event", "offset_ms", "gap_ms", "tokens")
+	for i, e := range evs {
+		fmt.Fprintf(w, "  %6d %10.3f %10.3f %6d\n", i, e.OffsetMs, e.GapMs, e.Tokens)
+	}
+}
+
+// eventsCSV is the conversation's events as one flat table: a record per event.
+func (out *showOutput) eventsCSV() output.Section {
+	s := output.Section{Cols: eventCols}
+	for _, t := range out.Turns {
+		s.Rows = eventRows(s.Rows, out.ID, t.Index, t.Events)
+	}
+	return s
+}
+
+// eventCols are the columns of `show --events --format csv`.
+var eventCols = []string{"conversation", "turn", "event", "offset_ms", "gap_ms", "tokens"}
+
+func eventRows(rows [][]output.Cell, conv uint64, turn int, evs []showEvent) [][]output.Cell {
+	for i, e := range evs {
+		rows = append(rows, []output.Cell{output.Int(conv), output.Int(turn), output.Int(i),
+			output.Num(e.OffsetMs), output.Num(e.GapMs), output.Int(int64(e.Tokens))})
+	}
+	return rows
+}
+
+// showResult is one request of a run in `show --run RUN CONVERSATION --format json`.
+type showResult struct {
+	Turn         int         `json:"turn"`
+	Attempt      int         `json:"attempt"`
+	ScheduledMs  float64     `json:"scheduled_ms"`
+	SentMs       float64     `json:"sent_ms"`
+	TTFTMs       *float64    `json:"ttft_ms"`
+	E2EMs        float64     `json:"e2e_ms"`
+	Status       int         `json:"status"`
+	ErrorClass   string      `json:"error_class,omitempty"`
+	Error        string      `json:"error,omitempty"`
+	InputTokens  int         `json:"input_tokens"`
+	OutputTokens int         `json:"output_tokens"`
+	CachedTokens int         `json:"cached_tokens"`
+	Warmup       bool        `json:"warmup"`
+	Events       []showEvent `json:"events,omitempty"` // with --events
+}
+
+// showRunOutput is the whole of `show --run RUN CONVERSATION --format json`.
+type showRunOutput struct {
+	Run          uint64       `json:"run"`
+	RunName      string       `json:"run_name"`
+	Conversation uint64       `json:"conversation"`
+	Results      []showResult `json:"results"`
+}
+
+// showRun reads the results of conversation conv in run ref, in turn order.
+func showRun(s *tape.Store, ref string, conv uint64, events bool) (*showRunOutput, error) {
+	run, err := s.FindRun(ref)
+	if err != nil {
+		return nil, err
+	}
+	out := &showRunOutput{Run: run.ID, RunName: run.Name, Conversation: conv, Results: []showResult{}}
+	err = s.Results(run.ID, func(r *tape.Result) error {
+		if r.Conversation != conv {
+			return nil
+		}
+		sr := showResult{Turn: r.Turn, Attempt: r.Retries + 1, ScheduledMs: ms(r.Scheduled), SentMs: ms(r.Sent),
+			E2EMs: ms(r.E2E), Status: r.Status, ErrorClass: string(r.ErrorClass), Error: r.Error,
+			InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, CachedTokens: r.CachedTokens, Warmup: r.Warmup}
+		if r.TTFT > 0 {
+			ttft := ms(r.TTFT)
+			sr.TTFTMs = &ttft
+		}
+		if events {
+			sr.Events = showEvents(r.Chunks)
+		}
+		out.Results = append(out.Results, sr)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out.Results) == 0 {
+		return nil, fmt.Errorf("run %d %q has no request of conversation %d", run.ID, run.Name, conv)
+	}
+	slices.SortStableFunc(out.Results, func(a, b showResult) int { return a.Turn - b.Turn })
+	return out, nil
+}
+
+// writeTable writes the run's requests of the conversation for people.
+func (out *showRunOutput) writeTable(w io.Writer) error {
+	fmt.Fprintf(w, "conversation %d  run %d %s  requests %d\n", out.Conversation, out.Run,
+		output.OneLine(out.RunName), len(out.Results))
+	for _, r := range out.Results {
+		failed := ""
+		if r.ErrorClass != "" {
+			failed = "  FAILED " + r.ErrorClass + ": " + preview(r.Error)
+		}
+		fmt.Fprintf(w, "\nturn %d  attempt %d  sent %s (lag %s)  status %d  ttft %s  e2e %s  tokens %d in (%d cached) / %d out%s\n",
+			r.Turn, r.Attempt, output.Millis(r.SentMs), output.Millis(r.SentMs-r.ScheduledMs), r.Status,
+			fmtMs(r.TTFTMs), output.Millis(r.E2EMs), r.InputTokens, r.CachedTokens, r.OutputTokens, failed)
+		writeEvents(w, r.Events)
+	}
+	return nil
+}
+
+// eventsCSV is the events of the run's requests of the conversation: a record per event.
+func (out *showRunOutput) eventsCSV() output.Section {
+	s := output.Section{Cols: eventCols}
+	for _, r := range out.Results {
+		s.Rows = eventRows(s.Rows, out.Conversation, r.Turn, r.Events)
+	}
+	return s
+}
+
+// csv is the run's requests of the conversation as one flat table: a record per request.
+func (out *showRunOutput) csv() output.Section {
+	s := output.Section{Cols: []string{"run", "conversation", "turn", "attempt", "scheduled_ms", "sent_ms",
+		"ttft_ms", "e2e_ms", "status", "error_class", "error", "input_tokens", "cached_tokens", "output_tokens", "warmup"}}
+	for _, r := range out.Results {
+		s.Rows = append(s.Rows, []output.Cell{output.Int(out.Run), output.Int(out.Conversation), output.Int(r.Turn),
+			output.Int(r.Attempt), output.Num(r.ScheduledMs), output.Num(r.SentMs), csvMs(r.TTFTMs), output.Num(r.E2EMs),
+			output.Int(r.Status), output.Text(r.ErrorClass), output.Text(r.Error), output.Int(r.InputTokens),
+			output.Int(r.CachedTokens), output.Int(r.OutputTokens), output.Text(strconv.FormatBool(r.Warmup))})
+	}
+	return s
 }

@@ -71,6 +71,7 @@ var headlines = []headline{
 	{"SSE decoder throughput", "Decoder", "MB/s", 1, "MB/s", "≥ 200", ge(200)},
 	{"analyze: seconds per 1,000,000 turns", "Analyze", "s/analyze", 1, "s", "< 15", le(15)},
 	{"report: seconds per 1,000,000 results", "Report/stored", "s/report", 1, "s", "< 3", le(3)},
+	{"export: seconds per 1,000,000 results (JSON lines with ITL samples)", "ExportResults/jsonl", "s/1M-results", 1, "s", "< 15", le(15)},
 	{"import: Mooncake conversation trace (12,031 requests)", "ImportMooncake", "sec/op", 1, "s", "< 10", le(10)},
 	{"import: store size of that trace", "ImportMooncake", "store-MB", 1, "MB", "< 50", le(50)},
 	{"synth: prompt materialization", "Prompt", "MB/s", 1, "MB/s", "≥ 100", ge(100)},
