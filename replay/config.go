@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -152,8 +154,20 @@ type Config struct {
 	// IgnoreEOS adds vLLM's ignore_eos and min_tokens (= the limit) so that the server
 	// generates exactly the limit; ignored under OutputRequest without a limit.
 	IgnoreEOS bool `json:"ignore_eos,omitempty"`
+	// MinTokens sets vLLM's min_tokens on every request, capped at the request's output limit
+	// so that min_tokens never exceeds max_tokens; 0 leaves min_tokens as recorded. Not with
+	// IgnoreEOS, which sets min_tokens to the limit.
+	MinTokens int `json:"min_tokens,omitempty"`
+	// ExtraBody is a JSON object whose members are set on every request body after every
+	// other option (they replace recorded members and the output length of the same name).
+	// It may not hold the members the replayer owns: messages, prompt, stream,
+	// stream_options. Parse a flag's value with ParseExtraBody.
+	ExtraBody json.RawMessage `json:"extra_body,omitempty"`
 	// Model replaces the model of every request when not empty.
 	Model string `json:"model,omitempty"`
+	// MaxTurns sends only the first MaxTurns recorded turns of each conversation (skipped
+	// turns count); 0 sends every turn.
+	MaxTurns int `json:"max_turns,omitempty"`
 
 	// MaxConcurrency limits the requests in flight; 0 means no limit.
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
@@ -333,7 +347,64 @@ func (c *Config) modeDefaults() error {
 	if c.SessionHeader != "" && !httpguts.ValidHeaderFieldName(c.SessionHeader) {
 		return cfgErr("session header %q is not a valid header name", c.SessionHeader)
 	}
+	if c.MinTokens < 0 || c.MaxTurns < 0 {
+		return cfgErr("min tokens and max turns must not be negative")
+	}
+	if c.MinTokens > 0 && c.IgnoreEOS {
+		return cfgErr("min tokens and ignore-eos both set min_tokens: give one")
+	}
+	if len(c.ExtraBody) > 0 {
+		if _, err := ParseExtraBody(string(c.ExtraBody)); err != nil {
+			return cfgErr("extra body: %v", err)
+		}
+	}
 	return nil
+}
+
+// reservedBody are the members of a request body that ExtraBody may not set: the replayer
+// builds them (the conversation's messages, the stream it measures).
+var reservedBody = []string{"messages", "prompt", "stream", "stream_options"}
+
+// ParseExtraBody checks that s is a JSON object whose members may be set on a request body
+// (not messages, prompt, stream or stream_options; typed members such as max_tokens of the
+// right type) and returns it compacted.
+func ParseExtraBody(s string) (json.RawMessage, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &members); err != nil || members == nil {
+		return nil, fmt.Errorf("%q: want a JSON object, e.g. {\"chat_template_kwargs\":{\"enable_thinking\":false}}", clip(s))
+	}
+	for _, k := range reservedBody {
+		if _, ok := members[k]; ok {
+			return nil, fmt.Errorf("%q is set by the replayer and cannot be replaced", k)
+		}
+	}
+	req, _ := openai.ParseRequest([]byte(`{}`))
+	if err := setExtra(req, members); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, []byte(s)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// setExtra sets the extra body's members on req, in the order of their names.
+func setExtra(req *openai.Request, members map[string]json.RawMessage) error {
+	for _, k := range slices.Sorted(maps.Keys(members)) {
+		if err := req.Set(k, members[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "…"
+	}
+	return s
 }
 
 // limitDefaults checks the limits, the sample and the shard, and fills the timeout.

@@ -223,6 +223,9 @@ func loadConversation(st *tape.Store, c *tape.Conversation, cfg *Config) (*convP
 		tp.think, _ = t.Timing.ThinkTime(prev)
 		prev = &t.Timing
 		p.turns = append(p.turns, tp)
+		if cfg.MaxTurns > 0 && len(p.turns) == cfg.MaxTurns {
+			return tape.ErrStop
+		}
 		return nil
 	})
 	if err != nil {

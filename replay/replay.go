@@ -842,6 +842,22 @@ func (c *Config) params(tp *turnPlan) (json.RawMessage, error) {
 		t, n := true, limit
 		req.IgnoreEOS, req.MinTokens = &t, &n
 	}
+	if c.MinTokens > 0 {
+		n := c.MinTokens
+		if l := req.MaxOutputTokens(); l > 0 {
+			n = min(n, l)
+		}
+		req.MinTokens = &n
+	}
+	if len(c.ExtraBody) > 0 {
+		var members map[string]json.RawMessage
+		if err := json.Unmarshal(c.ExtraBody, &members); err != nil {
+			return nil, fmt.Errorf("extra body: %w", err)
+		}
+		if err := setExtra(req, members); err != nil {
+			return nil, fmt.Errorf("extra body: %w", err)
+		}
+	}
 	params, err := req.Params()
 	if err != nil {
 		return nil, fmt.Errorf("recorded params: %w", err)

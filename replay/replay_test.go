@@ -499,6 +499,12 @@ func TestConfigErrors(t *testing.T) {
 		{Target: "http://x", OnError: "panic"},
 		{Target: "http://x", Failed: "sometimes"},
 		{Target: "http://x", SessionHeader: "X Conv"},
+		{Target: "http://x", MinTokens: -1},
+		{Target: "http://x", MaxTurns: -1},
+		{Target: "http://x", MinTokens: 3, IgnoreEOS: true},
+		{Target: "http://x", ExtraBody: json.RawMessage(`[1]`)},
+		{Target: "http://x", ExtraBody: json.RawMessage(`{"stream_options":{}}`)},
+		{Target: "http://x", ExtraBody: json.RawMessage(`{"model":5}`)},
 	} {
 		if _, err := replay.New(rs.store, cfg); !errors.Is(err, replay.ErrConfig) {
 			t.Errorf("New(%+v) = %v, want ErrConfig", cfg, err)

@@ -33,6 +33,7 @@ type replayOptions struct {
 	think      string
 	thinkScale float64
 	outputLen  string
+	extraBody  string
 	warmup     string
 	sample     string
 	shard      string
@@ -62,7 +63,10 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.StringVar((*string)(&c.History), "history", "recorded", "history: recorded (send the recorded messages) or live (the target's own replies)")
 	f.StringVar(&o.outputLen, "output-len", "recorded", "output length: recorded (max_tokens = recorded completion tokens), request (as sent), or N tokens")
 	f.BoolVar(&c.IgnoreEOS, "ignore-eos", false, "add vLLM's ignore_eos and min_tokens so outputs have exactly the set length")
+	f.IntVar(&c.MinTokens, "min-tokens", 0, "set vLLM's min_tokens on every request, capped at its output limit, e.g. --min-tokens 16 (0: as recorded; not with --ignore-eos)")
+	f.StringVar(&o.extraBody, "extra-body", "", `JSON object merged into every request body (its members replace those of the same name; not messages, prompt, stream, stream_options), e.g. '{"chat_template_kwargs":{"enable_thinking":false}}'`)
 	f.StringVar(&c.Model, "model", "", "replace the model of every request")
+	f.IntVar(&c.MaxTurns, "max-turns", 0, "send only the first N turns of each conversation, e.g. --max-turns 4 (0: all)")
 	f.IntVar(&c.MaxConcurrency, "max-concurrency", 0, "most requests in flight at once (0: no limit)")
 	f.IntVar(&c.MaxConversations, "max-conversations", 0, "most conversations active at once (0: no limit)")
 	f.DurationVar(&c.Duration, "duration", 0, "stop scheduling after this long; in-flight requests finish (0: no limit)")
@@ -175,6 +179,9 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 	if legacy {
 		fmt.Fprintf(cmd.ErrOrStderr(), "llmtape: warning: --output %s: the output length is --output-len now (-o/--output names the output file)\n", o.outputLen)
 	}
+	if err := o.knobs(cmd, &c); err != nil {
+		return c, err
+	}
 	if o.warmup != "" {
 		if n, err := strconv.Atoi(o.warmup); err == nil && n >= 0 {
 			c.WarmupRequests = n
@@ -232,6 +239,29 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 	return c, nil
 }
 
+// knobs checks the flags that vLLM's multi-turn benchmark users look for: --max-turns,
+// --min-tokens and --extra-body.
+func (o *replayOptions) knobs(cmd *cobra.Command, c *replay.Config) error {
+	flags := cmd.Flags()
+	if c.MaxTurns < 0 {
+		return usageErrorf("--max-turns %d: want a number of turns above 0 (0: all)", c.MaxTurns)
+	}
+	if c.MinTokens < 0 {
+		return usageErrorf("--min-tokens %d: want a number of tokens above 0", c.MinTokens)
+	}
+	if c.MinTokens > 0 && c.IgnoreEOS {
+		return usageErrorf("--min-tokens and --ignore-eos both set min_tokens (--ignore-eos sets it to the output length): give one")
+	}
+	if flags.Changed("extra-body") {
+		b, err := replay.ParseExtraBody(o.extraBody)
+		if err != nil {
+			return usageErrorf("--extra-body %v", err)
+		}
+		c.ExtraBody = b
+	}
+	return nil
+}
+
 // maxStartAhead bounds how far ahead --start-at may lie: further is a typo (a wrong date or
 // Unix milliseconds), not a plan, and would leave the replayer waiting silently.
 const maxStartAhead = 24 * time.Hour
@@ -283,7 +313,8 @@ of --format on stderr. See docs/replay.md.`,
   llmtape replay --target http://router:8000 --recording latest --session-header X-Session-ID --failed skip
   llmtape replay --target http://127.0.0.1:8000 --arrival poisson --rate 5 --think none --history live
   llmtape replay --target http://10.0.0.5:8000 --shard 1/3 --start-at 2026-01-02T15:00:00Z --format json -o run.json
-  llmtape replay --target http://127.0.0.1:8000 --output-len 256 --ignore-eos`,
+  llmtape replay --target http://127.0.0.1:8000 --output-len 256 --ignore-eos
+  llmtape replay --target http://127.0.0.1:8000 --extra-body '{"chat_template_kwargs":{"enable_thinking":false}}' --min-tokens 16`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
