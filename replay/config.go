@@ -76,6 +76,20 @@ const (
 	OutputFixed Output = "fixed"
 )
 
+// Sampling is how a client of the vLLM preset (Config.Clients) picks the conversation of its
+// next request among its active ones.
+type Sampling string
+
+// The conversation-sampling modes of the vLLM preset.
+const (
+	// SamplingRoundRobin takes vLLM's round robin: the conversation that became active last
+	// goes first, and a conversation that is not finished goes to the back of the line.
+	SamplingRoundRobin Sampling = "round-robin"
+	// SamplingRandom picks one of the active conversations at random (seeded by Seed and the
+	// client's number, as vLLM seeds each client).
+	SamplingRandom Sampling = "random"
+)
+
 // OnError is what a conversation does after a request failed (after its retries).
 type OnError string
 
@@ -169,6 +183,19 @@ type Config struct {
 	// turns count); 0 sends every turn.
 	MaxTurns int `json:"max_turns,omitempty"`
 
+	// Clients, when above 0, replays with vLLM's load model instead of the arrival process:
+	// Clients closed-loop clients, each keeping up to ActiveConversations/Clients active
+	// conversations and sending one request at a time (see docs/replay.md, "vLLM's load
+	// model"). Arrival must be ArrivalOriginal (it is not used) and MaxConcurrency and
+	// MaxConversations 0.
+	Clients int `json:"clients,omitempty"`
+	// ActiveConversations is the active conversations of all clients together; each client
+	// keeps ActiveConversations/Clients (rounded down, as vLLM does); default Clients; at
+	// least Clients. Ignored without Clients.
+	ActiveConversations int `json:"active_conversations,omitempty"`
+	// Sampling is how a client picks its next conversation; default SamplingRoundRobin.
+	// Ignored without Clients.
+	Sampling Sampling `json:"conversation_sampling,omitempty"`
 	// MaxConcurrency limits the requests in flight; 0 means no limit.
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
 	// MaxConversations limits the active conversations; 0 means no limit.
@@ -420,6 +447,9 @@ func (c *Config) limitDefaults() error {
 		(c.Shards <= 1 && c.Shard > 0) {
 		return cfgErr("shard %d/%d: want 0 <= i < n", c.Shard, c.Shards)
 	}
+	if err := c.clientDefaults(); err != nil {
+		return err
+	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
@@ -427,6 +457,29 @@ func (c *Config) limitDefaults() error {
 		return cfgErr("timeout must be above 0")
 	}
 	return nil
+}
+
+// clientDefaults fills and checks the vLLM preset: Clients, ActiveConversations, Sampling.
+func (c *Config) clientDefaults() error {
+	if c.Clients < 0 || c.ActiveConversations < 0 {
+		return cfgErr("clients and active conversations must not be negative")
+	}
+	if c.Clients == 0 {
+		if c.ActiveConversations > 0 || c.Sampling != "" {
+			return cfgErr("active conversations and conversation sampling need clients")
+		}
+		return nil
+	}
+	if c.Arrival != ArrivalOriginal || c.MaxConcurrency > 0 || c.MaxConversations > 0 {
+		return cfgErr("clients replace the arrival process and the concurrency limits: give no arrival, max concurrency or max conversations with them")
+	}
+	if c.ActiveConversations == 0 {
+		c.ActiveConversations = c.Clients
+	}
+	if c.ActiveConversations < c.Clients {
+		return cfgErr("active conversations %d below clients %d: each client needs at least one", c.ActiveConversations, c.Clients)
+	}
+	return oneOf(&c.Sampling, "conversation sampling", "round-robin or random", SamplingRoundRobin, SamplingRandom)
 }
 
 // ParseShard parses "i/n" (0 <= i < n).

@@ -56,3 +56,52 @@ func FuzzParseExtraBody(f *testing.F) {
 		}
 	})
 }
+
+// TestClientsOneRequestEach: under the vLLM preset every conversation is sent whole, in turn
+// order, and at most Clients requests are in flight (each client sends one at a time).
+func TestClientsOneRequestEach(t *testing.T) {
+	rs := makeStore(t, specs(7, 3, 0, 0))
+	tg := newTarget(t, 0)
+	rep := mustRun(t, rs.store, replay.Config{Target: tg.url, Clients: 3, ActiveConversations: 6, Think: replay.ThinkNone})
+	if rep.Summary.Requests.Total != 21 || rep.Summary.Requests.Errors != 0 {
+		t.Fatalf("requests %+v, want 21 without errors", rep.Summary.Requests)
+	}
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	last := map[string]int{} // messages of each conversation's previous request
+	for _, r := range tg.reqs {
+		first := string(r.messages[1]) // the first user message names the conversation
+		if prev, ok := last[first]; ok && len(r.messages) != prev+2 {
+			t.Errorf("conversation %.30s: %d messages after %d, want its turns in order", first, len(r.messages), prev)
+		}
+		last[first] = len(r.messages)
+	}
+	if len(last) != 7 {
+		t.Errorf("%d conversations sent, want 7", len(last))
+	}
+	// In flight when a request arrived: the others that had arrived and not ended (the target
+	// stamps a reply's end before its last write, so a client's next request comes after it).
+	for i, r := range tg.reqs {
+		open := 0
+		for j, o := range tg.reqs {
+			if j != i && o.at.Before(r.at) && o.end.After(r.at) {
+				open++
+			}
+		}
+		if open >= 3 {
+			t.Errorf("request %d arrived with %d others in flight, want at most 2 (3 clients)", i, open)
+		}
+	}
+}
+
+// TestClientsComposeWithLimits: --max-requests stops the clients, and the run is whole (as
+// without the preset); the conversations the clients hold are not sent on.
+func TestClientsComposeWithLimits(t *testing.T) {
+	rs := makeStore(t, specs(6, 3, 0, 0))
+	tg := newTarget(t, 0)
+	rep := mustRun(t, rs.store, replay.Config{Target: tg.url, Clients: 2, ActiveConversations: 4,
+		Think: replay.ThinkNone, MaxRequests: 5, History: replay.HistoryLive})
+	if rep.Summary.Requests.Total != 5 || len(tg.received()) != 5 || rep.Run.Partial {
+		t.Errorf("%d requests (%d received), partial %v; want 5, not partial", rep.Summary.Requests.Total, len(tg.received()), rep.Run.Partial)
+	}
+}

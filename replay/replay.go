@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -509,6 +510,10 @@ func (r *Replayer) dispatch() map[string]string {
 		}
 		mu.Unlock()
 	}
+	if r.cfg.Clients > 0 {
+		r.runClients(skip)
+		return skips
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	slotsFull := false // a conversation has had to wait for a slot
@@ -569,52 +574,176 @@ loop:
 // conversation sends one conversation's turns in order (closed loop): each turn after the
 // first is due when the previous reply in this replay ended plus the think time.
 func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind, reason string)) {
-	var live []json.RawMessage // the live history: last sent list plus the reply
-	header := r.conversationHeader(p)
+	c := r.newConvState(p, sched)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	for k := range p.turns {
-		tp := &p.turns[k]
-		if k > 0 {
-			sched += r.think(tp)
+	for r.step(c, timer, skip) {
+	}
+}
+
+// runClients replays with vLLM's load model (Config.Clients): every client is a goroutine that
+// keeps up to ActiveConversations/Clients active conversations and sends one request at a
+// time, as a client process of vLLM's multi-turn benchmark does (client_main in
+// benchmark_serving_multi_turn.py). The conversations form one queue in arrival order. The
+// first shares are handed out in client order before any client starts (vLLM's processes race
+// for them); after that a client that has finished a conversation takes the next one from the
+// queue before its next request, so a faster client takes more conversations, as in vLLM.
+func (r *Replayer) runClients(skip func(kind, reason string)) {
+	per := r.cfg.ActiveConversations / r.cfg.Clients
+	var mu sync.Mutex
+	next := 0 // the queue is r.plans[next:]
+	take := func() *convPlan {
+		mu.Lock()
+		defer mu.Unlock()
+		if next == len(r.plans) {
+			return nil
 		}
+		next++
+		return r.plans[next-1]
+	}
+	shares := make([][]*convPlan, r.cfg.Clients)
+	for i := range shares {
+		for len(shares[i]) < per && next < len(r.plans) {
+			shares[i] = append(shares[i], r.plans[next])
+			next++
+		}
+	}
+	var wg sync.WaitGroup
+	for i, share := range shares {
+		wg.Go(func() { r.loadClient(i, per, share, take, skip) })
+	}
+	wg.Wait()
+	r.cut.Add(int64(len(r.plans) - next)) // never started: the run stopped first
+}
+
+// loadClient is one client of vLLM's load model: before each request it fills its active
+// conversations up to per from take, then picks one under Config.Sampling and sends its next
+// turn when its previous reply (of any conversation) has ended plus that turn's think time.
+// Round robin keeps vLLM's line: the conversation that became active last goes first, one
+// that is not finished goes to the back.
+func (r *Replayer) loadClient(id, per int, share []*convPlan, take func() *convPlan, skip func(kind, reason string)) {
+	var rng *rand.Rand
+	if r.cfg.Sampling == SamplingRandom {
+		// Each client has its own seed, seed + client + 1, as vLLM's clients do (the
+		// generator is Go's, so the choices are not Python's).
+		rng = rand.New(rand.NewPCG(uint64(r.cfg.Seed)+uint64(id)+1, 0xc1e47))
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var active, line []*convState // active in the order they came; line: the next is last
+	add := func(p *convPlan) {
+		c := r.newConvState(p, 0)
+		active = append(active, c)
+		line = append(line, c)
+		r.active.Add(1)
+	}
+	for _, p := range share {
+		add(p)
+	}
+	var clock time.Duration // when this client's previous reply ended
+	for {
+		if r.stopped() {
+			r.cut.Add(int64(len(active)))
+			r.active.Add(-int64(len(active)))
+			return
+		}
+		for len(active) < per {
+			p := take()
+			if p == nil {
+				break
+			}
+			add(p)
+		}
+		if len(active) == 0 {
+			return
+		}
+		var c *convState
+		if rng != nil {
+			c = active[rng.IntN(len(active))]
+		} else {
+			c, line = line[len(line)-1], line[:len(line)-1]
+		}
+		c.sched = clock // step adds the think time of a turn after the first
+		more := r.step(c, timer, skip)
+		clock = c.sched
+		if more {
+			if rng == nil {
+				line = slices.Insert(line, 0, c)
+			}
+			continue
+		}
+		active = slices.DeleteFunc(active, func(a *convState) bool { return a == c })
+		line = slices.DeleteFunc(line, func(a *convState) bool { return a == c })
+		r.active.Add(-1)
+	}
+}
+
+// convState is where a conversation is: its next turn, when that turn is due (before its
+// think time) and the live history. A conversation goroutine owns it, or, under the vLLM
+// preset, the client that holds the conversation.
+type convState struct {
+	p      *convPlan
+	next   int               // index in p.turns of the next turn
+	sched  time.Duration     // the previous reply's end (the first turn's due time before it)
+	live   []json.RawMessage // the live history: last sent list plus the reply
+	header http.Header
+}
+
+func (r *Replayer) newConvState(p *convPlan, sched time.Duration) *convState {
+	return &convState{p: p, sched: sched, header: r.conversationHeader(p)}
+}
+
+// step sends the conversation's next turn that can be sent, due at c.sched plus its think
+// time, and returns whether the conversation goes on: false when it has no turn left, failed
+// under OnErrorStop, or the run stopped scheduling.
+func (r *Replayer) step(c *convState, timer *time.Timer, skip func(kind, reason string)) bool {
+	p := c.p
+	for c.next < len(p.turns) {
+		tp := &p.turns[c.next]
+		if c.next > 0 {
+			c.sched += r.think(tp)
+		}
+		c.next++
 		// Build the body before waiting, so the wait ends with the send. A skipped turn
 		// leaves the rest of the conversation to be sent: each later turn's recorded message
 		// list is what its client sent. The live history is dropped, since a later turn's
 		// list is relative to the skipped one: the next turn goes out as recorded.
-		req, kind, why := r.build(tp, live)
+		req, kind, why := r.build(tp, c.live)
 		if kind != "" {
 			skip(kind, fmt.Sprintf("conversation %d turn %d: %s", p.id, tp.index, why))
-			live = nil
+			c.live = nil
 			continue
 		}
-		if !r.waitTurn(timer, sched) {
+		if !r.waitTurn(timer, c.sched) {
 			r.cut.Add(1)
-			return
+			return false
 		}
 		n, ok := r.count()
 		if !ok {
-			return
+			return false
 		}
-		x := r.send(tp, header, req.body, req.msgs, req.prompt, sched)
+		x := r.send(tp, c.header, req.body, req.msgs, req.prompt, c.sched)
 		r.releaseSlot()
 		res := r.result(p, tp, x, n)
 		ok = metrics.OK(res)
 		// The next turn is due from the end of this reply.
-		sched = x.end
+		c.sched = x.end
 		r.results <- res
 		if !ok && (r.cfg.OnError == OnErrorStop || res.ErrorClass == errclass.Canceled) {
-			return
+			return false
 		}
 		if r.cfg.History == HistoryLive && tp.synthetic == nil {
 			reply := x.reply
 			if !ok || reply == nil {
 				reply = tp.reply
 			}
-			live = append(slices.Clip(req.msgs), reply)
+			c.live = append(slices.Clip(req.msgs), reply)
 		}
+		return c.next < len(p.turns)
 	}
+	return false
 }
 
 // turnRequest is one turn's request, built before its send time.

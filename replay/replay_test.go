@@ -505,6 +505,14 @@ func TestConfigErrors(t *testing.T) {
 		{Target: "http://x", ExtraBody: json.RawMessage(`[1]`)},
 		{Target: "http://x", ExtraBody: json.RawMessage(`{"stream_options":{}}`)},
 		{Target: "http://x", ExtraBody: json.RawMessage(`{"model":5}`)},
+		{Target: "http://x", ActiveConversations: 4},
+		{Target: "http://x", Sampling: replay.SamplingRandom},
+		{Target: "http://x", Clients: -1},
+		{Target: "http://x", Clients: 2, ActiveConversations: 1},
+		{Target: "http://x", Clients: 2, Sampling: "lru"},
+		{Target: "http://x", Clients: 2, MaxConcurrency: 2},
+		{Target: "http://x", Clients: 2, MaxConversations: 2},
+		{Target: "http://x", Clients: 2, Arrival: replay.ArrivalAll},
 	} {
 		if _, err := replay.New(rs.store, cfg); !errors.Is(err, replay.ErrConfig) {
 			t.Errorf("New(%+v) = %v, want ErrConfig", cfg, err)

@@ -34,6 +34,7 @@ type replayOptions struct {
 	thinkScale float64
 	outputLen  string
 	extraBody  string
+	sampling   string
 	warmup     string
 	sample     string
 	shard      string
@@ -67,6 +68,9 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.extraBody, "extra-body", "", `JSON object merged into every request body (its members replace those of the same name; not messages, prompt, stream, stream_options), e.g. '{"chat_template_kwargs":{"enable_thinking":false}}'`)
 	f.StringVar(&c.Model, "model", "", "replace the model of every request")
 	f.IntVar(&c.MaxTurns, "max-turns", 0, "send only the first N turns of each conversation, e.g. --max-turns 4 (0: all)")
+	f.IntVar(&c.Clients, "clients", 0, "vLLM's load model: N closed-loop clients, each sending one request at a time to its share of --active-conversations, e.g. --clients 2 --active-conversations 4 (replaces --arrival, --max-concurrency, --max-conversations)")
+	f.IntVar(&c.ActiveConversations, "active-conversations", 0, "with --clients: active conversations of all clients together, K/--clients each (default --clients)")
+	f.StringVar(&o.sampling, "conversation-sampling", "", "with --clients: how a client picks its next conversation: round-robin (default, as vLLM) or random")
 	f.IntVar(&c.MaxConcurrency, "max-concurrency", 0, "most requests in flight at once (0: no limit)")
 	f.IntVar(&c.MaxConversations, "max-conversations", 0, "most conversations active at once (0: no limit)")
 	f.DurationVar(&c.Duration, "duration", 0, "stop scheduling after this long; in-flight requests finish (0: no limit)")
@@ -240,7 +244,8 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 }
 
 // knobs checks the flags that vLLM's multi-turn benchmark users look for: --max-turns,
-// --min-tokens and --extra-body.
+// --min-tokens, --extra-body and the client preset (--clients, --active-conversations,
+// --conversation-sampling).
 func (o *replayOptions) knobs(cmd *cobra.Command, c *replay.Config) error {
 	flags := cmd.Flags()
 	if c.MaxTurns < 0 {
@@ -258,6 +263,33 @@ func (o *replayOptions) knobs(cmd *cobra.Command, c *replay.Config) error {
 			return usageErrorf("--extra-body %v", err)
 		}
 		c.ExtraBody = b
+	}
+	if c.Clients == 0 {
+		for _, name := range []string{"active-conversations", "conversation-sampling"} {
+			if flags.Changed(name) {
+				return usageErrorf("--%s is for --clients (vLLM's load model)", name)
+			}
+		}
+		return nil
+	}
+	if c.Clients < 0 {
+		return usageErrorf("--clients %d: want a number of clients above 0", c.Clients)
+	}
+	for _, name := range []string{"arrival", "rate", "burstiness", "max-concurrency", "max-conversations"} {
+		if flags.Changed(name) {
+			return usageErrorf("--%s does not go with --clients: the clients start conversations and bound the requests in flight", name)
+		}
+	}
+	if flags.Changed("active-conversations") && c.ActiveConversations < c.Clients {
+		return usageErrorf("--active-conversations %d: want at least --clients (%d), one active conversation per client", c.ActiveConversations, c.Clients)
+	}
+	switch o.sampling {
+	case "", "round-robin", "round_robin":
+		c.Sampling = replay.SamplingRoundRobin
+	case "random":
+		c.Sampling = replay.SamplingRandom
+	default:
+		return usageErrorf("--conversation-sampling %q: want round-robin or random", o.sampling)
 	}
 	return nil
 }
@@ -314,6 +346,7 @@ of --format on stderr. See docs/replay.md.`,
   llmtape replay --target http://127.0.0.1:8000 --arrival poisson --rate 5 --think none --history live
   llmtape replay --target http://10.0.0.5:8000 --shard 1/3 --start-at 2026-01-02T15:00:00Z --format json -o run.json
   llmtape replay --target http://127.0.0.1:8000 --output-len 256 --ignore-eos
+  llmtape replay --target http://127.0.0.1:8000 --clients 2 --active-conversations 6 --history live --max-turns 10
   llmtape replay --target http://127.0.0.1:8000 --extra-body '{"chat_template_kwargs":{"enable_thinking":false}}' --min-tokens 16`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },

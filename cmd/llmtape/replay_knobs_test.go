@@ -9,7 +9,7 @@ import (
 )
 
 // Tests of the request knobs that users of vLLM's multi-turn benchmark look for: --max-turns,
-// --min-tokens, --extra-body.
+// --min-tokens, --extra-body; usage errors of those and of the client preset.
 
 // TestReplayRequestKnobs: --max-turns sends the first N turns, --min-tokens sets min_tokens
 // (capped at the output length), --extra-body is merged into every body.
@@ -75,6 +75,14 @@ func TestReplayKnobsUsage(t *testing.T) {
 		{[]string{"--min-tokens", "3", "--ignore-eos"}, "--min-tokens and --ignore-eos"},
 		{[]string{"--min-tokens", "-1"}, "--min-tokens -1"},
 		{[]string{"--max-turns", "-2"}, "--max-turns -2"},
+		{[]string{"--active-conversations", "4"}, "--active-conversations is for --clients"},
+		{[]string{"--conversation-sampling", "random"}, "--conversation-sampling is for --clients"},
+		{[]string{"--clients", "-1"}, "--clients -1"},
+		{[]string{"--clients", "2", "--arrival", "poisson", "--rate", "2"}, "--arrival does not go with --clients"},
+		{[]string{"--clients", "2", "--max-concurrency", "2"}, "--max-concurrency does not go with --clients"},
+		{[]string{"--clients", "2", "--max-conversations", "4"}, "--max-conversations does not go with --clients"},
+		{[]string{"--clients", "2", "--active-conversations", "1"}, "--active-conversations 1: want at least --clients (2)"},
+		{[]string{"--clients", "2", "--conversation-sampling", "lru"}, `--conversation-sampling "lru"`},
 	} {
 		args := append([]string{"replay", "--store", path, "--target", "http://127.0.0.1:1"}, tc.args...)
 		code, _, errOut := execCmd(context.Background(), args...)
@@ -83,7 +91,7 @@ func TestReplayKnobsUsage(t *testing.T) {
 		}
 	}
 	code, out, _ := execCmd(context.Background(), "replay", "--help")
-	for _, flag := range []string{"--max-turns", "--min-tokens", "--extra-body"} {
+	for _, flag := range []string{"--max-turns", "--min-tokens", "--extra-body", "--clients", "--active-conversations", "--conversation-sampling"} {
 		if code != 0 || !strings.Contains(out, flag) {
 			t.Errorf("replay --help lacks %s", flag)
 		}
