@@ -76,6 +76,20 @@ const (
 	OutputFixed Output = "fixed"
 )
 
+// Stream is which requests are sent as streams.
+type Stream string
+
+// The streaming modes.
+const (
+	// StreamRecorded streams the requests that were streamed when recorded (every imported or
+	// generated turn) and sends the others whole, as their clients did.
+	StreamRecorded Stream = "recorded"
+	// StreamAlways streams every request.
+	StreamAlways Stream = "always"
+	// StreamNever sends every request without streaming: only E2E is measured.
+	StreamNever Stream = "never"
+)
+
 // Sampling is how a client of the vLLM preset (Config.Clients) picks the conversation of its
 // next request among its active ones.
 type Sampling string
@@ -168,6 +182,10 @@ type Config struct {
 	// IgnoreEOS adds vLLM's ignore_eos and min_tokens (= the limit) so that the server
 	// generates exactly the limit; ignored under OutputRequest without a limit.
 	IgnoreEOS bool `json:"ignore_eos,omitempty"`
+	// Stream says which requests are streamed; default StreamRecorded. A request sent
+	// without streaming is measured by its E2E alone: its result has no TTFT, no stream
+	// events (so no ITL or TPOT), and it fails a TTFT objective of SLO.
+	Stream Stream `json:"stream"`
 	// MinTokens sets vLLM's min_tokens on every request, capped at the request's output limit
 	// so that min_tokens never exceeds max_tokens; 0 leaves min_tokens as recorded. Not with
 	// IgnoreEOS, which sets min_tokens to the limit.
@@ -374,6 +392,9 @@ func (c *Config) modeDefaults() error {
 	if c.SessionHeader != "" && !httpguts.ValidHeaderFieldName(c.SessionHeader) {
 		return cfgErr("session header %q is not a valid header name", c.SessionHeader)
 	}
+	if err := oneOf(&c.Stream, "stream mode", "recorded, always or never", StreamRecorded, StreamAlways, StreamNever); err != nil {
+		return err
+	}
 	if c.MinTokens < 0 || c.MaxTurns < 0 {
 		return cfgErr("min tokens and max turns must not be negative")
 	}
@@ -402,7 +423,7 @@ func ParseExtraBody(s string) (json.RawMessage, error) {
 	}
 	for _, k := range reservedBody {
 		if _, ok := members[k]; ok {
-			return nil, fmt.Errorf("%q is set by the replayer and cannot be replaced", k)
+			return nil, fmt.Errorf("%q is set by the replayer and cannot be replaced (the stream mode chooses streaming)", k)
 		}
 	}
 	req, _ := openai.ParseRequest([]byte(`{}`))

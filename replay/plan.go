@@ -30,6 +30,9 @@ type turnPlan struct {
 	// reply is the recorded reply as an assistant message (HistoryLive fallback after errors).
 	reply     json.RawMessage
 	synthetic *tape.Synthetic
+	// stream says whether the turn is sent as a stream: recorded as streamed, then
+	// Config.Stream applied (Config.params).
+	stream bool
 	// completion is the recorded completion tokens (0 when unknown).
 	completion int
 	// think is the recorded think time, tape.Timing.ThinkTime (the gap between the end of the
@@ -198,6 +201,7 @@ func loadConversation(st *tape.Store, c *tape.Conversation, cfg *Config) (*convP
 			prompt:     t.Request.Prompt,
 			synthetic:  t.Request.Synthetic,
 			completion: t.Tokens.Completion,
+			stream:     t.Request.Stream,
 			kept:       t.Request.Kept,
 			added:      t.Request.Messages,
 		}

@@ -52,6 +52,7 @@ type Replayer struct {
 	reconnects                                       atomic.Int64 // requests sent again on a new connection
 	planned, done, failed, inflight, skipped, active atomic.Int64
 	cut                                              atomic.Int64 // conversations stopped before their end
+	whole                                            atomic.Int64 // requests sent without streaming
 	ran                                              atomic.Bool
 	runID                                            uint64 // the run's id in the store, for SessionID
 }
@@ -68,6 +69,9 @@ type Report struct {
 	SkipReasons []string
 	// Lost counts results the store could not commit.
 	Lost int
+	// NotStreamed counts the requests sent without streaming (Config.Stream): measured by
+	// their E2E alone, without TTFT, TPOT or ITL.
+	NotStreamed int
 }
 
 // Progress is a snapshot of a running replay.
@@ -476,7 +480,7 @@ func (r *Replayer) save(id uint64, c *collector, skips map[string]string) (*Repo
 	if err := r.store.UpdateRun(saved); err != nil {
 		return nil, fmt.Errorf("save run %d: %w", id, err)
 	}
-	rep := &Report{Run: saved, Summary: sum, Set: set, Lost: int(c.lost.Load())}
+	rep := &Report{Run: saved, Summary: sum, Set: set, Lost: int(c.lost.Load()), NotStreamed: int(r.whole.Load())}
 	rep.Skipped = int(r.skipped.Load())
 	for _, s := range skips {
 		rep.SkipReasons = append(rep.SkipReasons, s)
@@ -823,6 +827,12 @@ func (r *Replayer) count() (int64, bool) {
 func (r *Replayer) result(p *convPlan, tp *turnPlan, x *exchange, n int64) *tape.Result {
 	res := x.res
 	res.Conversation, res.Turn = p.id, tp.index
+	if !tp.stream {
+		// Sent whole: the reply's end is all there is to measure (a server that streamed
+		// anyway is read, but measured like the others).
+		res.TTFT, res.Chunks = 0, nil
+		r.whole.Add(1)
+	}
 	res.Warmup = (r.cfg.Warmup > 0 && res.Scheduled < r.cfg.Warmup) ||
 		(r.cfg.WarmupRequests > 0 && n <= int64(r.cfg.WarmupRequests))
 	r.done.Add(1)
@@ -939,14 +949,25 @@ func (r *Replayer) messages(tp *turnPlan, live []json.RawMessage) ([]json.RawMes
 }
 
 // params returns the recorded params with streaming, usage, the model and the output length
-// set: computed once per turn when the replayer is made.
+// set: computed once per turn when the replayer is made. It also settles tp.stream under
+// Config.Stream.
 func (c *Config) params(tp *turnPlan) (json.RawMessage, error) {
 	req, err := openai.ParseRequest(paramsOrEmpty(tp.params))
 	if err != nil {
 		return nil, fmt.Errorf("recorded params: %w", err)
 	}
-	_ = req.Set("stream", true)
-	_ = req.Set("stream_options", json.RawMessage(`{"include_usage":true}`))
+	tp.stream = c.Stream == StreamAlways || (c.Stream == StreamRecorded && tp.stream)
+	if tp.stream {
+		_ = req.Set("stream", true)
+		_ = req.Set("stream_options", json.RawMessage(`{"include_usage":true}`))
+	} else {
+		// Whole, as recorded (a body without "stream" keeps none); stream_options is only
+		// allowed with a stream.
+		req.Delete("stream_options")
+		if _, ok := req.Get("stream"); ok {
+			_ = req.Set("stream", false)
+		}
+	}
 	if c.Model != "" {
 		req.Model = c.Model
 	}

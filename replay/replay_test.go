@@ -499,6 +499,7 @@ func TestConfigErrors(t *testing.T) {
 		{Target: "http://x", OnError: "panic"},
 		{Target: "http://x", Failed: "sometimes"},
 		{Target: "http://x", SessionHeader: "X Conv"},
+		{Target: "http://x", Stream: "sometimes"},
 		{Target: "http://x", MinTokens: -1},
 		{Target: "http://x", MaxTurns: -1},
 		{Target: "http://x", MinTokens: 3, IgnoreEOS: true},

@@ -64,6 +64,7 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.StringVar((*string)(&c.History), "history", "recorded", "history: recorded (send the recorded messages) or live (the target's own replies)")
 	f.StringVar(&o.outputLen, "output-len", "recorded", "output length: recorded (max_tokens = recorded completion tokens), request (as sent), or N tokens")
 	f.BoolVar(&c.IgnoreEOS, "ignore-eos", false, "add vLLM's ignore_eos and min_tokens so outputs have exactly the set length")
+	f.StringVar((*string)(&c.Stream), "stream", string(replay.StreamRecorded), "which requests are streamed: recorded (as their clients did; imported turns stream), always, or never (E2E only: no TTFT, TPOT or ITL), e.g. --stream always")
 	f.IntVar(&c.MinTokens, "min-tokens", 0, "set vLLM's min_tokens on every request, capped at its output limit, e.g. --min-tokens 16 (0: as recorded; not with --ignore-eos)")
 	f.StringVar(&o.extraBody, "extra-body", "", `JSON object merged into every request body (its members replace those of the same name; not messages, prompt, stream, stream_options), e.g. '{"chat_template_kwargs":{"enable_thinking":false}}'`)
 	f.StringVar(&c.Model, "model", "", "replace the model of every request")
@@ -243,11 +244,19 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 	return c, nil
 }
 
-// knobs checks the flags that vLLM's multi-turn benchmark users look for: --max-turns,
-// --min-tokens, --extra-body and the client preset (--clients, --active-conversations,
+// knobs checks the flags that vLLM's multi-turn benchmark users look for: --stream,
+// --max-turns, --min-tokens, --extra-body and the client preset (--clients, --active-conversations,
 // --conversation-sampling).
 func (o *replayOptions) knobs(cmd *cobra.Command, c *replay.Config) error {
 	flags := cmd.Flags()
+	switch c.Stream {
+	case replay.StreamRecorded, replay.StreamAlways, replay.StreamNever:
+	default:
+		return usageErrorf("--stream %q: want recorded, always or never", c.Stream)
+	}
+	if c.Stream == replay.StreamNever && strings.Contains(o.slo, "ttft") {
+		return usageErrorf("--stream never measures no TTFT: a ttft objective in --slo would fail every request")
+	}
 	if c.MaxTurns < 0 {
 		return usageErrorf("--max-turns %d: want a number of turns above 0 (0: all)", c.MaxTurns)
 	}
@@ -324,9 +333,10 @@ func newReplayCmd() *cobra.Command {
 		Short: "Re-send recorded conversations to a server with the original or scaled timing and measure it",
 		Long: `Replay sends the conversations of a recording to --target, each at its recorded arrival
 (divided by --speed) or by a poisson/gamma process, and each next turn when the previous reply
-in this replay has ended plus the think time (closed loop per conversation). Every request is
-streamed with usage and measured: TTFT, ITL, TPOT, E2E, tokens, cached tokens, schedule lag and
-errors by class. Results are written to the store as they finish; the run, its summary and its
+in this replay has ended plus the think time (closed loop per conversation); --clients P
+--active-conversations K replaces this with vLLM's load model. A request recorded as a stream
+(every imported turn) is streamed with usage (--stream) and measured: TTFT, ITL, TPOT, E2E,
+tokens, cached tokens, schedule lag and errors by class; one sent whole has its E2E alone. Results are written to the store as they finish; the run, its summary and its
 HDR histograms are saved at the end. Errors never stop the run.
 
 Ctrl-C stops scheduling and lets requests in flight finish; a second Ctrl-C cancels them. The
@@ -450,6 +460,9 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 	}
 	if rep.Skipped > 0 {
 		fmt.Fprintf(stderr, "skipped %d turns that cannot be sent: %s\n", rep.Skipped, strings.Join(rep.SkipReasons, "; "))
+	}
+	if rep.NotStreamed > 0 {
+		fmt.Fprintf(stderr, "%d requests were sent without streaming (--stream): E2E only, TTFT, TPOT and ITL not measured\n", rep.NotStreamed)
 	}
 	if rep.Lost > 0 {
 		fmt.Fprintf(stderr, "warning: %d results could not be written to the store\n", rep.Lost)

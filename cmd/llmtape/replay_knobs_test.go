@@ -3,13 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/llmtape/llmtape/tape/tapetest"
 )
 
 // Tests of the request knobs that users of vLLM's multi-turn benchmark look for: --max-turns,
-// --min-tokens, --extra-body; usage errors of those and of the client preset.
+// --min-tokens, --extra-body, --stream; usage errors of those and of the client preset.
 
 // TestReplayRequestKnobs: --max-turns sends the first N turns, --min-tokens sets min_tokens
 // (capped at the output length), --extra-body is merged into every body.
@@ -94,6 +99,76 @@ func TestReplayKnobsUsage(t *testing.T) {
 	for _, flag := range []string{"--max-turns", "--min-tokens", "--extra-body", "--clients", "--active-conversations", "--conversation-sampling"} {
 		if code != 0 || !strings.Contains(out, flag) {
 			t.Errorf("replay --help lacks %s", flag)
+		}
+	}
+}
+
+// TestReplayStream: --stream recorded (the default) sends the turns recorded without
+// streaming whole and measures them by E2E alone; always streams every request; never none.
+func TestReplayStream(t *testing.T) {
+	// Chat 0 was streamed when recorded, chat 1 not.
+	path := chatStore(t, "whole.db", rand.NewPCG(3, 4), 2, func(i int) chatSpec {
+		return chatSpec{chat: tapetest.Config{Turns: 3, MessageBytes: 60},
+			arrival: time.Duration(i) * time.Millisecond, completion: 4, whole: i == 1}
+	})
+	for _, tc := range []struct {
+		mode     string
+		streamed int // requests sent as streams, of 6
+	}{
+		{"recorded", 3},
+		{"always", 6},
+		{"never", 0},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			base, got := captureTarget(t)
+			sum := filepath.Join(t.TempDir(), "s.json")
+			code, _, errOut := execCmd(context.Background(), "replay", "--store", path, "--target", base,
+				"--think", "none", "--speed", "100", "--stream", tc.mode, "--format", "json", "-o", sum)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			streamed := 0
+			for _, r := range got() {
+				var b map[string]json.RawMessage
+				if err := json.Unmarshal(r.body, &b); err != nil {
+					t.Fatal(err)
+				}
+				switch s, opts := string(b["stream"]), b["stream_options"]; {
+				case s == "true" && opts != nil:
+					streamed++
+				case s == "true" || opts != nil:
+					t.Errorf("body %s: stream_options without a stream, or a stream without usage", r.body)
+				}
+			}
+			if streamed != tc.streamed {
+				t.Errorf("%d requests streamed, want %d", streamed, tc.streamed)
+			}
+			var s struct {
+				Requests struct{ OK int }
+				TTFT     struct{ Count int } `json:"ttft_ms"`
+				E2E      struct{ Count int } `json:"e2e_ms"`
+				ITL      struct{ Count int } `json:"itl_ms"`
+			}
+			if err := json.Unmarshal(mustRead(t, sum), &s); err != nil {
+				t.Fatal(err)
+			}
+			if s.Requests.OK != 6 || s.E2E.Count != 6 || s.TTFT.Count != tc.streamed || (tc.streamed == 0) != (s.ITL.Count == 0) {
+				t.Errorf("summary: %d ok, e2e %d, ttft %d, itl %d; want 6, 6, %d (E2E only when sent whole)",
+					s.Requests.OK, s.E2E.Count, s.TTFT.Count, s.ITL.Count, tc.streamed)
+			}
+			whole := fmt.Sprintf("%d requests were sent without streaming", 6-tc.streamed)
+			if tc.streamed < 6 && !strings.Contains(errOut, whole) {
+				t.Errorf("stderr %q, want %q", errOut, whole)
+			}
+		})
+	}
+	for _, args := range [][]string{
+		{"--stream", "sometimes"},
+		{"--stream", "never", "--slo", "ttft=1s"},
+	} {
+		code, _, errOut := execCmd(context.Background(), append([]string{"replay", "--store", path, "--target", "http://127.0.0.1:1"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, "--stream") || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want a usage error naming --stream", args, code, errOut)
 		}
 	}
 }
