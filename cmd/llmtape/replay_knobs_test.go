@@ -96,7 +96,7 @@ func TestReplayKnobsUsage(t *testing.T) {
 		}
 	}
 	code, out, _ := execCmd(context.Background(), "replay", "--help")
-	for _, flag := range []string{"--max-turns", "--min-tokens", "--extra-body", "--clients", "--active-conversations", "--conversation-sampling"} {
+	for _, flag := range []string{"--stream", "--max-turns", "--min-tokens", "--extra-body", "--clients", "--active-conversations", "--conversation-sampling"} {
 		if code != 0 || !strings.Contains(out, flag) {
 			t.Errorf("replay --help lacks %s", flag)
 		}
