@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/llmtape/llmtape/internal/redact"
 	"github.com/llmtape/llmtape/metrics"
+	"github.com/llmtape/llmtape/openai"
 	"github.com/llmtape/llmtape/tape"
 )
 
@@ -72,6 +74,34 @@ const (
 	OutputRequest Output = "request"
 	// OutputFixed sets the limit to OutputTokens.
 	OutputFixed Output = "fixed"
+)
+
+// Stream is which requests are sent as streams.
+type Stream string
+
+// The streaming modes.
+const (
+	// StreamRecorded streams the requests that were streamed when recorded (every imported or
+	// generated turn) and sends the others whole, as their clients did.
+	StreamRecorded Stream = "recorded"
+	// StreamAlways streams every request.
+	StreamAlways Stream = "always"
+	// StreamNever sends every request without streaming: only E2E is measured.
+	StreamNever Stream = "never"
+)
+
+// Sampling is how a client of the vLLM preset (Config.Clients) picks the conversation of its
+// next request among its active ones.
+type Sampling string
+
+// The conversation-sampling modes of the vLLM preset.
+const (
+	// SamplingRoundRobin takes vLLM's round robin: the conversation that became active last
+	// goes first, and a conversation that is not finished goes to the back of the line.
+	SamplingRoundRobin Sampling = "round-robin"
+	// SamplingRandom picks one of the active conversations at random (seeded by Seed and the
+	// client's number, as vLLM seeds each client).
+	SamplingRandom Sampling = "random"
 )
 
 // OnError is what a conversation does after a request failed (after its retries).
@@ -156,9 +186,38 @@ type Config struct {
 	// IgnoreEOS adds vLLM's ignore_eos and min_tokens (= the limit) so that the server
 	// generates exactly the limit; ignored under OutputRequest without a limit.
 	IgnoreEOS bool `json:"ignore_eos,omitempty"`
+	// Stream says which requests are streamed; default StreamRecorded. A request sent
+	// without streaming is measured by its E2E alone: its result has no TTFT, no stream
+	// events (so no ITL or TPOT), and it fails a TTFT objective of SLO.
+	Stream Stream `json:"stream"`
+	// MinTokens sets vLLM's min_tokens on every request, capped at the request's output limit
+	// so that min_tokens never exceeds max_tokens; 0 leaves min_tokens as recorded. Not with
+	// IgnoreEOS, which sets min_tokens to the limit.
+	MinTokens int `json:"min_tokens,omitempty"`
+	// ExtraBody is a JSON object whose members are set on every request body after every
+	// other option (they replace recorded members and the output length of the same name).
+	// It may not hold the members the replayer owns: messages, prompt, stream,
+	// stream_options. Parse a flag's value with ParseExtraBody.
+	ExtraBody json.RawMessage `json:"extra_body,omitempty"`
 	// Model replaces the model of every request when not empty.
 	Model string `json:"model,omitempty"`
+	// MaxTurns sends only the first MaxTurns recorded turns of each conversation (skipped
+	// turns count); 0 sends every turn.
+	MaxTurns int `json:"max_turns,omitempty"`
 
+	// Clients, when above 0, replays with vLLM's load model instead of the arrival process:
+	// Clients closed-loop clients, each keeping up to ActiveConversations/Clients active
+	// conversations and sending one request at a time (see docs/replay.md, "vLLM's load
+	// model"). Arrival must be ArrivalOriginal (it is not used) and MaxConcurrency and
+	// MaxConversations 0.
+	Clients int `json:"clients,omitempty"`
+	// ActiveConversations is the active conversations of all clients together; each client
+	// keeps ActiveConversations/Clients (rounded down, as vLLM does); default Clients; at
+	// least Clients. Ignored without Clients.
+	ActiveConversations int `json:"active_conversations,omitempty"`
+	// Sampling is how a client picks its next conversation; default SamplingRoundRobin.
+	// Ignored without Clients.
+	Sampling Sampling `json:"conversation_sampling,omitempty"`
 	// MaxConcurrency limits the requests in flight; 0 means no limit.
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
 	// MaxConversations limits the active conversations; 0 means no limit.
@@ -337,7 +396,67 @@ func (c *Config) modeDefaults() error {
 	if c.SessionHeader != "" && !httpguts.ValidHeaderFieldName(c.SessionHeader) {
 		return cfgErr("session header %q is not a valid header name", c.SessionHeader)
 	}
+	if err := oneOf(&c.Stream, "stream mode", "recorded, always or never", StreamRecorded, StreamAlways, StreamNever); err != nil {
+		return err
+	}
+	if c.MinTokens < 0 || c.MaxTurns < 0 {
+		return cfgErr("min tokens and max turns must not be negative")
+	}
+	if c.MinTokens > 0 && c.IgnoreEOS {
+		return cfgErr("min tokens and ignore-eos both set min_tokens: give one")
+	}
+	if len(c.ExtraBody) > 0 {
+		if _, err := ParseExtraBody(string(c.ExtraBody)); err != nil {
+			return cfgErr("extra body: %v", err)
+		}
+	}
 	return nil
+}
+
+// reservedBody are the members of a request body that ExtraBody may not set: the replayer
+// builds them (the conversation's messages, the stream it measures).
+var reservedBody = []string{"messages", "prompt", "stream", "stream_options"}
+
+// ParseExtraBody checks that s is a JSON object whose members may be set on a request body
+// (not messages, prompt, stream or stream_options; typed members such as max_tokens of the
+// right type) and returns it compacted.
+func ParseExtraBody(s string) (json.RawMessage, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &members); err != nil || members == nil {
+		return nil, fmt.Errorf("%q: want a JSON object, e.g. {\"chat_template_kwargs\":{\"enable_thinking\":false}}", clip(s))
+	}
+	for _, k := range reservedBody {
+		if _, ok := members[k]; ok {
+			return nil, fmt.Errorf("%q is set by the replayer and cannot be replaced (the stream mode chooses streaming)", k)
+		}
+	}
+	req, _ := openai.ParseRequest([]byte(`{}`))
+	if err := setExtra(req, members); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, []byte(s)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// setExtra sets the extra body's members on req, in the order of their names.
+func setExtra(req *openai.Request, members map[string]json.RawMessage) error {
+	for _, k := range slices.Sorted(maps.Keys(members)) {
+		if err := req.Set(k, members[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "…"
+	}
+	return s
 }
 
 // limitDefaults checks the limits, the sample and the shard, and fills the timeout.
@@ -353,6 +472,9 @@ func (c *Config) limitDefaults() error {
 		(c.Shards <= 1 && c.Shard > 0) {
 		return cfgErr("shard %d/%d: want 0 <= i < n", c.Shard, c.Shards)
 	}
+	if err := c.clientDefaults(); err != nil {
+		return err
+	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
@@ -360,6 +482,29 @@ func (c *Config) limitDefaults() error {
 		return cfgErr("timeout must be above 0")
 	}
 	return nil
+}
+
+// clientDefaults fills and checks the vLLM preset: Clients, ActiveConversations, Sampling.
+func (c *Config) clientDefaults() error {
+	if c.Clients < 0 || c.ActiveConversations < 0 {
+		return cfgErr("clients and active conversations must not be negative")
+	}
+	if c.Clients == 0 {
+		if c.ActiveConversations > 0 || c.Sampling != "" {
+			return cfgErr("active conversations and conversation sampling need clients")
+		}
+		return nil
+	}
+	if c.Arrival != ArrivalOriginal || c.MaxConcurrency > 0 || c.MaxConversations > 0 {
+		return cfgErr("clients replace the arrival process and the concurrency limits: give no arrival, max concurrency or max conversations with them")
+	}
+	if c.ActiveConversations == 0 {
+		c.ActiveConversations = c.Clients
+	}
+	if c.ActiveConversations < c.Clients {
+		return cfgErr("active conversations %d below clients %d: each client needs at least one", c.ActiveConversations, c.Clients)
+	}
+	return oneOf(&c.Sampling, "conversation sampling", "round-robin or random", SamplingRoundRobin, SamplingRandom)
 }
 
 // ParseShard parses "i/n" (0 <= i < n).

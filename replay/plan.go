@@ -30,6 +30,9 @@ type turnPlan struct {
 	// reply is the recorded reply as an assistant message (HistoryLive fallback after errors).
 	reply     json.RawMessage
 	synthetic *tape.Synthetic
+	// stream says whether the turn is sent as a stream: recorded as streamed, then
+	// Config.Stream applied (Config.params).
+	stream bool
 	// completion is the recorded completion tokens (0 when unknown).
 	completion int
 	// think is the recorded think time, tape.Timing.ThinkTime (the gap between the end of the
@@ -198,6 +201,7 @@ func loadConversation(st *tape.Store, c *tape.Conversation, cfg *Config) (*convP
 			prompt:     t.Request.Prompt,
 			synthetic:  t.Request.Synthetic,
 			completion: t.Tokens.Completion,
+			stream:     t.Request.Stream,
 			kept:       t.Request.Kept,
 			added:      t.Request.Messages,
 		}
@@ -223,6 +227,9 @@ func loadConversation(st *tape.Store, c *tape.Conversation, cfg *Config) (*convP
 		tp.think, _ = t.Timing.ThinkTime(prev)
 		prev = &t.Timing
 		p.turns = append(p.turns, tp)
+		if cfg.MaxTurns > 0 && len(p.turns) == cfg.MaxTurns {
+			return tape.ErrStop
+		}
 		return nil
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -51,6 +52,7 @@ type Replayer struct {
 	reconnects                                       atomic.Int64 // requests sent again on a new connection
 	planned, done, failed, inflight, skipped, active atomic.Int64
 	cut                                              atomic.Int64 // conversations stopped before their end
+	whole                                            atomic.Int64 // requests sent without streaming
 	ran                                              atomic.Bool
 	runID                                            uint64 // the run's id in the store, for SessionID
 }
@@ -67,6 +69,9 @@ type Report struct {
 	SkipReasons []string
 	// Lost counts results the store could not commit.
 	Lost int
+	// NotStreamed counts the requests sent without streaming (Config.Stream): measured by
+	// their E2E alone, without TTFT, TPOT or ITL.
+	NotStreamed int
 }
 
 // Progress is a snapshot of a running replay.
@@ -475,7 +480,7 @@ func (r *Replayer) save(id uint64, c *collector, skips map[string]string) (*Repo
 	if err := r.store.UpdateRun(saved); err != nil {
 		return nil, fmt.Errorf("save run %d: %w", id, err)
 	}
-	rep := &Report{Run: saved, Summary: sum, Set: set, Lost: int(c.lost.Load())}
+	rep := &Report{Run: saved, Summary: sum, Set: set, Lost: int(c.lost.Load()), NotStreamed: int(r.whole.Load())}
 	rep.Skipped = int(r.skipped.Load())
 	for _, s := range skips {
 		rep.SkipReasons = append(rep.SkipReasons, s)
@@ -508,6 +513,10 @@ func (r *Replayer) dispatch() map[string]string {
 			skips[kind] = reason
 		}
 		mu.Unlock()
+	}
+	if r.cfg.Clients > 0 {
+		r.runClients(skip)
+		return skips
 	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -569,52 +578,176 @@ loop:
 // conversation sends one conversation's turns in order (closed loop): each turn after the
 // first is due when the previous reply in this replay ended plus the think time.
 func (r *Replayer) conversation(p *convPlan, sched time.Duration, skip func(kind, reason string)) {
-	var live []json.RawMessage // the live history: last sent list plus the reply
-	header := r.conversationHeader(p)
+	c := r.newConvState(p, sched)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	for k := range p.turns {
-		tp := &p.turns[k]
-		if k > 0 {
-			sched += r.think(tp)
+	for r.step(c, timer, skip) {
+	}
+}
+
+// runClients replays with vLLM's load model (Config.Clients): every client is a goroutine that
+// keeps up to ActiveConversations/Clients active conversations and sends one request at a
+// time, as a client process of vLLM's multi-turn benchmark does (client_main in
+// benchmark_serving_multi_turn.py). The conversations form one queue in arrival order. The
+// first shares are handed out in client order before any client starts (vLLM's processes race
+// for them); after that a client that has finished a conversation takes the next one from the
+// queue before its next request, so a faster client takes more conversations, as in vLLM.
+func (r *Replayer) runClients(skip func(kind, reason string)) {
+	per := r.cfg.ActiveConversations / r.cfg.Clients
+	var mu sync.Mutex
+	next := 0 // the queue is r.plans[next:]
+	take := func() *convPlan {
+		mu.Lock()
+		defer mu.Unlock()
+		if next == len(r.plans) {
+			return nil
 		}
+		next++
+		return r.plans[next-1]
+	}
+	shares := make([][]*convPlan, r.cfg.Clients)
+	for i := range shares {
+		for len(shares[i]) < per && next < len(r.plans) {
+			shares[i] = append(shares[i], r.plans[next])
+			next++
+		}
+	}
+	var wg sync.WaitGroup
+	for i, share := range shares {
+		wg.Go(func() { r.loadClient(i, per, share, take, skip) })
+	}
+	wg.Wait()
+	r.cut.Add(int64(len(r.plans) - next)) // never started: the run stopped first
+}
+
+// loadClient is one client of vLLM's load model: before each request it fills its active
+// conversations up to per from take, then picks one under Config.Sampling and sends its next
+// turn when its previous reply (of any conversation) has ended plus that turn's think time.
+// Round robin keeps vLLM's line: the conversation that became active last goes first, one
+// that is not finished goes to the back.
+func (r *Replayer) loadClient(id, per int, share []*convPlan, take func() *convPlan, skip func(kind, reason string)) {
+	var rng *rand.Rand
+	if r.cfg.Sampling == SamplingRandom {
+		// Each client has its own seed, seed + client + 1, as vLLM's clients do (the
+		// generator is Go's, so the choices are not Python's).
+		rng = rand.New(rand.NewPCG(uint64(r.cfg.Seed)+uint64(id)+1, 0xc1e47))
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var active, line []*convState // active in the order they came; line: the next is last
+	add := func(p *convPlan) {
+		c := r.newConvState(p, 0)
+		active = append(active, c)
+		line = append(line, c)
+		r.active.Add(1)
+	}
+	for _, p := range share {
+		add(p)
+	}
+	var clock time.Duration // when this client's previous reply ended
+	for {
+		if r.stopped() {
+			r.cut.Add(int64(len(active)))
+			r.active.Add(-int64(len(active)))
+			return
+		}
+		for len(active) < per {
+			p := take()
+			if p == nil {
+				break
+			}
+			add(p)
+		}
+		if len(active) == 0 {
+			return
+		}
+		var c *convState
+		if rng != nil {
+			c = active[rng.IntN(len(active))]
+		} else {
+			c, line = line[len(line)-1], line[:len(line)-1]
+		}
+		c.sched = clock // step adds the think time of a turn after the first
+		more := r.step(c, timer, skip)
+		clock = c.sched
+		if more {
+			if rng == nil {
+				line = slices.Insert(line, 0, c)
+			}
+			continue
+		}
+		active = slices.DeleteFunc(active, func(a *convState) bool { return a == c })
+		line = slices.DeleteFunc(line, func(a *convState) bool { return a == c })
+		r.active.Add(-1)
+	}
+}
+
+// convState is where a conversation is: its next turn, when that turn is due (before its
+// think time) and the live history. A conversation goroutine owns it, or, under the vLLM
+// preset, the client that holds the conversation.
+type convState struct {
+	p      *convPlan
+	next   int               // index in p.turns of the next turn
+	sched  time.Duration     // the previous reply's end (the first turn's due time before it)
+	live   []json.RawMessage // the live history: last sent list plus the reply
+	header http.Header
+}
+
+func (r *Replayer) newConvState(p *convPlan, sched time.Duration) *convState {
+	return &convState{p: p, sched: sched, header: r.conversationHeader(p)}
+}
+
+// step sends the conversation's next turn that can be sent, due at c.sched plus its think
+// time, and returns whether the conversation goes on: false when it has no turn left, failed
+// under OnErrorStop, or the run stopped scheduling.
+func (r *Replayer) step(c *convState, timer *time.Timer, skip func(kind, reason string)) bool {
+	p := c.p
+	for c.next < len(p.turns) {
+		tp := &p.turns[c.next]
+		if c.next > 0 {
+			c.sched += r.think(tp)
+		}
+		c.next++
 		// Build the body before waiting, so the wait ends with the send. A skipped turn
 		// leaves the rest of the conversation to be sent: each later turn's recorded message
 		// list is what its client sent. The live history is dropped, since a later turn's
 		// list is relative to the skipped one: the next turn goes out as recorded.
-		req, kind, why := r.build(tp, live)
+		req, kind, why := r.build(tp, c.live)
 		if kind != "" {
 			skip(kind, fmt.Sprintf("conversation %d turn %d: %s", p.id, tp.index, why))
-			live = nil
+			c.live = nil
 			continue
 		}
-		if !r.waitTurn(timer, sched) {
+		if !r.waitTurn(timer, c.sched) {
 			r.cut.Add(1)
-			return
+			return false
 		}
 		n, ok := r.count()
 		if !ok {
-			return
+			return false
 		}
-		x := r.send(tp, header, req.body, req.msgs, req.prompt, sched)
+		x := r.send(tp, c.header, req.body, req.msgs, req.prompt, c.sched)
 		r.releaseSlot()
 		res := r.result(p, tp, x, n)
 		ok = metrics.OK(res)
 		// The next turn is due from the end of this reply.
-		sched = x.end
+		c.sched = x.end
 		r.results <- res
 		if !ok && (r.cfg.OnError == OnErrorStop || res.ErrorClass == errclass.Canceled) {
-			return
+			return false
 		}
 		if r.cfg.History == HistoryLive && tp.synthetic == nil {
 			reply := x.reply
 			if !ok || reply == nil {
 				reply = tp.reply
 			}
-			live = append(slices.Clip(req.msgs), reply)
+			c.live = append(slices.Clip(req.msgs), reply)
 		}
+		return c.next < len(p.turns)
 	}
+	return false
 }
 
 // turnRequest is one turn's request, built before its send time.
@@ -694,6 +827,12 @@ func (r *Replayer) count() (int64, bool) {
 func (r *Replayer) result(p *convPlan, tp *turnPlan, x *exchange, n int64) *tape.Result {
 	res := x.res
 	res.Conversation, res.Turn = p.id, tp.index
+	if !tp.stream {
+		// Sent whole: the reply's end is all there is to measure (a server that streamed
+		// anyway is read, but measured like the others).
+		res.TTFT, res.Chunks = 0, nil
+		r.whole.Add(1)
+	}
 	res.Warmup = (r.cfg.Warmup > 0 && res.Scheduled < r.cfg.Warmup) ||
 		(r.cfg.WarmupRequests > 0 && n <= int64(r.cfg.WarmupRequests))
 	if r.cfg.KeepReplies && x.reply != nil {
@@ -814,14 +953,25 @@ func (r *Replayer) messages(tp *turnPlan, live []json.RawMessage) ([]json.RawMes
 }
 
 // params returns the recorded params with streaming, usage, the model and the output length
-// set: computed once per turn when the replayer is made.
+// set: computed once per turn when the replayer is made. It also settles tp.stream under
+// Config.Stream.
 func (c *Config) params(tp *turnPlan) (json.RawMessage, error) {
 	req, err := openai.ParseRequest(paramsOrEmpty(tp.params))
 	if err != nil {
 		return nil, fmt.Errorf("recorded params: %w", err)
 	}
-	_ = req.Set("stream", true)
-	_ = req.Set("stream_options", json.RawMessage(`{"include_usage":true}`))
+	tp.stream = c.Stream == StreamAlways || (c.Stream == StreamRecorded && tp.stream)
+	if tp.stream {
+		_ = req.Set("stream", true)
+		_ = req.Set("stream_options", json.RawMessage(`{"include_usage":true}`))
+	} else {
+		// Whole, as recorded (a body without "stream" keeps none); stream_options is only
+		// allowed with a stream.
+		req.Delete("stream_options")
+		if _, ok := req.Get("stream"); ok {
+			_ = req.Set("stream", false)
+		}
+	}
 	if c.Model != "" {
 		req.Model = c.Model
 	}
@@ -845,6 +995,22 @@ func (c *Config) params(tp *turnPlan) (json.RawMessage, error) {
 	if c.IgnoreEOS && limit > 0 {
 		t, n := true, limit
 		req.IgnoreEOS, req.MinTokens = &t, &n
+	}
+	if c.MinTokens > 0 {
+		n := c.MinTokens
+		if l := req.MaxOutputTokens(); l > 0 {
+			n = min(n, l)
+		}
+		req.MinTokens = &n
+	}
+	if len(c.ExtraBody) > 0 {
+		var members map[string]json.RawMessage
+		if err := json.Unmarshal(c.ExtraBody, &members); err != nil {
+			return nil, fmt.Errorf("extra body: %w", err)
+		}
+		if err := setExtra(req, members); err != nil {
+			return nil, fmt.Errorf("extra body: %w", err)
+		}
 	}
 	params, err := req.Params()
 	if err != nil {

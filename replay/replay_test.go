@@ -499,6 +499,21 @@ func TestConfigErrors(t *testing.T) {
 		{Target: "http://x", OnError: "panic"},
 		{Target: "http://x", Failed: "sometimes"},
 		{Target: "http://x", SessionHeader: "X Conv"},
+		{Target: "http://x", Stream: "sometimes"},
+		{Target: "http://x", MinTokens: -1},
+		{Target: "http://x", MaxTurns: -1},
+		{Target: "http://x", MinTokens: 3, IgnoreEOS: true},
+		{Target: "http://x", ExtraBody: json.RawMessage(`[1]`)},
+		{Target: "http://x", ExtraBody: json.RawMessage(`{"stream_options":{}}`)},
+		{Target: "http://x", ExtraBody: json.RawMessage(`{"model":5}`)},
+		{Target: "http://x", ActiveConversations: 4},
+		{Target: "http://x", Sampling: replay.SamplingRandom},
+		{Target: "http://x", Clients: -1},
+		{Target: "http://x", Clients: 2, ActiveConversations: 1},
+		{Target: "http://x", Clients: 2, Sampling: "lru"},
+		{Target: "http://x", Clients: 2, MaxConcurrency: 2},
+		{Target: "http://x", Clients: 2, MaxConversations: 2},
+		{Target: "http://x", Clients: 2, Arrival: replay.ArrivalAll},
 	} {
 		if _, err := replay.New(rs.store, cfg); !errors.Is(err, replay.ErrConfig) {
 			t.Errorf("New(%+v) = %v, want ErrConfig", cfg, err)

@@ -251,8 +251,9 @@ func unstreamedStore(t *testing.T, n int, plain func(i int) bool) (string, map[u
 func TestCompareUnstreamedRecording(t *testing.T) {
 	path, plain := unstreamedStore(t, 6, func(i int) bool { return i%2 == 0 })
 	url := replaySim(t, sim.Config{TTFT: 20 * time.Millisecond, ITL: 100 * time.Microsecond})
+	// --stream always: the run measures a TTFT for every turn, the recording only for the streamed.
 	code, _, errOut := execCmd(context.Background(), "replay", "--store", path, "--target", url, "--name", "run",
-		"--arrival", "all", "--think", "none", "--progress-interval", "0")
+		"--arrival", "all", "--think", "none", "--progress-interval", "0", "--stream", "always")
 	if code != 0 {
 		t.Fatalf("replay: exit %d, stderr %q", code, errOut)
 	}
@@ -301,7 +302,7 @@ func TestCompareUnstreamedRecording(t *testing.T) {
 	// No recorded turn was streamed: TTFT has no samples on the recorded side.
 	path, _ = unstreamedStore(t, 3, func(int) bool { return true })
 	code, _, errOut = execCmd(context.Background(), "replay", "--store", path, "--target", url, "--name", "run",
-		"--arrival", "all", "--think", "none", "--progress-interval", "0")
+		"--arrival", "all", "--think", "none", "--progress-interval", "0", "--stream", "always")
 	if code != 0 {
 		t.Fatalf("replay: exit %d, stderr %q", code, errOut)
 	}

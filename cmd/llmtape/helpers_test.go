@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -23,12 +24,15 @@ func execCmd(ctx context.Context, args ...string) (int, string, string) {
 }
 
 // chatSpec shapes the i-th conversation of chatStore: its tapetest chat, its arrival offset,
-// the recorded completion tokens of each of its turns and, when set, their model.
+// the recorded completion tokens of each of its turns and, when set, their model, and whether
+// they were recorded without streaming (no "stream" member, as a client that asked for whole
+// replies sent them).
 type chatSpec struct {
 	chat       tapetest.Config
 	arrival    time.Duration
 	completion int
 	model      string
+	whole      bool
 }
 
 // chatStore writes a store (in a temporary directory, file name name) with one recording of
@@ -51,6 +55,10 @@ func chatStore(t *testing.T, name string, src rand.Source, n int, spec func(i in
 				turn.Tokens.Completion = sp.completion
 				if sp.model != "" {
 					turn.Request.Model = sp.model
+				}
+				if sp.whole {
+					turn.Request.Stream = false
+					turn.Request.Params = json.RawMessage(`{"model":"llama-3.1-8b","temperature":0.7}`)
 				}
 			}
 			if err := c.Write(tx); err != nil {

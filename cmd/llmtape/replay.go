@@ -33,6 +33,8 @@ type replayOptions struct {
 	think      string
 	thinkScale float64
 	outputLen  string
+	extraBody  string
+	sampling   string
 	warmup     string
 	sample     string
 	shard      string
@@ -63,7 +65,14 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.BoolVar(&c.KeepReplies, "keep-replies", false, "store each reply's text and tool calls with its result (for export --run RUN --format vllm|sharegpt)")
 	f.StringVar(&o.outputLen, "output-len", "recorded", "output length: recorded (max_tokens = recorded completion tokens), request (as sent), or N tokens")
 	f.BoolVar(&c.IgnoreEOS, "ignore-eos", false, "add vLLM's ignore_eos and min_tokens so outputs have exactly the set length")
+	f.StringVar((*string)(&c.Stream), "stream", string(replay.StreamRecorded), "which requests are streamed: recorded (as their clients did; imported turns stream), always, or never (E2E only: no TTFT, TPOT or ITL), e.g. --stream always")
+	f.IntVar(&c.MinTokens, "min-tokens", 0, "set vLLM's min_tokens on every request, capped at its output limit, e.g. --min-tokens 16 (0: as recorded; not with --ignore-eos)")
+	f.StringVar(&o.extraBody, "extra-body", "", `JSON object merged into every request body (its members replace those of the same name; not messages, prompt, stream, stream_options), e.g. '{"chat_template_kwargs":{"enable_thinking":false}}'`)
 	f.StringVar(&c.Model, "model", "", "replace the model of every request")
+	f.IntVar(&c.MaxTurns, "max-turns", 0, "send only the first N turns of each conversation, e.g. --max-turns 4 (0: all)")
+	f.IntVar(&c.Clients, "clients", 0, "vLLM's load model: N closed-loop clients, each sending one request at a time to its share of --active-conversations, e.g. --clients 2 --active-conversations 4 (replaces --arrival, --max-concurrency, --max-conversations)")
+	f.IntVar(&c.ActiveConversations, "active-conversations", 0, "with --clients: active conversations of all clients together, K/--clients each, e.g. --active-conversations 6 (default --clients)")
+	f.StringVar(&o.sampling, "conversation-sampling", "", "with --clients: how a client picks its next conversation: round-robin (default, as vLLM) or random, e.g. --conversation-sampling random")
 	f.IntVar(&c.MaxConcurrency, "max-concurrency", 0, "most requests in flight at once (0: no limit)")
 	f.IntVar(&c.MaxConversations, "max-conversations", 0, "most conversations active at once (0: no limit)")
 	f.DurationVar(&c.Duration, "duration", 0, "stop scheduling after this long; in-flight requests finish (0: no limit)")
@@ -176,6 +185,9 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 	if legacy {
 		fmt.Fprintf(cmd.ErrOrStderr(), "llmtape: warning: --output %s: the output length is --output-len now (-o/--output names the output file)\n", o.outputLen)
 	}
+	if err := o.knobs(cmd, &c); err != nil {
+		return c, err
+	}
 	if o.warmup != "" {
 		if n, err := strconv.Atoi(o.warmup); err == nil && n >= 0 {
 			c.WarmupRequests = n
@@ -233,6 +245,65 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 	return c, nil
 }
 
+// knobs checks the flags that vLLM's multi-turn benchmark users look for: --stream,
+// --max-turns, --min-tokens, --extra-body and the client preset (--clients, --active-conversations,
+// --conversation-sampling).
+func (o *replayOptions) knobs(cmd *cobra.Command, c *replay.Config) error {
+	flags := cmd.Flags()
+	switch c.Stream {
+	case replay.StreamRecorded, replay.StreamAlways, replay.StreamNever:
+	default:
+		return usageErrorf("--stream %q: want recorded, always or never", c.Stream)
+	}
+	if c.Stream == replay.StreamNever && strings.Contains(o.slo, "ttft") {
+		return usageErrorf("--stream never measures no TTFT: a ttft objective in --slo would fail every request")
+	}
+	if c.MaxTurns < 0 {
+		return usageErrorf("--max-turns %d: want a number of turns above 0 (0: all)", c.MaxTurns)
+	}
+	if c.MinTokens < 0 {
+		return usageErrorf("--min-tokens %d: want a number of tokens above 0", c.MinTokens)
+	}
+	if c.MinTokens > 0 && c.IgnoreEOS {
+		return usageErrorf("--min-tokens and --ignore-eos both set min_tokens (--ignore-eos sets it to the output length): give one")
+	}
+	if flags.Changed("extra-body") {
+		b, err := replay.ParseExtraBody(o.extraBody)
+		if err != nil {
+			return usageErrorf("--extra-body %v", err)
+		}
+		c.ExtraBody = b
+	}
+	if c.Clients == 0 {
+		for _, name := range []string{"active-conversations", "conversation-sampling"} {
+			if flags.Changed(name) {
+				return usageErrorf("--%s is for --clients (vLLM's load model)", name)
+			}
+		}
+		return nil
+	}
+	if c.Clients < 0 {
+		return usageErrorf("--clients %d: want a number of clients above 0", c.Clients)
+	}
+	for _, name := range []string{"arrival", "rate", "burstiness", "max-concurrency", "max-conversations"} {
+		if flags.Changed(name) {
+			return usageErrorf("--%s does not go with --clients: the clients start conversations and bound the requests in flight", name)
+		}
+	}
+	if flags.Changed("active-conversations") && c.ActiveConversations < c.Clients {
+		return usageErrorf("--active-conversations %d: want at least --clients (%d), one active conversation per client", c.ActiveConversations, c.Clients)
+	}
+	switch o.sampling {
+	case "", "round-robin", "round_robin":
+		c.Sampling = replay.SamplingRoundRobin
+	case "random":
+		c.Sampling = replay.SamplingRandom
+	default:
+		return usageErrorf("--conversation-sampling %q: want round-robin or random", o.sampling)
+	}
+	return nil
+}
+
 // maxStartAhead bounds how far ahead --start-at may lie: further is a typo (a wrong date or
 // Unix milliseconds), not a plan, and would leave the replayer waiting silently.
 const maxStartAhead = 24 * time.Hour
@@ -263,9 +334,10 @@ func newReplayCmd() *cobra.Command {
 		Short: "Re-send recorded conversations to a server with the original or scaled timing and measure it",
 		Long: `Replay sends the conversations of a recording to --target, each at its recorded arrival
 (divided by --speed) or by a poisson/gamma process, and each next turn when the previous reply
-in this replay has ended plus the think time (closed loop per conversation). Every request is
-streamed with usage and measured: TTFT, ITL, TPOT, E2E, tokens, cached tokens, schedule lag and
-errors by class. Results are written to the store as they finish; the run, its summary and its
+in this replay has ended plus the think time (closed loop per conversation); --clients P
+--active-conversations K replaces this with vLLM's load model. A request recorded as a stream
+(every imported turn) is streamed with usage (--stream) and measured: TTFT, ITL, TPOT, E2E,
+tokens, cached tokens, schedule lag and errors by class; one sent whole has its E2E alone. Results are written to the store as they finish; the run, its summary and its
 HDR histograms are saved at the end. Errors never stop the run.
 
 Ctrl-C stops scheduling and lets requests in flight finish; a second Ctrl-C cancels them. The
@@ -284,7 +356,9 @@ of --format on stderr. See docs/replay.md.`,
   llmtape replay --target http://router:8000 --recording latest --session-header X-Session-ID --failed skip
   llmtape replay --target http://127.0.0.1:8000 --arrival poisson --rate 5 --think none --history live
   llmtape replay --target http://10.0.0.5:8000 --shard 1/3 --start-at 2026-01-02T15:00:00Z --format json -o run.json
-  llmtape replay --target http://127.0.0.1:8000 --output-len 256 --ignore-eos`,
+  llmtape replay --target http://127.0.0.1:8000 --output-len 256 --ignore-eos
+  llmtape replay --target http://127.0.0.1:8000 --clients 2 --active-conversations 6 --history live --max-turns 10
+  llmtape replay --target http://127.0.0.1:8000 --extra-body '{"chat_template_kwargs":{"enable_thinking":false}}' --min-tokens 16`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
@@ -387,6 +461,9 @@ func (o *replayOptions) run(cmd *cobra.Command) error {
 	}
 	if rep.Skipped > 0 {
 		fmt.Fprintf(stderr, "skipped %d turns that cannot be sent: %s\n", rep.Skipped, strings.Join(rep.SkipReasons, "; "))
+	}
+	if rep.NotStreamed > 0 {
+		fmt.Fprintf(stderr, "%d requests were sent without streaming (--stream): E2E only, TTFT, TPOT and ITL not measured\n", rep.NotStreamed)
 	}
 	if rep.Lost > 0 {
 		fmt.Fprintf(stderr, "warning: %d results could not be written to the store\n", rep.Lost)
