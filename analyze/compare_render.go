@@ -3,6 +3,7 @@ package analyze
 import (
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -12,7 +13,8 @@ import (
 
 // Write renders the comparison in format f.
 func (c *Comparison) Write(w io.Writer, f Format) error {
-	return rendering{what: "write comparison", value: c, title: c.title, secs: c.sections, charts: c.charts}.write(w, f)
+	return rendering{what: "write comparison", value: c, title: c.title, secs: c.sections, view: c.view,
+		lead: c.lead, head: c.head, charts: c.charts}.write(w, f)
 }
 
 // String names the side: "run 3 (nightly)", "recording 1 (prod)" or, for several runs,
@@ -87,6 +89,9 @@ func (c *Comparison) sections() []output.Section {
 			output.Num(d.td.MeanAbsDelta), output.Num(d.td.ChangedRatio)})
 	}
 	secs := []output.Section{m, bt, rt, rc, dr}
+	if c.Verdict != nil {
+		secs = append([]output.Section{verdictCSV(c.Verdict)}, secs...)
+	}
 	if len(c.Warnings) > 0 {
 		ws := output.Section{Title: "warnings", Cols: []string{"warning"}}
 		for _, w := range c.Warnings {
@@ -157,5 +162,49 @@ func (c *Comparison) charts() []string {
 	}
 	ttft.series = []series{{name: "matched requests", pts: tp}}
 	e2e.series = []series{{name: "matched requests", pts: ep}}
-	return []string{cdfs.svg(), byTurn.svg(), ttft.svg(), e2e.svg()}
+	out := []string{cdfs.svg(), byTurn.svg()}
+	if hm := c.turnHeatmap(); hm != "" {
+		out = append(out, hm)
+	}
+	return append(out, ttft.svg(), e2e.svg())
+}
+
+// turnHeatmap is the change of TTFT (p50, p99) and ITL (p50) by turn index as a heat map,
+// each cell judged by the verdict's noise rule on that bucket's histograms.
+func (c *Comparison) turnHeatmap() string {
+	if len(c.ByTurn) == 0 {
+		return ""
+	}
+	figs := []struct {
+		name, metric string
+		q            float64
+	}{{"ttft_ms.p50", metrics.TTFT, 0.5}, {"ttft_ms.p99", metrics.TTFT, 0.99}, {"itl_ms.p50", metrics.ITL, 0.5}}
+	var rows, cols []string
+	cells := make([][]heatCell, len(figs))
+	for _, t := range c.ByTurn {
+		cols = append(cols, t.Bucket)
+	}
+	for r, f := range figs {
+		rows = append(rows, f.name)
+		for _, t := range c.ByTurn {
+			cell := heatCell{text: "n/a", call: CallNone}
+			for _, ch := range t.Changes {
+				if ch.Name != f.name || ch.Missing != "" {
+					continue
+				}
+				j := Judgement{Metric: f.metric, Figure: f.name, Base: ch.Base, Target: ch.Target}
+				if c.BaseSet != nil && c.TargetSet != nil {
+					j.BaseInterval = quantileInterval(c.BaseSet.Hist(f.metric, t.Bucket), f.q)
+					j.TargetInterval = quantileInterval(c.TargetSet.Hist(f.metric, t.Bucket), f.q)
+				}
+				judge(&j, false)
+				cell = heatCell{text: changeText(j), call: j.Call}
+				if j.Rel != nil {
+					cell.rel = math.Abs(*j.Rel)
+				}
+			}
+			cells[r] = append(cells[r], cell)
+		}
+	}
+	return heatmap("TTFT and ITL change by turn index (target vs base)", rows, cols, cells)
 }
