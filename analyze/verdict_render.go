@@ -126,7 +126,7 @@ func distView(metric string, b, t metrics.Dist, bs, ts *metrics.Set) [][]output.
 		return pctChange(metric, "", q, bs, ts, bv, tv, b.Count, t.Count)
 	}
 	chg := []output.Cell{output.Text(""), output.Text("change"), output.Int(t.Count - b.Count), pc(0, b.Mean, t.Mean),
-		pc(0.5, b.P50, t.P50), pc(0.9, b.P90, t.P90), pc(0.99, b.P99, t.P99), pc(0, b.Max, t.Max)}
+		pc(0.5, b.P50, t.P50), pc(0, b.P90, t.P90), pc(0.99, b.P99, t.P99), pc(0, b.Max, t.Max)}
 	return [][]output.Cell{rb, rt, chg}
 }
 
