@@ -189,22 +189,63 @@ func (c *Comparison) turnHeatmap() string {
 		for _, t := range c.ByTurn {
 			cell := heatCell{text: "n/a", call: CallNone}
 			for _, ch := range t.Changes {
-				if ch.Name != f.name || ch.Missing != "" {
-					continue
-				}
-				j := Judgement{Metric: f.metric, Figure: f.name, Base: ch.Base, Target: ch.Target}
-				if c.BaseSet != nil && c.TargetSet != nil {
-					j.BaseInterval = quantileInterval(c.BaseSet.Hist(f.metric, t.Bucket), f.q)
-					j.TargetInterval = quantileInterval(c.TargetSet.Hist(f.metric, t.Bucket), f.q)
-				}
-				judge(&j, false)
-				cell = heatCell{text: changeText(j), call: j.Call}
-				if j.Rel != nil {
-					cell.rel = math.Abs(*j.Rel)
+				if ch.Name == f.name {
+					cell = c.turnCell(t.Bucket, f.metric, f.q, ch)
 				}
 			}
 			cells[r] = append(cells[r], cell)
 		}
 	}
 	return heatmap("TTFT and ITL change by turn index (target vs base)", rows, cols, cells)
+}
+
+// turnCell judges one turn bucket's change of a percentile (q 0: not judged) by the
+// verdict's noise rule on that bucket's histograms.
+func (c *Comparison) turnCell(bucket, metric string, q float64, ch Change) heatCell {
+	if ch.Missing != "" {
+		return heatCell{text: "n/a", call: CallNone}
+	}
+	j := Judgement{Metric: metric, Figure: ch.Name, Base: ch.Base, Target: ch.Target}
+	if q > 0 && c.BaseSet != nil && c.TargetSet != nil {
+		j.BaseInterval = quantileInterval(c.BaseSet.Hist(metric, bucket), q)
+		j.TargetInterval = quantileInterval(c.TargetSet.Hist(metric, bucket), q)
+	}
+	judge(&j, false)
+	cell := heatCell{text: changeText(j), call: j.Call}
+	if j.Rel != nil {
+		cell.rel = math.Abs(*j.Rel)
+	}
+	return cell
+}
+
+// turnView is the per-turn table shaped for reading: one row per turn bucket, the requests
+// on each side and the change of each figure, marked ▲/▼ and coloured by the noise rule.
+func (c *Comparison) turnView() output.Section {
+	figs := []struct {
+		name, metric string
+		q            float64
+	}{{"ttft_ms.p50", metrics.TTFT, 0.5}, {"ttft_ms.p99", metrics.TTFT, 0.99}, {"itl_ms.p50", metrics.ITL, 0.5},
+		{"tpot_ms.p50", metrics.TPOT, 0.5}, {"e2e_ms.p50", metrics.E2E, 0.5}, {"e2e_ms.p99", metrics.E2E, 0.99}}
+	s := output.Section{Title: "by turn index: change", Cols: []string{"turn", "requests", "ttft_p50", "ttft_p50 Δ", "ttft_p99 Δ",
+		"itl_p50 Δ", "tpot_p50 Δ", "e2e_p50 Δ", "e2e_p99 Δ"}}
+	for _, t := range c.ByTurn {
+		row := []output.Cell{output.Text(t.Bucket)}
+		byName := map[string]Change{}
+		for _, ch := range t.Changes {
+			byName[ch.Name] = ch
+		}
+		rq, p50 := byName["requests"], byName["ttft_ms.p50"]
+		row = append(row, output.Text(fmt.Sprintf("%d / %d", int(rq.Base), int(rq.Target))))
+		if p50.Missing == "" {
+			row = append(row, output.Text(output.FormatNum(p50.Base)+" → "+output.FormatNum(p50.Target)))
+		} else {
+			row = append(row, output.Text(noSamples))
+		}
+		for _, f := range figs {
+			hc := c.turnCell(t.Bucket, f.metric, f.q, byName[f.name])
+			row = append(row, output.Text(hc.text).WithTone(toneOf(hc.call)))
+		}
+		s.Rows = append(s.Rows, row)
+	}
+	return s
 }

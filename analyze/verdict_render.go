@@ -203,11 +203,11 @@ func (c *Comparison) view() []output.Section {
 		figureView("requests.errors", float64(b.Requests.Errors), float64(t.Requests.Errors), nil),
 		figureView("requests.error_rate", errorRate(b), errorRate(t), c.Verdict),
 	}}
-	secs = append(secs, lat, tp, tok, errs)
+	secs = append(secs, lat, tp, tok, errs, c.turnView())
 	all := c.sections()
 	for _, s := range all {
 		switch s.Title {
-		case "metrics", "warnings", "failed conditions", "verdict":
+		case "metrics", "warnings", "failed conditions", "verdict", "by turn index":
 			continue
 		}
 		secs = append(secs, s)
