@@ -13,7 +13,7 @@ import (
 
 // Write renders the comparison in format f.
 func (c *Comparison) Write(w io.Writer, f Format) error {
-	return rendering{what: "write comparison", value: c, title: c.title, secs: c.sections, view: c.view,
+	return rendering{what: "write comparison", value: c, title: c.title, secs: c.sections, view: c.view, page: c.body,
 		lead: c.lead, head: c.head, charts: c.charts}.write(w, f)
 }
 

@@ -35,6 +35,7 @@ type rendering struct {
 	title  func() string           // the title of the table and the page
 	secs   func() []output.Section // the sections of CSV, and of the table and page unless view is set
 	view   func() []output.Section // the sections of the table and page, shaped for reading; nil: secs
+	page   func() []output.Section // the sections of the page when its head shows some of view's; nil: view
 	lead   func() []string         // lines under the title of the table (the verdict); nil: none
 	head   func() string           // HTML that opens the page (verdict, cards, banner); nil: none
 	charts func() []string         // the page's SVG charts
@@ -63,7 +64,11 @@ func (r rendering) write(w io.Writer, f Format) error {
 		if r.head != nil {
 			head = r.head()
 		}
-		err = writeHTML(w, r.title(), head, r.charts(), r.viewSecs())
+		secs := r.viewSecs()
+		if r.page != nil {
+			secs = output.NonEmpty(r.page())
+		}
+		err = writeHTML(w, r.title(), head, r.charts(), secs)
 	default:
 		if r.table == nil {
 			err = writeLeadTable(w, r.title(), r.lead, r.viewSecs())
@@ -215,14 +220,15 @@ func headHTML(line string, tone output.Tone, cards []card, gate *Gate, banner []
 		if !gate.Passed {
 			cls, word = "fail", "FAILED"
 		}
-		fmt.Fprintf(&b, "<div class=\"gate %s\"><strong>--fail-on %s</strong>: %s", cls, word, html.EscapeString(strings.Join(gate.Conditions, ", ")))
-		if len(gate.Failed) > 0 {
-			b.WriteString("<ul>\n")
-			for _, f := range gate.Failed {
-				fmt.Fprintf(&b, "<li>%s</li>\n", html.EscapeString(f))
+		fmt.Fprintf(&b, "<div class=\"gate %s\"><strong>--fail-on %s</strong><ul>\n", cls, word)
+		for _, o := range gate.outcomes() {
+			mark := "✔"
+			if o.fails {
+				mark = "✘"
 			}
-			b.WriteString("</ul>")
+			fmt.Fprintf(&b, "<li>%s <code>%s</code>: %s</li>\n", mark, html.EscapeString(o.cond), html.EscapeString(o.text))
 		}
+		b.WriteString("</ul>")
 		b.WriteString("</div>\n")
 	}
 	if len(cards) > 0 {

@@ -150,6 +150,12 @@ func figureView(name string, b, t float64, v *Verdict) []output.Cell {
 // per kind of figure (latency, throughput, tokens, errors) with one row per metric and side,
 // then per turn, the regressions and the token drift. Every figure stays in CSV and JSON.
 func (c *Comparison) view() []output.Section {
+	return append(c.verdictSections(), c.body()...)
+}
+
+// verdictSections are the verdict, the warnings and the gate as tables (the page shows them
+// as its head instead).
+func (c *Comparison) verdictSections() []output.Section {
 	var secs []output.Section
 	if c.Verdict != nil {
 		secs = append(secs, verdictView(c.Verdict))
@@ -160,23 +166,23 @@ func (c *Comparison) view() []output.Section {
 		secs = append(secs, ws)
 		if g := c.Verdict.Gate; g != nil {
 			gs := output.Section{Title: "fail-on", Cols: []string{"condition", "outcome"}}
-			for _, cond := range g.Conditions {
-				out := output.Text("passes").WithTone(output.Better)
-				for _, f := range g.Failed {
-					if strings.HasSuffix(f, "["+cond+"]") {
-						out = output.Text("FAILS: " + strings.TrimSuffix(f, " ["+cond+"]")).WithTone(output.Worse)
-					}
+			for _, o := range g.outcomes() {
+				tone := output.Better
+				if o.fails {
+					tone = output.Worse
 				}
-				gs.Rows = append(gs.Rows, []output.Cell{output.Text(cond), out})
-			}
-			for _, f := range g.Failed {
-				if !strings.HasSuffix(f, "]") {
-					gs.Rows = append(gs.Rows, []output.Cell{output.Text("(any)"), output.Text("FAILS: " + f).WithTone(output.Worse)})
-				}
+				gs.Rows = append(gs.Rows, []output.Cell{output.Text(o.cond), output.Text(o.text).WithTone(tone)})
 			}
 			secs = append(secs, gs)
 		}
 	}
+	return secs
+}
+
+// body is what follows the verdict: the figures grouped, per turn, the regressions and the
+// token drift.
+func (c *Comparison) body() []output.Section {
+	var secs []output.Section
 	b, t := &c.BaseSummary, &c.TargetSummary
 	distCols := []string{"metric", "side", "count", "mean", "p50", "p90", "p99", "max"}
 	lat := output.Section{Title: "latency (ms)", Cols: distCols}
@@ -228,4 +234,32 @@ func wrap(s, indent string, width int) []string {
 		line += w
 	}
 	return append(out, line)
+}
+
+// gateOutcome is one line of the gate: a condition (or "(any)" for a reason that fails the
+// gate whatever the conditions) and what became of it.
+type gateOutcome struct {
+	cond, text string
+	fails      bool
+}
+
+// outcomes are the gate's conditions with their outcome, then the reasons that fail it
+// whatever the conditions (a side without successful requests).
+func (g *Gate) outcomes() []gateOutcome {
+	var out []gateOutcome
+	for _, cond := range g.Conditions {
+		o := gateOutcome{cond: cond, text: "passes"}
+		for _, f := range g.Failed {
+			if strings.HasSuffix(f, "["+cond+"]") {
+				o = gateOutcome{cond: cond, text: "FAILS: " + strings.TrimSuffix(f, " ["+cond+"]"), fails: true}
+			}
+		}
+		out = append(out, o)
+	}
+	for _, f := range g.Failed {
+		if !strings.HasSuffix(f, "]") {
+			out = append(out, gateOutcome{cond: "(any)", text: "FAILS: " + f, fails: true})
+		}
+	}
+	return out
 }
