@@ -116,6 +116,9 @@ type Comparison struct {
 	// requests (whatever the conditions), a condition whose figure has no samples on a side,
 	// and the conditions that hold.
 	Failed []string `json:"failed"`
+	// Verdict is what the comparison opens with: better, worse or the same within noise for
+	// each headline figure, the gate's outcome and the warnings (docs/analyze.md).
+	Verdict *Verdict `json:"verdict"`
 
 	BaseSummary, TargetSummary metrics.Summary `json:"-"`
 	BaseSet, TargetSet         *metrics.Set    `json:"-"`
@@ -433,6 +436,7 @@ func Compare(ctx context.Context, src Source, base, target string, cfg CompareCo
 	if c.Failed == nil {
 		c.Failed = []string{}
 	}
+	c.buildVerdict(runs, other, cfg.FailOn)
 	return c, nil
 }
 

@@ -3,6 +3,7 @@ package analyze
 import (
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -12,7 +13,8 @@ import (
 
 // Write renders the comparison in format f.
 func (c *Comparison) Write(w io.Writer, f Format) error {
-	return rendering{what: "write comparison", value: c, title: c.title, secs: c.sections, charts: c.charts}.write(w, f)
+	return rendering{what: "write comparison", value: c, title: c.title, secs: c.sections, view: c.view, page: c.body,
+		lead: c.lead, head: c.head, charts: c.charts}.write(w, f)
 }
 
 // String names the side: "run 3 (nightly)", "recording 1 (prod)" or, for several runs,
@@ -87,6 +89,9 @@ func (c *Comparison) sections() []output.Section {
 			output.Num(d.td.MeanAbsDelta), output.Num(d.td.ChangedRatio)})
 	}
 	secs := []output.Section{m, bt, rt, rc, dr}
+	if c.Verdict != nil {
+		secs = append([]output.Section{verdictCSV(c.Verdict)}, secs...)
+	}
 	if len(c.Warnings) > 0 {
 		ws := output.Section{Title: "warnings", Cols: []string{"warning"}}
 		for _, w := range c.Warnings {
@@ -157,5 +162,90 @@ func (c *Comparison) charts() []string {
 	}
 	ttft.series = []series{{name: "matched requests", pts: tp}}
 	e2e.series = []series{{name: "matched requests", pts: ep}}
-	return []string{cdfs.svg(), byTurn.svg(), ttft.svg(), e2e.svg()}
+	out := []string{cdfs.svg(), byTurn.svg()}
+	if hm := c.turnHeatmap(); hm != "" {
+		out = append(out, hm)
+	}
+	return append(out, ttft.svg(), e2e.svg())
+}
+
+// turnHeatmap is the change of TTFT (p50, p99) and ITL (p50) by turn index as a heat map,
+// each cell judged by the verdict's noise rule on that bucket's histograms.
+func (c *Comparison) turnHeatmap() string {
+	if len(c.ByTurn) == 0 {
+		return ""
+	}
+	figs := []struct {
+		name, metric string
+		q            float64
+	}{{"ttft_ms.p50", metrics.TTFT, 0.5}, {"ttft_ms.p99", metrics.TTFT, 0.99}, {"itl_ms.p50", metrics.ITL, 0.5}}
+	var rows, cols []string
+	cells := make([][]heatCell, len(figs))
+	for _, t := range c.ByTurn {
+		cols = append(cols, t.Bucket)
+	}
+	for r, f := range figs {
+		rows = append(rows, f.name)
+		for _, t := range c.ByTurn {
+			cell := heatCell{text: "n/a", call: CallNone}
+			for _, ch := range t.Changes {
+				if ch.Name == f.name {
+					cell = c.turnCell(t.Bucket, f.metric, f.q, ch)
+				}
+			}
+			cells[r] = append(cells[r], cell)
+		}
+	}
+	return heatmap("TTFT and ITL change by turn index (target vs base)", rows, cols, cells)
+}
+
+// turnCell judges one turn bucket's change of a percentile (q 0: not judged) by the
+// verdict's noise rule on that bucket's histograms.
+func (c *Comparison) turnCell(bucket, metric string, q float64, ch Change) heatCell {
+	if ch.Missing != "" {
+		return heatCell{text: "n/a", call: CallNone}
+	}
+	j := Judgement{Metric: metric, Figure: ch.Name, Base: ch.Base, Target: ch.Target}
+	if q > 0 && c.BaseSet != nil && c.TargetSet != nil {
+		j.BaseInterval = quantileInterval(c.BaseSet.Hist(metric, bucket), q)
+		j.TargetInterval = quantileInterval(c.TargetSet.Hist(metric, bucket), q)
+	}
+	judge(&j, false)
+	cell := heatCell{text: changeText(j), call: j.Call}
+	if j.Rel != nil {
+		cell.rel = math.Abs(*j.Rel)
+	}
+	return cell
+}
+
+// turnView is the per-turn table shaped for reading: one row per turn bucket, the requests
+// on each side and the change of each figure, marked ▲/▼ and coloured by the noise rule.
+func (c *Comparison) turnView() output.Section {
+	figs := []struct {
+		name, metric string
+		q            float64
+	}{{"ttft_ms.p50", metrics.TTFT, 0.5}, {"ttft_ms.p99", metrics.TTFT, 0.99}, {"itl_ms.p50", metrics.ITL, 0.5},
+		{"tpot_ms.p50", metrics.TPOT, 0.5}, {"e2e_ms.p50", metrics.E2E, 0.5}, {"e2e_ms.p99", metrics.E2E, 0.99}}
+	s := output.Section{Title: "by turn index: change", Cols: []string{"turn", "requests", "ttft_p50", "ttft_p50 Δ", "ttft_p99 Δ",
+		"itl_p50 Δ", "tpot_p50 Δ", "e2e_p50 Δ", "e2e_p99 Δ"}}
+	for _, t := range c.ByTurn {
+		row := []output.Cell{output.Text(t.Bucket)}
+		byName := map[string]Change{}
+		for _, ch := range t.Changes {
+			byName[ch.Name] = ch
+		}
+		rq, p50 := byName["requests"], byName["ttft_ms.p50"]
+		row = append(row, output.Text(fmt.Sprintf("%d / %d", int(rq.Base), int(rq.Target))))
+		if p50.Missing == "" {
+			row = append(row, output.Text(output.FormatNum(p50.Base)+" → "+output.FormatNum(p50.Target)))
+		} else {
+			row = append(row, output.Text(noSamples))
+		}
+		for _, f := range figs {
+			hc := c.turnCell(t.Bucket, f.metric, f.q, byName[f.name])
+			row = append(row, output.Text(hc.text).WithTone(toneOf(hc.call)))
+		}
+		s.Rows = append(s.Rows, row)
+	}
+	return s
 }

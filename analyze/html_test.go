@@ -150,6 +150,16 @@ func TestHTMLRendersInChromium(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkScreenshot(t, img)
+			if c.name == "compare" {
+				// The demo's target is 30% slower: the verdict's regression red (cards, the
+				// verdict's border, the heat map) is on the page.
+				if cmp.Verdict.Call != analyze.CallWorse {
+					t.Errorf("demo verdict %s, want worse: %s", cmp.Verdict.Call, cmp.Verdict.Line)
+				}
+				if n := countNear(img, [3]uint8{0xCF, 0x22, 0x2E}); n < 200 {
+					t.Errorf("regression red on %d pixels, want ≥ 200", n)
+				}
+			}
 			if keep := os.Getenv("LLMTAPE_KEEP_SCREENSHOTS"); keep != "" {
 				if b, err := os.ReadFile(shot); err == nil {
 					_ = os.WriteFile(filepath.Join(keep, c.name+".png"), b, 0o644)
@@ -194,6 +204,21 @@ func checkScreenshot(t *testing.T, img image.Image) {
 	if len(colours) < 20 {
 		t.Errorf("only %d distinct colours", len(colours))
 	}
+}
+
+// countNear counts the pixels of img near colour c.
+func countNear(img image.Image, c [3]uint8) int {
+	n := 0
+	bounds := img.Bounds()
+	for y := bounds.Min.Y; y < bounds.Max.Y; y++ {
+		for x := bounds.Min.X; x < bounds.Max.X; x++ {
+			r, g, b, _ := img.At(x, y).RGBA()
+			if near8([3]uint8{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8)}, c) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func near8(a, b [3]uint8) bool {

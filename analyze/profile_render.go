@@ -18,7 +18,7 @@ func (p *Profile) Write(w io.Writer, f Format) error {
 		title:  p.title,
 		secs:   func() []output.Section { return append(p.sections(), timelineSection(p.Timeline)) },
 		charts: p.charts,
-		table:  func(w io.Writer) error { return output.WriteTable(w, p.title(), p.sections()) },
+		table:  func(w io.Writer) error { return output.WriteTable(w, p.title(), output.NonEmpty(p.sections())) },
 	}.write(w, f)
 }
 

@@ -59,6 +59,9 @@ type Report struct {
 	Runs           []RunInfo           `json:"runs"`
 	ByConversation []ConversationStats `json:"by_conversation,omitempty"`
 	Timeline       *Timeline           `json:"timeline,omitempty"`
+	// Headline is what the report opens with: the run's own headline figures, its SLO
+	// goodput and the warnings (docs/analyze.md).
+	Headline *Headline `json:"headline"`
 	// Latency is the merged histogram set (not in JSON).
 	Latency *metrics.Set `json:"-"`
 }
@@ -69,6 +72,15 @@ type Report struct {
 // distributions of several runs, a new SLO, per-conversation figures or a timeline. The scan
 // checks ctx every checkEvery results and returns its error, wrapped, once it is done.
 func BuildReport(ctx context.Context, src Source, runs []*tape.Run, cfg ReportConfig) (*Report, error) {
+	rep, err := buildReport(ctx, src, runs, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rep.buildHeadline()
+	return rep, nil
+}
+
+func buildReport(ctx context.Context, src Source, runs []*tape.Run, cfg ReportConfig) (*Report, error) {
 	if len(runs) == 0 {
 		return nil, fmt.Errorf("report: no run given")
 	}

@@ -13,13 +13,25 @@ import (
 // Write renders the report in format f. The table is the replayer's summary table, preceded by
 // the runs and followed by per-conversation rows when asked for.
 func (r *Report) Write(w io.Writer, f Format) error {
-	return rendering{what: "write report", value: r, title: r.title, secs: r.sections, charts: r.charts,
+	return rendering{what: "write report", value: r, title: r.title, secs: r.sections, view: r.view, charts: r.charts,
+		head: func() string {
+			if r.Headline == nil {
+				return ""
+			}
+			return r.Headline.head()
+		},
 		table: r.writeTable}.write(w, f)
 }
 
 func (r *Report) writeTable(w io.Writer) error {
 	var b strings.Builder
-	err := output.WriteTable(&b, r.title(), []output.Section{r.runsSection()})
+	lead := func() []string { return nil }
+	top := []output.Section{r.runsSection()}
+	if h := r.Headline; h != nil {
+		lead = func() []string { return wrapParts(h.Line) }
+		top = append([]output.Section{bannerSection(h.Banner)}, top...)
+	}
+	err := writeLeadTable(&b, r.title(), lead, output.NonEmpty(top))
 	if err == nil {
 		b.WriteString("\n")
 		err = WriteSummary(&b, &r.Summary, FormatTable)
@@ -128,6 +140,9 @@ func byTurnSummarySection(ts []metrics.TurnSummary) output.Section {
 
 func (r *Report) sections() []output.Section {
 	secs := []output.Section{r.runsSection()}
+	if r.Headline != nil {
+		secs = append([]output.Section{r.Headline.section()}, secs...)
+	}
 	secs = append(secs, summarySections(&r.Summary)...)
 	if len(r.ByConversation) > 0 {
 		secs = append(secs, r.convSection())
@@ -155,4 +170,68 @@ func (r *Report) charts() []string {
 			concurrencyChart("Concurrency and arrivals over time", *r.Timeline))
 	}
 	return c
+}
+
+// wrapParts breaks a line of parts separated by "; " into lines of at most 100 runes.
+func wrapParts(line string) []string {
+	var out []string
+	cur := ""
+	for _, p := range strings.Split(line, "; ") {
+		switch {
+		case cur == "":
+			cur = p
+		case len([]rune(cur))+2+len([]rune(p)) > 100:
+			out = append(out, cur+";")
+			cur = "  " + p
+		default:
+			cur += "; " + p
+		}
+	}
+	return append(out, cur)
+}
+
+// view is the report shaped for reading (the page): the runs, then latency, throughput,
+// tokens and errors with one row per metric, per turn, per conversation and the timeline.
+// Every figure stays in CSV and JSON.
+func (r *Report) view() []output.Section {
+	s := &r.Summary
+	cols := []string{"metric", "count", "mean", "p50", "p90", "p99", "max"}
+	row := func(name string, d metrics.Dist) []output.Cell {
+		return []output.Cell{output.Text(name), output.Int(d.Count), output.Num(d.Mean), output.Num(d.P50), output.Num(d.P90),
+			output.Num(d.P99), output.Num(d.Max)}
+	}
+	lat := output.Section{Title: "latency (ms)", Cols: cols, Rows: [][]output.Cell{row("ttft_ms", s.TTFT), row("itl_ms", s.ITL),
+		row("tpot_ms", s.TPOT), row("e2e_ms", s.E2E), row("schedule_lag_ms", s.ScheduleLag)}}
+	fig := func(name string, c output.Cell) []output.Cell { return []output.Cell{output.Text(name), c} }
+	tp := output.Section{Title: "throughput", Cols: []string{"figure", "value"}, Rows: [][]output.Cell{
+		fig("throughput.requests_per_s", output.Num(s.Throughput.RequestsPerS)),
+		fig("throughput.input_tokens_per_s", output.Num(s.Throughput.InputTokensPerS)),
+		fig("throughput.output_tokens_per_s", output.Num(s.Throughput.OutputTokensPerS)),
+		fig("goodput.requests_per_s", output.Num(s.Goodput.RequestsPerS)),
+		fig("goodput.ratio", output.Num(s.Goodput.Ratio)),
+		fig("goodput.slo", output.Text(s.Goodput.SLO)),
+		fig("duration_s", output.Num(s.Duration)),
+	}}
+	tok := output.Section{Title: "tokens", Cols: cols, Rows: [][]output.Cell{row("input_tokens", s.InputTokens), row("output_tokens", s.OutputTokens),
+		{output.Text("cached_tokens (sum)"), output.Int(s.CachedTokens)}}}
+	rate := output.Num(errorRate(s))
+	if errorRate(s) > ErrorBanner {
+		rate = rate.WithTone(output.Warn)
+	}
+	errs := output.Section{Title: "errors", Cols: []string{"figure", "value"}, Rows: [][]output.Cell{
+		fig("requests.total", output.Int(s.Requests.Total)), fig("requests.ok", output.Int(s.Requests.OK)),
+		fig("requests.errors", output.Int(s.Requests.Errors)), fig("requests.error_rate", rate),
+		fig("warmup_excluded", output.Int(s.Warmup)), fig("retries", output.Int(s.Retries)), fig("reconnects", output.Int(s.Reconnects)),
+	}}
+	for _, k := range sortedKeys(s.ErrorsByClass) {
+		errs.Rows = append(errs.Rows, fig("errors."+k, output.Int(s.ErrorsByClass[k])))
+	}
+	secs := []output.Section{r.runsSection(), lat, tp, tok, errs, byTurnSummarySection(s.ByTurn)}
+	if len(r.ByConversation) > 0 {
+		secs = append(secs, r.convSection())
+	}
+	if r.Timeline != nil {
+		secs = append(secs, timelineSection(*r.Timeline))
+	}
+	return secs
 }

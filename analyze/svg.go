@@ -243,3 +243,74 @@ func timelinePoints(bucketS float64, v []float64) []point {
 	}
 	return pts
 }
+
+// heatCell is one cell of a heat map: the change as text, its call, and its size (|rel|)
+// for the shade.
+type heatCell struct {
+	text string
+	call Call
+	rel  float64
+}
+
+// heatmap draws a grid of changes (rows: figures, columns: turn buckets) as SVG: red for a
+// regression, green for an improvement, darker for a larger change, grey within noise; each
+// cell also prints its change with ▲/▼ and carries its call in words as a tooltip, so colour
+// is never the only signal.
+func heatmap(title string, rows, cols []string, cells [][]heatCell) string {
+	const cw, chh, left, top = 74.0, 30.0, 110.0, 56.0
+	w := int(math.Max(chartW, left+cw*float64(len(cols))+padR))
+	h := int(top + chh*float64(len(rows)) + 40)
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s">`,
+		w, h, w, h, html.EscapeString(title))
+	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#ffffff"/>`, w, h)
+	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14" font-family="sans-serif" font-weight="bold" fill="#1b1f24">%s</text>`,
+		int(padL), html.EscapeString(title))
+	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="11" font-family="sans-serif" fill="#57606a">turn index</text>`, left, top-22)
+	for i, c := range cols {
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="11" font-family="sans-serif" text-anchor="middle" fill="#1b1f24">%s</text>`,
+			left+cw*(float64(i)+0.5), top-6, html.EscapeString(c))
+	}
+	for r, name := range rows {
+		y := top + chh*float64(r)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="11" font-family="sans-serif" text-anchor="end" fill="#1b1f24">%s</text>`,
+			left-8, y+chh/2+4, html.EscapeString(name))
+		for i, c := range cells[r] {
+			fill, ink := "#ffffff", "#1b1f24"
+			shade := math.Min(1, c.rel)
+			switch c.call {
+			case CallWorse:
+				fill = mix("#ffebe9", "#cf222e", shade)
+			case CallBetter:
+				fill = mix("#dafbe1", "#1a7f37", shade)
+			case CallSame:
+				fill = "#eaeef2"
+			}
+			if shade > 0.5 && (c.call == CallWorse || c.call == CallBetter) {
+				ink = "#ffffff"
+			}
+			x := left + cw*float64(i)
+			fmt.Fprintf(&b, `<g><title>%s, turn %s: %s, %s</title><rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" stroke="#ffffff" stroke-width="2"/>`,
+				html.EscapeString(name), html.EscapeString(cols[i]), html.EscapeString(c.text), callWord(c.call), x, y, cw, chh, fill)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="11" font-family="sans-serif" text-anchor="middle" fill="%s">%s</text></g>`,
+				x+cw/2, y+chh/2+4, ink, html.EscapeString(c.text))
+		}
+	}
+	fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="11" font-family="sans-serif" fill="#57606a">▲ up, ▼ down; red: worse beyond noise, green: better, grey: within noise, white: not judged</text>`,
+		left-100, h-12)
+	b.WriteString("</svg>")
+	return b.String()
+}
+
+// mix blends two #rrggbb colours: t = 0 gives a, 1 gives b.
+func mix(a, b string, t float64) string {
+	ch := func(s string, i int) float64 {
+		v, _ := strconv.ParseUint(s[1+2*i:3+2*i], 16, 8)
+		return float64(v)
+	}
+	out := "#"
+	for i := 0; i < 3; i++ {
+		out += fmt.Sprintf("%02x", int(math.Round(ch(a, i)+(ch(b, i)-ch(a, i))*t)))
+	}
+	return out
+}

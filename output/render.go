@@ -51,6 +51,38 @@ type Cell struct {
 	num   float64
 	isNum bool
 	pct   bool // a ratio shown as a signed percentage in tables
+	tone  Tone
+}
+
+// Tone says whether a cell reads as good or bad news: HTML colours it, tables and CSV show
+// the cell as it is (its text carries the words or marks, so colour is never the only signal).
+type Tone string
+
+// The tones of a cell.
+const (
+	Plain  Tone = ""       // no judgement
+	Better Tone = "better" // an improvement (green)
+	Worse  Tone = "worse"  // a regression (red)
+	Same   Tone = "same"   // within noise (grey)
+	Warn   Tone = "warn"   // a warning (amber)
+)
+
+// WithTone returns the cell with tone t.
+func (c Cell) WithTone(t Tone) Cell { c.tone = t; return c }
+
+// Tone returns the cell's tone.
+func (c Cell) Tone() Tone { return c.tone }
+
+// NonEmpty returns the sections that have at least one row: a table with headers only says
+// nothing, so tables and pages leave it out (CSV writes nothing for it anyway).
+func NonEmpty(secs []Section) []Section {
+	out := make([]Section, 0, len(secs))
+	for _, s := range secs {
+		if len(s.Rows) > 0 {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Text returns a text cell.

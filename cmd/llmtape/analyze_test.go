@@ -58,6 +58,32 @@ func handChunks(ttft, itl time.Duration, n int) []tape.Chunk {
 	return c
 }
 
+// saveResults writes the run's results, and its summary (over window) and histograms as the
+// replayer saves them.
+func saveResults(t testing.TB, s *tape.Store, run *tape.Run, results []*tape.Result, window time.Duration, slo metrics.SLO) {
+	t.Helper()
+	var acc metrics.Accumulator
+	err := s.Update(func(tx *tape.Tx) error {
+		for _, r := range results {
+			acc.Add(r)
+			if err := tx.PutResult(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Summary, _ = json.Marshal(acc.Summary(window, slo))
+	if run.Histograms, err = acc.Set().Encode(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateRun(run); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // buildHandStore writes the hand-built recording (id 1) and runs "slow" (id 1; all seven
 // turns replayed with TTFT + 500µs), "shard0" (conversation 10 of the same results) and
 // "shard1" (conversations 11 and 12).
@@ -123,42 +149,25 @@ func buildHandStore(t testing.TB) string {
 		if err := s.CreateRun(run); err != nil {
 			t.Fatal(err)
 		}
-		var acc metrics.Accumulator
-		err := s.Update(func(tx *tape.Tx) error {
-			seq := uint64(0)
-			for i, h := range handTurns {
-				if !keep(h.conv) {
-					continue
-				}
-				seq++
-				ttft := h.ttft + 500*time.Microsecond
-				itl := h.itl
-				if h.fail {
-					ttft, itl = 1000*time.Microsecond, 10*time.Microsecond
-				}
-				ch := handChunks(ttft, itl, h.slowOut)
-				r := &tape.Result{Run: run.ID, Seq: seq, Conversation: h.conv, Turn: h.index,
-					Scheduled: h.at, Sent: h.at + time.Duration(i+1)*100*time.Microsecond,
-					TTFT: ttft, Chunks: ch, E2E: ch[len(ch)-1].Offset, InputTokens: h.in,
-					OutputTokens: h.slowOut, TokenSource: tape.TokensServer, Status: 200}
-				acc.Add(r)
-				if err := tx.PutResult(r); err != nil {
-					return err
-				}
+		var results []*tape.Result
+		seq := uint64(0)
+		for i, h := range handTurns {
+			if !keep(h.conv) {
+				continue
 			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
+			seq++
+			ttft := h.ttft + 500*time.Microsecond
+			itl := h.itl
+			if h.fail {
+				ttft, itl = 1000*time.Microsecond, 10*time.Microsecond
+			}
+			ch := handChunks(ttft, itl, h.slowOut)
+			results = append(results, &tape.Result{Run: run.ID, Seq: seq, Conversation: h.conv, Turn: h.index,
+				Scheduled: h.at, Sent: h.at + time.Duration(i+1)*100*time.Microsecond,
+				TTFT: ttft, Chunks: ch, E2E: ch[len(ch)-1].Offset, InputTokens: h.in,
+				OutputTokens: h.slowOut, TokenSource: tape.TokensServer, Status: 200})
 		}
-		sum := acc.Summary(5*time.Second, slo)
-		run.Summary, _ = json.Marshal(sum)
-		if run.Histograms, err = acc.Set().Encode(); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.UpdateRun(run); err != nil {
-			t.Fatal(err)
-		}
+		saveResults(t, s, run, results, 5*time.Second, slo)
 	}
 	writeRun("slow", func(uint64) bool { return true })
 	writeRun("shard0", func(c uint64) bool { return c == 10 })

@@ -23,8 +23,11 @@ func newCompareCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "compare BASE TARGET",
 		Short: "Compare two runs, or the recording with a run, metric by metric and turn by turn",
-		Long: `Compare puts BASE and TARGET side by side: every metric and percentile with its absolute
-and relative change, per turn index, the requests and conversations that got slower the most,
+		Long: `Compare puts BASE and TARGET side by side. It opens with a verdict: TTFT, ITL, TPOT, E2E,
+throughput, goodput and errors each worse, better or the same within noise (a change is called
+only when the two sides' 95% intervals do not overlap and it is at least 10%, or one point for
+ratios; see docs/analyze.md), the --fail-on outcome and the warnings. Then every metric and
+percentile with its absolute and relative change, per turn index, the requests and conversations that got slower the most,
 and the drift of input and output token counts. BASE and TARGET are runs (id, name or latest)
 or "recording": the recording the other run replayed, matched to it turn by turn (recorded TTFT
 is the first output event's offset, E2E the end of the response). A side can be several runs

@@ -24,7 +24,9 @@ func newReportCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report",
 		Short: "Report a replay run: latency percentiles, throughput, goodput, errors, per turn",
-		Long: `Report shows a run's summary (the figures the replayer printed) from the histograms
+		Long: `Report opens with the run's headline (requests, error rate, TTFT, E2E, output tokens/s and
+goodput with its SLO) and a warning for errors above 1%, a run without successful requests, a
+partial run or too few samples for a p99. Then the run's summary (the figures the replayer printed) from the histograms
 stored with the run: TTFT, TPOT, ITL, E2E and schedule lag percentiles, throughput, goodput,
 errors by class, and figures per turn index. Give --run several times to report shards of one
 replay as one: their histograms are merged exactly. --by conversation adds a row per
