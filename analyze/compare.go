@@ -119,6 +119,9 @@ type Comparison struct {
 	// Verdict is what the comparison opens with: better, worse or the same within noise for
 	// each headline figure, the gate's outcome and the warnings (docs/analyze.md).
 	Verdict *Verdict `json:"verdict"`
+	// VerifyOutput compares the replies turn by turn (CompareConfig.VerifyOutput); nil
+	// without it.
+	VerifyOutput *OutputVerification `json:"verify_output,omitempty"`
 
 	BaseSummary, TargetSummary metrics.Summary `json:"-"`
 	BaseSet, TargetSet         *metrics.Set    `json:"-"`
@@ -135,6 +138,9 @@ type CompareConfig struct {
 	// when they all used the same one (as report shows their goodput), else counts every
 	// successful request.
 	SLO metrics.SLO
+	// VerifyOutput compares the replies of matched requests (see OutputVerification). A run
+	// side must have been replayed with replay --keep-replies, else Compare fails.
+	VerifyOutput bool
 }
 
 // sample is one request's figures for matching. A ttft of 0 is not measured (no output
@@ -165,6 +171,19 @@ type sideData struct {
 	samples map[key]sample
 	window  time.Duration
 	noTTFT  int // successful requests without a TTFT
+	// replies and temps are the requests' replies and temperatures, read only for output
+	// verification (nil otherwise).
+	replies map[key]reply
+	temps   map[key]temperature
+}
+
+// newSide is an empty side; verify also keeps replies and temperatures.
+func newSide(side Side, verify bool) *sideData {
+	d := &sideData{side: side, samples: map[key]sample{}}
+	if verify {
+		d.replies, d.temps = map[key]reply{}, map[key]temperature{}
+	}
+	return d
 }
 
 // add keeps one request's sample.
@@ -211,12 +230,17 @@ func findRuns(src Source, ref string) ([]*tape.Run, error) {
 // readRuns reads the results of one or several runs (warmup excluded) as one side, as
 // "report --run A --run B" merges shards: shards run side by side, so the side's window is
 // the longest of the runs' windows. It returns the runs read.
-func readRuns(ctx context.Context, src Source, ref string) (*sideData, []*tape.Run, error) {
+func readRuns(ctx context.Context, src Source, ref string, verify bool) (*sideData, []*tape.Run, error) {
 	runs, err := findRuns(src, ref)
 	if err != nil {
 		return nil, nil, err
 	}
-	d := &sideData{side: Side{Kind: "run", ID: runs[0].ID, Name: runs[0].Name}, samples: map[key]sample{}}
+	if verify {
+		if err := checkKeptReplies(runs); err != nil {
+			return nil, nil, err
+		}
+	}
+	d := newSide(Side{Kind: "run", ID: runs[0].ID, Name: runs[0].Name}, verify)
 	if len(runs) > 1 {
 		names := make([]string, len(runs))
 		for i, r := range runs {
@@ -240,6 +264,9 @@ func readRuns(ctx context.Context, src Source, ref string) (*sideData, []*tape.R
 			}
 			first, last = min(first, r.Sent), max(last, r.Sent+r.E2E)
 			d.add(key{r.Conversation, r.Turn}, sampleOf(r))
+			if d.replies != nil && r.Reply != nil {
+				d.replies[key{r.Conversation, r.Turn}] = replyOf(r.Reply.Content, r.Reply.ToolCalls)
+			}
 			return nil
 		})
 		if err != nil {
@@ -298,42 +325,57 @@ func recordingOf(runs []*tape.Run) (uint64, error) {
 	return runs[0].Recording, nil
 }
 
-// readRecording reads the recorded turns that match the other side's requests, as results.
-func readRecording(ctx context.Context, src Source, recording uint64, want map[key]sample) (*sideData, error) {
-	rec, err := src.Recording(recording)
-	if err != nil {
-		return nil, fmt.Errorf("read recording %d: %w", recording, err)
-	}
-	d := &sideData{side: Side{Kind: "recording", ID: rec.ID, Name: rec.Name}, samples: map[key]sample{}}
+// wantedTurns calls fn with each turn of the recording whose key is in want, checking ctx
+// every checkEvery conversations.
+func wantedTurns(ctx context.Context, src Source, recording uint64, want map[key]sample, fn func(key, *tape.Turn)) error {
 	var convs []uint64
 	if err := src.Conversations(recording, func(c *tape.Conversation) error {
 		convs = append(convs, c.ID)
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("read recording %d: %w", recording, err)
+		return fmt.Errorf("read recording %d: %w", recording, err)
 	}
-	var first, last int64 = math.MaxInt64, math.MinInt64
 	for i, id := range convs {
 		if i%checkEvery == 0 {
 			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("read recording %d: %w", recording, err)
+				return fmt.Errorf("read recording %d: %w", recording, err)
 			}
 		}
 		err := src.Turns(id, func(t *tape.Turn) error {
 			k := key{t.Conversation, t.Index}
-			if _, ok := want[k]; !ok {
-				return nil
+			if _, ok := want[k]; ok {
+				fn(k, t)
 			}
-			r := t.Result()
-			d.acc.Add(&r)
-			d.add(k, sampleOf(&r))
-			s := t.Timing.Start.UnixNano()
-			first, last = min(first, s), max(last, t.Timing.Ended().UnixNano())
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("read conversation %d: %w", id, err)
+			return fmt.Errorf("read conversation %d: %w", id, err)
 		}
+	}
+	return nil
+}
+
+// readRecording reads the recorded turns that match the other side's requests, as results.
+func readRecording(ctx context.Context, src Source, recording uint64, want map[key]sample, verify bool) (*sideData, error) {
+	rec, err := src.Recording(recording)
+	if err != nil {
+		return nil, fmt.Errorf("read recording %d: %w", recording, err)
+	}
+	d := newSide(Side{Kind: "recording", ID: rec.ID, Name: rec.Name}, verify)
+	var first, last int64 = math.MaxInt64, math.MinInt64
+	err = wantedTurns(ctx, src, recording, want, func(k key, t *tape.Turn) {
+		r := t.Result()
+		d.acc.Add(&r)
+		d.add(k, sampleOf(&r))
+		if verify {
+			d.replies[k] = replyOf(t.Response.Content, t.Response.ToolCalls)
+			d.temps[k] = temperatureOf(t.Request.Params)
+		}
+		s := t.Timing.Start.UnixNano()
+		first, last = min(first, s), max(last, t.Timing.Ended().UnixNano())
+	})
+	if err != nil {
+		return nil, err
 	}
 	if last > first {
 		d.window = time.Duration(last - first)
@@ -358,31 +400,51 @@ func Compare(ctx context.Context, src Source, base, target string, cfg CompareCo
 	var err error
 	switch {
 	case base == RecordingRef:
-		if t, runs, err = readRuns(ctx, src, target); err != nil {
+		if t, runs, err = readRuns(ctx, src, target, cfg.VerifyOutput); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 		if rec, err = recordingOf(runs); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
-		if b, err = readRecording(ctx, src, rec, t.samples); err != nil {
+		if b, err = readRecording(ctx, src, rec, t.samples, cfg.VerifyOutput); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 	case target == RecordingRef:
-		if b, runs, err = readRuns(ctx, src, base); err != nil {
+		if b, runs, err = readRuns(ctx, src, base, cfg.VerifyOutput); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 		if rec, err = recordingOf(runs); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
-		if t, err = readRecording(ctx, src, rec, b.samples); err != nil {
+		if t, err = readRecording(ctx, src, rec, b.samples, cfg.VerifyOutput); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
 	default:
-		if b, runs, err = readRuns(ctx, src, base); err != nil {
+		if b, runs, err = readRuns(ctx, src, base, cfg.VerifyOutput); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
 		}
-		if t, other, err = readRuns(ctx, src, target); err != nil {
+		if t, other, err = readRuns(ctx, src, target, cfg.VerifyOutput); err != nil {
 			return nil, fmt.Errorf("compare: %w", err)
+		}
+	}
+	if cfg.VerifyOutput {
+		// A run side's temperatures: its recorded requests', unless its --extra-body set one.
+		// runs are the base's runs, or the target's when the base is the recording.
+		cache := map[uint64]map[key]temperature{}
+		sides := []struct {
+			d    *sideData
+			runs []*tape.Run
+		}{{b, runs}, {t, other}}
+		if base == RecordingRef {
+			sides = sides[1:]
+			sides[0].runs = runs
+		} else if target == RecordingRef {
+			sides = sides[:1]
+		}
+		for _, s := range sides {
+			if err := sideTemperatures(ctx, src, s.d, s.runs, cache); err != nil {
+				return nil, fmt.Errorf("compare: %w", err)
+			}
 		}
 	}
 	if cfg.SLO.IsZero() {
@@ -423,6 +485,9 @@ func Compare(ctx context.Context, src Source, base, target string, cfg CompareCo
 	c.Matched = len(c.pairs)
 	c.regressions(cfg.Top)
 	c.drift()
+	if cfg.VerifyOutput {
+		c.verifyOutput(b, t)
+	}
 	if len(cfg.FailOn) > 0 {
 		// A side without one successful request is no measurement: a gate on it fails, even
 		// when no condition names a latency.
@@ -665,11 +730,13 @@ func (c *Comparison) drift() {
 // Condition is one --fail-on condition: Name Op Value, where Value is a relative change
 // (Percent), an absolute change (Signed: written with + or -), or the target's own value.
 type Condition struct {
-	Name    string  // a Change name ("ttft_ms.p99") or "errors" for requests.errors
-	Op      string  // ">", ">=", "<", "<="
-	Value   float64 // percent when Percent
-	Percent bool    // "+10%": the relative change in percent
-	Signed  bool    // "+20": the absolute change
+	Name  string  // a Change name ("ttft_ms.p99") or "errors" for requests.errors
+	Op    string  // ">", ">=", "<", "<="
+	Value float64 // percent when Percent
+	// Percent is "+10%": the relative change in percent. For OutputMatch it is the share in
+	// percent instead (99% is 0.99): output_match has no base to change from.
+	Percent bool
+	Signed  bool // "+20": the absolute change
 	text    string
 }
 
@@ -705,7 +772,10 @@ func ParseConditions(s string) ([]Condition, error) {
 		if c.Name == "errors" {
 			c.Name = "requests.errors"
 		}
-		if !knownChange(c.Name) {
+		if c.Name == OutputMatch && c.Signed {
+			return nil, fmt.Errorf("condition %q: %s is the share of equal replies, not a change: write e.g. %s<99%% or %s<0.99", part, OutputMatch, OutputMatch, OutputMatch)
+		}
+		if c.Name != OutputMatch && !knownChange(c.Name) {
 			return nil, fmt.Errorf("condition %q: unknown figure %q (e.g. ttft_ms.p99, e2e_ms.mean, requests.errors)", part, c.Name)
 		}
 		out = append(out, c)
@@ -727,6 +797,9 @@ func knownChange(name string) bool {
 // Eval reports whether the condition fails the comparison, with a readable reason: when it
 // holds, or when its figure has no samples on a side (an unmeasured figure passes no gate).
 func (cond Condition) Eval(c *Comparison) (string, bool) {
+	if cond.Name == OutputMatch {
+		return cond.evalOutputMatch(c)
+	}
 	for _, ch := range c.Metrics {
 		if ch.Name != cond.Name {
 			continue
@@ -762,21 +835,25 @@ func (cond Condition) Eval(c *Comparison) (string, bool) {
 			v = ch.Target
 			what = fmt.Sprintf("%s is %s", ch.Name, output.FormatNum(v))
 		}
-		var holds bool
-		switch cond.Op {
-		case ">":
-			holds = v > cond.Value
-		case ">=":
-			holds = v >= cond.Value
-		case "<":
-			holds = v < cond.Value
-		case "<=":
-			holds = v <= cond.Value
-		}
-		if holds {
+		if cond.holds(v, cond.Value) {
 			return fmt.Sprintf("%s [%s]", what, cond.text), true
 		}
 		return "", false
 	}
 	return "", false
+}
+
+// holds reports whether v Op limit.
+func (cond Condition) holds(v, limit float64) bool {
+	switch cond.Op {
+	case ">":
+		return v > limit
+	case ">=":
+		return v >= limit
+	case "<":
+		return v < limit
+	case "<=":
+		return v <= limit
+	}
+	return false
 }

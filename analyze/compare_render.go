@@ -89,6 +89,9 @@ func (c *Comparison) sections() []output.Section {
 			output.Num(d.td.MeanAbsDelta), output.Num(d.td.ChangedRatio)})
 	}
 	secs := []output.Section{m, bt, rt, rc, dr}
+	if c.VerifyOutput != nil {
+		secs = append(secs, c.VerifyOutput.section())
+	}
 	if c.Verdict != nil {
 		secs = append([]output.Section{verdictCSV(c.Verdict)}, secs...)
 	}

@@ -60,6 +60,9 @@ func (c *Comparison) lead() []string {
 		}
 		out = append(out, fmt.Sprintf("fail-on %s: %s", word, strings.Join(g.Conditions, ", ")))
 	}
+	if c.VerifyOutput != nil {
+		out = append(out, wrap(c.VerifyOutput.line(), "    ", 100)...)
+	}
 	return out
 }
 
@@ -75,6 +78,9 @@ func (c *Comparison) head() string {
 		cards = append(cards, card{key: j.Figure,
 			value: figureText(j, j.Base) + " → " + figureText(j, j.Target),
 			delta: changeText(j) + " " + callWord(j.Call), tone: toneOf(j.Call)})
+	}
+	if o := c.VerifyOutput; o != nil {
+		cards = append(cards, o.card())
 	}
 	return headHTML(v.Line, toneOf(v.Call), cards, v.Gate, v.Banner)
 }

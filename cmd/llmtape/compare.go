@@ -19,6 +19,7 @@ func newCompareCmd() *cobra.Command {
 		failOn string
 		slo    string
 		top    int
+		verify bool
 	)
 	cmd := &cobra.Command{
 		Use:   "compare BASE TARGET",
@@ -42,11 +43,19 @@ row's name: ttft_ms.p99, e2e_ms.mean, itl_ms.p50, requests.errors (or just error
 Nothing missing reads as 0: a side with no successful requests (a target that was down) gets a
 warning, and fails a --fail-on gate whatever the conditions; a figure without samples on a side
 shows n/a and fails a condition on it. Recorded turns that were not streamed have no TTFT: they
-are left out of the TTFT figures and counted. See docs/analyze.md.`,
+are left out of the TTFT figures and counted.
+
+--verify-output compares the replies turn by turn (runs must have been replayed with replay
+--keep-replies; the recording's replies are the recorded responses): the share of equal
+replies, the mean common prefix in tokens, the first divergence and the drift of reply
+lengths. Gate on it with --fail-on 'output_match<99%' (for output_match, 99% and 0.99 are the
+same share of equal replies, not a change). It is only meaningful with deterministic sampling:
+a warning says so when compared requests had a temperature above 0 or none. See docs/analyze.md.`,
 		Example: `  llmtape compare recording latest
   llmtape compare baseline candidate --fail-on 'ttft_ms.p99>+10%,errors>0'
   llmtape compare 3 4 --format html -o compare.html
-  llmtape compare recording shard-0,shard-1,shard-2`,
+  llmtape compare recording shard-0,shard-1,shard-2
+  llmtape compare baseline candidate --verify-output --fail-on 'output_match<99%'`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := out.parse(cmd)
@@ -56,6 +65,12 @@ are left out of the TTFT figures and counted. See docs/analyze.md.`,
 			var cfg analyze.CompareConfig
 			if cfg.FailOn, err = analyze.ParseConditions(failOn); err != nil {
 				return usageErrorf("--fail-on: %v", err)
+			}
+			cfg.VerifyOutput = verify
+			for _, c := range cfg.FailOn {
+				if c.Name == analyze.OutputMatch && !verify {
+					return usageErrorf("--fail-on %s: needs --verify-output", analyze.OutputMatch)
+				}
 			}
 			if cfg.SLO, err = metrics.ParseSLO(slo); err != nil {
 				return usageErrorf("--slo: %v", err)
@@ -87,6 +102,7 @@ are left out of the TTFT figures and counted. See docs/analyze.md.`,
 	}
 	cmd.Flags().StringVar(&failOn, "fail-on", "", "exit 1 when a condition holds, e.g. 'ttft_ms.p99>+10%,errors>0'")
 	cmd.Flags().StringVar(&slo, "slo", "", "goodput objectives for both sides, e.g. ttft=500ms,tpot=50ms (default: the runs' own --slo when they agree)")
+	cmd.Flags().BoolVar(&verify, "verify-output", false, "compare the replies turn by turn (runs need replay --keep-replies)")
 	cmd.Flags().IntVar(&top, "top", 10, "regressions to list, per turn and per conversation")
 	out.bind(cmd, analyzeFormats...)
 	return cmd
