@@ -23,23 +23,8 @@ import (
 // these, and show printed a TTFT less the send offset.
 func TestFiguresAgreeAcrossCommands(t *testing.T) {
 	up := recStartSim(t, 15*time.Millisecond, 2*time.Millisecond)
-	store := filepath.Join(t.TempDir(), "cross.db")
-	rp := recRun(t, "--upstream", up, "--listen", "127.0.0.1:0", "--store", store)
-	client := &http.Client{}
 	const convs, turns = 3, 3
-	for c := range convs {
-		var msgs []map[string]string
-		for i := range turns {
-			msgs = append(msgs, map[string]string{"role": "user", "content": fmt.Sprintf("conversation %d, question %d", c, i)})
-			reply, err := recConverse(client, "http://"+rp.addr, msgs)
-			if err != nil {
-				t.Fatalf("conversation %d turn %d: %v", c, i, err)
-			}
-			msgs = append(msgs, map[string]string{"role": "assistant", "content": reply})
-		}
-	}
-	client.CloseIdleConnections()
-	rp.stop(t)
+	store := recConversations(t, up, "cross.db", convs, turns)
 
 	// What the store holds, through the one definition of each figure.
 	type figures struct{ ttft, e2e, think []float64 } // ms
@@ -170,6 +155,30 @@ func TestFiguresAgreeAcrossCommands(t *testing.T) {
 			}
 		}
 	}
+}
+
+// recConversations records convs conversations of turns streamed turns each through llmtape
+// record in front of up, each turn carrying the previous replies as a client would, and returns
+// the store's path once record has stopped.
+func recConversations(t *testing.T, up, name string, convs, turns int) string {
+	t.Helper()
+	store := filepath.Join(t.TempDir(), name)
+	rp := recRun(t, "--upstream", up, "--listen", "127.0.0.1:0", "--store", store)
+	client := &http.Client{}
+	for c := range convs {
+		var msgs []map[string]string
+		for i := range turns {
+			msgs = append(msgs, map[string]string{"role": "user", "content": fmt.Sprintf("conversation %d, question %d", c, i)})
+			reply, err := recConverse(client, "http://"+rp.addr, msgs)
+			if err != nil {
+				t.Fatalf("conversation %d turn %d: %v", c, i, err)
+			}
+			msgs = append(msgs, map[string]string{"role": "assistant", "content": reply})
+		}
+	}
+	client.CloseIdleConnections()
+	rp.stop(t)
+	return store
 }
 
 func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -62,23 +60,8 @@ func TestVerifyOutputRecordingAgainstSims(t *testing.T) {
 	cfg.VaryOutput = true
 	varied := simtest.MustStart(t, cfg).URL()
 
-	store := filepath.Join(t.TempDir(), "verify.db")
-	rp := recRun(t, "--upstream", up, "--listen", "127.0.0.1:0", "--store", store)
-	client := &http.Client{}
 	const convs, turns = 3, 3
-	for c := range convs {
-		var msgs []map[string]string
-		for i := range turns {
-			msgs = append(msgs, map[string]string{"role": "user", "content": fmt.Sprintf("conversation %d, question %d", c, i)})
-			reply, err := recConverse(client, "http://"+rp.addr, msgs)
-			if err != nil {
-				t.Fatalf("conversation %d turn %d: %v", c, i, err)
-			}
-			msgs = append(msgs, map[string]string{"role": "assistant", "content": reply})
-		}
-	}
-	client.CloseIdleConnections()
-	rp.stop(t)
+	store := recConversations(t, up, "verify.db", convs, turns)
 
 	ctx := context.Background()
 	for name, target := range map[string]string{"same": up, "varied": varied} {
