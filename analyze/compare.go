@@ -519,7 +519,8 @@ func summaryChanges(b, t *metrics.Summary) []Change {
 		name string
 		b, t metrics.Dist
 	}{
-		{metrics.TTFT, b.TTFT, t.TTFT}, {metrics.TPOT, b.TPOT, t.TPOT}, {metrics.ITL, b.ITL, t.ITL},
+		{metrics.TTFT, b.TTFT, t.TTFT}, {metrics.TPOT, b.TPOT, t.TPOT},
+		{metrics.TPOTFirstChunk, b.TPOTFirstChunk, t.TPOTFirstChunk}, {metrics.ITL, b.ITL, t.ITL},
 		{metrics.E2E, b.E2E, t.E2E}, {"input_tokens", b.InputTokens, t.InputTokens},
 		{"output_tokens", b.OutputTokens, t.OutputTokens},
 	} {

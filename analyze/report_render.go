@@ -119,7 +119,8 @@ func summarySections(s *metrics.Summary) []output.Section {
 			{output.Text("reconnects"), output.Int(s.Reconnects)},
 		}},
 		{Title: "distributions", Cols: distCols, Rows: [][]output.Cell{
-			distRow("ttft_ms", s.TTFT), distRow("tpot_ms", s.TPOT), distRow("itl_ms", s.ITL),
+			distRow("ttft_ms", s.TTFT), distRow("tpot_ms", s.TPOT),
+			distRow("tpot_first_chunk_ms", s.TPOTFirstChunk), distRow("itl_ms", s.ITL),
 			distRow("e2e_ms", s.E2E), distRow("schedule_lag_ms", s.ScheduleLag),
 			distRow("input_tokens", s.InputTokens), distRow("output_tokens", s.OutputTokens),
 		}},
@@ -201,7 +202,7 @@ func (r *Report) view() []output.Section {
 			output.Num(d.P99), output.Num(d.Max)}
 	}
 	lat := output.Section{Title: "latency (ms)", Cols: cols, Rows: [][]output.Cell{row("ttft_ms", s.TTFT), row("itl_ms", s.ITL),
-		row("tpot_ms", s.TPOT), row("e2e_ms", s.E2E), row("schedule_lag_ms", s.ScheduleLag)}}
+		row("tpot_ms", s.TPOT), row("tpot_first_chunk_ms", s.TPOTFirstChunk), row("e2e_ms", s.E2E), row("schedule_lag_ms", s.ScheduleLag)}}
 	fig := func(name string, c output.Cell) []output.Cell { return []output.Cell{output.Text(name), c} }
 	tp := output.Section{Title: "throughput", Cols: []string{"figure", "value"}, Rows: [][]output.Cell{
 		fig("throughput.requests_per_s", output.Num(s.Throughput.RequestsPerS)),

@@ -468,7 +468,7 @@ func TestWriteTable(t *testing.T) {
 	}
 	for _, l := range strings.Split(out, "\n") {
 		if len(l) > 100 {
-			t.Errorf("line of %d columns: %q", len(l), l)
+			t.Errorf("line of %d columns: %q\n%s", len(l), l, out)
 		}
 	}
 }
@@ -478,5 +478,39 @@ func BenchmarkRecord(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		s.Record(metrics.ITL, i&15, time.Duration(i&4095)*time.Microsecond)
+	}
+}
+
+func TestResultTPOTFirstChunk(t *testing.T) {
+	ms := time.Millisecond
+	ev := func(tokens ...int32) []tape.Chunk {
+		c := make([]tape.Chunk, len(tokens))
+		for i, n := range tokens {
+			c[i] = tape.Chunk{Offset: time.Duration(i+1) * ms, Tokens: n}
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name       string
+		r          tape.Result
+		ours, vllm time.Duration // 0: no sample
+	}{
+		{"one token per event", tape.Result{TTFT: ms, E2E: 5 * ms, OutputTokens: 5, Chunks: ev(1, 1, 1, 1, 1)}, ms, ms},
+		{"four tokens per event", tape.Result{TTFT: ms, E2E: 4 * ms, OutputTokens: 16, Chunks: ev(4, 4, 4, 4)}, 200 * time.Microsecond, 250 * time.Microsecond},
+		{"unknown tokens count as one", tape.Result{TTFT: ms, E2E: 3 * ms, OutputTokens: 3, Chunks: ev(0, 0, 0)}, ms, ms},
+		{"first event with every token, slow end", tape.Result{TTFT: ms, E2E: 2 * ms, OutputTokens: 4, Chunks: ev(4)}, ms / 3, 0},
+		{"one token", tape.Result{TTFT: ms, E2E: ms, OutputTokens: 1, Chunks: ev(1)}, 0, 0},
+		{"no events", tape.Result{E2E: ms, OutputTokens: 8}, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ours, ok := metrics.ResultTPOT(&tc.r)
+			if ok != (tc.ours > 0) || ours != tc.ours {
+				t.Errorf("ResultTPOT = %v, %v; want %v", ours, ok, tc.ours)
+			}
+			vllm, ok := metrics.ResultTPOTFirstChunk(&tc.r)
+			if ok != (tc.vllm > 0) || vllm != tc.vllm {
+				t.Errorf("ResultTPOTFirstChunk = %v, %v; want %v", vllm, ok, tc.vllm)
+			}
+		})
 	}
 }

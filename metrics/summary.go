@@ -19,11 +19,14 @@ type Summary struct {
 	Requests   Requests   `json:"requests"`
 	Throughput Throughput `json:"throughput"`
 	// Latencies in milliseconds, of successful requests (schedule lag: of every request sent).
-	TTFT        Dist `json:"ttft_ms"`
-	TPOT        Dist `json:"tpot_ms"`
-	ITL         Dist `json:"itl_ms"`
-	E2E         Dist `json:"e2e_ms"`
-	ScheduleLag Dist `json:"schedule_lag_ms"`
+	TTFT Dist `json:"ttft_ms"`
+	TPOT Dist `json:"tpot_ms"`
+	// TPOTFirstChunk is vLLM's TPOT (ResultTPOTFirstChunk); a run stored before it was
+	// measured has no samples.
+	TPOTFirstChunk Dist `json:"tpot_first_chunk_ms"`
+	ITL            Dist `json:"itl_ms"`
+	E2E            Dist `json:"e2e_ms"`
+	ScheduleLag    Dist `json:"schedule_lag_ms"`
 	// Token counts of successful requests.
 	InputTokens  Dist    `json:"input_tokens"`
 	OutputTokens Dist    `json:"output_tokens"`
@@ -152,20 +155,21 @@ func (a *Accumulator) Add(r *tape.Result) {
 func (a *Accumulator) Summary(window time.Duration, slo SLO) Summary {
 	s := a.Set()
 	sum := Summary{
-		Requests:      Requests{Total: a.total, OK: a.ok, Errors: a.total - a.ok},
-		TTFT:          s.Dist(TTFT, ""),
-		TPOT:          s.Dist(TPOT, ""),
-		ITL:           s.Dist(ITL, ""),
-		E2E:           s.Dist(E2E, ""),
-		ScheduleLag:   s.Dist(ScheduleLag, ""),
-		InputTokens:   ValuesDist(a.input),
-		OutputTokens:  ValuesDist(a.output),
-		CachedTokens:  a.cached,
-		ErrorsByClass: map[string]int{},
-		ByTurn:        []TurnSummary{},
-		Duration:      window.Seconds(),
-		Warmup:        a.warmup,
-		Retries:       a.retries,
+		Requests:       Requests{Total: a.total, OK: a.ok, Errors: a.total - a.ok},
+		TTFT:           s.Dist(TTFT, ""),
+		TPOT:           s.Dist(TPOT, ""),
+		TPOTFirstChunk: s.Dist(TPOTFirstChunk, ""),
+		ITL:            s.Dist(ITL, ""),
+		E2E:            s.Dist(E2E, ""),
+		ScheduleLag:    s.Dist(ScheduleLag, ""),
+		InputTokens:    ValuesDist(a.input),
+		OutputTokens:   ValuesDist(a.output),
+		CachedTokens:   a.cached,
+		ErrorsByClass:  map[string]int{},
+		ByTurn:         []TurnSummary{},
+		Duration:       window.Seconds(),
+		Warmup:         a.warmup,
+		Retries:        a.retries,
 	}
 	for k, v := range a.errors {
 		sum.ErrorsByClass[k] = v
@@ -225,20 +229,20 @@ func (s Summary) ErrorsText() string {
 // analyze.WriteSummary, which renders the summary in every format.
 func (s Summary) WriteTable(w io.Writer) error {
 	var b strings.Builder
-	line := strings.Repeat("-", 94)
-	fmt.Fprintf(&b, "%-14s%8s%8s%8s%8s%8s%8s%8s%8s%8s%8s\n",
+	line := strings.Repeat("-", 98)
+	fmt.Fprintf(&b, "%-19s%7s%8s%8s%8s%8s%8s%8s%8s%8s%8s\n",
 		"", "count", "mean", "std", "min", "25%", "50%", "75%", "90%", "99%", "max")
 	fmt.Fprintln(&b, line)
 	rows := []struct {
 		name string
 		d    Dist
 	}{
-		{"ttft_ms", s.TTFT}, {"tpot_ms", s.TPOT}, {"itl_ms", s.ITL}, {"e2e_ms", s.E2E},
+		{"ttft_ms", s.TTFT}, {"tpot_ms", s.TPOT}, {"tpot_first_chunk_ms", s.TPOTFirstChunk}, {"itl_ms", s.ITL}, {"e2e_ms", s.E2E},
 		{"input_tokens", s.InputTokens}, {"output_tokens", s.OutputTokens},
 	}
 	for _, r := range rows {
 		d := r.d
-		fmt.Fprintf(&b, "%-14s%8d%8s%8s%8s%8s%8s%8s%8s%8s%8s\n", r.name, d.Count, output.FormatFixed(d.Mean),
+		fmt.Fprintf(&b, "%-19s%7d%8s%8s%8s%8s%8s%8s%8s%8s%8s\n", r.name, d.Count, output.FormatFixed(d.Mean),
 			output.FormatFixed(d.Std), output.FormatFixed(d.Min), output.FormatFixed(d.P25), output.FormatFixed(d.P50), output.FormatFixed(d.P75), output.FormatFixed(d.P90),
 			output.FormatFixed(d.P99), output.FormatFixed(d.Max))
 	}
