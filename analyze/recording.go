@@ -98,6 +98,9 @@ type Timeline struct {
 
 // Profile is what "llmtape analyze" reports about a recording.
 type Profile struct {
+	// Percentiles are the percentiles the table, CSV and page show (analyze --percentiles,
+	// from metrics.ParsePercentiles); nil for their defaults. JSON always has every one.
+	Percentiles          []float64      `json:"-"`
 	Recording            RecordingInfo  `json:"recording"`
 	Conversations        int            `json:"conversations"`
 	Turns                int            `json:"turns"`
