@@ -120,6 +120,9 @@ type Comparison struct {
 	// each headline figure, the gate's outcome and the warnings (docs/analyze.md).
 	Verdict *Verdict `json:"verdict"`
 
+	// Percentiles are the percentiles the table, CSV and page show (compare --percentiles);
+	// nil for their defaults. JSON always has every one.
+	Percentiles                []float64       `json:"-"`
 	BaseSummary, TargetSummary metrics.Summary `json:"-"`
 	BaseSet, TargetSet         *metrics.Set    `json:"-"`
 	pairs                      []pair

@@ -19,6 +19,7 @@ func newCompareCmd() *cobra.Command {
 		failOn string
 		slo    string
 		top    int
+		pcts   string
 	)
 	cmd := &cobra.Command{
 		Use:   "compare BASE TARGET",
@@ -64,6 +65,10 @@ are left out of the TTFT figures and counted. See docs/analyze.md.`,
 				return usageErrorf("--top %d: want a positive number", top)
 			}
 			cfg.Top = top
+			ps, err := parsePercentiles(pcts)
+			if err != nil {
+				return err
+			}
 			s, err := openStoreRead(cmd)
 			if err != nil {
 				return err
@@ -73,6 +78,7 @@ are left out of the TTFT figures and counted. See docs/analyze.md.`,
 			if err != nil {
 				return err
 			}
+			c.Percentiles = ps
 			if err := out.write(cmd, func(w io.Writer) error { return c.Write(w, f) }); err != nil {
 				return err
 			}
@@ -88,6 +94,7 @@ are left out of the TTFT figures and counted. See docs/analyze.md.`,
 	cmd.Flags().StringVar(&failOn, "fail-on", "", "exit 1 when a condition holds, e.g. 'ttft_ms.p99>+10%,errors>0'")
 	cmd.Flags().StringVar(&slo, "slo", "", "goodput objectives for both sides, e.g. ttft=500ms,tpot=50ms (default: the runs' own --slo when they agree)")
 	cmd.Flags().IntVar(&top, "top", 10, "regressions to list, per turn and per conversation")
+	bindPercentiles(cmd, &pcts)
 	out.bind(cmd, analyzeFormats...)
 	return cmd
 }

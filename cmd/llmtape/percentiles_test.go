@@ -21,6 +21,7 @@ func TestPercentilesFlagErrors(t *testing.T) {
 		{"report", "--store", store},
 		{"analyze", "--store", store},
 		{"replay", "--store", store, "--target", "http://127.0.0.1:1"},
+		{"compare", "--store", store, "recording", "slow"},
 	} {
 		for _, bad := range []struct{ value, want string }{
 			{"50,abc", `"abc" is not a number`},
@@ -65,6 +66,16 @@ func TestPercentilesChosen(t *testing.T) {
 		if _, ok := rep.TTFT[p.Key]; !ok {
 			t.Errorf("JSON ttft_ms lacks %s under --percentiles 50", p.Key)
 		}
+	}
+	_, cmp, _ := execCmd(context.Background(), "--store", store, "compare", "recording", "slow", "--percentiles", "50,99.9")
+	if !strings.Contains(cmp, "metric   side    count      mean       p50  p999       max") ||
+		!strings.Contains(cmp, "ttft_ms  base        6     1.250     1.200  n/a      1.500") {
+		t.Errorf("compare table columns are not p50, p999 (n/a under 1,000 samples):\n%s", cmp)
+	}
+	_, cmpCSV, _ := execCmd(context.Background(), "--store", store, "compare", "recording", "slow", "--percentiles", "50,99.9", "--format", "csv")
+	if !strings.Contains(cmpCSV, "metrics,ttft_ms.p999,base,n/a") || !strings.Contains(cmpCSV, "metrics,ttft_ms.p50,") ||
+		strings.Contains(cmpCSV, "metrics,ttft_ms.p90,") || !strings.Contains(cmpCSV, "metrics,ttft_ms.mean,") {
+		t.Errorf("compare csv keeps other percentiles or lacks chosen ones:\n%s", cmpCSV)
 	}
 	_, prof, _ := execCmd(context.Background(), "--store", store, "analyze", "--percentiles", "90")
 	if !strings.Contains(prof, "p90") || strings.Contains(prof, "p25") {
