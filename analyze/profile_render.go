@@ -49,6 +49,7 @@ func (p *Profile) sections() []output.Section {
 			namedDist{"interarrival_ms", p.Arrivals.Interarrival},
 			namedDist{"ttft_ms", p.TTFT},
 			namedDist{"tpot_ms", p.TPOT},
+			namedDist{"tpot_first_chunk_ms", p.TPOTFirstChunk},
 			namedDist{"itl_ms", p.ITL},
 			namedDist{"e2e_ms", p.E2E},
 		),
