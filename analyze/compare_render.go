@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,6 +60,9 @@ func (c *Comparison) sections() []output.Section {
 	changeCols := []string{"figure", "base", "target", "abs", "rel"}
 	m := output.Section{Title: "metrics", Cols: changeCols}
 	for _, ch := range c.Metrics {
+		if c.hidesPercentile(ch.Name) {
+			continue
+		}
 		m.Rows = append(m.Rows, changeRow(ch))
 	}
 	bt := output.Section{Title: "by turn index", KeyCols: 2, Cols: []string{"turn", "figure", "base", "target", "abs", "rel"}}
@@ -251,4 +255,19 @@ func (c *Comparison) turnView() output.Section {
 		s.Rows = append(s.Rows, row)
 	}
 	return s
+}
+
+// hidesPercentile reports whether the figure (ttft_ms.p95) is a percentile that --percentiles
+// left out of the CSV; JSON keeps every figure.
+func (c *Comparison) hidesPercentile(name string) bool {
+	if c.Percentiles == nil {
+		return false
+	}
+	i := strings.LastIndexByte(name, '.')
+	for _, p := range metrics.Percentiles {
+		if name[i+1:] == p.Key {
+			return !slices.Contains(c.Percentiles, p.Q)
+		}
+	}
+	return false
 }

@@ -98,6 +98,9 @@ type Timeline struct {
 
 // Profile is what "llmtape analyze" reports about a recording.
 type Profile struct {
+	// Percentiles are the percentiles the table, CSV and page show (analyze --percentiles,
+	// from metrics.ParsePercentiles); nil for their defaults. JSON always has every one.
+	Percentiles          []float64      `json:"-"`
 	Recording            RecordingInfo  `json:"recording"`
 	Conversations        int            `json:"conversations"`
 	Turns                int            `json:"turns"`
@@ -109,6 +112,7 @@ type Profile struct {
 	Arrivals             Arrivals       `json:"arrivals"`
 	TTFT                 metrics.Dist   `json:"ttft_ms"`
 	TPOT                 metrics.Dist   `json:"tpot_ms"`
+	TPOTFirstChunk       metrics.Dist   `json:"tpot_first_chunk_ms"` // vLLM's TPOT (metrics.ResultTPOTFirstChunk)
 	ITL                  metrics.Dist   `json:"itl_ms"`
 	E2E                  metrics.Dist   `json:"e2e_ms"`
 	Errors               Errors         `json:"errors"`
@@ -380,6 +384,7 @@ func Analyze(ctx context.Context, src Source, recording uint64, cfg Config) (*Pr
 	p.Arrivals = arrivalStats(arrivals)
 	p.TTFT = p.Latency.Dist(metrics.TTFT, "")
 	p.TPOT = p.Latency.Dist(metrics.TPOT, "")
+	p.TPOTFirstChunk = p.Latency.Dist(metrics.TPOTFirstChunk, "")
 	p.ITL = p.Latency.Dist(metrics.ITL, "")
 	p.E2E = p.Latency.Dist(metrics.E2E, "")
 	for b, name := range metrics.TurnBuckets {

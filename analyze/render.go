@@ -242,13 +242,49 @@ func headHTML(line string, tone output.Tone, cards []card, gate *Gate, banner []
 	return b.String()
 }
 
-// distCols are the columns of a distribution table.
-var distCols = []string{"metric", "count", "mean", "std", "min", "p25", "p50", "p75", "p90", "p99", "max"}
+// namedDist is one row of a distribution table.
+type namedDist struct {
+	name string
+	d    metrics.Dist
+}
 
-// distRow is one distribution as a table row.
-func distRow(name string, d metrics.Dist) []output.Cell {
-	return []output.Cell{output.Text(name), output.Int(d.Count), output.Num(d.Mean), output.Num(d.Std), output.Num(d.Min), output.Num(d.P25),
-		output.Num(d.P50), output.Num(d.P75), output.Num(d.P90), output.Num(d.P99), output.Num(d.Max)}
+// distTablePercentiles are the percentiles of a full distribution table (analyze, report's
+// CSV) when none are chosen; p99.9 and p99.99 join them where the samples suffice.
+var distTablePercentiles = metrics.TablePercentiles
+
+// distSection is a table of distributions: metric, count, mean, std and min (when full),
+// the percentiles shown (metrics.ShownPercentiles of chosen, else def), max. A percentile
+// the row has too few samples for (metrics.Percentile.MinSamples) is an empty cell, never 0.
+func distSection(title string, chosen, def []float64, full bool, rows ...namedDist) output.Section {
+	dists := make([]metrics.Dist, len(rows))
+	for i, r := range rows {
+		dists[i] = r.d
+	}
+	ps := metrics.ShownPercentiles(chosen, def, dists...)
+	cols := []string{"metric", "count", "mean"}
+	if full {
+		cols = append(cols, "std", "min")
+	}
+	for _, p := range ps {
+		cols = append(cols, p.Key)
+	}
+	sec := output.Section{Title: title, Cols: append(cols, "max")}
+	for _, r := range rows {
+		d := r.d
+		row := []output.Cell{output.Text(r.name), output.Int(d.Count), output.Num(d.Mean)}
+		if full {
+			row = append(row, output.Num(d.Std), output.Num(d.Min))
+		}
+		for _, p := range ps {
+			if v, ok := d.At(p.Q); ok || (d.Count == 0 && p.MinSamples == 0) {
+				row = append(row, output.Num(v))
+			} else {
+				row = append(row, output.Text(""))
+			}
+		}
+		sec.Rows = append(sec.Rows, append(row, output.Num(d.Max)))
+	}
+	return sec
 }
 
 // countRows turns a map of counts into rows sorted by key.

@@ -121,6 +121,7 @@ func buildReport(ctx context.Context, src Source, runs []*tape.Run, cfg ReportCo
 func fillLatency(s *metrics.Summary, set *metrics.Set) {
 	s.TTFT = set.Dist(metrics.TTFT, "")
 	s.TPOT = set.Dist(metrics.TPOT, "")
+	s.TPOTFirstChunk = set.Dist(metrics.TPOTFirstChunk, "")
 	s.ITL = set.Dist(metrics.ITL, "")
 	s.E2E = set.Dist(metrics.E2E, "")
 	s.ScheduleLag = set.Dist(metrics.ScheduleLag, "")

@@ -118,11 +118,11 @@ func summarySections(s *metrics.Summary) []output.Section {
 			{output.Text("retries"), output.Int(s.Retries)},
 			{output.Text("reconnects"), output.Int(s.Reconnects)},
 		}},
-		{Title: "distributions", Cols: distCols, Rows: [][]output.Cell{
-			distRow("ttft_ms", s.TTFT), distRow("tpot_ms", s.TPOT), distRow("itl_ms", s.ITL),
-			distRow("e2e_ms", s.E2E), distRow("schedule_lag_ms", s.ScheduleLag),
-			distRow("input_tokens", s.InputTokens), distRow("output_tokens", s.OutputTokens),
-		}},
+		distSection("distributions", s.Percentiles, distTablePercentiles, true,
+			namedDist{"ttft_ms", s.TTFT}, namedDist{"tpot_ms", s.TPOT},
+			namedDist{"tpot_first_chunk_ms", s.TPOTFirstChunk}, namedDist{"itl_ms", s.ITL},
+			namedDist{"e2e_ms", s.E2E}, namedDist{"schedule_lag_ms", s.ScheduleLag},
+			namedDist{"input_tokens", s.InputTokens}, namedDist{"output_tokens", s.OutputTokens}),
 		{Title: "errors by class", Cols: []string{"class", "requests"}, Rows: countRows(s.ErrorsByClass)},
 		byTurnSummarySection(s.ByTurn),
 	}
@@ -195,13 +195,10 @@ func wrapParts(line string) []string {
 // Every figure stays in CSV and JSON.
 func (r *Report) view() []output.Section {
 	s := &r.Summary
-	cols := []string{"metric", "count", "mean", "p50", "p90", "p99", "max"}
-	row := func(name string, d metrics.Dist) []output.Cell {
-		return []output.Cell{output.Text(name), output.Int(d.Count), output.Num(d.Mean), output.Num(d.P50), output.Num(d.P90),
-			output.Num(d.P99), output.Num(d.Max)}
-	}
-	lat := output.Section{Title: "latency (ms)", Cols: cols, Rows: [][]output.Cell{row("ttft_ms", s.TTFT), row("itl_ms", s.ITL),
-		row("tpot_ms", s.TPOT), row("e2e_ms", s.E2E), row("schedule_lag_ms", s.ScheduleLag)}}
+	viewPs := []float64{50, 90, 99}
+	lat := distSection("latency (ms)", s.Percentiles, viewPs, false, namedDist{"ttft_ms", s.TTFT}, namedDist{"itl_ms", s.ITL},
+		namedDist{"tpot_ms", s.TPOT}, namedDist{"tpot_first_chunk_ms", s.TPOTFirstChunk}, namedDist{"e2e_ms", s.E2E},
+		namedDist{"schedule_lag_ms", s.ScheduleLag})
 	fig := func(name string, c output.Cell) []output.Cell { return []output.Cell{output.Text(name), c} }
 	tp := output.Section{Title: "throughput", Cols: []string{"figure", "value"}, Rows: [][]output.Cell{
 		fig("throughput.requests_per_s", output.Num(s.Throughput.RequestsPerS)),
@@ -212,8 +209,9 @@ func (r *Report) view() []output.Section {
 		fig("goodput.slo", output.Text(s.Goodput.SLO)),
 		fig("duration_s", output.Num(s.Duration)),
 	}}
-	tok := output.Section{Title: "tokens", Cols: cols, Rows: [][]output.Cell{row("input_tokens", s.InputTokens), row("output_tokens", s.OutputTokens),
-		{output.Text("cached_tokens (sum)"), output.Int(s.CachedTokens)}}}
+	tok := distSection("tokens", s.Percentiles, viewPs, false, namedDist{"input_tokens", s.InputTokens},
+		namedDist{"output_tokens", s.OutputTokens})
+	tok.Rows = append(tok.Rows, []output.Cell{output.Text("cached_tokens (sum)"), output.Int(s.CachedTokens)})
 	rate := output.Num(errorRate(s))
 	if errorRate(s) > ErrorBanner {
 		rate = rate.WithTone(output.Warn)

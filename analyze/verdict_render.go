@@ -117,23 +117,56 @@ func pctChange(metric, bucket string, q float64, bs, ts *metrics.Set, b, t float
 
 // distView is one metric's rows in a table shaped for reading: base, target and the change of
 // count, mean, p50, p90, p99 and max.
-func distView(metric string, b, t metrics.Dist, bs, ts *metrics.Set) [][]output.Cell {
+func distView(metric string, b, t metrics.Dist, bs, ts *metrics.Set, ps []metrics.Percentile) [][]output.Cell {
 	row := func(side string, d metrics.Dist) []output.Cell {
 		if d.Count == 0 {
-			return []output.Cell{output.Text(""), output.Text(side), output.Int(0), output.Text(noSamples), output.Text(noSamples),
-				output.Text(noSamples), output.Text(noSamples), output.Text(noSamples)}
+			r := []output.Cell{output.Text(""), output.Text(side), output.Int(0), output.Text(noSamples)}
+			for range ps {
+				r = append(r, output.Text(noSamples))
+			}
+			return append(r, output.Text(noSamples))
 		}
-		return []output.Cell{output.Text(""), output.Text(side), output.Int(d.Count), output.Num(d.Mean), output.Num(d.P50), output.Num(d.P90),
-			output.Num(d.P99), output.Num(d.Max)}
+		r := []output.Cell{output.Text(""), output.Text(side), output.Int(d.Count), output.Num(d.Mean)}
+		for _, p := range ps {
+			if v, ok := d.At(p.Q); ok {
+				r = append(r, output.Num(v))
+			} else {
+				r = append(r, output.Text(noSamples))
+			}
+		}
+		return append(r, output.Num(d.Max))
 	}
 	rb, rt := row("base", b), row("target", t)
 	rb[0] = output.Text(metric)
-	pc := func(q, bv, tv float64) output.Cell {
-		return pctChange(metric, "", q, bs, ts, bv, tv, b.Count, t.Count)
+	pc := func(q, bv, tv float64, bn, tn int64) output.Cell {
+		return pctChange(metric, "", q, bs, ts, bv, tv, bn, tn)
 	}
-	chg := []output.Cell{output.Text(""), output.Text("change"), output.Int(t.Count - b.Count), pc(0, b.Mean, t.Mean),
-		pc(0.5, b.P50, t.P50), pc(0, b.P90, t.P90), pc(0.99, b.P99, t.P99), pc(0, b.Max, t.Max)}
+	chg := []output.Cell{output.Text(""), output.Text("change"), output.Int(t.Count - b.Count), pc(0, b.Mean, t.Mean, b.Count, t.Count)}
+	for _, p := range ps {
+		q := 0.0 // the verdict's intervals are of p50 and p99
+		if p.Q == 50 || p.Q == 99 {
+			q = p.Q / 100
+		}
+		bn, tn := b.Count, t.Count
+		if _, ok := b.At(p.Q); !ok {
+			bn = 0
+		}
+		if _, ok := t.At(p.Q); !ok {
+			tn = 0
+		}
+		chg = append(chg, pc(q, b.Value(p.Q), t.Value(p.Q), bn, tn))
+	}
+	chg = append(chg, pc(0, b.Max, t.Max, b.Count, t.Count))
 	return [][]output.Cell{rb, rt, chg}
+}
+
+// distViewCols are the columns of distView's rows.
+func distViewCols(ps []metrics.Percentile) []string {
+	cols := []string{"metric", "side", "count", "mean"}
+	for _, p := range ps {
+		cols = append(cols, p.Key)
+	}
+	return append(cols, "max")
 }
 
 // figureView is a row of one figure on both sides with its change (toned by the verdict's
@@ -190,13 +223,14 @@ func (c *Comparison) verdictSections() []output.Section {
 func (c *Comparison) body() []output.Section {
 	var secs []output.Section
 	b, t := &c.BaseSummary, &c.TargetSummary
-	distCols := []string{"metric", "side", "count", "mean", "p50", "p90", "p99", "max"}
-	lat := output.Section{Title: "latency (ms)", Cols: distCols}
+	viewPs := []float64{50, 90, 99}
+	latPs := metrics.ShownPercentiles(c.Percentiles, viewPs, b.TTFT, t.TTFT, b.ITL, t.ITL, b.TPOT, t.TPOT, b.E2E, t.E2E)
+	lat := output.Section{Title: "latency (ms)", Cols: distViewCols(latPs)}
 	for _, m := range []struct {
 		name string
 		b, t metrics.Dist
 	}{{metrics.TTFT, b.TTFT, t.TTFT}, {metrics.ITL, b.ITL, t.ITL}, {metrics.TPOT, b.TPOT, t.TPOT}, {metrics.E2E, b.E2E, t.E2E}} {
-		lat.Rows = append(lat.Rows, distView(m.name, m.b, m.t, c.BaseSet, c.TargetSet)...)
+		lat.Rows = append(lat.Rows, distView(m.name, m.b, m.t, c.BaseSet, c.TargetSet, latPs)...)
 	}
 	figCols := []string{"figure", "base", "target", "change"}
 	tp := output.Section{Title: "throughput", Cols: figCols, Rows: [][]output.Cell{
@@ -206,9 +240,10 @@ func (c *Comparison) body() []output.Section {
 		figureView("goodput.ratio", b.Goodput.Ratio, t.Goodput.Ratio, c.Verdict),
 		figureView("cached_tokens", float64(b.CachedTokens), float64(t.CachedTokens), nil),
 	}}
-	tok := output.Section{Title: "tokens", Cols: distCols}
-	tok.Rows = append(tok.Rows, distView("input_tokens", b.InputTokens, t.InputTokens, nil, nil)...)
-	tok.Rows = append(tok.Rows, distView("output_tokens", b.OutputTokens, t.OutputTokens, nil, nil)...)
+	tokPs := metrics.ShownPercentiles(c.Percentiles, viewPs, b.InputTokens, t.InputTokens, b.OutputTokens, t.OutputTokens)
+	tok := output.Section{Title: "tokens", Cols: distViewCols(tokPs)}
+	tok.Rows = append(tok.Rows, distView("input_tokens", b.InputTokens, t.InputTokens, nil, nil, tokPs)...)
+	tok.Rows = append(tok.Rows, distView("output_tokens", b.OutputTokens, t.OutputTokens, nil, nil, tokPs)...)
 	errs := output.Section{Title: "errors", Cols: figCols, Rows: [][]output.Cell{
 		figureView("requests.total", float64(b.Requests.Total), float64(t.Requests.Total), nil),
 		figureView("requests.ok", float64(b.Requests.OK), float64(t.Requests.OK), nil),

@@ -8,7 +8,9 @@ import (
 )
 
 // Dist is a distribution's summary. Latencies are in milliseconds; token counts in tokens.
-// The zero Dist (Count 0) means no samples.
+// The zero Dist (Count 0) means no samples. Every percentile of Percentiles is computed from
+// any number of samples; those with a MinSamples the Count does not reach are there in JSON
+// but not meaningful, and Dist.At reports them as missing.
 type Dist struct {
 	Count int64   `json:"count"`
 	Mean  float64 `json:"mean"`
@@ -20,7 +22,8 @@ type Dist struct {
 	P90   float64 `json:"p90"`
 	P95   float64 `json:"p95"`
 	P99   float64 `json:"p99"`
-	P999  float64 `json:"p999"`
+	P999  float64 `json:"p999"`  // read through At: meaningful from 1,000 samples
+	P9999 float64 `json:"p9999"` // read through At: meaningful from 10,000 samples
 	Max   float64 `json:"max"`
 }
 
@@ -31,7 +34,7 @@ func HistDist(h *hdrhistogram.Histogram) Dist {
 	if h == nil || h.TotalCount() == 0 {
 		return Dist{}
 	}
-	ps := h.ValueAtPercentilesSlice([]float64{25, 50, 75, 90, 95, 99, 99.9})
+	ps := h.ValueAtPercentilesSlice([]float64{25, 50, 75, 90, 95, 99, 99.9, 99.99})
 	ms := func(v int64) float64 { return float64(v) / 1000 }
 	return Dist{
 		Count: h.TotalCount(),
@@ -45,6 +48,7 @@ func HistDist(h *hdrhistogram.Histogram) Dist {
 		P95:   ms(ps[4]),
 		P99:   ms(ps[5]),
 		P999:  ms(ps[6]),
+		P9999: ms(ps[7]),
 		Max:   ms(h.Max()),
 	}
 }
@@ -90,6 +94,7 @@ func ValuesDist(v []float64) Dist {
 		P95:   q(95),
 		P99:   q(99),
 		P999:  q(99.9),
+		P9999: q(99.99),
 		Max:   s[len(s)-1],
 	}
 }

@@ -237,13 +237,18 @@ func TestDistJSONKeys(t *testing.T) {
 	var m map[string]any
 	_ = json.Unmarshal(raw, &m)
 	for _, k := range []string{"count", "mean", "std", "min", "p25", "p50", "p75", "p90", "p95",
-		"p99", "p999", "max"} {
+		"p99", "p999", "p9999", "max"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("Dist JSON lacks %q", k)
 		}
 	}
-	if len(m) != 12 {
-		t.Errorf("Dist JSON has %d keys, want 12", len(m))
+	if len(m) != 13 {
+		t.Errorf("Dist JSON has %d keys, want 13", len(m))
+	}
+	for _, p := range metrics.Percentiles {
+		if _, ok := m[p.Key]; !ok {
+			t.Errorf("Dist JSON lacks percentile key %q", p.Key)
+		}
 	}
 }
 
@@ -468,7 +473,7 @@ func TestWriteTable(t *testing.T) {
 	}
 	for _, l := range strings.Split(out, "\n") {
 		if len(l) > 100 {
-			t.Errorf("line of %d columns: %q", len(l), l)
+			t.Errorf("line of %d columns: %q\n%s", len(l), l, out)
 		}
 	}
 }
@@ -478,5 +483,106 @@ func BenchmarkRecord(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		s.Record(metrics.ITL, i&15, time.Duration(i&4095)*time.Microsecond)
+	}
+}
+
+func TestResultTPOTFirstChunk(t *testing.T) {
+	ms := time.Millisecond
+	ev := func(tokens ...int32) []tape.Chunk {
+		c := make([]tape.Chunk, len(tokens))
+		for i, n := range tokens {
+			c[i] = tape.Chunk{Offset: time.Duration(i+1) * ms, Tokens: n}
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name       string
+		r          tape.Result
+		ours, vllm time.Duration // 0: no sample
+	}{
+		{"one token per event", tape.Result{TTFT: ms, E2E: 5 * ms, OutputTokens: 5, Chunks: ev(1, 1, 1, 1, 1)}, ms, ms},
+		{"four tokens per event", tape.Result{TTFT: ms, E2E: 4 * ms, OutputTokens: 16, Chunks: ev(4, 4, 4, 4)}, 200 * time.Microsecond, 250 * time.Microsecond},
+		{"unknown tokens count as one", tape.Result{TTFT: ms, E2E: 3 * ms, OutputTokens: 3, Chunks: ev(0, 0, 0)}, ms, ms},
+		{"first event with every token, slow end", tape.Result{TTFT: ms, E2E: 2 * ms, OutputTokens: 4, Chunks: ev(4)}, ms / 3, 0},
+		{"one token", tape.Result{TTFT: ms, E2E: ms, OutputTokens: 1, Chunks: ev(1)}, 0, 0},
+		{"no events", tape.Result{E2E: ms, OutputTokens: 8}, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ours, ok := metrics.ResultTPOT(&tc.r)
+			if ok != (tc.ours > 0) || ours != tc.ours {
+				t.Errorf("ResultTPOT = %v, %v; want %v", ours, ok, tc.ours)
+			}
+			vllm, ok := metrics.ResultTPOTFirstChunk(&tc.r)
+			if ok != (tc.vllm > 0) || vllm != tc.vllm {
+				t.Errorf("ResultTPOTFirstChunk = %v, %v; want %v", vllm, ok, tc.vllm)
+			}
+		})
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	for _, tc := range []struct {
+		in, err string
+		want    []float64
+	}{
+		{"", "", nil},
+		{"50,90,95,99,99.9", "", []float64{50, 90, 95, 99, 99.9}},
+		{" p50 , p99.99", "", []float64{50, 99.99}},
+		{"50,abc", `"abc" is not a number`, nil},
+		{"101", "101 is not one of 25, 50, 75, 90, 95, 99, 99.9, 99.99", nil},
+		{"97", "not one of", nil},
+		{"50,50", "given twice", nil},
+	} {
+		got, err := metrics.ParsePercentiles(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("ParsePercentiles(%q) error %v, want one line with %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || len(got) != len(tc.want) {
+			t.Errorf("ParsePercentiles(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Errorf("ParsePercentiles(%q) = %v, want %v", tc.in, got, tc.want)
+			}
+		}
+	}
+
+	// p99.9 and p99.99 are there from 1,000 and 10,000 samples, never as a 0 before.
+	v := make([]float64, 10000)
+	for i := range v {
+		v[i] = float64(i + 1)
+	}
+	for _, tc := range []struct {
+		n              int
+		p999, p9999    bool
+		shownByDefault int
+	}{{999, false, false, 5}, {1000, true, false, 6}, {9999, true, false, 6}, {10000, true, true, 7}} {
+		d := metrics.ValuesDist(v[:tc.n])
+		if _, ok := d.At(99.9); ok != tc.p999 {
+			t.Errorf("%d samples: p99.9 there = %v", tc.n, ok)
+		}
+		if x, ok := d.At(99.99); ok != tc.p9999 || (!ok && x != 0) {
+			t.Errorf("%d samples: p99.99 = %v, %v", tc.n, x, ok)
+		}
+		if got := metrics.ShownPercentiles(nil, metrics.TablePercentiles, metrics.Dist{}, d); len(got) != tc.shownByDefault {
+			t.Errorf("%d samples: %d columns by default, want %d", tc.n, len(got), tc.shownByDefault)
+		}
+		if got := metrics.ShownPercentiles([]float64{50, 99.99}, metrics.TablePercentiles, d); len(got) != 2 || got[1].Key != "p9999" {
+			t.Errorf("%d samples: chosen columns %v", tc.n, got)
+		}
+	}
+	if _, ok := (metrics.Dist{}).At(50); ok {
+		t.Error("no samples: p50 there")
+	}
+	h := metrics.NewSet()
+	for i := range 10000 {
+		h.Record(metrics.TTFT, 0, time.Duration(i+1)*time.Microsecond)
+	}
+	if d := h.Dist(metrics.TTFT, ""); d.P9999 < d.P999 || d.P999 < d.P99 || d.P9999 > d.Max {
+		t.Errorf("histogram percentiles out of order: %+v", d)
 	}
 }

@@ -14,15 +14,18 @@ import (
 
 // Metric names: the keys of a Set, of the encoded histograms and of the JSON summary.
 const (
-	TTFT        = "ttft_ms"
-	ITL         = "itl_ms"
-	TPOT        = "tpot_ms"
-	E2E         = "e2e_ms"
-	ScheduleLag = "schedule_lag_ms"
+	TTFT = "ttft_ms"
+	ITL  = "itl_ms"
+	TPOT = "tpot_ms"
+	// TPOTFirstChunk is vLLM's TPOT (ResultTPOTFirstChunk): it differs from TPOT when events
+	// carry several tokens.
+	TPOTFirstChunk = "tpot_first_chunk_ms"
+	E2E            = "e2e_ms"
+	ScheduleLag    = "schedule_lag_ms"
 )
 
 // Metrics lists the latency metrics in the order reports show them.
-var Metrics = []string{TTFT, TPOT, ITL, E2E, ScheduleLag}
+var Metrics = []string{TTFT, TPOT, TPOTFirstChunk, ITL, E2E, ScheduleLag}
 
 // Histogram range and precision: microseconds from 1 µs to 1 h, 3 significant digits.
 const (
@@ -169,7 +172,8 @@ func (s *Set) RecordITL(turnIndex int, chunks []tape.Chunk) {
 }
 
 // RecordResult adds the latencies of a successful result (OK) to the set: its TTFT and E2E
-// where measured (> 0), its TPOT (ResultTPOT) and the ITL of its events. A failed result adds
+// where measured (> 0), its TPOT (ResultTPOT), vLLM's TPOT (ResultTPOTFirstChunk) and the ITL
+// of its events. A failed result adds
 // nothing. It is the one place where a result becomes latency samples, for a replay's results
 // and a recording's turns alike.
 func (s *Set) RecordResult(r *tape.Result) {
@@ -184,6 +188,9 @@ func (s *Set) RecordResult(r *tape.Result) {
 	}
 	if tpot, ok := ResultTPOT(r); ok {
 		s.Record(TPOT, r.Turn, tpot)
+	}
+	if tpot, ok := ResultTPOTFirstChunk(r); ok {
+		s.Record(TPOTFirstChunk, r.Turn, tpot)
 	}
 	s.RecordITL(r.Turn, r.Chunks)
 }

@@ -82,6 +82,27 @@ func ResultTPOT(r *tape.Result) (time.Duration, bool) {
 	return (r.E2E - r.TTFT) / time.Duration(r.OutputTokens-1), true
 }
 
+// ResultTPOTFirstChunk returns vLLM's time per output token and true: (E2E − TTFT) / (output
+// tokens − the tokens of the first output event), the time after the first event spread over
+// the tokens that came after it (vLLM's benchmarks/multi_turn/benchmark_serving_multi_turn.py,
+// send_turn). It is false when there is no first event, or when the first event carried every
+// output token (vLLM counts a 0 there; here it is no sample, as ResultTPOT under 2 tokens). An
+// event with no token count counts as one token, as in ITLSamples. With one token per event it
+// equals ResultTPOT; with several it is larger, since fewer tokens share the same time.
+func ResultTPOTFirstChunk(r *tape.Result) (time.Duration, bool) {
+	if len(r.Chunks) == 0 || r.TTFT <= 0 || r.E2E < r.TTFT {
+		return 0, false
+	}
+	first := int(r.Chunks[0].Tokens)
+	if first < 1 {
+		first = 1
+	}
+	if r.OutputTokens < 2 || r.OutputTokens <= first {
+		return 0, false
+	}
+	return (r.E2E - r.TTFT) / time.Duration(r.OutputTokens-first), true
+}
+
 // Met reports whether the result succeeded and met every objective set. A result with no
 // first output event fails a TTFT objective; TPOT is not checked under 2 output tokens.
 func (o SLO) Met(r *tape.Result) bool {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,11 +20,14 @@ type Summary struct {
 	Requests   Requests   `json:"requests"`
 	Throughput Throughput `json:"throughput"`
 	// Latencies in milliseconds, of successful requests (schedule lag: of every request sent).
-	TTFT        Dist `json:"ttft_ms"`
-	TPOT        Dist `json:"tpot_ms"`
-	ITL         Dist `json:"itl_ms"`
-	E2E         Dist `json:"e2e_ms"`
-	ScheduleLag Dist `json:"schedule_lag_ms"`
+	TTFT Dist `json:"ttft_ms"`
+	TPOT Dist `json:"tpot_ms"`
+	// TPOTFirstChunk is vLLM's TPOT (ResultTPOTFirstChunk); a run stored before it was
+	// measured has no samples.
+	TPOTFirstChunk Dist `json:"tpot_first_chunk_ms"`
+	ITL            Dist `json:"itl_ms"`
+	E2E            Dist `json:"e2e_ms"`
+	ScheduleLag    Dist `json:"schedule_lag_ms"`
 	// Token counts of successful requests.
 	InputTokens  Dist    `json:"input_tokens"`
 	OutputTokens Dist    `json:"output_tokens"`
@@ -43,6 +47,9 @@ type Summary struct {
 	// request recorded, a body too large to record, a turn that failed when recorded under
 	// --failed skip, a synthetic prompt that could not be made.
 	Skipped int `json:"skipped"`
+	// Percentiles are the percentiles the table and CSV show (--percentiles; from
+	// ParsePercentiles); nil for their defaults. Not stored: JSON always has every one.
+	Percentiles []float64 `json:"-"`
 }
 
 // Requests counts the requests of the measurement window (warmup excluded).
@@ -152,20 +159,21 @@ func (a *Accumulator) Add(r *tape.Result) {
 func (a *Accumulator) Summary(window time.Duration, slo SLO) Summary {
 	s := a.Set()
 	sum := Summary{
-		Requests:      Requests{Total: a.total, OK: a.ok, Errors: a.total - a.ok},
-		TTFT:          s.Dist(TTFT, ""),
-		TPOT:          s.Dist(TPOT, ""),
-		ITL:           s.Dist(ITL, ""),
-		E2E:           s.Dist(E2E, ""),
-		ScheduleLag:   s.Dist(ScheduleLag, ""),
-		InputTokens:   ValuesDist(a.input),
-		OutputTokens:  ValuesDist(a.output),
-		CachedTokens:  a.cached,
-		ErrorsByClass: map[string]int{},
-		ByTurn:        []TurnSummary{},
-		Duration:      window.Seconds(),
-		Warmup:        a.warmup,
-		Retries:       a.retries,
+		Requests:       Requests{Total: a.total, OK: a.ok, Errors: a.total - a.ok},
+		TTFT:           s.Dist(TTFT, ""),
+		TPOT:           s.Dist(TPOT, ""),
+		TPOTFirstChunk: s.Dist(TPOTFirstChunk, ""),
+		ITL:            s.Dist(ITL, ""),
+		E2E:            s.Dist(E2E, ""),
+		ScheduleLag:    s.Dist(ScheduleLag, ""),
+		InputTokens:    ValuesDist(a.input),
+		OutputTokens:   ValuesDist(a.output),
+		CachedTokens:   a.cached,
+		ErrorsByClass:  map[string]int{},
+		ByTurn:         []TurnSummary{},
+		Duration:       window.Seconds(),
+		Warmup:         a.warmup,
+		Retries:        a.retries,
 	}
 	for k, v := range a.errors {
 		sum.ErrorsByClass[k] = v
@@ -220,27 +228,44 @@ func (s Summary) ErrorsText() string {
 }
 
 // WriteTable writes the summary as a table like vLLM's multi-turn benchmark prints (count,
-// mean, std, min, 25%, 50%, 75%, 90%, 99%, max per metric), then throughput, goodput, errors
-// and per-turn figures. Lines fit in 100 columns. It is the table format of
-// analyze.WriteSummary, which renders the summary in every format.
+// mean, std, min, the percentiles, max per metric), then throughput, goodput, errors and
+// per-turn figures. The percentiles are Percentiles when set, else 25%, 50%, 75%, 90%, 99%
+// and, as vLLM prints them, 99.9% and 99.99% once a metric has 1,000 / 10,000 samples (a
+// metric with fewer shows "-" there). Lines fit in 100 columns with the default five. It is
+// the table format of analyze.WriteSummary, which renders the summary in every format.
 func (s Summary) WriteTable(w io.Writer) error {
 	var b strings.Builder
-	line := strings.Repeat("-", 94)
-	fmt.Fprintf(&b, "%-14s%8s%8s%8s%8s%8s%8s%8s%8s%8s%8s\n",
-		"", "count", "mean", "std", "min", "25%", "50%", "75%", "90%", "99%", "max")
-	fmt.Fprintln(&b, line)
 	rows := []struct {
 		name string
 		d    Dist
 	}{
-		{"ttft_ms", s.TTFT}, {"tpot_ms", s.TPOT}, {"itl_ms", s.ITL}, {"e2e_ms", s.E2E},
+		{"ttft_ms", s.TTFT}, {"tpot_ms", s.TPOT}, {"tpot_first_chunk_ms", s.TPOTFirstChunk}, {"itl_ms", s.ITL}, {"e2e_ms", s.E2E},
 		{"input_tokens", s.InputTokens}, {"output_tokens", s.OutputTokens},
 	}
+	dists := make([]Dist, len(rows))
+	for i, r := range rows {
+		dists[i] = r.d
+	}
+	ps := ShownPercentiles(s.Percentiles, TablePercentiles, dists...)
+	line := strings.Repeat("-", 58+8*len(ps))
+	fmt.Fprintf(&b, "%-19s%7s%8s%8s%8s", "", "count", "mean", "std", "min")
+	for _, p := range ps {
+		fmt.Fprintf(&b, "%8s", strconv.FormatFloat(p.Q, 'f', -1, 64)+"%")
+	}
+	fmt.Fprintf(&b, "%8s\n", "max")
+	fmt.Fprintln(&b, line)
 	for _, r := range rows {
 		d := r.d
-		fmt.Fprintf(&b, "%-14s%8d%8s%8s%8s%8s%8s%8s%8s%8s%8s\n", r.name, d.Count, output.FormatFixed(d.Mean),
-			output.FormatFixed(d.Std), output.FormatFixed(d.Min), output.FormatFixed(d.P25), output.FormatFixed(d.P50), output.FormatFixed(d.P75), output.FormatFixed(d.P90),
-			output.FormatFixed(d.P99), output.FormatFixed(d.Max))
+		fmt.Fprintf(&b, "%-19s%7d%8s%8s%8s", r.name, d.Count, output.FormatFixed(d.Mean),
+			output.FormatFixed(d.Std), output.FormatFixed(d.Min))
+		for _, p := range ps {
+			cell := "-"
+			if v, ok := d.At(p.Q); ok || (d.Count == 0 && p.MinSamples == 0) {
+				cell = output.FormatFixed(v)
+			}
+			fmt.Fprintf(&b, "%8s", cell)
+		}
+		fmt.Fprintf(&b, "%8s\n", output.FormatFixed(d.Max))
 	}
 	fmt.Fprintln(&b, line)
 	fmt.Fprintf(&b, "requests       %d total, %d ok, %d errors", s.Requests.Total, s.Requests.OK,

@@ -29,6 +29,7 @@ func newAnalyzeCmd() *cobra.Command {
 	var (
 		out       outputFlags
 		recording string
+		pcts      string
 		cfg       analyze.Config
 	)
 	cmd := &cobra.Command{
@@ -58,6 +59,10 @@ store (computed once when a turn was recorded or imported); nothing is tokenized
 			if cfg.CacheTokens <= 0 {
 				return usageErrorf("--cache-tokens %d: want a positive number of tokens", cfg.CacheTokens)
 			}
+			ps, err := parsePercentiles(pcts)
+			if err != nil {
+				return err
+			}
 			s, err := openStoreRead(cmd)
 			if err != nil {
 				return err
@@ -74,12 +79,14 @@ store (computed once when a turn was recorded or imported); nothing is tokenized
 			if err != nil {
 				return err
 			}
+			p.Percentiles = ps
 			return out.write(cmd, func(w io.Writer) error { return p.Write(w, f) })
 		},
 	}
 	cmd.Flags().StringVar(&recording, "recording", "latest", "recording to analyse: id, name or latest")
 	cmd.Flags().IntSliceVar(&cfg.BlockSizes, "block-size", analyze.DefaultBlockSizes, "prefix-cache block sizes in tokens")
 	cmd.Flags().Int64Var(&cfg.CacheTokens, "cache-tokens", analyze.DefaultCacheTokens, "LRU prefix cache budget in tokens")
+	bindPercentiles(cmd, &pcts)
 	out.bind(cmd, analyzeFormats...)
 	return cmd
 }

@@ -20,6 +20,7 @@ func newCompareCmd() *cobra.Command {
 		slo    string
 		top    int
 		verify bool
+		pcts   string
 	)
 	cmd := &cobra.Command{
 		Use:   "compare BASE TARGET",
@@ -79,6 +80,10 @@ a warning says so when compared requests had a temperature above 0 or none. See 
 				return usageErrorf("--top %d: want a positive number", top)
 			}
 			cfg.Top = top
+			ps, err := parsePercentiles(pcts)
+			if err != nil {
+				return err
+			}
 			s, err := openStoreRead(cmd)
 			if err != nil {
 				return err
@@ -88,6 +93,7 @@ a warning says so when compared requests had a temperature above 0 or none. See 
 			if err != nil {
 				return err
 			}
+			c.Percentiles = ps
 			if err := out.write(cmd, func(w io.Writer) error { return c.Write(w, f) }); err != nil {
 				return err
 			}
@@ -104,6 +110,7 @@ a warning says so when compared requests had a temperature above 0 or none. See 
 	cmd.Flags().StringVar(&slo, "slo", "", "goodput objectives for both sides, e.g. ttft=500ms,tpot=50ms (default: the runs' own --slo when they agree)")
 	cmd.Flags().BoolVar(&verify, "verify-output", false, "compare the replies turn by turn (runs need replay --keep-replies)")
 	cmd.Flags().IntVar(&top, "top", 10, "regressions to list, per turn and per conversation")
+	bindPercentiles(cmd, &pcts)
 	out.bind(cmd, analyzeFormats...)
 	return cmd
 }

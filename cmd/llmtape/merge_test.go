@@ -247,7 +247,7 @@ func TestMergeShardsEndToEnd(t *testing.T) {
 		t.Errorf("only %d of %d requests succeeded", ok, len(union))
 	}
 	direct := acc.Set()
-	reported := map[string]metrics.Dist{metrics.TTFT: rep.TTFT, metrics.TPOT: rep.TPOT, metrics.ITL: rep.ITL,
+	reported := map[string]metrics.Dist{metrics.TTFT: rep.TTFT, metrics.TPOT: rep.TPOT, metrics.TPOTFirstChunk: rep.TPOTFirstChunk, metrics.ITL: rep.ITL,
 		metrics.E2E: rep.E2E, metrics.ScheduleLag: rep.ScheduleLag}
 	// HDR keeps 3 significant digits: a percentile is the highest value equivalent to the
 	// sample at its rank, so it exceeds that sample by at most 1/1000 of it (plus 1 µs at the

@@ -42,6 +42,7 @@ type replayOptions struct {
 	headers    []string
 	apiKeyEnv  string
 	slo        string
+	pcts       string // --percentiles
 	jsonFile   string
 	out        outputFlags
 	progress   time.Duration
@@ -90,6 +91,7 @@ func (o *replayOptions) bind(cmd *cobra.Command) {
 	f.StringVar((*string)(&c.Failed), "failed", string(replay.FailedSend), "turns that failed when recorded: send (they were part of the load) or skip")
 	f.StringVar(&c.SessionHeader, "session-header", "", `send this header with an id of the conversation on every request, e.g. X-Session-ID (value "llmtape-<run id>-<conversation id>"); conversations recorded with a session header get theirs anyway`)
 	f.StringVar(&o.slo, "slo", "", "objectives for goodput, e.g. ttft=500ms,tpot=50ms,e2e=10s")
+	bindPercentiles(cmd, &o.pcts)
 	f.StringVar(&o.jsonFile, "json", "", "also write the summary as JSON to this file (-: to stdout alone, the summary of --format then goes to stderr); kept for one release, like --format json -o FILE")
 	f.Float64Var(&o.maxErrorRate, "max-error-rate", -1, "exit 1 when the share of failed requests (0..1) is above this, e.g. 0.05 (default: off; a run with no successful request always exits 1)")
 	f.DurationVar(&o.progress, "progress-interval", 10*time.Second, "interval of the plain progress lines when stderr is not a terminal (0: none)")
@@ -242,6 +244,9 @@ func (o *replayOptions) config(cmd *cobra.Command) (replay.Config, error) {
 		return c, usageErrorf("--slo: %v", err)
 	}
 	c.SLO = slo
+	if _, err := parsePercentiles(o.pcts); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -524,6 +529,7 @@ func (o *replayOptions) writeSummary(cmd *cobra.Command, f output.Format, rep *r
 	}
 	opts := outputOpts(cmd)
 	opts.Stdout = stdout
+	rep.Summary.Percentiles, _ = metrics.ParsePercentiles(o.pcts) // checked by config
 	if err := output.Write(o.out.output, opts, func(w io.Writer) error {
 		return analyze.WriteSummary(w, &rep.Summary, f)
 	}); err != nil {

@@ -20,6 +20,7 @@ func newReportCmd() *cobra.Command {
 		runs []string
 		by   string
 		slo  string
+		pcts string
 	)
 	cmd := &cobra.Command{
 		Use:   "report",
@@ -53,6 +54,10 @@ conversation and --slo recomputes goodput; both read the run's results.`,
 			if cfg.SLO, err = metrics.ParseSLO(slo); err != nil {
 				return usageErrorf("--slo: %v", err)
 			}
+			ps, err := parsePercentiles(pcts)
+			if err != nil {
+				return err
+			}
 			cfg.Timeline = f == analyze.FormatHTML
 			if len(runs) == 0 {
 				runs = []string{"latest"}
@@ -81,12 +86,14 @@ conversation and --slo recomputes goodput; both read the run's results.`,
 			if err != nil {
 				return err
 			}
+			rep.Percentiles = ps
 			return out.write(cmd, func(w io.Writer) error { return rep.Write(w, f) })
 		},
 	}
 	cmd.Flags().StringArrayVar(&runs, "run", nil, "run to report: id, name or latest (repeat to merge shards; default latest)")
 	cmd.Flags().StringVar(&by, "by", "", "add a breakdown: conversation")
 	cmd.Flags().StringVar(&slo, "slo", "", "recompute goodput for these objectives, e.g. ttft=500ms,tpot=50ms,e2e=10s")
+	bindPercentiles(cmd, &pcts)
 	out.bind(cmd, analyzeFormats...)
 	return cmd
 }
