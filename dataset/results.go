@@ -172,6 +172,9 @@ func appendResultLine(b []byte, r *tape.Result, name string, itl bool) []byte {
 	tpot, ok := metrics.ResultTPOT(r)
 	b = append(b, `,"tpot_ms":`...)
 	b = appendMsOrNull(b, tpot, ok)
+	tpot, ok = metrics.ResultTPOTFirstChunk(r)
+	b = append(b, `,"tpot_first_chunk_ms":`...)
+	b = appendMsOrNull(b, tpot, ok)
 	if itl {
 		b = append(b, `,"itl_ms":[`...)
 		first := true
@@ -234,7 +237,7 @@ func appendMsOrNull(b []byte, d time.Duration, ok bool) []byte {
 // resultsCSVCols are the columns of the results-csv format: the results line without its lists,
 // plus the number of events.
 var resultsCSVCols = []string{"conversation", "conversation_name", "turn", "attempt", "scheduled_ms",
-	"sent_ms", "schedule_lag_ms", "ttft_ms", "e2e_ms", "tpot_ms", "input_tokens", "output_tokens",
+	"sent_ms", "schedule_lag_ms", "ttft_ms", "e2e_ms", "tpot_ms", "tpot_first_chunk_ms", "input_tokens", "output_tokens",
 	"cached_tokens", "token_source", "status", "ok", "error_class", "error", "warmup", "events"}
 
 // encodeResultsCSV is the Encoder of the results-csv format for a recording.
@@ -274,9 +277,10 @@ func writeResultsCSV(side *resultSide, w *bufio.Writer) (ExportStats, error) {
 	}
 	err := side.each(func(r *tape.Result, name string) error {
 		tpot, ok := metrics.ResultTPOT(r)
+		tpotFirst, okFirst := metrics.ResultTPOTFirstChunk(r)
 		rec = append(rec[:0], id, strconv.FormatUint(r.Conversation, 10), output.CSVCell(name),
 			strconv.Itoa(r.Turn), strconv.Itoa(r.Retries+1), ms(r.Scheduled, true), ms(r.Sent, true),
-			ms(r.Sent-r.Scheduled, true), ms(r.TTFT, r.TTFT > 0), ms(r.E2E, r.E2E > 0), ms(tpot, ok),
+			ms(r.Sent-r.Scheduled, true), ms(r.TTFT, r.TTFT > 0), ms(r.E2E, r.E2E > 0), ms(tpot, ok), ms(tpotFirst, okFirst),
 			strconv.Itoa(r.InputTokens), strconv.Itoa(r.OutputTokens), strconv.Itoa(r.CachedTokens),
 			output.CSVCell(string(r.TokenSource)), strconv.Itoa(r.Status), strconv.FormatBool(metrics.OK(r)),
 			output.CSVCell(string(resultClass(r))), output.CSVCell(r.Error), strconv.FormatBool(r.Warmup),

@@ -41,6 +41,7 @@ type resultLine struct {
 	TTFTMs           *float64  `json:"ttft_ms"`
 	E2EMs            *float64  `json:"e2e_ms"`
 	TPOTMs           *float64  `json:"tpot_ms"`
+	TPOTFirstMs      *float64  `json:"tpot_first_chunk_ms"`
 	ITLMs            []float64 `json:"itl_ms"`
 	InputTokens      int       `json:"input_tokens"`
 	OutputTokens     int       `json:"output_tokens"`
@@ -255,7 +256,7 @@ func TestExportResults(t *testing.T) {
 	}
 	st.Close()
 
-	var ttft, e2e, tpot, itl []float64
+	var ttft, e2e, tpot, tpotFirst, itl []float64
 	for i, l := range lines {
 		if l.Run != run.ID || l.Recording != 0 || l.ConversationName != "conv-"+jsonNum(float64(l.Conversation)) ||
 			l.Attempt != 1 || !l.OK || l.Status != 200 || l.ErrorClass != "" || l.Error != "" || l.Warmup ||
@@ -315,6 +316,9 @@ func TestExportResults(t *testing.T) {
 		ttft = append(ttft, *l.TTFTMs)
 		e2e = append(e2e, *l.E2EMs)
 		tpot = append(tpot, *l.TPOTMs)
+		if l.TPOTFirstMs != nil {
+			tpotFirst = append(tpotFirst, *l.TPOTFirstMs)
+		}
 		itl = append(itl, l.ITLMs...)
 	}
 	// The summary, recomputed from the lines.
@@ -324,6 +328,7 @@ func TestExportResults(t *testing.T) {
 	checkDist(t, "ttft_ms", sum.TTFT, ttft)
 	checkDist(t, "e2e_ms", sum.E2E, e2e)
 	checkDist(t, "tpot_ms", sum.TPOT, tpot)
+	checkDist(t, "tpot_first_chunk_ms", sum.TPOTFirstChunk, tpotFirst)
 	checkDist(t, "itl_ms", sum.ITL, itl)
 
 	t.Run("no-itl", func(t *testing.T) {
@@ -352,7 +357,7 @@ func TestExportResults(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []string{"run", "conversation", "conversation_name", "turn", "attempt", "scheduled_ms", "sent_ms",
-			"schedule_lag_ms", "ttft_ms", "e2e_ms", "tpot_ms", "input_tokens", "output_tokens", "cached_tokens",
+			"schedule_lag_ms", "ttft_ms", "e2e_ms", "tpot_ms", "tpot_first_chunk_ms", "input_tokens", "output_tokens", "cached_tokens",
 			"token_source", "status", "ok", "error_class", "error", "warmup", "events"}
 		if len(recs) != len(lines)+1 || !slices.Equal(recs[0], want) {
 			t.Fatalf("%d records, header %v", len(recs), recs[0])
