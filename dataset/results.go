@@ -138,13 +138,18 @@ func writeResults(side *resultSide, w *bufio.Writer, cfg *ExportConfig) (ExportS
 	head := append(append([]byte(`{"`), side.key...), `":`...)
 	head = strconv.AppendUint(head, side.id, 10)
 	err := side.each(func(r *tape.Result, name string) error {
-		line = appendResultLine(append(line[:0], head...), r, name, !cfg.NoITL)
 		stats.Turns++
 		if !convs[r.Conversation] {
 			convs[r.Conversation] = true
 			stats.Conversations++
 		}
-		return writeLine(w, line)
+		for _, a := range r.AttemptResults() { // one line per try of the request
+			line = appendResultLine(append(line[:0], head...), &a, name, !cfg.NoITL)
+			if err := writeLine(w, line); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return stats, err
 }
@@ -276,22 +281,24 @@ func writeResultsCSV(side *resultSide, w *bufio.Writer) (ExportStats, error) {
 		return string(appendMillis(nil, d))
 	}
 	err := side.each(func(r *tape.Result, name string) error {
-		tpot, ok := metrics.ResultTPOT(r)
-		tpotFirst, okFirst := metrics.ResultTPOTFirstChunk(r)
-		rec = append(rec[:0], id, strconv.FormatUint(r.Conversation, 10), output.CSVCell(name),
-			strconv.Itoa(r.Turn), strconv.Itoa(r.Retries+1), ms(r.Scheduled, true), ms(r.Sent, true),
-			ms(r.Sent-r.Scheduled, true), ms(r.TTFT, r.TTFT > 0), ms(r.E2E, r.E2E > 0), ms(tpot, ok), ms(tpotFirst, okFirst),
-			strconv.Itoa(r.InputTokens), strconv.Itoa(r.OutputTokens), strconv.Itoa(r.CachedTokens),
-			output.CSVCell(string(r.TokenSource)), strconv.Itoa(r.Status), strconv.FormatBool(metrics.OK(r)),
-			output.CSVCell(string(resultClass(r))), output.CSVCell(r.Error), strconv.FormatBool(r.Warmup),
-			strconv.Itoa(len(r.Chunks)))
 		stats.Turns++
 		if !convs[r.Conversation] {
 			convs[r.Conversation] = true
 			stats.Conversations++
 		}
-		if err := cw.Write(rec); err != nil {
-			return fmt.Errorf("write: %w", err)
+		for _, a := range r.AttemptResults() { // one record per try of the request
+			tpot, ok := metrics.ResultTPOT(&a)
+			tpotFirst, okFirst := metrics.ResultTPOTFirstChunk(&a)
+			rec = append(rec[:0], id, strconv.FormatUint(a.Conversation, 10), output.CSVCell(name),
+				strconv.Itoa(a.Turn), strconv.Itoa(a.Retries+1), ms(a.Scheduled, true), ms(a.Sent, true),
+				ms(a.Sent-a.Scheduled, true), ms(a.TTFT, a.TTFT > 0), ms(a.E2E, a.E2E > 0), ms(tpot, ok), ms(tpotFirst, okFirst),
+				strconv.Itoa(a.InputTokens), strconv.Itoa(a.OutputTokens), strconv.Itoa(a.CachedTokens),
+				output.CSVCell(string(a.TokenSource)), strconv.Itoa(a.Status), strconv.FormatBool(metrics.OK(&a)),
+				output.CSVCell(string(resultClass(&a))), output.CSVCell(a.Error), strconv.FormatBool(a.Warmup),
+				strconv.Itoa(len(a.Chunks)))
+			if err := cw.Write(rec); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
 		}
 		return nil
 	})

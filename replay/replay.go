@@ -877,7 +877,10 @@ func (r *Replayer) send(tp *turnPlan, header http.Header, body []byte, msgs []js
 	target := r.urls[tp.path]
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
-	var first time.Duration
+	var (
+		first    time.Duration
+		attempts []tape.Attempt // every try, kept once there is a second
+	)
 	for try := 0; ; try++ {
 		x := &exchange{msgs: msgs, prompt: prompt, events: tp.completion, header: header}
 		x.res.Scheduled = sched
@@ -888,9 +891,17 @@ func (r *Replayer) send(tp *turnPlan, header http.Header, body []byte, msgs []js
 			first = x.res.Sent
 		}
 		x.res.Retries = try
-		if metrics.OK(&x.res) || try >= r.cfg.Retries || x.res.ErrorClass == errclass.Canceled ||
-			r.abortCtx.Err() != nil {
+		done := metrics.OK(&x.res) || try >= r.cfg.Retries || x.res.ErrorClass == errclass.Canceled ||
+			r.abortCtx.Err() != nil
+		if try > 0 || !done {
+			attempts = append(attempts, tape.Attempt{Sent: x.res.Sent, TTFT: x.res.TTFT, E2E: x.res.E2E,
+				Status: x.res.Status, ErrorClass: x.res.ErrorClass, Error: x.res.Error})
+		}
+		if done {
 			x.res.Sent = first
+			if try > 0 {
+				x.res.Attempts = attempts
+			}
 			return x
 		}
 		wait := x.retryAfter

@@ -561,6 +561,15 @@ func encodeResult(buf []byte, r *Result) []byte {
 		e.str(r.Reply.Content)
 		e.raw(r.Reply.ToolCalls)
 	}
+	e.uvarint(uint64(len(r.Attempts)))
+	for _, a := range r.Attempts {
+		e.dur(a.Sent)
+		e.dur(a.TTFT)
+		e.dur(a.E2E)
+		e.int(a.Status)
+		e.str(string(a.ErrorClass))
+		e.str(a.Error)
+	}
 	return e.b
 }
 
@@ -587,6 +596,15 @@ func decodeResult(v []byte, r *Result) error {
 	}
 	if d.more() && d.bool() { // appended after the first release: absent in older records
 		r.Reply = &Reply{Content: d.str(), ToolCalls: d.raw()}
+	}
+	if d.more() { // appended after Reply: absent in older records
+		if n := d.count(6); n > 0 {
+			r.Attempts = make([]Attempt, n)
+			for i := range r.Attempts {
+				r.Attempts[i] = Attempt{Sent: d.dur(), TTFT: d.dur(), E2E: d.dur(), Status: d.int(),
+					ErrorClass: errclass.Class(d.str()), Error: d.str()}
+			}
+		}
 	}
 	if d.err != nil {
 		*r = Result{}

@@ -137,6 +137,15 @@ func TestCodecRoundTrip(t *testing.T) {
 				t.Errorf("got %#v (%v), want %#v", out, err, *in)
 			}
 		}
+		in.Attempts = []Attempt{{Sent: 1, E2E: 2, Status: 429, ErrorClass: "http", Error: "busy"},
+			{Sent: 30, TTFT: 3, E2E: 9, Status: 200}}
+		for _, reply := range []*Reply{nil, {Content: "r"}} {
+			in.Reply = reply
+			var out Result
+			if err := decodeResult(encodeResult(nil, in), &out); err != nil || !reflect.DeepEqual(in, &out) {
+				t.Errorf("with attempts: got %#v (%v), want %#v", out, err, *in)
+			}
+		}
 	})
 	t.Run("result of the first release", func(t *testing.T) {
 		// Written before Reply existed: the record ends after Retries, and has no reply.
@@ -212,6 +221,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeTurn(nil, &Turn{}))
 	f.Add(encodeResult(nil, &Result{Chunks: []Chunk{{1, 2}}, Error: "x"}))
 	f.Add(encodeResult(nil, &Result{Status: 200, Reply: &Reply{Content: "r", ToolCalls: json.RawMessage(`[{"id":"c"}]`)}}))
+	f.Add(encodeResult(nil, &Result{Status: 200, Retries: 1, Attempts: []Attempt{{Sent: 1, Status: 503, ErrorClass: "http", Error: "x"}, {Sent: 9, Status: 200}}}))
 	f.Add(encodeRun(nil, &Run{Histograms: map[string][]byte{"a": {1}}}))
 	f.Add(encodeRecording(nil, &Recording{Name: "r"}))
 	f.Add(encodeConversation(nil, &Conversation{ID: 1}))

@@ -70,3 +70,29 @@ func TestTurnFailureAndResult(t *testing.T) {
 		}
 	}
 }
+
+func TestAttemptResults(t *testing.T) {
+	ms := time.Millisecond
+	r := tape.Result{Run: 1, Seq: 4, Conversation: 7, Turn: 1, Scheduled: 10 * ms, Sent: 11 * ms, TTFT: 3 * ms, E2E: 9 * ms,
+		InputTokens: 50, OutputTokens: 4, Status: 200, Retries: 2, Chunks: []tape.Chunk{{Offset: 3 * ms, Tokens: 4}},
+		Attempts: []tape.Attempt{{Sent: 11 * ms, E2E: ms, Status: 429, ErrorClass: errclass.HTTP, Error: "busy"},
+			{Sent: 120 * ms, E2E: 2 * ms, Status: 503, ErrorClass: errclass.HTTP, Error: "down"},
+			{Sent: 330 * ms, TTFT: 3 * ms, E2E: 9 * ms, Status: 200}}}
+	got := r.AttemptResults()
+	if len(got) != 3 {
+		t.Fatalf("%d attempts, want 3", len(got))
+	}
+	for i, a := range got[:2] {
+		if a.Retries != i || a.Sent != r.Attempts[i].Sent || a.Status != r.Attempts[i].Status || a.Error != r.Attempts[i].Error ||
+			a.Chunks != nil || a.OutputTokens != 0 || a.InputTokens != 50 || a.Scheduled != 10*ms {
+			t.Errorf("attempt %d: %+v", i+1, a)
+		}
+	}
+	if last := got[2]; last.Retries != 2 || last.Sent != 330*ms || last.Attempts != nil || len(last.Chunks) != 1 || last.Status != 200 {
+		t.Errorf("last attempt: %+v", last)
+	}
+	once := tape.Result{Sent: 5 * ms, Status: 200}
+	if got := once.AttemptResults(); len(got) != 1 || got[0].Sent != 5*ms {
+		t.Errorf("a request sent once: %+v", got)
+	}
+}

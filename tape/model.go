@@ -309,6 +309,39 @@ type Result struct {
 	// Reply is what the target answered, kept when the run was made with replay
 	// --keep-replies (what it received of a request that failed mid-stream); nil otherwise.
 	Reply *Reply
+	// Attempts are the tries of a request that was retried (Retries > 0), in order, the last
+	// being this result's own; nil for a request sent once. Sent above is the first try's.
+	Attempts []Attempt
+}
+
+// Attempt is one try of a retried request (Result.Attempts).
+type Attempt struct {
+	Sent       time.Duration // from the run's start
+	TTFT       time.Duration // 0 when no output arrived
+	E2E        time.Duration
+	Status     int
+	ErrorClass errclass.Class
+	Error      string
+}
+
+// AttemptResults returns the request's tries as results, in order: the result itself for a
+// request sent once; for a retried one, a result per earlier try (its send time, latency and
+// failure, Retries = the tries before it; no events, output or reply) and then this result
+// with its last try's send time.
+func (r *Result) AttemptResults() []Result {
+	if len(r.Attempts) == 0 {
+		return []Result{*r}
+	}
+	out := make([]Result, len(r.Attempts))
+	last := len(r.Attempts) - 1
+	for i, a := range r.Attempts[:last] {
+		out[i] = Result{Run: r.Run, Seq: r.Seq, Conversation: r.Conversation, Turn: r.Turn,
+			Scheduled: r.Scheduled, Sent: a.Sent, TTFT: a.TTFT, E2E: a.E2E, InputTokens: r.InputTokens,
+			Status: a.Status, ErrorClass: a.ErrorClass, Error: a.Error, Warmup: r.Warmup, Retries: i}
+	}
+	out[last] = *r
+	out[last].Sent, out[last].Retries, out[last].Attempts = r.Attempts[last].Sent, last, nil
+	return out
 }
 
 // Reply is a target's answer to a replayed request: its text and tool calls.

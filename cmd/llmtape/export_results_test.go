@@ -450,3 +450,80 @@ func equalJSON(t *testing.T, a, b any) bool {
 	}
 	return bytes.Equal(x, y)
 }
+
+// TestExportResultsAttempts: a request that was retried gives one results line per try, the
+// earlier ones with their own send time and failure, the last one the request's outcome.
+func TestExportResultsAttempts(t *testing.T) {
+	path := chatStore(t, "retries.db", rand.NewPCG(16, 2), 6, func(i int) chatSpec {
+		return chatSpec{chat: tapetest.Config{Turns: 2}, arrival: time.Duration(i) * time.Millisecond, completion: 3}
+	})
+	url := replaySim(t, sim.Config{TTFT: time.Millisecond, ITL: 100 * time.Microsecond, FailRate: 0.5, Seed: 7})
+	if code, _, errOut := execCmd(context.Background(), "replay", "--store", path, "--target", url,
+		"--think", "none", "--speed", "100", "--retries", "20", "--on-error", "continue"); code != 0 {
+		t.Fatalf("replay: exit %d: %s", code, errOut)
+	}
+	code, stdout, errOut := execCmd(context.Background(), "export", "--store", path, "--run", "latest", "--format", "results")
+	if code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errOut)
+	}
+	type line struct {
+		Conversation uint64  `json:"conversation"`
+		Turn         int     `json:"turn"`
+		Attempt      int     `json:"attempt"`
+		SentMs       float64 `json:"sent_ms"`
+		Status       int     `json:"status"`
+		OK           bool    `json:"ok"`
+		ErrorClass   string  `json:"error_class"`
+		Events       []any   `json:"events"`
+	}
+	byReq := map[[2]uint64][]line{}
+	var order [][2]uint64
+	for l := range strings.Lines(stdout) {
+		var v line
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		k := [2]uint64{v.Conversation, uint64(v.Turn)}
+		if byReq[k] == nil {
+			order = append(order, k)
+		}
+		byReq[k] = append(byReq[k], v)
+	}
+	if len(order) != 12 {
+		t.Fatalf("%d requests in the export, want 12", len(order))
+	}
+	retried := 0
+	for _, k := range order {
+		ls := byReq[k]
+		if len(ls) > 1 {
+			retried++
+		}
+		for i, l := range ls {
+			if l.Attempt != i+1 {
+				t.Errorf("request %v: line %d is attempt %d", k, i, l.Attempt)
+			}
+			if i > 0 && l.SentMs < ls[i-1].SentMs {
+				t.Errorf("request %v: attempt %d sent at %v ms, before attempt %d at %v ms", k, l.Attempt, l.SentMs, i, ls[i-1].SentMs)
+			}
+			if i < len(ls)-1 && (l.OK || l.Status != 429 || l.ErrorClass != "http" || len(l.Events) != 0) {
+				t.Errorf("request %v: earlier attempt %+v, want a failed 429 without events", k, l)
+			}
+		}
+		if last := ls[len(ls)-1]; !last.OK || len(last.Events) == 0 {
+			t.Errorf("request %v: last attempt %+v, want the successful stream", k, last)
+		}
+	}
+	if retried == 0 {
+		t.Error("no request was retried: the sim's failures did not happen")
+	}
+	var sum struct {
+		Retries int `json:"retries"`
+	}
+	code, out, errOut := execCmd(context.Background(), "report", "--store", path, "--format", "json")
+	if code != 0 || json.Unmarshal([]byte(out), &sum) != nil {
+		t.Fatalf("report: exit %d: %s", code, errOut)
+	}
+	if lines := strings.Count(stdout, "\n"); sum.Retries != lines-len(order) {
+		t.Errorf("report counts %d retries, the export %d lines for %d requests", sum.Retries, lines, len(order))
+	}
+}
