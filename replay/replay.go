@@ -872,7 +872,8 @@ func (r *Replayer) conversationHeader(p *convPlan) http.Header {
 }
 
 // send makes the attempts of one request (1 + Config.Retries at most) and returns the last.
-// The result's Sent is the first attempt's.
+// The result's Sent is the first attempt's; a request tried more than once keeps every try in
+// the result's Attempts.
 func (r *Replayer) send(tp *turnPlan, header http.Header, body []byte, msgs []json.RawMessage, prompt json.RawMessage, sched time.Duration) *exchange {
 	target := r.urls[tp.path]
 	r.inflight.Add(1)
